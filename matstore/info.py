@@ -1,0 +1,45 @@
+"""What is in a store: schema version, row counts per table and source, ingests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from . import migrations
+from .store import Store, frame
+
+TABLES = ["compositions", "materials", "properties", "rejects", "ingests", "features", "validity",
+          "model_versions", "runs", "run_batches", "generated", "predictions"]
+
+
+@dataclass
+class StoreInfo:
+    path: str
+    schema_version: int
+    code_schema_version: int
+    table_counts: pl.DataFrame
+    source_counts: pl.DataFrame
+    ingests: pl.DataFrame
+
+
+def store_info(store: Store) -> StoreInfo:
+    with store.connect() as con:
+        existing = {r[0] for r in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema='main'").fetchall()}
+        counts = [(t, con.execute(f'SELECT count(*) FROM "{t}"').fetchall()[0][0])
+                  for t in TABLES if t in existing]
+        return StoreInfo(
+            path=store.path,
+            schema_version=migrations.current_version(con),
+            code_schema_version=migrations.latest_version(),
+            table_counts=pl.DataFrame(counts, schema=["table", "rows"], orient="row"),
+            source_counts=frame(con, """
+                SELECT source, count(*) AS materials, count(DISTINCT composition_id) AS compositions
+                FROM materials GROUP BY source ORDER BY source"""),
+            ingests=frame(con, """
+                SELECT ingest_id, source, status, rows_seen, rows_kept, rows_rejected,
+                       rows_curated, rows_duplicate,
+                       round(epoch(finished_at) - epoch(started_at), 2) AS seconds, uri
+                FROM ingests ORDER BY ingest_id"""),
+        )

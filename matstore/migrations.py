@@ -1,0 +1,84 @@
+"""Numbered schema migrations (migrations/NNNN_name.sql), applied in order, recorded in a table.
+
+Append-only: never edit a migration that has shipped; add the next number.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from .resources import resource_dir
+
+_NAME_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+class SchemaTooNewError(RuntimeError):
+    """The store was written by a newer matstore; we refuse to touch it."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    path: Path
+
+    def sql(self) -> str:
+        return self.path.read_text()
+
+
+def known_migrations() -> list[Migration]:
+    found = []
+    for p in sorted(resource_dir("migrations").glob("*.sql")):
+        m = _NAME_RE.match(p.name)
+        if not m:
+            raise ValueError(f"migration file {p.name!r} is not named NNNN_name.sql")
+        found.append(Migration(int(m.group(1)), m.group(2), p))
+    versions = [m.version for m in found]
+    if versions != list(range(1, len(found) + 1)):
+        raise ValueError(f"migrations must be numbered 1..N without gaps, found {versions}")
+    return found
+
+
+def latest_version() -> int:
+    return len(known_migrations())
+
+
+def current_version(con: duckdb.DuckDBPyConnection) -> int:
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables "
+        "WHERE table_name = 'schema_migrations' AND table_schema = 'main'").fetchall()[0][0]
+    if not exists:
+        return 0
+    return con.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchall()[0][0]
+
+
+def check_not_newer(con: duckdb.DuckDBPyConnection, path: str) -> int:
+    have, know = current_version(con), latest_version()
+    if have > know:
+        raise SchemaTooNewError(
+            f"store {path} has schema version {have}, but this matstore knows only up to "
+            f"{know}; upgrade matstore to open it (the store was not changed)")
+    return have
+
+
+def migrate(con: duckdb.DuckDBPyConnection, path: str) -> list[Migration]:
+    """Apply pending migrations, each in its own transaction. Returns those applied."""
+    have = check_not_newer(con, path)
+    con.execute("CREATE TABLE IF NOT EXISTS schema_migrations ("
+                "version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)")
+    applied = []
+    for mig in known_migrations()[have:]:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(mig.sql())
+            con.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [mig.version, mig.name])
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        applied.append(mig)
+    return applied

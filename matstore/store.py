@@ -1,0 +1,202 @@
+"""The DuckDB file: opening it (with migrations and views), short transactions, Arrow appends.
+
+DuckDB lets one process hold a file read-write at a time, so nothing here keeps a connection
+open between units of work: every write is `with store.transaction() as con:` (open, write,
+commit, close, ~25 ms of overhead), and opening retries while another process holds the lock.
+Long jobs compute outside the connection and commit a batch at a time, so a user's
+`matstore query` gets in between two batches.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+
+from . import migrations
+from .resources import resource_dir
+
+DEFAULT_PATH = "matstore.duckdb"
+_PREPARED: set[str] = set()  # paths migrated + views refreshed by this process
+
+
+class StoreError(RuntimeError):
+    """A store that cannot be opened or used as asked; the message says why."""
+
+
+def default_path() -> str:
+    return os.environ.get("MATSTORE_DB", DEFAULT_PATH)
+
+
+def _is_lock_error(e: Exception) -> bool:
+    text = str(e)
+    return "lock" in text.lower() and ("Conflicting" in text or "Could not set lock" in text)
+
+
+def view_definitions() -> dict[str, str]:
+    """sql/<name>.sql -> the SELECT that defines view <name>."""
+    return {p.stem: p.read_text().strip().rstrip(";") for p in sorted(resource_dir("sql").glob("*.sql"))}
+
+
+def create_views(con: duckdb.DuckDBPyConnection) -> None:
+    """(Re)create every view; views may use each other, so retry until all resolve."""
+    pending = view_definitions()
+    while pending:
+        errors = {}
+        for name, body in list(pending.items()):
+            try:
+                con.execute(f'CREATE OR REPLACE VIEW "{name}" AS\n{body}')
+                del pending[name]
+            except duckdb.CatalogException as e:
+                errors[name] = e
+        if errors and len(errors) == len(pending):
+            name, err = next(iter(errors.items()))
+            raise StoreError(f"view sql/{name}.sql does not compile: {err}")
+
+
+class Store:
+    """A matstore DuckDB file. Cheap to construct; connections are opened per unit of work."""
+
+    def __init__(self, path: str | os.PathLike | None = None, read_only: bool = False,
+                 lock_timeout: float | None = None):
+        self.path = str(Path(path if path is not None else default_path()))
+        self.read_only = read_only
+        self.lock_timeout = float(os.environ.get("MATSTORE_LOCK_TIMEOUT", 120)
+                                  if lock_timeout is None else lock_timeout)
+
+    def __repr__(self) -> str:
+        return f"Store({self.path!r}{', read_only=True' if self.read_only else ''})"
+
+    @classmethod
+    def init(cls, path: str | os.PathLike | None = None) -> "Store":
+        """Create (or upgrade) the file at path and return it."""
+        store = cls(path)
+        with store.connect(write=True):
+            pass
+        return store
+
+    @property
+    def exists(self) -> bool:
+        return Path(self.path).exists()
+
+    def _open(self, write: bool) -> duckdb.DuckDBPyConnection:
+        deadline = time.monotonic() + self.lock_timeout
+        delay = 0.02
+        while True:
+            try:
+                return duckdb.connect(self.path, read_only=not write)
+            except duckdb.IOException as e:
+                if not _is_lock_error(e) or time.monotonic() > deadline:
+                    if _is_lock_error(e):
+                        raise StoreError(f"store {self.path} stayed locked by another process for "
+                                         f"{self.lock_timeout:.0f} s: {e}") from e
+                    raise StoreError(f"cannot open store {self.path}: {e}") from e
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 1.5, 0.5)
+
+    @contextmanager
+    def connect(self, write: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection for one unit of work, closed on exit. Writes need write=True."""
+        if write and self.read_only:
+            raise StoreError(f"store {self.path} was opened read-only; this command writes")
+        if not write and not self.exists:
+            raise StoreError(f"no store at {self.path}; create one with `matstore init {self.path}`")
+        con = self._open(write)
+        try:
+            if write:
+                self._prepare(con)
+            else:
+                self._check_readable(con)
+            yield con
+        finally:
+            con.close()
+
+    def _prepare(self, con: duckdb.DuckDBPyConnection) -> None:
+        if self.path in _PREPARED:
+            return
+        migrations.migrate(con, self.path)
+        create_views(con)
+        from .recovery import mark_interrupted  # noqa: PLC0415 (recovery imports store)
+
+        mark_interrupted(con)
+        _PREPARED.add(self.path)
+
+    def _check_readable(self, con: duckdb.DuckDBPyConnection) -> None:
+        have = migrations.check_not_newer(con, self.path)
+        if have < migrations.latest_version():
+            raise StoreError(f"store {self.path} has schema version {have}, older than this "
+                             f"matstore's {migrations.latest_version()}; open it once read-write "
+                             f"(any writing command, or `matstore init {self.path}`) to upgrade")
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A write connection inside BEGIN/COMMIT; any exception rolls the whole unit back."""
+        with self.connect(write=True) as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+
+    def query(self, sql: str, params: list | None = None) -> pl.DataFrame:
+        """Run a read-only query and return a polars frame."""
+        with self.connect(write=False) as con:
+            return frame(con, sql, params)
+
+    def version(self) -> int:
+        with self.connect(write=False) as con:
+            return migrations.current_version(con)
+
+
+def frame(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> pl.DataFrame:
+    """A query's result as a polars frame (through Arrow, no copy per row)."""
+    rel = con.sql(sql, params=params or None)
+    if rel is None:  # a statement with no result set (DDL/DML)
+        return pl.DataFrame()
+    return pl.from_arrow(rel.to_arrow_table())
+
+
+def append(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame | pa.Table) -> int:
+    """Bulk-insert a frame by column name through Arrow (no row-by-row INSERT)."""
+    arrow = frame.to_arrow() if isinstance(frame, pl.DataFrame) else frame
+    if arrow.num_rows == 0:
+        return 0
+    cols = ", ".join(f'"{c}"' for c in arrow.column_names)
+    con.register("_matstore_append", arrow)
+    try:
+        con.execute(f'INSERT INTO "{table}" ({cols}) SELECT {cols} FROM _matstore_append')
+    finally:
+        con.unregister("_matstore_append")
+    return arrow.num_rows
+
+
+def append_new(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame | pa.Table,
+               key: list[str]) -> int:
+    """Append only rows whose key columns are not in the table yet (idempotent re-runs)."""
+    arrow = frame.to_arrow() if isinstance(frame, pl.DataFrame) else frame
+    if arrow.num_rows == 0:
+        return 0
+    cols = ", ".join(f'"{c}"' for c in arrow.column_names)
+    on = " AND ".join(f't."{k}" = s."{k}"' for k in key)
+    con.register("_matstore_new", arrow)
+    try:
+        before = con.execute(f'SELECT count(*) FROM "{table}"').fetchall()[0][0]
+        con.execute(f'INSERT INTO "{table}" ({cols}) SELECT DISTINCT ON ({", ".join(key)}) {cols} '
+                    f'FROM _matstore_new s WHERE NOT EXISTS '
+                    f'(SELECT 1 FROM "{table}" t WHERE {on})')
+        return con.execute(f'SELECT count(*) FROM "{table}"').fetchall()[0][0] - before
+    finally:
+        con.unregister("_matstore_new")
+
+
+def next_id(con: duckdb.DuckDBPyConnection, table: str, column: str) -> int:
+    return con.execute(f'SELECT coalesce(max("{column}"), 0) + 1 FROM "{table}"').fetchall()[0][0]

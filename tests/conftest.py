@@ -1,0 +1,43 @@
+"""Shared fixtures. Real data is read from ../shared/data (override: MATSTORE_TEST_DATA)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _data_dir() -> Path:
+    return Path(os.environ.get("MATSTORE_TEST_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The folder of real data; tests that need it skip (with the reason) where it is absent."""
+    d = _data_dir()
+    if not d.is_dir():
+        pytest.skip(f"real data folder {d} not found (set MATSTORE_TEST_DATA)")
+    return d
+
+
+@pytest.fixture(scope="session")
+def read_formulas(shared_data):
+    """read_formulas('oqmd/bandgap_train.csv') -> polars frame with formula[, target]."""
+    def read(rel: str) -> pl.DataFrame:
+        path = shared_data / rel
+        if rel.endswith("gan_icsd_generated_1024.csv"):  # no header: one formula per line
+            return pl.DataFrame({"formula": [l.strip() for l in path.read_text().splitlines() if l.strip()]})
+        return pl.read_csv(path)
+    return read
+
+
+@pytest.fixture
+def store(tmp_path):
+    """A fresh, migrated store in a temporary folder."""
+    from matstore.store import Store
+
+    return Store.init(tmp_path / "test.duckdb")
