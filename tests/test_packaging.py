@@ -1,0 +1,54 @@
+"""The installed wheel works outside the repo: sql/ and migrations/ travel inside it."""
+
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "-q", "-w", str(out), str(REPO)], check=True)
+    (whl,) = out.glob("matstore-*.whl")
+    return whl
+
+
+def test_wheel_carries_sql_and_migrations(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for f in (REPO / "sql").glob("*.sql"):
+        assert f"matstore/sql/{f.name}" in names
+    for f in (REPO / "migrations").glob("*.sql"):
+        assert f"matstore/migrations/{f.name}" in names
+    assert "matstore/cli.py" in names
+
+
+def test_installed_wheel_runs_from_a_temporary_directory(wheel, tmp_path):
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    vpy = venv / "bin" / "python"
+    # dependencies come from this environment; matstore itself only from the wheel
+    site = subprocess.run([str(vpy), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    Path(site, "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run([str(vpy), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
+                   check=True)
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    where = subprocess.run([str(vpy), "-c", "import matstore, sys; print(matstore.__file__)"],
+                           cwd=work, env=env, check=True, capture_output=True, text=True).stdout
+    assert str(venv) in where and str(REPO) not in where
+    run = lambda *a: subprocess.run([str(venv / "bin" / "matstore"), *a], cwd=work, env=env,
+                                    check=True, capture_output=True, text=True)
+    run("init", "study.duckdb")
+    out = run("query", "SELECT count(*) AS n FROM known", "--db", "study.duckdb", "--csv").stdout
+    assert out.splitlines() == ["n", "0"]
+    info = run("info", "--db", "study.duckdb").stderr + run("info", "--db", "study.duckdb").stdout
+    assert "schema" in info
