@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import random
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -20,7 +20,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from . import migrations
+from . import locking, migrations
 from .resources import resource_dir
 
 DEFAULT_PATH = "matstore.duckdb"
@@ -50,13 +50,14 @@ def create_views(con: duckdb.DuckDBPyConnection) -> None:
     pending = view_definitions()
     while pending:
         errors = {}
+        n_before = len(pending)
         for name, body in list(pending.items()):
             try:
                 con.execute(f'CREATE OR REPLACE VIEW "{name}" AS\n{body}')
                 del pending[name]
             except duckdb.CatalogException as e:
                 errors[name] = e
-        if errors and len(errors) == len(pending):
+        if errors and len(errors) == n_before:  # no view resolved in this pass
             name, err = next(iter(errors.items()))
             raise StoreError(f"view sql/{name}.sql does not compile: {err}")
 
@@ -86,12 +87,15 @@ class Store:
     def exists(self) -> bool:
         return Path(self.path).exists()
 
-    def _open(self, write: bool) -> duckdb.DuckDBPyConnection:
-        deadline = time.monotonic() + self.lock_timeout
-        delay = 0.02
+    def _open(self, write: bool, deadline: float) -> duckdb.DuckDBPyConnection:
+        delay = 0.005
         while True:
             try:
+                if not write:  # queue behind a writer that holds or waits for the store
+                    locking.wait_turn(self.path, deadline)
                 return duckdb.connect(self.path, read_only=not write)
+            except locking.GateTimeout as e:
+                raise StoreError(f"{e} for {self.lock_timeout:.0f} s (MATSTORE_LOCK_TIMEOUT)") from e
             except duckdb.IOException as e:
                 if not _is_lock_error(e) or time.monotonic() > deadline:
                     if _is_lock_error(e):
@@ -99,7 +103,7 @@ class Store:
                                          f"{self.lock_timeout:.0f} s: {e}") from e
                     raise StoreError(f"cannot open store {self.path}: {e}") from e
                 time.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 1.5, 0.5)
+                delay = min(delay * 1.5, 0.1)
 
     @contextmanager
     def connect(self, write: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -108,15 +112,26 @@ class Store:
             raise StoreError(f"store {self.path} was opened read-only; this command writes")
         if not write and not self.exists:
             raise StoreError(f"no store at {self.path}; create one with `matstore init {self.path}`")
-        con = self._open(write)
-        try:
-            if write:
-                self._prepare(con)
-            else:
+        deadline = time.monotonic() + self.lock_timeout
+        if not write:
+            con = self._open(False, deadline)
+            try:
                 self._check_readable(con)
-            yield con
-        finally:
-            con.close()
+                yield con
+            finally:
+                con.close()
+            return
+        with ExitStack() as stack:  # the writer's turn covers open .. close (and the checkpoint)
+            try:
+                stack.enter_context(locking.writer_turn(self.path, deadline))
+            except locking.GateTimeout as e:
+                raise StoreError(f"{e} for {self.lock_timeout:.0f} s (MATSTORE_LOCK_TIMEOUT)") from e
+            con = self._open(True, deadline)
+            try:
+                self._prepare(con)
+                yield con
+            finally:
+                con.close()
 
     def _prepare(self, con: duckdb.DuckDBPyConnection) -> None:
         if self.path in _PREPARED:

@@ -1,0 +1,51 @@
+-- Which distinct compositions have the generators produced, are they novel (not in `known`),
+-- chemically valid (current checker version), and what do the latest predictions say?
+WITH g AS (
+    SELECT gen.composition_id,
+           min(gen.run_id) AS first_run,
+           count(*) AS times_generated,
+           list(DISTINCT mv.name || '@' || mv.version ORDER BY mv.name || '@' || mv.version) AS generated_by
+    FROM generated gen
+    JOIN runs r USING (run_id)
+    LEFT JOIN model_versions mv ON mv.model_id = r.model_id
+    GROUP BY gen.composition_id
+),
+v AS (  -- the current checker = the newest version string present
+    SELECT composition_id,
+           bool_or(charge_neutral) AS charge_neutral,
+           bool_or(electronegativity_balanced) AS electronegativity_balanced,
+           bool_or(smact_valid) AS smact_valid
+    FROM validity
+    WHERE checker_version = (SELECT max(checker_version) FROM validity)
+    GROUP BY composition_id
+),
+p AS (  -- latest prediction per property: the highest run id (then model id)
+    SELECT composition_id,
+           arg_max(value, [coalesce(run_id, 0), model_id]) FILTER (WHERE property = 'formation_energy_per_atom') AS pred_formation_energy_per_atom,
+           arg_max(value, [coalesce(run_id, 0), model_id]) FILTER (WHERE property = 'band_gap') AS pred_band_gap,
+           arg_max(value, [coalesce(run_id, 0), model_id]) FILTER (WHERE property = 'energy_above_hull') AS pred_energy_above_hull,
+           list(DISTINCT model_id ORDER BY model_id) AS predicted_by
+    FROM predictions
+    GROUP BY composition_id
+)
+SELECT c.composition_id,
+       c.formula,
+       c.n_elements,
+       g.first_run,
+       g.times_generated,
+       k.composition_id IS NULL AS novel,
+       k.sources AS known_in,
+       v.charge_neutral,
+       v.electronegativity_balanced,
+       v.smact_valid,
+       v.charge_neutral AND v.electronegativity_balanced AS valid,
+       p.pred_formation_energy_per_atom,
+       p.pred_band_gap,
+       p.pred_energy_above_hull,
+       g.generated_by,
+       p.predicted_by
+FROM g
+JOIN compositions c USING (composition_id)
+LEFT JOIN known k USING (composition_id)
+LEFT JOIN v USING (composition_id)
+LEFT JOIN p USING (composition_id)

@@ -1,0 +1,9 @@
+-- The demo's screen (the builtin data has no band gaps): which novel, chemically valid
+-- candidates are predicted to have negative formation energy, most stable first?
+SELECT composition_id, formula, n_elements,
+       pred_formation_energy_per_atom,
+       times_generated, first_run, generated_by
+FROM candidates
+WHERE novel AND valid
+  AND pred_formation_energy_per_atom < 0
+ORDER BY pred_formation_energy_per_atom, formula
