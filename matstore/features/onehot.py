@@ -1,0 +1,117 @@
+"""The MatGAN 8x85 one-hot map and its decoder.
+
+maps[i, j, e] = 1 iff element ELEMENTS_85[e] has count j + 1 in composition i (rows = count
+classes 1..8, columns = the 85 elements of matgan/periodic_table_85.csv; the "8x85" of the
+papers; MatGAN's own code stores the transpose, 85x8, with the same cells).
+
+Decoding follows MatGAN's generate_data.reduce_molecule: a cell is set when
+1 - tolerance <= value <= 1 (its default tolerance is 0.8, i.e. value >= 0.2). An element column
+with several set cells takes the largest count (MatGAN fills a dict row by row, so the last set
+cell wins). A map with no set cell, or with more than 8 elements, is not decodable (MatGAN's
+screen drops both; single-element maps stay decodable, screening them is the caller's choice).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..compositions import Z_OF, CompositionBatch, keys_from_arrays
+from ..elements85 import ELEMENTS_85
+from .base import Featurizer
+
+N_COUNTS = 8
+N_ELEMENTS = len(ELEMENTS_85)
+MAX_ELEMENTS = 8               # decoded compositions hold at most 8 elements (z is (n, 8))
+DEFAULT_TOLERANCE = 0.8        # MatGAN Config.tolerate
+Z_85 = np.array([Z_OF[s] for s in ELEMENTS_85], dtype=np.int64)
+_COL_OF_Z = np.full(119, -1, dtype=np.int64)
+_COL_OF_Z[Z_85] = np.arange(N_ELEMENTS)
+
+
+def encodable(batch: CompositionBatch) -> np.ndarray:
+    """bool (n,): every element is one of the 85 and every count is 1..8."""
+    z = np.asarray(batch.z, dtype=np.int64)
+    c = np.asarray(batch.counts, dtype=np.int64)
+    present = z > 0
+    ok = (_COL_OF_Z[z] >= 0) & (c >= 1) & (c <= N_COUNTS)
+    return (ok | ~present).all(axis=1) & present.any(axis=1)
+
+
+def encode(batch: CompositionBatch) -> tuple[np.ndarray, np.ndarray]:
+    """(maps float32 (n, 8, 85), encodable bool (n,)); unencodable rows are all zero."""
+    n = len(batch)
+    ok = encodable(batch)
+    z = np.asarray(batch.z, dtype=np.int64)
+    c = np.asarray(batch.counts, dtype=np.int64)
+    maps = np.zeros((n, N_COUNTS, N_ELEMENTS), dtype=np.float32)
+    cell = (z > 0) & ok[:, None]
+    rows = np.broadcast_to(np.arange(n)[:, None], z.shape)[cell]
+    maps[rows, c[cell] - 1, _COL_OF_Z[z[cell]]] = 1.0
+    return maps, ok
+
+
+def _as_3d(maps):
+    if tuple(maps.shape[-2:]) != (N_COUNTS, N_ELEMENTS):
+        raise ValueError(f"one-hot maps must end in shape (8, 85), got {tuple(maps.shape)}")
+    return maps.reshape(-1, N_COUNTS, N_ELEMENTS)
+
+
+def decode(maps, tolerance: float = DEFAULT_TOLERANCE):
+    """Maps (n, 8, 85) (or (n, 1, 8, 85)) -> (z (n, 8), counts (n, 8), decodable (n,)).
+
+    numpy in -> numpy out; torch in -> torch ops on the same device, torch out. z are atomic
+    numbers in periodic-table order, 0-padded; undecodable rows are all zero.
+    """
+    if not isinstance(maps, np.ndarray) and type(maps).__module__.startswith("torch"):
+        return _decode_torch(maps, tolerance)
+    v = _as_3d(np.asarray(maps))
+    hit = (v >= 1 - tolerance) & (v <= 1)
+    cnt = (hit * np.arange(1, N_COUNTS + 1)[None, :, None]).max(axis=1)   # (n, 85)
+    has = cnt > 0
+    nel = has.sum(axis=1)
+    ok = (nel >= 1) & (nel <= MAX_ELEMENTS)
+    idx = np.argsort(~has, axis=1, kind="stable")[:, :MAX_ELEMENTS]      # set columns first
+    keep = np.take_along_axis(has, idx, 1) & ok[:, None]
+    z = np.where(keep, Z_85[idx], 0)
+    counts = np.where(keep, np.take_along_axis(cnt, idx, 1), 0).astype(np.int64)
+    return z, counts, ok
+
+
+def _decode_torch(maps, tolerance: float):
+    import torch
+
+    v = _as_3d(maps)
+    hit = (v >= 1 - tolerance) & (v <= 1)
+    j = torch.arange(1, N_COUNTS + 1, device=v.device).view(1, N_COUNTS, 1)
+    cnt = (hit.to(torch.int64) * j).amax(dim=1)
+    has = cnt > 0
+    nel = has.sum(dim=1)
+    ok = (nel >= 1) & (nel <= MAX_ELEMENTS)
+    idx = torch.sort((~has).to(torch.uint8), dim=1, stable=True).indices[:, :MAX_ELEMENTS]
+    keep = has.gather(1, idx) & ok[:, None]
+    z85 = torch.as_tensor(Z_85, device=v.device)
+    z = torch.where(keep, z85[idx], torch.zeros_like(idx))
+    counts = torch.where(keep, cnt.gather(1, idx), torch.zeros_like(idx))
+    return z, counts, ok
+
+
+def decode_to_keys(maps, tolerance: float = DEFAULT_TOLERANCE) -> tuple[np.ndarray, np.ndarray]:
+    """Composition keys (int64 numpy, 0 where undecodable) and the decodable mask (numpy)."""
+    z, counts, ok = decode(maps, tolerance)
+    if not isinstance(z, np.ndarray):
+        z, counts, ok = z.cpu().numpy(), counts.cpu().numpy(), ok.cpu().numpy()
+    keys = keys_from_arrays(z, counts)
+    return np.where(ok, keys, 0), ok
+
+
+class OneHot(Featurizer):
+    name = "onehot"
+    version = "1"
+    shape = (N_COUNTS, N_ELEMENTS)
+    labels = [f"{el}{j + 1}" for j in range(N_COUNTS) for el in ELEMENTS_85]
+
+    def transform(self, batch: CompositionBatch) -> np.ndarray:
+        return encode(batch)[0]
+
+    def encodable(self, batch: CompositionBatch) -> np.ndarray:
+        return encodable(batch)
