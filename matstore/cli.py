@@ -47,8 +47,14 @@ class MatstoreGroup(click.Group):
 
 @click.group(cls=MatstoreGroup)
 @click.version_option(package_name="matstore")
-def main():
+@click.option("--read-only", is_flag=True, envvar="MATSTORE_READ_ONLY",
+              help="Never write to the store: commands that would write fail instead.")
+def main(read_only):
     """Materials discovery in one DuckDB file."""
+    if read_only:
+        import os
+
+        os.environ["MATSTORE_READ_ONLY"] = "1"
 
 
 @main.command()
@@ -73,6 +79,47 @@ def query(sql, db, write, fmt, parquet, limit_rows):
 
 
 @main.command()
+@click.argument("source", type=click.Choice(["oqmd", "mp", "icsd", "csv", "builtin"]))
+@store_option
+@click.option("--file", "file", type=click.Path(dir_okay=False), help="Read this CSV/Parquet/JSON file.")
+@click.option("--limit", type=int, help="Read at most this many rows.")
+@click.option("--formula-col", help="Column holding the formula (default: found by name).")
+@click.option("--id-col", help="Column holding the source's id (default: <file>#<row>).")
+@click.option("--prop", "props", multiple=True, metavar="NAME=COLUMN[:UNIT]",
+              help="Store COLUMN as property NAME, e.g. formation_energy_per_atom=target:eV/atom.")
+@click.option("--api-url", help="oqmd: API endpoint (default https://oqmd.org/oqmdapi/formationenergy).")
+@click.option("--page-size", type=int, help="oqmd/mp: rows per API page (one transaction each).")
+@click.option("--filter", "filter_", help="oqmd: API filter, e.g. 'element_set=O AND ntypes<4'.")
+@click.option("--timeout", type=float, help="oqmd: seconds before a request is retried.")
+@click.option("--retries", type=int, help="oqmd: retries per page on HTTP 5xx/timeouts.")
+@click.option("--matgan-curation", is_flag=True, help="All MatGAN curation rules below (5 sigma).")
+@click.option("--exclude-elements", help="Drop compositions with any of these elements, e.g. He,Kr.")
+@click.option("--matgan-elements", is_flag=True, help="Drop elements outside the MatGAN 85 or counts > 8.")
+@click.option("--drop-single-element", is_flag=True, help="Drop one-element compositions.")
+@click.option("--fe-sigma", type=float, help="Drop formation energies outside mean +- this many sigma.")
+@click.option("--lowest-fe", is_flag=True, help="Keep the lowest formation energy per composition.")
+@click.option("--no-resume", is_flag=True, help="Start afresh instead of resuming an interrupted ingest.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def ingest(source, db, file, limit, formula_col, id_col, props, api_url, page_size, filter_, timeout,
+           retries, matgan_curation, exclude_elements, matgan_elements, drop_single_element, fe_sigma,
+           lowest_fe, no_resume, quiet):
+    """Ingest materials from SOURCE (oqmd, mp, icsd, csv, builtin), with optional curation."""
+    from .curation import Curation
+    from .ingest import run
+
+    excluded = Curation.parse_elements(exclude_elements)
+    cur = (Curation.matgan(excluded) if matgan_curation else
+           Curation(excluded, matgan_elements, drop_single_element, fe_sigma, lowest_fe))
+    r = run(Store(db), source, cur, resume=not no_resume, progress=not quiet, file=file, limit=limit,
+            formula_col=formula_col, id_col=id_col, props=list(props), api_url=api_url,
+            page_size=page_size, filter=filter_, timeout=timeout, retries=retries)
+    console.print(f"ingest {r.ingest_id} ({r.source}{', resumed' if r.resumed else ''}): "
+                  f"{r.rows_seen} seen, {r.rows_kept} kept, {r.rows_rejected} rejected, "
+                  f"{r.rows_curated} curated {r.curation or ''}, {r.rows_duplicate} duplicate "
+                  f"in {r.seconds:.1f} s")
+
+
+@main.command()
 @store_option
 def info(db):
     """Schema version, rows per table and source, ingests."""
@@ -83,6 +130,95 @@ def info(db):
     output.print_table(i.table_counts, title="tables")
     output.print_table(i.source_counts, title="materials per source")
     output.print_table(i.ingests, title="ingests")
+
+
+# --- generation, prediction, screens, report, demo (matstore.runner/predict/report/pipeline) ---
+@main.command()
+@store_option
+@click.option("--model", "model", default=None, help="Generator NAME[@VERSION] or model id.")
+@click.option("-n", "n", type=int, default=None, help="Samples to draw.")
+@click.option("--batch-size", type=int, default=8192, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default=None, help="cuda or cpu (default: cuda when present).")
+@click.option("--tolerance", type=float, default=None,
+              help="Decoding tolerance (default: matstore.features.onehot's).")
+@click.option("--resume", "resume_id", type=int, default=None,
+              help="Continue an interrupted run from its last committed batch.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def generate(db, model, n, batch_size, seed, device, tolerance, resume_id, no_progress):
+    """Sample a generator into the store, one transaction per batch."""
+    from . import runner
+
+    store = Store(db)
+    if resume_id is not None:
+        res = runner.resume(store, resume_id, device=device, progress=not no_progress)
+    else:
+        if not model or not n:
+            raise click.UsageError("generate needs --model NAME and -n N (or --resume RUN_ID)")
+        res = runner.generate(store, model, n, batch_size=batch_size, seed=seed, device=device,
+                              tolerance=tolerance, progress=not no_progress)
+    console.print(f"run {res.run_id} {res.status}: {res.n_samples:,} samples, "
+                  f"{res.n_decodable:,} decodable, {res.n_new_compositions:,} new compositions, "
+                  f"{res.samples_per_s:,.0f} samples/s")
+
+
+@main.command()
+@store_option
+@click.option("--model", "model", required=True, help="Predictor NAME[@VERSION] or model id.")
+@click.option("--where", default=None,
+              help="SQL condition on compositions (alias c), e.g. "
+                   "\"composition_id IN (SELECT composition_id FROM candidates)\".")
+@click.option("--device", default=None)
+@click.option("--chunk-size", type=int, default=65536, show_default=True)
+@click.option("--no-progress", is_flag=True)
+def predict(db, model, where, device, chunk_size, no_progress):
+    """Predict a property for compositions lacking that model version's predictions."""
+    from .predict import predict as run_predict
+
+    res = run_predict(Store(db), model, where=where, chunk_size=chunk_size, device=device,
+                      progress=not no_progress)
+    console.print(f"{res.model}: {res.n_predicted:,} {res.property} predictions "
+                  f"({res.n_null:,} not featurizable) in {res.seconds:.1f} s")
+
+
+@main.command()
+@click.argument("name", required=False)
+@store_option
+@output_options
+def screen(name, db, fmt, parquet, limit_rows):
+    """Run the screen_NAME view (no NAME: list the screens)."""
+    from .report import run_screen
+
+    df = run_screen(Store(db), name)
+    output.emit(df, fmt or "table", parquet, max_rows=limit_rows)
+
+
+@main.command()
+@store_option
+@click.option("--run", "run_id", type=int, default=None, help="Generation run (default: latest).")
+@click.option("--out", "out", type=click.Path(file_okay=False), required=True)
+def report(db, run_id, out):
+    """Write PNG plots and an index.html about a generation run."""
+    from .report import write_report
+
+    path = write_report(Store(db), out, run_id=run_id)
+    console.print(f"report written to {path}")
+
+
+@main.command()
+@store_option
+@click.option("--samples", type=int, default=20000, show_default=True, help="Samples to generate.")
+@click.option("--gan-epochs", type=int, default=None, help="GAN epochs (default: the demo's).")
+@click.option("--fe-epochs", type=int, default=None, help="Predictor epochs (default: the demo's).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default=None)
+@click.option("--top", type=int, default=20, show_default=True)
+def demo(db, samples, gan_epochs, fe_epochs, seed, device, top):
+    """The whole pipeline on the builtin data: ingest, train, generate, validate, predict, screen."""
+    from .pipeline import run_demo
+
+    run_demo(Store(db), samples=samples, gan_epochs=gan_epochs, fe_epochs=fe_epochs, seed=seed,
+             device=device, top=top, console=console)
 
 
 if __name__ == "__main__":

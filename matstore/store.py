@@ -65,10 +65,12 @@ def create_views(con: duckdb.DuckDBPyConnection) -> None:
 class Store:
     """A matstore DuckDB file. Cheap to construct; connections are opened per unit of work."""
 
-    def __init__(self, path: str | os.PathLike | None = None, read_only: bool = False,
+    def __init__(self, path: str | os.PathLike | None = None, read_only: bool | None = None,
                  lock_timeout: float | None = None):
         self.path = str(Path(path if path is not None else default_path()))
-        self.read_only = read_only
+        # `matstore --read-only ...` sets MATSTORE_READ_ONLY for every Store the command makes
+        self.read_only = (os.environ.get("MATSTORE_READ_ONLY", "") not in ("", "0")
+                          if read_only is None else read_only)
         self.lock_timeout = float(os.environ.get("MATSTORE_LOCK_TIMEOUT", 120)
                                   if lock_timeout is None else lock_timeout)
 
