@@ -1,0 +1,357 @@
+"""Ingestion: a source's rows -> rejects, curation, dedupe -> compositions/materials/properties.
+
+One ingest = one `ingests` row (source, uri, params, status, pid/host, counts, times, cursor).
+Counts always satisfy rows_seen = rows_rejected + rows_curated + rows_duplicate + rows_kept.
+
+- Every distinct formula is parsed once (compositions.try_parse); rows that do not parse, have no
+  id, or carry a property that is not a number go to `rejects` with the raw row and the reason.
+- Curation (matstore.curation, fixed rule order) runs before dedupe. Whole-file sources are read
+  and curated in memory, then written in chunks of CHUNK_ROWS per transaction. Paged API sources
+  commit one page per transaction (row rules applied per page) and run the set rules (5 sigma,
+  lowest energy per composition) over the ingest's rows in a final transaction.
+- material_id = blake2b-64 of (source, external_id); a row whose material is already stored is a
+  duplicate and writes nothing, so re-running an ingest adds nothing.
+- The cursor stored with each chunk is where an interrupted or failed ingest with the same source,
+  uri and params resumes (automatically, unless resume=False).
+- Unreadable files fail when the source is opened, before any ingests row exists: the store is
+  left exactly as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Callable
+
+import polars as pl
+
+from . import compositions
+from .curation import FE, RULES, Curation, apply_row_rules, apply_set_rules
+from .sources import CHUNK_ROWS, Source
+from .store import Store, append, append_new, frame, next_id
+
+PAGES_DONE = "end"  # cursor once every chunk is committed (only the finishing step is left)
+
+
+@dataclass
+class IngestResult:
+    ingest_id: int
+    source: str
+    uri: str
+    status: str
+    resumed: bool
+    rows_seen: int = 0
+    rows_kept: int = 0
+    rows_rejected: int = 0
+    rows_curated: int = 0
+    rows_duplicate: int = 0
+    curation: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def material_ids(source: str, external_ids: list[str]) -> list[int]:
+    """Deterministic signed 64-bit ids of (source, external_id)."""
+    prefix = source.encode() + b"\x1f"
+    return [int.from_bytes(hashlib.blake2b(prefix + e.encode(), digest_size=8).digest(),
+                           "little", signed=True) for e in external_ids]
+
+
+# --- turning raw rows into store rows ----------------------------------------------------------
+
+@dataclass
+class Prepared:
+    rows: pl.DataFrame        # material_id, external_id, composition_id, raw_formula, elements, counts, <props>
+    compositions: pl.DataFrame
+    rejects: pl.DataFrame     # row_ref, raw, reason
+    seen: int
+    curated: dict[str, int]
+    in_chunk_duplicates: int
+
+
+def _parse_formulas(formulas: pl.Series) -> pl.DataFrame:
+    """Distinct formula strings -> composition columns (null id + reason where unparseable)."""
+    uniq = formulas.drop_nulls().unique().to_list()
+    ids, canon, els, cnts, reasons = [], [], [], [], []
+    for f in uniq:
+        c = compositions.try_parse(f)
+        if isinstance(c, str):
+            ids.append(None), canon.append(None), els.append(None), cnts.append(None), reasons.append(c)
+        else:
+            ids.append(c.composition_id), canon.append(c.formula), els.append(list(c.elements))
+            cnts.append(list(c.counts)), reasons.append(None)
+    return pl.DataFrame({"formula": uniq, "composition_id": ids, "canonical": canon, "elements": els,
+                         "counts": cnts, "reason": reasons},
+                        schema={"formula": pl.String, "composition_id": pl.Int64, "canonical": pl.String,
+                                "elements": pl.List(pl.String), "counts": pl.List(pl.Int32),
+                                "reason": pl.String})
+
+
+def prepare(raw: pl.DataFrame, source: str, props: list[str], cur: Curation) -> Prepared:
+    """Parse, check, row-curate and dedupe one chunk of raw rows (no store access)."""
+    seen = raw.height
+    missing = [f"raw:{p}" for p in props if f"raw:{p}" not in raw.columns]
+    raw = raw.with_columns(pl.lit(None, pl.String).alias(c) for c in missing)
+    parsed = _parse_formulas(raw["formula"])
+    df = raw.with_row_index("_i").join(parsed, on="formula", how="left").sort("_i")
+    reason = (pl.when(pl.col("formula").is_null() | (pl.col("formula").str.strip_chars() == ""))
+              .then(pl.lit("empty formula"))
+              .when(pl.col("reason").is_not_null()).then(pl.lit("formula: ") + pl.col("reason"))
+              .when(pl.col("external_id").is_null() | (pl.col("external_id") == ""))
+              .then(pl.lit("no external id")))
+    casts = []
+    for p in props:
+        col = f"raw:{p}"
+        value = pl.col(col).str.strip_chars().cast(pl.Float64, strict=False)
+        bad = pl.col(col).is_not_null() & (pl.col(col).str.strip_chars() != "") & value.is_null()
+        reason = reason.when(bad).then(pl.lit(f"{p}: not a number: ") + pl.col(col))
+        casts.append(value.fill_nan(None).alias(p))
+    df = df.with_columns(reason.alias("_reason"), *casts)
+    rejects = df.filter(pl.col("_reason").is_not_null()).select(
+        pl.col("external_id").fill_null("").alias("row_ref"), "raw", pl.col("_reason").alias("reason"))
+    good = df.filter(pl.col("_reason").is_null())
+    good = good.with_columns(pl.Series("material_id", material_ids(source, good["external_id"].to_list()),
+                                       dtype=pl.Int64))
+    n = good.height
+    good = good.unique(subset="material_id", keep="first", maintain_order=True)
+    dups = n - good.height
+    good, curated = apply_row_rules(good, cur)
+    rows = good.select("material_id", "external_id", "composition_id",
+                       pl.col("formula").alias("raw_formula"), "canonical", "elements", "counts", *props)
+    comps = (rows.select("composition_id", pl.col("canonical").alias("formula"), "elements", "counts")
+             .unique(subset="composition_id", keep="first", maintain_order=True)
+             .with_columns(pl.col("elements").list.len().cast(pl.Int32).alias("n_elements"),
+                           pl.col("counts").list.sum().cast(pl.Int64).alias("n_atoms")))
+    return Prepared(rows, comps, rejects, seen, curated, dups)
+
+
+def _write(con, ingest_id: int, source: str, rows: pl.DataFrame, comps: pl.DataFrame,
+           units: dict[str, str | None]) -> tuple[int, int]:
+    """Write rows whose material is new; returns (kept, duplicate)."""
+    if rows.height == 0:
+        return 0, 0
+    con.register("_ingest_ids", rows.select("material_id").to_arrow())
+    try:
+        new_ids = frame(con, "SELECT material_id FROM _ingest_ids WHERE material_id NOT IN "
+                             "(SELECT material_id FROM materials)")["material_id"]
+    finally:
+        con.unregister("_ingest_ids")
+    new = rows.filter(pl.col("material_id").is_in(new_ids.implode()))
+    if new.height:
+        used = comps.filter(pl.col("composition_id").is_in(new["composition_id"].unique().implode()))
+        append_new(con, "compositions", used, key=["composition_id"])
+        append(con, "materials", new.select(
+            "material_id", pl.lit(ingest_id, pl.Int32).alias("ingest_id"), pl.lit(source).alias("source"),
+            "external_id", "composition_id", "raw_formula"))
+        long = [new.filter(pl.col(p).is_not_null()).select(
+                    "material_id", "composition_id", pl.lit(p).alias("name"), pl.col(p).alias("value"),
+                    pl.lit(units.get(p), pl.String).alias("unit"))
+                for p in units if p in new.columns]
+        if long:
+            append(con, "properties", pl.concat(long))
+    return new.height, rows.height - new.height
+
+
+# --- the ingests row ---------------------------------------------------------------------------
+
+_COUNTS = ("rows_seen", "rows_kept", "rows_rejected", "rows_curated", "rows_duplicate")
+
+
+def _find_resumable(con, source: Source, params: dict) -> tuple | None:
+    rows = con.execute(
+        "SELECT ingest_id, params::VARCHAR, cursor, rows_seen, rows_kept, rows_rejected, rows_curated, "
+        "rows_duplicate, curation::VARCHAR FROM ingests WHERE source = ? AND uri = ? "
+        "AND status IN ('interrupted', 'failed') AND cursor IS NOT NULL ORDER BY ingest_id DESC",
+        [source.name, source.uri]).fetchall()
+    for r in rows:
+        if json.loads(r[1]) == json.loads(json.dumps(params, default=str)):
+            return r
+    return None
+
+
+def _start(store: Store, source: Source, params: dict, resume: bool) -> tuple[IngestResult, str | None]:
+    with store.transaction() as con:
+        found = _find_resumable(con, source, params) if resume else None
+        if found:
+            ingest_id, _, cursor = found[:3]
+            con.execute("UPDATE ingests SET status = 'running', pid = ?, host = ?, finished_at = NULL "
+                        "WHERE ingest_id = ?", [os.getpid(), socket.gethostname(), ingest_id])
+            res = IngestResult(ingest_id, source.name, source.uri, "running", True,
+                               *found[3:8], curation=json.loads(found[8] or "{}"))
+            return res, cursor
+        ingest_id = next_id(con, "ingests", "ingest_id")
+        con.execute("INSERT INTO ingests (ingest_id, source, uri, params, status, started_at, pid, host, "
+                    "curation) VALUES (?, ?, ?, ?, 'running', ?, ?, ?, '{}')",
+                    [ingest_id, source.name, source.uri, json.dumps(params, default=str),
+                     datetime.now(), os.getpid(), socket.gethostname()])
+        return IngestResult(ingest_id, source.name, source.uri, "running", False), None
+
+
+def _add_counts(res: IngestResult, seen=0, kept=0, rejected=0, curated: dict | None = None, duplicate=0):
+    res.rows_seen += seen
+    res.rows_kept += kept
+    res.rows_rejected += rejected
+    res.rows_duplicate += duplicate
+    for rule, n in (curated or {}).items():
+        res.curation[rule] = res.curation.get(rule, 0) + n
+        res.rows_curated += n
+
+
+def _save(con, res: IngestResult, cursor: str | None, status: str | None = None) -> None:
+    con.execute(
+        "UPDATE ingests SET rows_seen = ?, rows_kept = ?, rows_rejected = ?, rows_curated = ?, "
+        "rows_duplicate = ?, curation = ?, cursor = ?, status = coalesce(?, status), "
+        "finished_at = CASE WHEN ? IS NULL THEN finished_at ELSE ? END WHERE ingest_id = ?",
+        [res.rows_seen, res.rows_kept, res.rows_rejected, res.rows_curated, res.rows_duplicate,
+         json.dumps({r: res.curation[r] for r in RULES if r in res.curation}), cursor, status,
+         status, datetime.now(), res.ingest_id])
+
+
+def _rejects(con, ingest_id: int, rejects: pl.DataFrame) -> None:
+    if rejects.height:
+        append(con, "rejects", rejects.select(pl.lit(ingest_id, pl.Int32).alias("ingest_id"),
+                                              "row_ref", "raw", "reason"))
+
+
+# --- the two write paths -----------------------------------------------------------------------
+
+def _run_whole(store: Store, source: Source, cur: Curation, res: IngestResult, cursor: str | None,
+               tick: Callable[[int], None]) -> None:
+    """Bounded sources: read + curate everything in memory, then write CHUNK_ROWS per transaction."""
+    props = list(source.units)
+    parts = [prepare(c.rows, source.name, props, cur) for c in source.chunks(None)]
+    rows = pl.concat([p.rows for p in parts], how="vertical_relaxed")
+    comps = pl.concat([p.compositions for p in parts]).unique(subset="composition_id", keep="first")
+    rejects = pl.concat([p.rejects for p in parts])
+    n = rows.height
+    rows = rows.unique(subset="material_id", keep="first", maintain_order=True)  # across parts
+    dups = n - rows.height + sum(p.in_chunk_duplicates for p in parts)
+    rows, set_removed = apply_set_rules(rows, cur)
+    start = rows.height if cursor == PAGES_DONE else int(cursor) if cursor else 0
+    if cursor is None:  # the first transaction records what was decided before writing
+        curated: dict[str, int] = {}
+        for d in [p.curated for p in parts] + [set_removed]:
+            for k, v in d.items():
+                curated[k] = curated.get(k, 0) + v
+        _add_counts(res, seen=sum(p.seen for p in parts), rejected=rejects.height, curated=curated,
+                    duplicate=dups)
+    tick(start)
+    for lo in range(start, max(rows.height, 1) if cursor is None else rows.height, CHUNK_ROWS):
+        part = rows.slice(lo, CHUNK_ROWS)
+        hi = lo + part.height
+        with store.transaction() as con:
+            if lo == 0:
+                _rejects(con, res.ingest_id, rejects)
+            kept, dup = _write(con, res.ingest_id, source.name, part, comps, source.units)
+            _add_counts(res, kept=kept, duplicate=dup)
+            _save(con, res, str(hi) if hi < rows.height else PAGES_DONE)
+        tick(part.height)
+
+
+def _run_paged(store: Store, source: Source, cur: Curation, res: IngestResult, cursor: str | None,
+               tick: Callable[[int], None]) -> None:
+    """Paged sources: one page per transaction; set rules over the ingest's rows at the end."""
+    props = list(source.units)
+    if cursor != PAGES_DONE:
+        for chunk in source.chunks(cursor):
+            p = prepare(chunk.rows, source.name, props, cur)
+            with store.transaction() as con:
+                _rejects(con, res.ingest_id, p.rejects)
+                kept, dup = _write(con, res.ingest_id, source.name, p.rows, p.compositions, source.units)
+                _add_counts(res, seen=p.seen, kept=kept, rejected=p.rejects.height, curated=p.curated,
+                            duplicate=dup + p.in_chunk_duplicates)
+                _save(con, res, chunk.cursor or PAGES_DONE)
+            tick(p.seen)
+    if cur.has_set_rules:
+        with store.transaction() as con:
+            mine = frame(con, f"""
+                SELECT m.material_id, m.external_id, m.composition_id, min(p.value) AS "{FE}"
+                FROM materials m LEFT JOIN properties p
+                  ON p.material_id = m.material_id AND p.name = '{FE}'
+                WHERE m.ingest_id = ? GROUP BY ALL""", [res.ingest_id])
+            kept, removed = apply_set_rules(mine, cur)
+            gone = mine.filter(~pl.col("material_id").is_in(kept["material_id"].implode()))
+            if gone.height:
+                con.register("_gone", gone.select("material_id").to_arrow())
+                try:
+                    for table in ("properties", "materials"):
+                        con.execute(f"DELETE FROM {table} WHERE material_id IN (SELECT material_id FROM _gone)")
+                finally:
+                    con.unregister("_gone")
+            _add_counts(res, kept=-gone.height, curated=removed)
+            _save(con, res, PAGES_DONE)
+
+
+def ingest(store: Store, source: Source, curation: Curation | None = None, *, resume: bool = True,
+           progress: bool = False, on_chunk: Callable[[IngestResult], None] | None = None) -> IngestResult:
+    """Run one ingest of `source` into `store`; see the module docstring for the rules."""
+    cur = curation or Curation()
+    params = {"source": source.params, "curation": cur.as_dict()}
+    res, cursor = _start(store, source, params, resume)
+    t0 = datetime.now()
+    bar = _Progress(progress, f"ingest {source.name}", source)
+
+    def tick(n: int) -> None:
+        bar.advance(n)
+        if on_chunk is not None:
+            on_chunk(res)
+
+    try:
+        with bar:
+            (_run_paged if source.paged else _run_whole)(store, source, cur, res, cursor, tick)
+        with store.transaction() as con:
+            _save(con, res, None, status="done")
+        res.status = "done"
+    except BaseException as e:
+        res.status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+        try:
+            with store.transaction() as con:
+                con.execute("UPDATE ingests SET status = ?, finished_at = ? WHERE ingest_id = ?",
+                            [res.status, datetime.now(), res.ingest_id])
+        except Exception:  # noqa: BLE001 - the original error matters more; recovery marks it later
+            pass
+        raise
+    finally:
+        res.seconds = (datetime.now() - t0).total_seconds()
+    return res
+
+
+class _Progress:
+    """A rich progress bar on stderr (or nothing); total follows the source's estimate."""
+
+    def __init__(self, enabled: bool, label: str, source: Source):
+        self.source = source
+        self.p = None
+        if enabled:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                       TimeElapsedColumn)
+            from rich.console import Console
+            self.p = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                              console=Console(stderr=True), transient=False)
+            self.task = self.p.add_task(label, total=source.total)
+
+    def __enter__(self):
+        if self.p:
+            self.p.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.p:
+            self.p.__exit__(*exc)
+
+    def advance(self, n: int) -> None:
+        if self.p:
+            self.p.update(self.task, advance=n, total=self.source.total)
+
+
+def run(store: Store, kind: str, curation: Curation | None = None, *, resume: bool = True,
+        progress: bool = False, **source_options) -> IngestResult:
+    """Open source `kind` with the options that were given (None = not given) and ingest it."""
+    from .sources import open_source
+
+    source = open_source(kind, **{k: v for k, v in source_options.items()
+                                  if v is not None and v != () and v != []})
+    return ingest(store, source, curation, resume=resume, progress=progress)

@@ -1,0 +1,228 @@
+"""Source adapters: each turns one origin of materials data into chunks of raw rows.
+
+A chunk is a polars frame with `external_id`, `formula`, `raw` (the row as read, kept for
+rejects) and one Float64 column per property (named by property name: formation_energy_per_atom,
+band_gap, ...), plus `cursor`: the resume point to store once the chunk is committed. Adapters
+know nothing about the store; matstore.ingest does parsing, curation and writing.
+
+Opening a source (constructing it) reads enough to fail early and clearly on an unreadable
+file, before any ingest is recorded.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import polars as pl
+
+# Property names the store knows, with their units; a file's columns map onto these.
+UNITS = {
+    "formation_energy_per_atom": "eV/atom",
+    "band_gap": "eV",
+    "energy_above_hull": "eV/atom",
+}
+# Column names that mean a known property without being told (lower-cased).
+COLUMN_ALIASES = {
+    "formation_energy_per_atom": "formation_energy_per_atom",
+    "delta_e": "formation_energy_per_atom",
+    "e_form": "formation_energy_per_atom",
+    "band_gap": "band_gap",
+    "bandgap": "band_gap",
+    "gap": "band_gap",
+    "energy_above_hull": "energy_above_hull",
+    "e_above_hull": "energy_above_hull",
+    "stability": "energy_above_hull",
+}
+CHUNK_ROWS = 50_000
+
+
+class SourceError(ValueError):
+    """A source that cannot be read or used as asked; the message names it and says why."""
+
+
+@dataclass(frozen=True)
+class PropSpec:
+    """`--prop name=column[:unit]`: which column holds which property."""
+
+    name: str
+    column: str
+    unit: str | None
+
+    @classmethod
+    def parse(cls, text: str) -> "PropSpec":
+        name, sep, rest = text.partition("=")
+        if not sep or not name.strip() or not rest.strip():
+            raise SourceError(f"--prop {text!r}: expected name=column[:unit], "
+                              f"e.g. formation_energy_per_atom=target:eV/atom")
+        column, _, unit = rest.partition(":")
+        name = name.strip()
+        return cls(name, column.strip(), unit.strip() or UNITS.get(name))
+
+
+@dataclass
+class Chunk:
+    rows: pl.DataFrame          # external_id, formula, raw, <property columns>
+    cursor: str | None          # resume point once this chunk is committed (None: finished)
+
+
+@dataclass
+class Source:
+    """Base adapter. Subclasses set name/uri/params and implement chunks()."""
+
+    name: str
+    uri: str
+    params: dict = field(default_factory=dict)
+    units: dict[str, str | None] = field(default_factory=dict)  # property -> unit
+    total: int | None = None    # rows expected, for the progress bar (None: unknown)
+    paged: bool = False         # True: chunks arrive over time (API); curation runs at the end
+
+    def chunks(self, cursor: str | None = None) -> Iterator[Chunk]:
+        raise NotImplementedError
+
+    def identity(self) -> str:
+        """What makes two ingests 'the same' for resume: source, uri and params."""
+        return json.dumps({"source": self.name, "uri": self.uri, "params": self.params},
+                          sort_keys=True, default=str)
+
+
+# --- reading tabular files ---------------------------------------------------------------
+
+def read_table(path: str | Path) -> pl.DataFrame:
+    """A CSV/TSV/Parquet/JSON file as a frame of strings (values are checked later, per row)."""
+    p = Path(path)
+    if not p.exists():
+        raise SourceError(f"file {p} does not exist")
+    if not p.is_file():
+        raise SourceError(f"{p} is not a file")
+    suffix = "".join(s for s in p.suffixes[-2:] if s != ".gz").lower() or p.suffix.lower()
+    try:
+        if suffix.endswith(".parquet") or suffix.endswith(".pq"):
+            df = pl.read_parquet(p)
+            return df.with_columns(pl.all().cast(pl.String))
+        if suffix.endswith(".json") or suffix.endswith(".jsonl") or suffix.endswith(".ndjson"):
+            return _read_json_rows(p)
+        sep = "\t" if suffix.endswith(".tsv") else ","
+        df = pl.read_csv(p, infer_schema=False, separator=sep, truncate_ragged_lines=False)
+    except SourceError:
+        raise
+    except Exception as e:  # polars/arrow raise many kinds; the user needs the file and reason
+        raise SourceError(f"cannot read {p}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
+    if df.width == 0:
+        raise SourceError(f"cannot read {p}: no columns")
+    return df
+
+
+def _read_json_rows(p: Path) -> pl.DataFrame:
+    """JSON rows: a list of objects, an API page ({'data': [...]}), a list of pages, or JSON lines."""
+    text = p.read_text()
+    try:
+        doc = json.loads(text)
+        docs = doc if isinstance(doc, list) else [doc]
+    except json.JSONDecodeError:
+        try:
+            docs = [json.loads(line) for line in text.splitlines() if line.strip()]
+        except json.JSONDecodeError as e:
+            raise SourceError(f"cannot read {p}: not JSON ({e})") from e
+    rows: list[dict] = []
+    for d in docs:
+        if isinstance(d, dict) and isinstance(d.get("data"), list):
+            rows.extend(d["data"])
+        elif isinstance(d, dict):
+            rows.append(d)
+        else:
+            raise SourceError(f"cannot read {p}: expected JSON objects or API pages, found {type(d).__name__}")
+    if not rows:
+        raise SourceError(f"cannot read {p}: no rows")
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    return pl.DataFrame({c: [None if r.get(c) is None else str(r[c]) for r in rows] for c in cols},
+                        schema={c: pl.String for c in cols})
+
+
+def pick_column(df: pl.DataFrame, wanted: str | None, candidates: tuple[str, ...], what: str,
+                path: str) -> str | None:
+    """The column the user named, or the first candidate present (case-insensitive)."""
+    if wanted:
+        if wanted not in df.columns:
+            raise SourceError(f"{path}: no column {wanted!r} for the {what} (columns: {', '.join(df.columns)})")
+        return wanted
+    lower = {c.lower(): c for c in df.columns}
+    for c in candidates:
+        if c.lower() in lower:
+            return lower[c.lower()]
+    return None
+
+
+def resolve_props(df: pl.DataFrame, props: list[PropSpec], path: str,
+                  formula_col: str, id_col: str | None) -> list[PropSpec]:
+    """--prop mappings, or known property columns found by name when none are given."""
+    if props:
+        for p in props:
+            if p.column not in df.columns:
+                raise SourceError(f"{path}: --prop {p.name}={p.column}: no column {p.column!r} "
+                                  f"(columns: {', '.join(df.columns)})")
+        return props
+    found = []
+    for c in df.columns:
+        name = COLUMN_ALIASES.get(c.lower())
+        if name and c not in (formula_col, id_col) and name not in {p.name for p in found}:
+            found.append(PropSpec(name, c, UNITS[name]))
+    if "target" in df.columns and not found:
+        raise SourceError(f"{path}: column 'target' could be any property; say which with e.g. "
+                          f"--prop formation_energy_per_atom=target:eV/atom or --prop band_gap=target:eV")
+    return found
+
+
+def table_chunks(df: pl.DataFrame, *, path: str, formula_col: str, id_col: str | None,
+                 props: list[PropSpec], cursor: str | None,
+                 chunk_rows: int = CHUNK_ROWS) -> Iterator[Chunk]:
+    """Cut a frame of strings into chunks in the common shape; cursor = rows committed so far."""
+    start = int(cursor) if cursor else 0
+    name = Path(path).name
+    n = df.height
+    for lo in range(start, n, chunk_rows):
+        part = df.slice(lo, chunk_rows)
+        if id_col:
+            ext = part[id_col].fill_null("").alias("external_id")
+        else:  # no ids in the file: file name and 1-based data row number
+            ext = pl.Series("external_id", [f"{name}#{i}" for i in range(lo + 1, lo + part.height + 1)])
+        raw_cols = [formula_col] + ([id_col] if id_col else []) + [p.column for p in props]
+        raw_cols = list(dict.fromkeys(raw_cols))
+        out = pl.DataFrame({
+            "external_id": ext,
+            "formula": part[formula_col],
+            "raw": part.select(raw_cols).select(
+                pl.struct(pl.all()).struct.json_encode().alias("raw"))["raw"],
+        })
+        out = out.with_columns([part[p.column].alias(f"raw:{p.name}") for p in props])
+        hi = lo + part.height
+        yield Chunk(out, str(hi) if hi < n else None)
+
+
+def open_source(kind: str, **opts) -> Source:
+    """The adapter for `matstore ingest KIND ...` (imported lazily: mp-api etc. are optional)."""
+    import inspect
+
+    kind = kind.lower()
+    if kind == "csv":
+        from .csv import CsvSource
+        opener = CsvSource.open
+    elif kind == "icsd":
+        from .icsd import open_icsd as opener
+    elif kind == "mp":
+        from .mp import open_mp as opener
+    elif kind == "oqmd":
+        from .oqmd import open_oqmd as opener
+    elif kind == "builtin":
+        from .builtin import BuiltinSource
+        opener = BuiltinSource.open
+    else:
+        raise SourceError(f"unknown source {kind!r}; expected one of oqmd, mp, icsd, csv, builtin")
+    allowed = inspect.signature(opener).parameters
+    extra = [k for k in opts if k not in allowed]
+    if extra:
+        names = ", ".join("--" + k.replace("_", "-").replace("props", "prop") for k in extra)
+        raise SourceError(f"source {kind} does not take {names}")
+    return opener(**opts)

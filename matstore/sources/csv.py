@@ -1,0 +1,60 @@
+"""`csv`: any CSV/TSV/Parquet/JSON table with a formula column and --prop name=column[:unit]."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import polars as pl
+
+from . import Chunk, PropSpec, Source, SourceError, pick_column, read_table, resolve_props, table_chunks
+
+FORMULA_COLUMNS = ("formula", "composition", "pretty_formula", "formula_pretty", "reduced_formula",
+                   "name", "chemical_formula", "sum_formula")
+
+
+@dataclass
+class TableSource(Source):
+    """A whole table read up front (files are small next to the store); written in chunks."""
+
+    df: pl.DataFrame | None = None
+    formula_col: str = "formula"
+    id_col: str | None = None
+    props: tuple[PropSpec, ...] = ()
+
+    def chunks(self, cursor: str | None = None) -> Iterator[Chunk]:
+        yield from table_chunks(self.df, path=self.uri, formula_col=self.formula_col,
+                                id_col=self.id_col, props=list(self.props), cursor=cursor)
+
+
+def as_specs(props) -> list[PropSpec]:
+    return [p if isinstance(p, PropSpec) else PropSpec.parse(p) for p in (props or [])]
+
+
+def open_table(kind: str, file, *, formula_col=None, id_col=None, props=None, limit=None,
+               formula_candidates=FORMULA_COLUMNS, id_candidates=(), default_props=None) -> TableSource:
+    """Read and check a table file: columns exist, properties resolved. Raises SourceError."""
+    if not file:
+        raise SourceError(f"source {kind} needs --file")
+    path = str(Path(file).resolve())
+    df = read_table(path)
+    fcol = pick_column(df, formula_col, formula_candidates, "formula", path)
+    if fcol is None:
+        raise SourceError(f"{path}: no formula column (looked for {', '.join(formula_candidates)}; "
+                          f"name it with --formula-col)")
+    icol = pick_column(df, id_col, id_candidates, "id", path)
+    specs = as_specs(props) or list(default_props or [])
+    specs = resolve_props(df, specs, path, fcol, icol)
+    if limit is not None:
+        df = df.head(limit)
+    params = {"formula_col": fcol, "id_col": icol, "limit": limit,
+              "props": [f"{p.name}={p.column}:{p.unit or ''}" for p in specs]}
+    return TableSource(name=kind, uri=path, params=params, units={p.name: p.unit for p in specs},
+                       total=df.height, df=df, formula_col=fcol, id_col=icol, props=tuple(specs))
+
+
+class CsvSource:
+    @staticmethod
+    def open(file=None, formula_col=None, id_col=None, props=None, limit=None) -> TableSource:
+        return open_table("csv", file, formula_col=formula_col, id_col=id_col, props=props, limit=limit)
