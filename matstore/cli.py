@@ -221,5 +221,125 @@ def demo(db, samples, gan_epochs, fe_epochs, seed, device, top):
              device=device, top=top, console=console)
 
 
+# --- generation, prediction, screens, report, demo (matstore.runner/predict/report/pipeline) ---
+@main.command()
+@store_option
+@click.option("--model", "model", default=None, help="Generator NAME[@VERSION] or model id.")
+@click.option("-n", "n", type=int, default=None, help="Samples to draw.")
+@click.option("--batch-size", type=int, default=8192, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default=None, help="cuda or cpu (default: cuda when present).")
+@click.option("--tolerance", type=float, default=None,
+              help="Decoding tolerance (default: matstore.features.onehot's).")
+@click.option("--resume", "resume_id", type=int, default=None,
+              help="Continue an interrupted run from its last committed batch.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def generate(db, model, n, batch_size, seed, device, tolerance, resume_id, no_progress):
+    """Sample a generator into the store, one transaction per batch."""
+    from . import runner
+
+    store = Store(db)
+    if resume_id is not None:
+        res = runner.resume(store, resume_id, device=device, progress=not no_progress)
+    else:
+        if not model or not n:
+            raise click.UsageError("generate needs --model NAME and -n N (or --resume RUN_ID)")
+        res = runner.generate(store, model, n, batch_size=batch_size, seed=seed, device=device,
+                              tolerance=tolerance, progress=not no_progress)
+    console.print(f"run {res.run_id} {res.status}: {res.n_samples:,} samples, "
+                  f"{res.n_decodable:,} decodable, {res.n_new_compositions:,} new compositions, "
+                  f"{res.samples_per_s:,.0f} samples/s")
+
+
+@main.command()
+@store_option
+@click.option("--model", "model", required=True, help="Predictor NAME[@VERSION] or model id.")
+@click.option("--where", default=None,
+              help="SQL condition on compositions (alias c), e.g. "
+                   "\"composition_id IN (SELECT composition_id FROM candidates)\".")
+@click.option("--device", default=None)
+@click.option("--chunk-size", type=int, default=65536, show_default=True)
+@click.option("--no-progress", is_flag=True)
+def predict(db, model, where, device, chunk_size, no_progress):
+    """Predict a property for compositions lacking that model version's predictions."""
+    from .predict import predict as run_predict
+
+    res = run_predict(Store(db), model, where=where, chunk_size=chunk_size, device=device,
+                      progress=not no_progress)
+    console.print(f"{res.model}: {res.n_predicted:,} {res.property} predictions "
+                  f"({res.n_null:,} not featurizable) in {res.seconds:.1f} s")
+
+
+@main.command()
+@click.argument("name", required=False)
+@store_option
+@output_options
+def screen(name, db, fmt, parquet, limit_rows):
+    """Run the screen_NAME view (no NAME: list the screens)."""
+    from .report import run_screen
+
+    df = run_screen(Store(db), name)
+    output.emit(df, fmt or "table", parquet, max_rows=limit_rows)
+
+
+@main.command()
+@store_option
+@click.option("--run", "run_id", type=int, default=None, help="Generation run (default: latest).")
+@click.option("--out", "out", type=click.Path(file_okay=False), required=True)
+def report(db, run_id, out):
+    """Write PNG plots and an index.html about a generation run."""
+    from .report import write_report
+
+    path = write_report(Store(db), out, run_id=run_id)
+    console.print(f"report written to {path}")
+
+
+@main.command()
+@store_option
+@click.option("--samples", type=int, default=20000, show_default=True, help="Samples to generate.")
+@click.option("--gan-epochs", type=int, default=None, help="GAN epochs (default: the demo's).")
+@click.option("--fe-epochs", type=int, default=None, help="Predictor epochs (default: the demo's).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default=None)
+@click.option("--top", type=int, default=20, show_default=True)
+def demo(db, samples, gan_epochs, fe_epochs, seed, device, top):
+    """The whole pipeline on the builtin data: ingest, train, generate, validate, predict, screen."""
+    from .pipeline import run_demo
+
+    run_demo(Store(db), samples=samples, gan_epochs=gan_epochs, fe_epochs=fe_epochs, seed=seed,
+             device=device, top=top, console=console)
+
+
+@main.command()
+@store_option
+@click.option("--featurizer", "featurizer", required=True,
+              type=click.Choice(["onehot", "magpie", "fractions"]), help="Featurizer to compute.")
+@click.option("--where", default=None, help="SQL condition on compositions (alias c), e.g. \"n_elements >= 3\".")
+@click.option("--batch-size", type=int, default=100_000, show_default=True)
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def featurize(db, featurizer, where, batch_size, no_progress):
+    """Compute a featurizer for compositions lacking its current version's rows."""
+    from .featurize import featurize_store
+
+    r = featurize_store(Store(db), featurizer, where=where, batch_size=batch_size,
+                        progress=not no_progress)
+    console.print(f"{featurizer} v{r.version}: {r.written:,} rows written for {r.pending:,} pending "
+                  f"compositions ({r.not_encodable:,} not encodable, empty vector) in {r.seconds:.1f} s")
+
+
+@main.command()
+@store_option
+@click.option("--where", default=None, help="SQL condition on compositions (alias c).")
+@click.option("--batch-size", type=int, default=100_000, show_default=True)
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def validate(db, where, batch_size, no_progress):
+    """Charge neutrality / electronegativity / smact_validity for compositions lacking them."""
+    from .featurize import validate_store
+
+    r = validate_store(Store(db), where=where, batch_size=batch_size, progress=not no_progress)
+    console.print(f"checker {r.version}: {r.written:,} rows written for {r.pending:,} pending "
+                  f"compositions ({r.not_encodable:,} outside smact's data: NULL flags) in {r.seconds:.1f} s")
+
+
 if __name__ == "__main__":
     main()

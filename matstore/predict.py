@@ -1,0 +1,127 @@
+"""Predictions for stored compositions: a predictor model version over those that lack its rows.
+
+Pending compositions are read once (ids only); then each chunk is read (short read connection),
+predicted with no connection held, and written in its own short transaction with a `runs` row of
+kind 'predict' keeping count, so a killed run simply continues where it stopped when re-run.
+Compositions the model cannot featurize get a NULL value (so they are not retried forever).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from .compositions import CompositionBatch
+from .store import Store, StoreError, append, frame
+
+DEFAULT_CHUNK = 65536
+
+
+class PredictError(RuntimeError):
+    """A prediction run that cannot start; the message says why."""
+
+
+@dataclass
+class PredictResult:
+    run_id: int | None
+    model: str
+    property: str
+    n_predicted: int
+    n_null: int
+    seconds: float
+
+
+def pending_ids(store: Store, model_id: int, where: str | None = None) -> np.ndarray:
+    """Composition ids with no prediction row from model_id (optionally filtered by where)."""
+    cond = f"AND ({where})" if where else ""
+    sql = (f"SELECT composition_id FROM compositions c WHERE NOT EXISTS (SELECT 1 FROM predictions p "
+           f"WHERE p.composition_id = c.composition_id AND p.model_id = ?) {cond} "
+           f"ORDER BY composition_id")
+    with store.connect() as con:
+        try:
+            return con.sql(sql, params=[model_id]).fetchnumpy()["composition_id"].astype(np.int64)
+        except Exception as e:  # a bad --where: name it rather than show DuckDB's context
+            if where and "duckdb" in type(e).__module__:
+                raise PredictError(f"predict --where {where!r}: {e}") from None
+            raise
+
+
+def read_batch(store: Store, ids: np.ndarray) -> CompositionBatch:
+    with store.connect() as con:
+        con.register("_ids", pa.table({"composition_id": ids}))
+        df = frame(con, "SELECT c.composition_id, c.elements, c.counts FROM _ids "
+                        "JOIN compositions c USING (composition_id)")
+    return CompositionBatch.from_lists(df["elements"].to_list(), df["counts"].to_list(),
+                                       df["composition_id"].to_numpy())
+
+
+def predict(store: Store, model, where: str | None = None, chunk_size: int = DEFAULT_CHUNK,
+            device: str | None = None, progress: bool = True) -> PredictResult:
+    """Predict model's property for every composition lacking it (where: SQL over compositions)."""
+    from .registry import load_model  # noqa: PLC0415
+    from .runner import _progress, default_device  # noqa: PLC0415
+
+    device = device or default_device()
+    loaded = load_model(store, model, device=device) if isinstance(model, (str, int)) else model
+    if loaded.kind not in ("cnn", "elemnet", "rf") or not loaded.property:
+        raise PredictError(f"model {loaded.ref} is a {loaded.kind}, not a property predictor")
+    ids = pending_ids(store, loaded.model_id, where)
+    result = PredictResult(None, loaded.ref, loaded.property, 0, 0, 0.0)
+    if len(ids) == 0:
+        return result
+    with store.transaction() as con:
+        run_id = con.execute(
+            "INSERT INTO runs (kind, model_id, params, device, status, started_at, n_requested, "
+            "pid, host) VALUES ('predict', ?, ?, ?, 'running', now(), ?, ?, ?) RETURNING run_id",
+            [loaded.model_id, json.dumps({"where": where, "chunk_size": chunk_size,
+                                          "model": loaded.ref}),
+             device, len(ids), os.getpid(), socket.gethostname()]).fetchall()[0][0]
+    result.run_id = run_id
+    t0 = time.perf_counter()
+    status = "failed"
+    try:
+        with _progress(progress, run_id, len(ids)) as prog:
+            task = prog.add_task(f"predict {loaded.property} ({loaded.ref})", total=len(ids))
+            for i in range(0, len(ids), chunk_size):
+                batch = read_batch(store, ids[i:i + chunk_size])
+                values = np.asarray(loaded.predict(batch, device=device), dtype=np.float64).reshape(-1)
+                ok = np.isfinite(values)
+                rows = pa.table({
+                    "composition_id": pa.array(batch.composition_id.astype(np.int64)),
+                    "model_id": pa.array(np.full(len(batch), loaded.model_id, np.int32)),
+                    "run_id": pa.array(np.full(len(batch), run_id, np.int32)),
+                    "property": pa.array([loaded.property] * len(batch), pa.string()),
+                    "value": pa.array(values, mask=~ok)})
+                with store.transaction() as con:
+                    append(con, "predictions", rows)
+                    con.execute("UPDATE runs SET n_written = n_written + ?, rows_per_s = ? "
+                                "WHERE run_id = ?",
+                                [len(batch), (result.n_predicted + len(batch)) /
+                                 max(time.perf_counter() - t0, 1e-9), run_id])
+                result.n_predicted += len(batch)
+                result.n_null += int((~ok).sum())
+                prog.update(task, advance=len(batch))
+        status = "done"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        result.seconds = time.perf_counter() - t0
+        try:
+            with store.transaction() as con:
+                con.execute("UPDATE runs SET status = ?, finished_at = now() WHERE run_id = ?",
+                            [status, run_id])
+        except StoreError:
+            pass
+    return result
+
+
+def predictions_frame(store: Store, model_id: int) -> pl.DataFrame:
+    return store.query("SELECT composition_id, value FROM predictions WHERE model_id = ?", [model_id])

@@ -1,0 +1,100 @@
+"""Runner invariants on real MP compositions with a deterministic replay generator (fast)."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from matstore import runner
+from test_runner_helpers import ReplayGenerator, load_compositions, mp_formulas
+
+
+@pytest.fixture
+def mp_store(store, read_formulas):
+    formulas, values = mp_formulas(read_formulas, 3000)
+    load_compositions(store, formulas, "mp", values)
+    load_compositions(store, mp_formulas(read_formulas, 500, offset=5000)[0], "oqmd", ingest_id=2)
+    return store, formulas
+
+
+def _content(store, run_id):
+    return store.query("SELECT batch_no, sample_no, composition_id FROM generated WHERE run_id = ? "
+                       "ORDER BY sample_no", [run_id])
+
+
+def test_counts_agree_with_independent_recount(mp_store):
+    store, formulas = mp_store
+    res = runner.generate(store, ReplayGenerator(formulas), 5000, batch_size=700, seed=3,
+                          device="cpu", progress=False)
+    assert res.status == "done" and res.n_samples == 5000
+    raw = store.query("SELECT * FROM generated WHERE run_id = ?", [res.run_id])
+    run = runner.run_status(store, res.run_id)
+    batches = store.query("SELECT * FROM run_batches WHERE run_id = ?", [res.run_id])
+    assert run["status"] == "done" and run["n_requested"] == 5000
+    assert run["n_written"] == raw.height == batches["n_decodable"].sum() == res.n_decodable
+    assert batches["n_samples"].sum() == 5000 and batches.height == 8
+    assert 0.8 * 5000 < raw.height < 0.95 * 5000          # ~10% blank maps are dropped
+    assert raw["sample_no"].n_unique() == raw.height and raw["sample_no"].max() < 5000
+    # per-batch decodable counts match the raw rows
+    per = raw.group_by("batch_no").len().sort("batch_no")
+    assert per["len"].to_list() == batches.sort("batch_no")["n_decodable"].to_list()
+
+    cand = store.query("SELECT * FROM candidates")
+    recount = raw.group_by("composition_id").agg(pl.len().alias("n"), pl.col("run_id").min().alias("r"))
+    joined = recount.join(cand, on="composition_id", how="full", coalesce=True)
+    assert joined.height == recount.height == cand.height
+    assert (joined["n"] == joined["times_generated"]).all() and (joined["r"] == joined["first_run"]).all()
+    # every generated key has a compositions row whose key recomputes from its formula
+    from matstore.compositions import parse
+    for row in cand.sample(200, seed=1).iter_rows(named=True):
+        assert parse(row["formula"]).composition_id == row["composition_id"]
+    # novelty against an independent query of the materials table (not the `known` view)
+    known = set(store.query("SELECT DISTINCT composition_id FROM materials")["composition_id"].to_list())
+    expect_novel = [k not in known for k in cand["composition_id"].to_list()]
+    assert cand["novel"].to_list() == expect_novel
+    assert 0 < sum(expect_novel) < cand.height
+    stats = store.query("SELECT * FROM generation_stats WHERE run_id = ?", [res.run_id]).row(0, named=True)
+    assert stats["n_samples"] == 5000 and stats["n_decodable"] == raw.height
+    assert stats["n_unique"] == recount.height and stats["n_novel"] == sum(expect_novel)
+    curve = store.query("SELECT * FROM uniqueness_curve WHERE run_id = ?", [res.run_id])
+    assert curve["samples_drawn"].to_list()[-1] == 5000
+    assert curve["unique_compositions"].to_list()[-1] == recount.height
+    # cross-source: generated compositions found in the oqmd source, recounted independently
+    oqmd = set(store.query("SELECT composition_id FROM materials WHERE source = 'oqmd'")["composition_id"].to_list())
+    css = store.query("SELECT * FROM cross_source_confirmation WHERE run_id = ? AND source = 'oqmd'", [res.run_id])
+    assert css["n_confirmed"].to_list() == [len(oqmd & set(recount["composition_id"].to_list()))]
+
+
+def test_same_seed_same_content_other_seed_differs(mp_store):
+    store, formulas = mp_store
+    gen = ReplayGenerator(formulas)
+    a = runner.generate(store, gen, 3000, batch_size=1000, seed=7, device="cpu", progress=False)
+    b = runner.generate(store, gen, 3000, batch_size=1000, seed=7, device="cpu", progress=False)
+    c = runner.generate(store, gen, 3000, batch_size=1000, seed=8, device="cpu", progress=False)
+    assert _content(store, a.run_id).equals(_content(store, b.run_id))
+    assert not _content(store, a.run_id).equals(_content(store, c.run_id))
+    assert b.n_new_compositions == 0   # everything b drew was already stored by a
+
+
+def test_interrupted_run_resumes_to_same_content(mp_store):
+    store, formulas = mp_store
+    full = runner.generate(store, ReplayGenerator(formulas), 4000, batch_size=500, seed=11,
+                           device="cpu", progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        runner.generate(store, ReplayGenerator(formulas, fail_after=3), 4000, batch_size=500,
+                        seed=11, device="cpu", progress=False)
+    broken = store.query("SELECT max(run_id) AS r FROM runs")["r"][0]
+    assert runner.run_status(store, broken)["status"] == "interrupted"
+    assert store.query("SELECT count(*) AS n FROM run_batches WHERE run_id = ?", [broken])["n"][0] == 3
+    res = runner.resume(store, broken, progress=False, model=ReplayGenerator(formulas))
+    assert res.status == "done" and res.n_samples == 2500
+    assert _content(store, broken).equals(_content(store, full.run_id))
+    run = runner.run_status(store, broken)
+    assert run["status"] == "done" and run["n_written"] == _content(store, broken).height
+
+
+def test_bad_arguments(store):
+    with pytest.raises(runner.RunError, match="positive"):
+        runner.generate(store, ReplayGenerator(["NaCl"]), 0, device="cpu")
+    with pytest.raises(runner.RunError, match="no run 99"):
+        runner.resume(store, 99)
