@@ -221,5 +221,23 @@ def demo(db, samples, gan_epochs, fe_epochs, seed, device, top):
              device=device, top=top, console=console)
 
 
+@main.group()
+def export():
+    """Write the store in a form other tools read (Parquet)."""
+
+
+@export.command("parquet")
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@store_option
+@click.option("--overwrite", is_flag=True, help="Replace OUT_DIR if it exists.")
+@click.option("--table", "tables", multiple=True, help="Export only this table (repeatable).")
+def export_parquet_cmd(out_dir, db, overwrite, tables):
+    """One folder of Parquet per table (generated partitioned by run_id) plus manifest.json."""
+    from .export import export_parquet
+
+    summary = export_parquet(Store(db, read_only=True), out_dir, overwrite=overwrite, tables=list(tables) or None)
+    output.print_table(summary.select("table", "rows", "partitioned_by"), title=f"exported to {out_dir}")
+
+
 if __name__ == "__main__":
     main()
