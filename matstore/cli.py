@@ -239,5 +239,53 @@ def export_parquet_cmd(out_dir, db, overwrite, tables):
     output.print_table(summary.select("table", "rows", "partitioned_by"), title=f"exported to {out_dir}")
 
 
+@main.command()
+@store_option
+@click.option("--featurizer", "featurizer", required=True,
+              type=click.Choice(["onehot", "magpie", "fractions"]), help="Featurizer to compute.")
+@click.option("--where", default=None, help="SQL condition on compositions (alias c), e.g. \"n_elements >= 3\".")
+@click.option("--batch-size", type=int, default=100_000, show_default=True)
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def featurize(db, featurizer, where, batch_size, no_progress):
+    """Compute a featurizer for compositions lacking its current version's rows."""
+    from .featurize import featurize_store
+
+    r = featurize_store(Store(db), featurizer, where=where, batch_size=batch_size,
+                        progress=not no_progress)
+    console.print(f"{featurizer} v{r.version}: {r.written:,} rows written for {r.pending:,} pending "
+                  f"compositions ({r.not_encodable:,} not encodable, empty vector) in {r.seconds:.1f} s")
+
+
+@main.command()
+@store_option
+@click.option("--where", default=None, help="SQL condition on compositions (alias c).")
+@click.option("--batch-size", type=int, default=100_000, show_default=True)
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def validate(db, where, batch_size, no_progress):
+    """Charge neutrality / electronegativity / smact_validity for compositions lacking them."""
+    from .featurize import validate_store
+
+    r = validate_store(Store(db), where=where, batch_size=batch_size, progress=not no_progress)
+    console.print(f"checker {r.version}: {r.written:,} rows written for {r.pending:,} pending "
+                  f"compositions ({r.not_encodable:,} outside smact's data: NULL flags) in {r.seconds:.1f} s")
+
+
+@main.group()
+def export():
+    """Write the store in a form other tools read (Parquet)."""
+
+
+@export.command("parquet")
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@store_option
+@click.option("--overwrite", is_flag=True, help="Replace OUT_DIR if it exists.")
+@click.option("--table", "tables", multiple=True, help="Export only this table (repeatable).")
+def export_parquet_cmd(out_dir, db, overwrite, tables):
+    """One folder of Parquet per table (generated partitioned by run_id) plus manifest.json."""
+    from .export import export_parquet
+
+    summary = export_parquet(Store(db, read_only=True), out_dir, overwrite=overwrite, tables=list(tables) or None)
+    output.print_table(summary.select("table", "rows", "partitioned_by"), title=f"exported to {out_dir}")
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,168 @@
+"""Store side of features and validity: compute what is missing, batch by batch, and append.
+
+Rows are keyed by (composition_id, featurizer, version) and (composition_id, checker_version):
+a new kernel version leaves old rows in place and recomputes everything for the new one. The
+pending set is read in one short read, each batch is computed with no connection open, then
+written in its own short transaction (idempotent anti-join insert), so readers get in between.
+A composition a featurizer cannot encode (an element or count outside its table) gets an empty
+vector: it is done for that version, and `len(vector) = 0` tells it apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from .compositions import Z_OF, CompositionBatch
+from .store import Store
+
+DEFAULT_BATCH = 100_000
+_SYMBOL_Z = {s: z for s, z in Z_OF.items()}
+
+
+@dataclass
+class StoreResult:
+    pending: int          # compositions lacking rows of the current version
+    written: int          # rows appended
+    version: str
+    not_encodable: int = 0
+    seconds: float = 0.0
+
+
+def _pending(store: Store, missing_sql: str, params: list, where: str | None) -> pa.Table:
+    base = "compositions" if not where else f"(SELECT * FROM compositions c WHERE {where})"
+    sql = (f"SELECT c.composition_id, c.elements, c.counts FROM {base} c "
+           f"WHERE NOT EXISTS ({missing_sql})")
+    import duckdb
+
+    with store.connect(write=True) as con:  # write: migrates an older store first
+        try:
+            return con.sql(sql, params=params).to_arrow_table()
+        except duckdb.Error as e:
+            if where:
+                raise ValueError(f"--where {where!r} is not a valid condition on compositions: "
+                                 f"{str(e).splitlines()[0]}") from e
+            raise
+
+
+def batch_from_arrow(table: pa.Table) -> CompositionBatch:
+    """compositions rows (composition_id, elements VARCHAR[], counts INTEGER[]) -> padded batch,
+    without a Python loop per row."""
+    ids = table.column("composition_id").to_numpy().astype(np.int64)
+    n = len(ids)
+    el = table.column("elements").combine_chunks()
+    ct = table.column("counts").combine_chunks()
+    offsets = np.asarray(el.offsets, dtype=np.int64)
+    lengths = np.diff(offsets)
+    k = int(lengths.max()) if n else 1
+    flat = el.flatten().dictionary_encode()
+    z_of_dict = np.array([_SYMBOL_Z[s] for s in flat.dictionary.to_pylist()], dtype=np.int16)
+    zflat = z_of_dict[np.asarray(flat.indices, dtype=np.int64)] if len(flat) else np.zeros(0, np.int16)
+    cflat = np.asarray(ct.flatten(), dtype=np.int64)
+    rows = np.repeat(np.arange(n), lengths)
+    cols = np.arange(len(zflat)) - np.repeat(offsets[:-1], lengths)
+    z = np.zeros((n, k), np.int16)
+    c = np.zeros((n, k), np.int64)
+    z[rows, cols] = zflat
+    c[rows, cols] = cflat
+    return CompositionBatch(ids, z, c)
+
+
+def _insert_missing(con, table: str, rows: pa.Table, key: list[str]) -> int:
+    """Append rows whose key is not in the table yet (rows are distinct by construction, so no
+    DISTINCT pass over the vectors as store.append_new does; a concurrent run cannot duplicate)."""
+    cols = ", ".join(f'"{c}"' for c in rows.column_names)
+    on = " AND ".join(f't."{k}" = s."{k}"' for k in key)
+    con.register("_matstore_feat", rows)
+    try:
+        got = con.execute(f'INSERT INTO "{table}" ({cols}) SELECT {cols} FROM _matstore_feat s '
+                          f'WHERE NOT EXISTS (SELECT 1 FROM "{table}" t WHERE {on})').fetchall()
+        return int(got[0][0]) if got else 0
+    finally:
+        con.unregister("_matstore_feat")
+
+
+def _progress(enabled: bool, total: int, label: str):
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    console=Console(stderr=True), disable=not enabled or total == 0, transient=False)
+
+
+def _vectors(values: np.ndarray, ok: np.ndarray) -> pa.Array:
+    """(n, d) values -> FLOAT[] column; rows not ok become empty lists."""
+    n = len(values)
+    flat = values.reshape(n, -1).astype(np.float32)
+    d = flat.shape[1]
+    lengths = np.where(ok, d, 0)
+    offsets = np.zeros(n + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(flat[ok].reshape(-1)))
+
+
+def featurize_store(store: Store, featurizer_name: str, where: str | None = None,
+                    batch_size: int = DEFAULT_BATCH, progress: bool = True) -> StoreResult:
+    """Compute `featurizer_name` for compositions (optionally those matching the SQL condition
+    `where` over the compositions table) that have no row of the featurizer's current version."""
+    import time
+
+    from .features import get
+
+    feat = get(featurizer_name)
+    t0 = time.perf_counter()
+    pending = _pending(store, "SELECT 1 FROM features f WHERE f.composition_id = c.composition_id "
+                       "AND f.featurizer = ? AND f.version = ?", [feat.name, feat.version], where)
+    res = StoreResult(pending=pending.num_rows, written=0, version=feat.version)
+    with _progress(progress, pending.num_rows, f"featurize {feat.name}") as bar:
+        task = bar.add_task("", total=pending.num_rows)
+        for s in range(0, pending.num_rows, batch_size):
+            batch = batch_from_arrow(pending.slice(s, batch_size))
+            ok = feat.encodable(batch)
+            values = feat.transform(batch)
+            rows = pa.table({
+                "composition_id": pa.array(batch.composition_id, pa.int64()),
+                "featurizer": pa.array([feat.name] * len(batch), pa.string()),
+                "version": pa.array([feat.version] * len(batch), pa.string()),
+                "vector": _vectors(values, ok),
+            })
+            with store.transaction() as con:
+                res.written += _insert_missing(con, "features", rows,
+                                              key=["composition_id", "featurizer", "version"])
+            res.not_encodable += int((~ok).sum())
+            bar.advance(task, len(batch))
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def validate_store(store: Store, where: str | None = None, batch_size: int = DEFAULT_BATCH,
+                   progress: bool = True) -> StoreResult:
+    """Validity flags for compositions lacking a row of the current CHECKER_VERSION. Flags are
+    NULL where smact has no data for an element (it would raise)."""
+    import time
+
+    from .validity import CHECKER_VERSION, check
+
+    t0 = time.perf_counter()
+    pending = _pending(store, "SELECT 1 FROM validity v WHERE v.composition_id = c.composition_id "
+                       "AND v.checker_version = ?", [CHECKER_VERSION], where)
+    res = StoreResult(pending=pending.num_rows, written=0, version=CHECKER_VERSION)
+    with _progress(progress, pending.num_rows, "validate") as bar:
+        task = bar.add_task("", total=pending.num_rows)
+        for s in range(0, pending.num_rows, batch_size):
+            batch = batch_from_arrow(pending.slice(s, batch_size))
+            flags = check(batch)
+            null = ~flags["supported"]
+            cols = {name: pa.array(flags[name], pa.bool_(), mask=null)
+                    for name in ("charge_neutral", "electronegativity_balanced", "smact_valid")}
+            rows = pa.table({"composition_id": pa.array(batch.composition_id, pa.int64()),
+                             "checker_version": pa.array([CHECKER_VERSION] * len(batch), pa.string()),
+                             **cols})
+            with store.transaction() as con:
+                res.written += _insert_missing(con, "validity", rows, key=["composition_id", "checker_version"])
+            res.not_encodable += int(null.sum())
+            bar.advance(task, len(batch))
+    res.seconds = time.perf_counter() - t0
+    return res
