@@ -287,5 +287,18 @@ def export_parquet_cmd(out_dir, db, overwrite, tables):
     summary = export_parquet(Store(db, read_only=True), out_dir, overwrite=overwrite, tables=list(tables) or None)
     output.print_table(summary.select("table", "rows", "partitioned_by"), title=f"exported to {out_dir}")
 
+@main.command()
+@click.argument("other", type=click.Path(dir_okay=False))
+@store_option
+def merge(other, db):
+    """Import a collaborator's store OTHER into this one (ids remapped, nothing twice)."""
+    from .merge import merge as merge_stores
+
+    r = merge_stores(Store(db), other)
+    note = f", upgraded a copy from schema {r.other_schema_version}" if r.upgraded else ""
+    output.print_table(r.added, title=f"merged {other}{note}")
+    console.print(f"{r.total_added} rows added")
+
+
 if __name__ == "__main__":
     main()
