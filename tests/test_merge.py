@@ -264,3 +264,24 @@ def test_cli_merge(built, tmp_path):
     r = subprocess.run([sys.executable, "-m", "matstore.cli", "merge", str(tmp_path / "nope.duckdb"),
                         "--db", a.path], capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "Traceback" not in r.stderr and "no store file" in r.stderr
+
+
+def test_provenance_after_merge_names_each_collaborators_model_seed_and_device(built, tmp_path):
+    from matstore.provenance import provenance
+
+    _, s = built
+    a = _fresh_copy(s["A"], tmp_path / "a.duckdb")
+    merge(a, s["B"].path)
+    p = provenance(a)
+    assert p.models.select("model", "data_hash", "seed").rows() == [("gan@1", "data-A", 11),
+                                                                   ("gan@2", "data-B", 11)]
+    assert p.runs.select("run_id", "model", "seed", "device", "batches").rows() == [
+        (1, "gan@1", 5, "cpu", 5), (2, "gan@2", 5, "cpu", 6)]
+    assert p.ingests["uri"].str.ends_with("A_bandgap_val.csv").to_list() == [True, False]
+    preds = p.predictions.filter(pl.col("property") == "band_gap")
+    assert preds.select("model", "run_id").rows() == [("gan@1", 1), ("gan@2", 2)]
+    r = subprocess.run([sys.executable, "-m", "matstore.cli", "info", "--provenance", "--db", a.path],
+                       capture_output=True, text=True, timeout=120, env={**__import__("os").environ,
+                                                                         "COLUMNS": "250"})
+    assert r.returncode == 0, r.stderr
+    assert "data-B" in r.stdout and "gan@2" in r.stdout
