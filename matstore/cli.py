@@ -121,7 +121,9 @@ def ingest(source, db, file, limit, formula_col, id_col, props, api_url, page_si
 
 @main.command()
 @store_option
-def info(db):
+@click.option("--provenance", "show_provenance", is_flag=True,
+              help="Also show who/what produced what: ingests, models (data hash, seed), runs.")
+def info(db, show_provenance):
     """Schema version, rows per table and source, ingests."""
     from .info import store_info
 
@@ -130,6 +132,11 @@ def info(db):
     output.print_table(i.table_counts, title="tables")
     output.print_table(i.source_counts, title="materials per source")
     output.print_table(i.ingests, title="ingests")
+    if show_provenance:
+        from .provenance import provenance
+
+        for title, df in provenance(Store(db, read_only=True)).tables().items():
+            output.print_table(df, title=title)
 
 
 # --- generation, prediction, screens, report, demo (matstore.runner/predict/report/pipeline) ---
