@@ -16,7 +16,7 @@ import io
 import json
 import tarfile
 from dataclasses import dataclass
-from importlib import resources
+import importlib.util
 from pathlib import Path
 from typing import Iterator
 
@@ -28,13 +28,20 @@ from . import Chunk, Source, SourceError, table_chunks
 PARTS = ("exp_compounds", "mp_transport")
 
 
+def _package_dir(name: str) -> Path:
+    """An installed package's folder, found without importing it (pymatgen imports are slow)."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise SourceError(f"builtin needs the {name} package, which is not installed")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
 def exp_compounds_path() -> Path:
-    return Path(str(resources.files("pymatgen.analysis.compatibility") / "exp_compounds.json.gz"))
+    return _package_dir("pymatgen") / "analysis" / "compatibility" / "exp_compounds.json.gz"
 
 
 def transport_path() -> Path:
-    return Path(str(resources.files("matminer.utils.data_files") / "mp_transport"
-                    / "transport_database.tar.xz"))
+    return _package_dir("matminer") / "utils" / "data_files" / "mp_transport" / "transport_database.tar.xz"
 
 
 def atoms_as_written(formula: str) -> float | None:

@@ -37,6 +37,7 @@ def open_table(kind: str, file, *, formula_col=None, id_col=None, props=None, li
     """Read and check a table file: columns exist, properties resolved. Raises SourceError."""
     if not file:
         raise SourceError(f"source {kind} needs --file")
+    given = as_specs(props)  # option errors before touching the file
     path = str(Path(file).resolve())
     df = read_table(path)
     fcol = pick_column(df, formula_col, formula_candidates, "formula", path)
@@ -44,7 +45,7 @@ def open_table(kind: str, file, *, formula_col=None, id_col=None, props=None, li
         raise SourceError(f"{path}: no formula column (looked for {', '.join(formula_candidates)}; "
                           f"name it with --formula-col)")
     icol = pick_column(df, id_col, id_candidates, "id", path)
-    specs = as_specs(props) or list(default_props or [])
+    specs = given or list(default_props or [])
     specs = resolve_props(df, specs, path, fcol, icol)
     if limit is not None:
         df = df.head(limit)
