@@ -13,6 +13,9 @@ from matstore.models.cnn import CNNConfig, CNNRegressor
 from matstore.models.elemnet import ElemNet, ElemNetConfig
 from matstore.models.gan import WGAN, WGANConfig
 
+# one intra-op thread: on a shared 2-core CI box, 2 contending threads run ~10x slower
+torch.set_num_threads(1)
+
 
 def _shapes(module: nn.Module, kind, x) -> list[tuple]:
     """Output shapes of every layer of a type, in call order, as NHWC like the tables."""

@@ -1,0 +1,384 @@
+"""Model versions as rows of the store: weights BLOB + sha256, config, lineage, metrics.
+
+``save_model`` writes version = (max version of that name) + 1 in one short transaction;
+``load_model("name" | "name@N" | model_id)`` rebuilds the module from its config and checks the
+weights (sha256, then state_dict keys and shapes) with a message naming the model when they do not
+fit. ``export_models``/``import_models`` move versions between stores as one Parquet file (the
+row, weights included), skipping a version whose weights are already stored under that name.
+
+Torch weights are ``torch.save(state_dict)`` bytes, loaded with ``weights_only=True``. Forests are
+joblib pickles: only import files from people you trust (unpickling runs code).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import importlib.metadata
+import io
+import json
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from . import models
+from .store import Store, append, frame
+
+_COLUMNS = ["name", "version", "kind", "config", "hyperparams", "training_query", "training_rows",
+            "data_hash", "split", "metrics", "weights", "weights_sha256", "software", "device",
+            "seed", "created_at"]
+_JSON_COLUMNS = ("config", "hyperparams", "split", "metrics", "software")
+
+
+class ModelError(RuntimeError):
+    """A model that cannot be found, loaded or imported; the message names it and says why."""
+
+
+@dataclass
+class ModelVersion:
+    model_id: int
+    name: str
+    version: int
+    kind: str
+    weights_sha256: str
+    metrics: dict = field(default_factory=dict)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+def software_versions() -> dict[str, str]:
+    import sklearn  # noqa: PLC0415
+    import torch  # noqa: PLC0415
+
+    try:
+        ours = importlib.metadata.version("matstore")
+    except importlib.metadata.PackageNotFoundError:
+        ours = "unknown"
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "matstore": ours, "sklearn": sklearn.__version__, "numpy": np.__version__}
+
+
+def serialize(kind: str, module) -> bytes:
+    buf = io.BytesIO()
+    if kind in models.TORCH_KINDS:
+        import torch  # noqa: PLC0415
+
+        torch.save({k: v.detach().cpu() for k, v in module.state_dict().items()}, buf)
+    else:
+        import joblib  # noqa: PLC0415
+
+        joblib.dump(module.estimator if hasattr(module, "estimator") else module, buf, compress=3)
+    return buf.getvalue()
+
+
+def _json(value) -> str | None:
+    if value is None:
+        return None
+    return json.dumps(value, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
+
+
+def save_model(store: Store, name: str, kind: str, module_or_estimator, config, hyperparams: dict,
+               training_query: str | None, training_rows: int | None, data_hash: str | None,
+               split: dict | None, metrics: dict | None, device: str | None, seed: int | None,
+               split_ids: dict[str, np.ndarray] | None = None) -> ModelVersion:
+    """Write one model version; split_ids (role -> composition ids) go to composition_sets."""
+    if not name or "@" in name:
+        raise ModelError(f"model name {name!r}: must be non-empty and contain no '@'")
+    models.make_config(kind, models.config_dict(config))  # fails early on a bad kind/config
+    weights = serialize(kind, module_or_estimator)
+    sha = hashlib.sha256(weights).hexdigest()
+    row = {"name": name, "kind": kind, "config": _json(models.config_dict(config)),
+           "hyperparams": _json(hyperparams or {}), "training_query": training_query,
+           "training_rows": training_rows, "data_hash": data_hash, "split": _json(split),
+           "metrics": _json(metrics or {}), "weights": weights, "weights_sha256": sha,
+           "software": _json(software_versions()), "device": device, "seed": seed,
+           "created_at": dt.datetime.now()}
+    with store.transaction() as con:
+        model_id, version = _insert(con, row)
+        if split_ids:
+            sets = [pl.DataFrame({"set_name": f"{name}@{version}/{role}",
+                                  "composition_id": np.asarray(ids, dtype=np.int64),
+                                  "model_id": model_id, "role": role,
+                                  "created_at": row["created_at"]})
+                    for role, ids in split_ids.items() if len(ids)]
+            if sets:
+                append(con, "composition_sets", pl.concat(sets))
+    return ModelVersion(model_id, name, version, kind, sha, metrics or {})
+
+
+def _insert(con, row: dict) -> tuple[int, int]:
+    version = con.execute("SELECT coalesce(max(version), 0) + 1 FROM model_versions WHERE name = ?",
+                          [row["name"]]).fetchall()[0][0]
+    row = {**row, "version": version}
+    cols = ", ".join(_COLUMNS)
+    marks = ", ".join("?" for _ in _COLUMNS)
+    model_id = con.execute(f"INSERT INTO model_versions ({cols}) VALUES ({marks}) RETURNING model_id",
+                           [row[c] for c in _COLUMNS]).fetchall()[0][0]
+    return model_id, version
+
+
+def _parse_ref(ref) -> tuple[str, list]:
+    """-> (WHERE clause, params) selecting one row for a model reference."""
+    if isinstance(ref, (int, np.integer)) or (isinstance(ref, str) and ref.isdigit()):
+        return "model_id = ?", [int(ref)]
+    if not isinstance(ref, str) or not ref:
+        raise ModelError(f"model reference {ref!r}: expected 'name', 'name@N' or a model id")
+    if "@" in ref:
+        name, _, version = ref.rpartition("@")
+        if not version.isdigit():
+            raise ModelError(f"model reference {ref!r}: the version after '@' must be a number")
+        return "name = ? AND version = ?", [name, int(version)]
+    return ("name = ? AND version = (SELECT max(version) FROM model_versions WHERE name = ?)",
+            [ref, ref])
+
+
+def get_record(store: Store, ref, weights: bool = True) -> dict:
+    where, params = _parse_ref(ref)
+    cols = "*" if weights else "* EXCLUDE (weights)"
+    with store.connect() as con:
+        rows = frame(con, f"SELECT {cols} FROM model_versions WHERE {where}", params).to_dicts()
+        if not rows:
+            names = [r[0] for r in con.execute("SELECT DISTINCT name FROM model_versions ORDER BY 1")
+                     .fetchall()]
+    if not rows:
+        known = ", ".join(names) if names else "none yet; train one with `matstore train`"
+        raise ModelError(f"no model {ref!r} in {store.path} (models: {known})")
+    rec = rows[0]
+    for c in _JSON_COLUMNS:
+        if isinstance(rec.get(c), str):
+            rec[c] = json.loads(rec[c])
+    return rec
+
+
+class LoadedModel:
+    """A stored version rebuilt: ``.module`` (eval mode) plus what predict/sample need."""
+
+    def __init__(self, record: dict, module):
+        self.record = {k: v for k, v in record.items() if k != "weights"}
+        self.module = module
+        self.model_id: int = record["model_id"]
+        self.name: str = record["name"]
+        self.version: int = record["version"]
+        self.kind: str = record["kind"]
+        self.config = models.make_config(self.kind, record["config"])
+        hp = record.get("hyperparams") or {}
+        self.property: str | None = hp.get("property")
+        self.featurizer: str | None = hp.get("featurizer")
+        self.device = "cpu"
+
+    def __repr__(self) -> str:
+        return f"LoadedModel({self.name}@{self.version}, kind={self.kind}, id={self.model_id})"
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @property
+    def latent_dim(self) -> int:
+        return self.config.latent_dim
+
+    def to(self, device) -> "LoadedModel":
+        if self.kind in models.TORCH_KINDS:
+            self.module.to(device)
+            self.device = str(device)
+        return self
+
+    def predict(self, batch, device=None, batch_size: int = 8192) -> np.ndarray:
+        """Property values (n,) for a CompositionBatch (NaN where the featurizer cannot encode a row)."""
+        if self.kind not in ("cnn", "elemnet", "rf"):
+            raise ModelError(f"model {self.ref} is a {self.kind}, not a property predictor")
+        from . import features  # noqa: PLC0415
+
+        ok = np.asarray(features.get(self.featurizer).encodable(batch), bool)
+        out = np.full(len(batch), np.nan, dtype=np.float64)
+        if ok.any():
+            b = batch if ok.all() else type(batch)(batch.composition_id[ok], batch.z[ok], batch.counts[ok])
+            x = models.featurize(self.kind, self.featurizer, b)
+            out[ok] = self.predict_features(x, device=device, batch_size=batch_size)
+        return out
+
+    def predict_features(self, x: np.ndarray, device=None, batch_size: int = 8192) -> np.ndarray:
+        """Predictions for an already featurized input (training and benchmarks use this)."""
+        if self.kind == "rf":
+            return self.module.predict(x)
+        return predict_module(self.module, x, device or self.device, batch_size)
+
+    def sample(self, n: int, generator=None, device=None):
+        """(n, 8, 85) probabilities from the generator (wgan) or decoder of a random latent."""
+        import torch  # noqa: PLC0415
+
+        if self.kind == "wgan":
+            if device is not None and str(device) != self.device:
+                self.to(device)
+            return self.module.sample(n, generator, device or self.device)
+        if self.kind == "autoencoder":
+            device = device or self.device
+            self.to(device)
+            gen_device = generator.device if generator is not None else device
+            z = torch.randn(n, self.latent_dim, generator=generator, device=gen_device).to(device)
+            with torch.no_grad():
+                return self.module.decode(z)
+        raise ModelError(f"model {self.ref} is a {self.kind}; only wgan/autoencoder sample")
+
+
+def predict_module(module, x: np.ndarray, device, batch_size: int = 8192) -> np.ndarray:
+    """Run a regressor module over x in batches on device; same path for cpu and cuda."""
+    import torch  # noqa: PLC0415
+
+    module.eval()
+    module.to(device)
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            xb = torch.as_tensor(x[i:i + batch_size], dtype=torch.float32, device=device)
+            out.append(module(xb).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+
+def _rebuild(record: dict):
+    """The module/estimator from a record's config and weights, checked; raises ModelError."""
+    ref = f"{record['name']}@{record['version']} (id {record['model_id']})"
+    weights = record.get("weights")
+    if weights is None:
+        raise ModelError(f"model {ref} has no weights stored")
+    sha = hashlib.sha256(weights).hexdigest()
+    if sha != record.get("weights_sha256"):
+        raise ModelError(f"model {ref}: weights are corrupt (sha256 {sha[:12]}... does not match "
+                         f"the recorded {str(record.get('weights_sha256'))[:12]}...)")
+    kind = record["kind"]
+    try:
+        module = models.build(kind, record["config"], seed=record.get("seed") or 0)
+    except (ValueError, TypeError) as e:
+        raise ModelError(f"model {ref}: stored config does not build a {kind}: {e}") from None
+    if kind in models.TORCH_KINDS:
+        import torch  # noqa: PLC0415
+
+        try:
+            state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 (any unpickling failure means unreadable weights)
+            raise ModelError(f"model {ref}: weights are not a readable torch state_dict: {e}") from None
+        _check_state(ref, kind, module.state_dict(), state)
+        module.load_state_dict(state)
+        module.eval()
+        return module
+    import joblib  # noqa: PLC0415
+    from sklearn.base import RegressorMixin  # noqa: PLC0415
+
+    try:
+        est = joblib.load(io.BytesIO(weights))
+    except Exception as e:  # noqa: BLE001
+        raise ModelError(f"model {ref}: weights are not a readable estimator pickle: {e}") from None
+    if not isinstance(est, RegressorMixin):
+        raise ModelError(f"model {ref}: stored estimator is a {type(est).__name__}, not a regressor")
+    module.estimator = est
+    return module
+
+
+def _check_state(ref: str, kind: str, expected: dict, got: Any) -> None:
+    if not isinstance(got, dict):
+        raise ModelError(f"model {ref}: weights are a {type(got).__name__}, not a state_dict")
+    missing = [k for k in expected if k not in got]
+    extra = [k for k in got if k not in expected]
+    if missing or extra:
+        raise ModelError(f"model {ref}: weights do not fit the {kind} config: missing "
+                         f"{missing[:5]}{'...' if len(missing) > 5 else ''}, unexpected "
+                         f"{extra[:5]}{'...' if len(extra) > 5 else ''}")
+    for k, v in expected.items():
+        if tuple(got[k].shape) != tuple(v.shape):
+            raise ModelError(f"model {ref}: weight {k} has shape {tuple(got[k].shape)}, the "
+                             f"{kind} config needs {tuple(v.shape)}")
+
+
+def load_model(store: Store, ref, device=None) -> LoadedModel:
+    """'name' (latest version), 'name@N' or a model id -> LoadedModel (eval mode, on device)."""
+    record = get_record(store, ref)
+    loaded = LoadedModel(record, _rebuild(record))
+    if device is not None:
+        loaded.to(device)
+    return loaded
+
+
+def list_models(store: Store) -> pl.DataFrame:
+    """One row per version: id, name@version, kind, rows, headline metrics, created."""
+    with store.connect() as con:
+        df = frame(con, """
+            SELECT model_id, name, version, kind, training_rows, device, seed,
+                   metrics::VARCHAR AS metrics, octet_length(weights) AS weight_bytes,
+                   left(weights_sha256, 12) AS sha256, created_at
+            FROM model_versions ORDER BY name, version""")
+    return df
+
+
+def show_model(store: Store, ref) -> dict:
+    """The full record of one version, JSON columns decoded, weights left out."""
+    rec = get_record(store, ref, weights=False)
+    return rec
+
+
+def export_models(store: Store, path: str | Path, refs: list | None = None) -> int:
+    """Write the given versions (default: all) with weights to one Parquet file; returns rows."""
+    path = Path(path)
+    if refs:
+        ids = [get_record(store, r, weights=False)["model_id"] for r in refs]
+        where, params = f"model_id IN ({', '.join('?' for _ in ids)})", ids
+    else:
+        where, params = "true", []
+    with store.connect() as con:
+        n = con.execute(f"SELECT count(*) FROM model_versions WHERE {where}", params).fetchall()[0][0]
+        if n == 0:
+            raise ModelError(f"no models to export from {store.path}")
+        cols = ", ".join(c if c not in _JSON_COLUMNS else f"{c}::VARCHAR AS {c}" for c in _COLUMNS)
+        tmp = path.with_name(path.name + ".partial")
+        con.execute(f"COPY (SELECT model_id, {cols} FROM model_versions WHERE {where} ORDER BY model_id) "
+                    f"TO '{_sql_str(tmp)}' (FORMAT parquet)", params)
+    tmp.replace(path)  # no half-written export file under the real name
+    return n
+
+
+def _sql_str(p: Path) -> str:
+    return str(p).replace("'", "''")
+
+
+@dataclass
+class ImportResult:
+    imported: list[ModelVersion]
+    skipped: list[str]  # "name@N (same weights as name@M)"
+
+
+def import_models(store: Store, path: str | Path) -> ImportResult:
+    """Read an export file: every row is checked (sha256, rebuild) before any is written."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"model file {path} does not exist")
+    try:
+        df = pl.read_parquet(path)
+    except Exception as e:  # noqa: BLE001
+        raise ModelError(f"model file {path} is not a matstore model export: {e}") from None
+    missing = [c for c in _COLUMNS if c not in df.columns]
+    if missing:
+        raise ModelError(f"model file {path} lacks columns {missing}")
+    rows = df.to_dicts()
+    for rec in rows:  # validate everything first: a bad file leaves the store as it was
+        check = {**rec, "config": json.loads(rec["config"]) if rec["config"] else {}}
+        check.setdefault("model_id", "?")
+        _rebuild(check)
+    imported, skipped = [], []
+    with store.transaction() as con:
+        for rec in rows:
+            same = con.execute("SELECT version FROM model_versions WHERE name = ? AND weights_sha256 = ?",
+                               [rec["name"], rec["weights_sha256"]]).fetchall()
+            if same:
+                skipped.append(f"{rec['name']}@{rec['version']} (same weights as "
+                               f"{rec['name']}@{same[0][0]})")
+                continue
+            model_id, version = _insert(con, {c: rec[c] for c in _COLUMNS})
+            metrics = json.loads(rec["metrics"]) if rec["metrics"] else {}
+            imported.append(ModelVersion(model_id, rec["name"], version, rec["kind"],
+                                         rec["weights_sha256"], metrics))
+    return ImportResult(imported, skipped)

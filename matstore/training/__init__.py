@@ -1,0 +1,129 @@
+"""Training from SQL selections of the store into registered model versions.
+
+``train(store, "cnn-fe", epochs=50)`` runs: selection -> compositions (+ ground-state targets) ->
+features -> seeded train/val/test split -> fit with early stopping -> test metrics -> one
+``model_versions`` row (weights, config, hyperparameters, SQL, row count, data hash, split) and the
+split's composition ids in ``composition_sets`` as ``<name>@<version>/<role>``.
+The store is only opened to read the selection and, at the end, in one short write transaction.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .. import models
+from ..registry import ModelVersion, save_model
+from ..store import Store
+from . import data, presets
+from .fit import (autoencoder_metrics, fit_autoencoder, fit_regressor, fit_wgan, generation_metrics,
+                  regression_metrics, resolve_device)
+
+__all__ = ["train", "presets", "PRESETS"]
+PRESETS = presets.PRESETS
+
+
+def _onehot(batch) -> tuple[np.ndarray, np.ndarray]:
+    from ..features import onehot  # noqa: PLC0415
+
+    maps, ok = onehot.encode(batch)
+    return np.asarray(maps, np.float32), np.asarray(ok, bool)
+
+
+def train(store: Store, preset_name: str, on: str | None = None, epochs: int | None = None,
+          device: str | None = None, seed: int = 0, *, max_rows: int | None = None,
+          batch_size: int | None = None, name: str | None = None, max_steps: int | None = None,
+          fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), config: dict | None = None,
+          progress: bool = True, **hyper) -> ModelVersion:
+    """Train a preset on the store's data and register the result. ``on`` replaces the preset's
+    selection (any SQL returning composition_id); ``config`` overrides module config fields;
+    other keyword arguments override the preset's hyperparameters (lr, patience, clip, ...)."""
+    p = presets.get(preset_name)
+    unknown = set(hyper) - set(p.hyper) - {"optimizer", "weight_decay", "loss", "n_jobs"}
+    if unknown:
+        raise ValueError(f"preset {p.name} has no hyperparameter(s) {sorted(unknown)} "
+                         f"(it takes {sorted(p.hyper)})")
+    hp = {**p.hyper, **{k: v for k, v in hyper.items() if v is not None}}
+    if epochs is not None:
+        hp["epochs"] = epochs
+    if batch_size is not None:
+        hp["batch_size"] = batch_size
+    for k in ("epochs", "batch_size"):
+        if k in hp and int(hp[k]) < 1:
+            raise ValueError(f"{k} must be at least 1, got {hp[k]}")
+    dev = resolve_device(device) if p.kind in models.TORCH_KINDS else None
+    selection = (on or p.selection).strip().rstrip(";")
+    ds = data.load(store, selection, p.property, max_rows=max_rows, seed=seed)
+    n_dropped = 0
+    if p.kind in models.GENERATIVE_KINDS:
+        x, ok = _onehot(ds.batch)
+        n_dropped = int((~ok).sum())
+        ds, x = ds.subset(np.flatnonzero(ok)), x[ok]
+    else:
+        from .. import features  # noqa: PLC0415
+
+        ok = np.asarray(features.get(p.featurizer).encodable(ds.batch), bool)
+        n_dropped = int((~ok).sum())
+        ds = ds.subset(np.flatnonzero(ok))
+        x = models.featurize(p.kind, p.featurizer, ds.batch)
+    sp = data.split(len(ds), seed, fractions)
+    cfg = models.config_dict(models.make_config(p.kind, _config(p, x, config)))
+    module = models.build(p.kind, cfg, seed=seed)
+    t0 = time.perf_counter()
+    common = dict(device=dev, seed=seed, progress=progress, label=f"train {name or p.name}")
+    metrics: dict = {}
+    if p.kind == "rf":
+        if "n_jobs" in hp:
+            module.estimator.set_params(n_jobs=hp["n_jobs"])
+        module.fit(x[sp.train], ds.y[sp.train])
+        metrics["val"] = regression_metrics(ds.y[sp.val], module.predict(x[sp.val]))
+        metrics["test"] = regression_metrics(ds.y[sp.test], module.predict(x[sp.test]))
+    elif p.kind in ("cnn", "elemnet"):
+        hist = fit_regressor(module, x[sp.train], ds.y[sp.train], x[sp.val], ds.y[sp.val],
+                             epochs=hp["epochs"], batch_size=hp["batch_size"], lr=hp["lr"],
+                             patience=hp["patience"], loss=hp.get("loss", "l1"),
+                             optimizer=hp.get("optimizer", "adam"),
+                             weight_decay=hp.get("weight_decay", 0.0), max_steps=max_steps, **common)
+        from ..registry import predict_module  # noqa: PLC0415
+
+        for role, idx in (("val", sp.val), ("test", sp.test)):
+            metrics[role] = regression_metrics(ds.y[idx], predict_module(module, x[idx], dev))
+        metrics["history"] = hist.to_dict()
+    elif p.kind == "autoencoder":
+        hist = fit_autoencoder(module, x[sp.train], x[sp.val], epochs=hp["epochs"],
+                               batch_size=hp["batch_size"], lr=hp["lr"], patience=hp["patience"],
+                               max_steps=max_steps, **common)
+        metrics["train"] = autoencoder_metrics(module, x[sp.train], dev)
+        metrics["test"] = autoencoder_metrics(module, x[sp.test], dev)
+        metrics["history"] = hist.to_dict()
+    else:  # wgan
+        hist = fit_wgan(module, x[sp.train], x[sp.val], epochs=hp["epochs"],
+                        batch_size=hp["batch_size"], lr_g=hp["lr_g"], lr_d=hp["lr_d"],
+                        n_critic=hp["n_critic"], gp_lambda=hp["gp_lambda"], clip=hp["clip"],
+                        max_steps=max_steps, **common)
+        import torch  # noqa: PLC0415
+
+        samples = module.sample(int(hp["n_eval_samples"]), torch.Generator().manual_seed(seed), dev)
+        known = store.query("SELECT composition_id FROM known")["composition_id"].to_numpy()
+        metrics["sample"] = generation_metrics(samples.cpu().numpy(), ds.batch.composition_id[sp.train],
+                                               known_ids=known,
+                                               leave_out_ids=ds.batch.composition_id[sp.test])
+        metrics["history"] = hist.to_dict()
+    metrics["train_seconds"] = round(time.perf_counter() - t0, 3)
+    hyperparams = {"preset": p.name, "property": p.property, "featurizer": p.featurizer,
+                   "max_rows": max_rows, "max_steps": max_steps, **hp}
+    split = {**sp.to_dict(), "n_selected": ds.n_selected, "n_not_encodable": n_dropped}
+    ids = ds.batch.composition_id
+    return save_model(store, name or p.name, p.kind, module, cfg, hyperparams, selection, len(ds),
+                      ds.data_hash, split, metrics, str(dev) if dev is not None else "cpu", seed,
+                      split_ids={"train": ids[sp.train], "val": ids[sp.val], "test": ids[sp.test]})
+
+
+def _config(p: presets.Preset, x: np.ndarray, overrides: dict | None) -> dict:
+    cfg = models.config_dict(p.config())
+    if p.kind == "elemnet":
+        cfg["n_inputs"] = int(x.shape[1])
+    elif p.kind == "cnn":
+        cfg["n_properties"], cfg["n_stats"] = int(x.shape[1]), int(x.shape[2])
+    return {**cfg, **(overrides or {})}

@@ -1,0 +1,343 @@
+"""Training loops (regressors, autoencoder, WGAN) and their metrics. Same code on cpu and cuda.
+
+Every loop is seeded (torch.manual_seed + a torch.Generator for shuffling), shows a rich progress
+bar with the live loss, and keeps the best validation state (early stopping with ``patience``
+epochs). GANs have no validation loss that ranks generators, so they train for the epochs asked
+and report the critic's Wasserstein estimate on the validation rows per epoch instead.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ..models.autoencoder import decodable, dice_loss
+
+_console = Console(stderr=True)
+
+
+def resolve_device(device: str | None = None) -> torch.device:
+    """cuda when available unless told otherwise."""
+    if device in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but torch sees no CUDA device")
+    return torch.device(device)
+
+
+@contextmanager
+def _progress(total: int, label: str, enabled: bool):
+    if not enabled:
+        yield None
+        return
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=_console,
+                  transient=False) as p:
+        yield p, p.add_task(label, total=total, info="")
+
+
+def _tick(bar, info: str) -> None:
+    if bar is not None:
+        p, task = bar
+        p.update(task, advance=1, info=info)
+
+
+@dataclass
+class History:
+    epochs_run: int = 0
+    best_epoch: int = 0
+    best_val: float = math.inf
+    steps: int = 0
+    seconds: float = 0.0
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"epochs_run": self.epochs_run, "best_epoch": self.best_epoch,
+                "best_val": None if math.isinf(self.best_val) else self.best_val,
+                "steps": self.steps, "seconds": round(self.seconds, 3),
+                "train_loss": [round(v, 6) for v in self.train_loss],
+                "val_loss": [round(v, 6) for v in self.val_loss]}
+
+
+def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """MAE, RMSE, R² (thesis Eqs. 4-3..4-5)."""
+    y = np.asarray(y, np.float64)
+    pred = np.asarray(pred, np.float64)
+    err = pred - y
+    ss_tot = float(((y - y.mean()) ** 2).sum())
+    return {"mae": float(np.abs(err).mean()), "rmse": float(np.sqrt((err ** 2).mean())),
+            "r2": float(1 - (err ** 2).sum() / ss_tot) if ss_tot > 0 else float("nan"),
+            "n": int(len(y))}
+
+
+def _optimizer(name: str, params, lr: float, weight_decay: float = 0.0, betas=(0.9, 0.999)):
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, betas=betas)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=betas)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r} (adam, adamw, rmsprop)")
+
+
+def _batches(n: int, batch_size: int, gen: torch.Generator, device) -> list[torch.Tensor]:
+    perm = torch.randperm(n, generator=gen).to(device)
+    return list(perm.split(batch_size))
+
+
+def _eval_in_batches(module, x: torch.Tensor, batch_size: int = 8192) -> torch.Tensor:
+    module.eval()
+    with torch.no_grad():
+        return torch.cat([module(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+def fit_regressor(module, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
+                  y_val: np.ndarray, *, epochs: int = 100, batch_size: int = 256, lr: float = 1e-3,
+                  patience: int = 20, loss: str = "l1", optimizer: str = "adam",
+                  weight_decay: float = 0.0, max_steps: int | None = None, device=None,
+                  seed: int = 0, progress: bool = True, label: str = "train") -> History:
+    """Fit a regressor (CNN/ElemNet: fits its scaling buffers first); keeps the best val-MAE state."""
+    device = resolve_device(device)
+    torch.manual_seed(seed)
+    module.fit_scaling(x_train, y_train, minmax=x_train.ndim > 2)  # CNN min-max; ElemNet fractions as-is
+    module.to(device)
+    xt = torch.as_tensor(x_train, dtype=torch.float32, device=device)
+    yt = torch.as_tensor(y_train, dtype=torch.float32, device=device)
+    xv = torch.as_tensor(x_val, dtype=torch.float32, device=device)
+    yv = torch.as_tensor(y_val, dtype=torch.float32, device=device)
+    loss_fn = torch.nn.L1Loss() if loss == "l1" else torch.nn.MSELoss()
+    opt = _optimizer(optimizer, module.parameters(), lr, weight_decay)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(2, patience // 3))
+    gen = torch.Generator().manual_seed(seed)
+    hist, best, t0, wait = History(), None, time.perf_counter(), 0
+    with _progress(epochs, label, progress) as bar:
+        for epoch in range(1, epochs + 1):
+            module.train()
+            total, seen = 0.0, 0
+            for idx in _batches(len(xt), batch_size, gen, device):
+                if len(idx) < 2:  # batch norm needs two rows
+                    continue
+                opt.zero_grad(set_to_none=True)
+                batch_loss = loss_fn(module(xt[idx]), yt[idx])
+                batch_loss.backward()
+                opt.step()
+                total += float(batch_loss) * len(idx)
+                seen += len(idx)
+                hist.steps += 1
+                if max_steps is not None and hist.steps >= max_steps:
+                    break
+            val_mae = float((_eval_in_batches(module, xv) - yv).abs().mean())
+            sched.step(val_mae)
+            hist.train_loss.append(total / max(seen, 1))
+            hist.val_loss.append(val_mae)
+            hist.epochs_run = epoch
+            if val_mae < hist.best_val:
+                hist.best_val, hist.best_epoch, wait = val_mae, epoch, 0
+                best = copy.deepcopy(module.state_dict())
+            else:
+                wait += 1
+            _tick(bar, f"loss {hist.train_loss[-1]:.4f}  val MAE {val_mae:.4f}  best {hist.best_val:.4f}")
+            if wait >= patience or (max_steps is not None and hist.steps >= max_steps):
+                break
+    if best is not None:
+        module.load_state_dict(best)
+    module.eval()
+    hist.seconds = time.perf_counter() - t0
+    return hist
+
+
+def fit_autoencoder(module, x_train: np.ndarray, x_val: np.ndarray, *, epochs: int = 100,
+                    batch_size: int = 1024, lr: float = 1e-3, patience: int = 20,
+                    max_steps: int | None = None, device=None, seed: int = 0,
+                    progress: bool = True, label: str = "train ae") -> History:
+    """Negative-Dice training (thesis Eq. 3-3); keeps the state with the best validation loss."""
+    device = resolve_device(device)
+    torch.manual_seed(seed)
+    module.to(device)
+    xt = torch.as_tensor(x_train, dtype=torch.float32, device=device)
+    xv = torch.as_tensor(x_val, dtype=torch.float32, device=device)
+    opt = torch.optim.Adam(module.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    hist, best, t0, wait = History(), None, time.perf_counter(), 0
+    with _progress(epochs, label, progress) as bar:
+        for epoch in range(1, epochs + 1):
+            module.train()
+            total, seen = 0.0, 0
+            for idx in _batches(len(xt), batch_size, gen, device):
+                if len(idx) < 2:
+                    continue
+                opt.zero_grad(set_to_none=True)
+                loss = dice_loss(module(xt[idx]), xt[idx])
+                loss.backward()
+                opt.step()
+                total += float(loss) * len(idx)
+                seen += len(idx)
+                hist.steps += 1
+                if max_steps is not None and hist.steps >= max_steps:
+                    break
+            val = float(dice_loss(_eval_in_batches(module, xv), xv))
+            hist.train_loss.append(total / max(seen, 1))
+            hist.val_loss.append(val)
+            hist.epochs_run = epoch
+            if val < hist.best_val:
+                hist.best_val, hist.best_epoch, wait = val, epoch, 0
+                best = copy.deepcopy(module.state_dict())
+            else:
+                wait += 1
+            _tick(bar, f"-dice {hist.train_loss[-1]:.4f}  val {val:.4f}")
+            if wait >= patience or (max_steps is not None and hist.steps >= max_steps):
+                break
+    if best is not None:
+        module.load_state_dict(best)
+    module.eval()
+    hist.seconds = time.perf_counter() - t0
+    return hist
+
+
+def autoencoder_metrics(module, x: np.ndarray, device=None) -> dict[str, float]:
+    """Dice and the share of decodable rows (thresholded reconstruction == input)."""
+    device = resolve_device(device)
+    xt = torch.as_tensor(x, dtype=torch.float32, device=device)
+    pred = _eval_in_batches(module.to(device), xt)
+    return {"dice": -float(dice_loss(pred, xt)), "decodable_pct": 100 * float(decodable(pred, xt).float().mean()),
+            "n": int(len(x))}
+
+
+def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """WGAN-GP: (||grad critic(x_hat)|| - 1)^2 on random interpolates (Gulrajani et al. 2017)."""
+    eps = torch.rand(real.size(0), *([1] * (real.dim() - 1)), device=real.device)
+    x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
+    grad, = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
+    return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+
+
+def fit_wgan(gan, x_train: np.ndarray, x_val: np.ndarray, *, epochs: int = 100,
+             batch_size: int = 32, lr_g: float = 1e-4, lr_d: float = 1e-4, betas=(0.5, 0.9),
+             n_critic: int = 5, gp_lambda: float = 10.0, clip: float | None = None,
+             max_steps: int | None = None, device=None, seed: int = 0, progress: bool = True,
+             label: str = "train wgan") -> History:
+    """Wasserstein GAN: gradient penalty (lambda 10) by default; ``clip=c`` switches to weight
+    clipping to [-c, c] (the original MatGAN code; set gp_lambda to 0 or leave it, it is unused).
+    One generator step per ``n_critic`` critic steps; ``steps`` counts generator steps."""
+    device = resolve_device(device)
+    torch.manual_seed(seed)
+    gan.to(device)
+    g, d = gan.generator, gan.critic
+    xt = torch.as_tensor(x_train, dtype=torch.float32, device=device)
+    xv = torch.as_tensor(x_val, dtype=torch.float32, device=device)
+    opt_g = torch.optim.Adam(g.parameters(), lr=lr_g, betas=betas)
+    opt_d = torch.optim.Adam(d.parameters(), lr=lr_d, betas=betas)
+    gen = torch.Generator().manual_seed(seed)
+    hist, t0, critic_steps = History(), time.perf_counter(), 0
+    w_est = 0.0
+    with _progress(epochs, label, progress) as bar:
+        for epoch in range(1, epochs + 1):
+            g.train()
+            d.train()
+            d_total, g_total, n_g = 0.0, 0.0, 0
+            for idx in _batches(len(xt), batch_size, gen, device):
+                if len(idx) < 2:
+                    continue
+                real = xt[idx]
+                z = torch.randn(len(idx), gan.latent_dim, device=device)
+                fake = g(z).detach()
+                opt_d.zero_grad(set_to_none=True)
+                w = d(real).mean() - d(fake).mean()
+                loss_d = -w  # thesis Eq. 3-2
+                if clip is None and gp_lambda:
+                    loss_d = loss_d + gp_lambda * gradient_penalty(d, real, fake)
+                loss_d.backward()
+                opt_d.step()
+                if clip is not None:
+                    with torch.no_grad():
+                        for p in d.parameters():
+                            p.clamp_(-clip, clip)
+                d_total += float(w)
+                critic_steps += 1
+                if critic_steps % n_critic == 0:
+                    opt_g.zero_grad(set_to_none=True)
+                    loss_g = -d(g(torch.randn(len(idx), gan.latent_dim, device=device))).mean()  # Eq. 3-1
+                    loss_g.backward()
+                    opt_g.step()
+                    g_total += float(loss_g)
+                    n_g += 1
+                    hist.steps += 1
+                    if max_steps is not None and hist.steps >= max_steps:
+                        break
+            g.eval()
+            d.eval()
+            with torch.no_grad():  # critic's Wasserstein estimate: validation rows vs fresh fakes
+                zf = torch.randn(len(xv), gan.latent_dim, generator=torch.Generator().manual_seed(seed),
+                                 ).to(device)
+                w_est = float(_eval_in_batches(d, xv).mean() - _eval_in_batches(d, g(zf)).mean())
+            hist.train_loss.append(g_total / max(n_g, 1))
+            hist.val_loss.append(w_est)
+            hist.epochs_run = hist.best_epoch = epoch
+            _tick(bar, f"W {d_total / max(critic_steps, 1):.3f}  loss_G {hist.train_loss[-1]:.3f}  val W {w_est:.3f}")
+            if max_steps is not None and hist.steps >= max_steps:
+                break
+    hist.best_val = w_est
+    gan.eval()
+    hist.seconds = time.perf_counter() - t0
+    return hist
+
+
+def generation_metrics(samples: np.ndarray, train_ids: np.ndarray, known_ids: np.ndarray | None = None,
+                       leave_out_ids: np.ndarray | None = None, tolerance: float | None = None) -> dict:
+    """Validity, uniqueness, novelty (and leave-out recovery) of generated (n, 8, 85) maps.
+
+    decodable: the map decodes to a composition (onehot.decode, MatGAN's tolerance by default); validity: charge neutral and electronegativity
+    balanced (matstore.validity, else SMACT), over the decodable samples; uniqueness: distinct /
+    decodable; novelty: distinct compositions not in the training rows (novelty_known: not in any
+    known composition either) / distinct; recovery: share of leave_out_ids generated.
+    """
+    from ..compositions import CompositionBatch, keys_from_arrays  # noqa: PLC0415
+    from ..features import onehot  # noqa: PLC0415
+
+    n = len(samples)
+    tol = onehot.DEFAULT_TOLERANCE if tolerance is None else tolerance
+    z, counts, ok = onehot.decode(np.asarray(samples), tol)
+    ok = np.asarray(ok, bool)
+    out = {"n_samples": n, "decodable_pct": 100 * float(ok.mean()) if n else 0.0,
+           "validity_pct": 0.0, "uniqueness_pct": 0.0, "novelty_pct": 0.0,
+           "novelty_known_pct": 0.0, "recovery_pct": 0.0, "n_unique": 0}
+    if not ok.any():
+        return out
+    z, counts = np.asarray(z)[ok], np.asarray(counts)[ok]
+    keys = keys_from_arrays(z, counts)
+    uniq, first, inv = np.unique(keys, return_index=True, return_inverse=True)
+    valid = _valid(CompositionBatch(uniq, z[first], counts[first]))
+    novel = ~np.isin(uniq, np.asarray(train_ids, np.int64))
+    out.update(validity_pct=100 * float(valid[inv].mean()),  # duplicates weigh as generated
+               uniqueness_pct=100 * len(uniq) / int(ok.sum()), n_unique=int(len(uniq)),
+               novelty_pct=100 * float(novel.mean()))
+    if known_ids is not None:
+        out["novelty_known_pct"] = 100 * float((novel & ~np.isin(uniq, np.asarray(known_ids, np.int64))).mean())
+    if leave_out_ids is not None and len(leave_out_ids):
+        out["recovery_pct"] = 100 * float(np.isin(np.asarray(leave_out_ids, np.int64), uniq).mean())
+    return out
+
+
+def _valid(batch) -> np.ndarray:
+    """charge_neutral & electronegativity_balanced per composition."""
+    try:
+        from .. import validity  # noqa: PLC0415
+
+        r = validity.check(batch)
+        return np.asarray(r["charge_neutral"], bool) & np.asarray(r["electronegativity_balanced"], bool)
+    except (ImportError, AttributeError):
+        from smact.screening import smact_validity  # noqa: PLC0415
+
+        from ..compositions import from_arrays  # noqa: PLC0415
+
+        return np.array([smact_validity(from_arrays(batch.z[i], batch.counts[i]).formula, include_alloys=False)
+                         for i in range(len(batch))], bool)
