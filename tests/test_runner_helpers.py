@@ -75,6 +75,6 @@ class ReplayGenerator:
 
 
 def mp_formulas(read_formulas, n: int, offset: int = 0) -> tuple[list[str], np.ndarray]:
-    df = read_formulas("mp/e_form.csv")
-    df = df.slice(offset, n)
+    df = read_formulas("mp/e_form.csv")  # the file is sorted by target: take a seeded shuffle
+    df = df.sample(fraction=1.0, shuffle=True, seed=0).slice(offset, n)
     return df["formula"].to_list(), df[df.columns[1]].to_numpy()

@@ -1,0 +1,98 @@
+"""predict over generated candidates, the candidates' prediction columns, and the screens."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from matstore import runner
+from matstore.compositions import CompositionBatch
+from matstore.predict import PredictError, predict
+from matstore.registry import load_model
+from test_runner_helpers import ReplayGenerator, load_compositions, mp_formulas
+
+
+@pytest.fixture(scope="module")
+def screened(tmp_path_factory, read_formulas):
+    from matstore import training
+    from matstore.featurize import validate_store
+    from matstore.store import Store
+
+    store = Store.init(tmp_path_factory.mktemp("pred") / "p.duckdb")
+    formulas, values = mp_formulas(read_formulas, 2000)
+    load_compositions(store, formulas, "mp", values)
+    mv = training.train(store, "rf-fe", max_rows=1500, config={"n_estimators": 20, "n_jobs": 1},
+                        progress=False)
+    run = runner.generate(store, ReplayGenerator(formulas), 3000, batch_size=1000, seed=5,
+                          device="cpu", progress=False)
+    validate_store(store, progress=False)
+    res = predict(store, mv.ref, where="composition_id IN (SELECT composition_id FROM candidates)",
+                  chunk_size=700, device="cpu", progress=False)
+    return store, mv, run, res
+
+
+def test_predictions_cover_candidates_and_match_model(screened):
+    store, mv, run, res = screened
+    cand = store.query("SELECT composition_id, formula, pred_formation_energy_per_atom FROM candidates")
+    assert res.n_predicted == cand.height and res.property == "formation_energy_per_atom"
+    preds = store.query("SELECT composition_id, value FROM predictions WHERE model_id = ?", [mv.model_id])
+    assert preds.height == cand.height and preds["composition_id"].n_unique() == preds.height
+    # independent path: formulas -> parse -> batch -> the loaded model
+    batch = CompositionBatch.from_formulas(cand["formula"].to_list())
+    expect = load_model(store, mv.ref).predict(batch, device="cpu")
+    got = cand["pred_formation_energy_per_atom"].to_numpy()
+    assert np.allclose(np.nan_to_num(got, nan=99), np.nan_to_num(expect.astype(np.float64), nan=99),
+                       atol=1e-6)
+    run_row = runner.run_status(store, res.run_id)
+    assert run_row["kind"] == "predict" and run_row["status"] == "done"
+    assert run_row["n_written"] == res.n_predicted
+
+
+def test_predict_is_idempotent_and_checks_input(screened):
+    store, mv, _, _ = screened
+    again = predict(store, mv.ref, where="composition_id IN (SELECT composition_id FROM candidates)",
+                    progress=False)
+    assert again.n_predicted == 0 and again.run_id is None
+    with pytest.raises(PredictError, match="not a property predictor"):
+        predict(store, ReplayGenerator(["NaCl"]), progress=False)
+    with pytest.raises(PredictError, match="no_such_column"):
+        predict(store, mv.ref, where="no_such_column > 1", progress=False)
+
+
+def test_screen_stable_novel_matches_independent_filter(screened):
+    from matstore.report import run_screen, screens
+
+    store = screened[0]
+    got = run_screen(store, "stable_novel")
+    raw = store.query("SELECT DISTINCT composition_id FROM generated")
+    known = store.query("SELECT DISTINCT composition_id FROM materials")["composition_id"].to_list()
+    val = store.query("SELECT composition_id, charge_neutral AND electronegativity_balanced AS ok "
+                      "FROM validity")
+    pr = store.query("SELECT composition_id, value FROM predictions")
+    expect = (raw.filter(~pl.col("composition_id").is_in(known))
+              .join(val.filter(pl.col("ok")), on="composition_id")
+              .join(pr.filter(pl.col("value") < 0), on="composition_id"))
+    assert 0 < got.height == expect.height
+    assert set(got["composition_id"].to_list()) == set(expect["composition_id"].to_list())
+    fe = got["pred_formation_energy_per_atom"].to_list()
+    assert fe == sorted(fe)
+    assert {"semiconductors", "stable_novel"} <= set(screens()["screen"].to_list())
+    from matstore.report import ReportError
+    with pytest.raises(ReportError, match="no screen 'nope'"):
+        run_screen(store, "nope")
+
+
+def test_report_writes_pngs_and_html(screened, tmp_path):
+    from matstore.report import write_report
+
+    store, _, run, _ = screened
+    index = write_report(store, tmp_path / "rep", run_id=run.run_id)
+    pngs = sorted(p.name for p in (tmp_path / "rep").glob("*.png"))
+    assert pngs == ["element_counts.png", "formation_energy_per_atom.png", "generation_stats.png",
+                    "uniqueness_curve.png"]
+    page = index.read_text()
+    assert all(f'src="{p}"' in page for p in pngs)
+    assert all((tmp_path / "rep" / p).stat().st_size > 5000 for p in pngs)
+    n = store.query("SELECT n_samples FROM generation_stats WHERE run_id = ?", [run.run_id])["n_samples"][0]
+    assert f"<td>{n}</td>" in page
