@@ -228,24 +228,6 @@ def demo(db, samples, gan_epochs, fe_epochs, seed, device, top):
              device=device, top=top, console=console)
 
 
-@main.group()
-def export():
-    """Write the store in a form other tools read (Parquet)."""
-
-
-@export.command("parquet")
-@click.argument("out_dir", type=click.Path(file_okay=False))
-@store_option
-@click.option("--overwrite", is_flag=True, help="Replace OUT_DIR if it exists.")
-@click.option("--table", "tables", multiple=True, help="Export only this table (repeatable).")
-def export_parquet_cmd(out_dir, db, overwrite, tables):
-    """One folder of Parquet per table (generated partitioned by run_id) plus manifest.json."""
-    from .export import export_parquet
-
-    summary = export_parquet(Store(db, read_only=True), out_dir, overwrite=overwrite, tables=list(tables) or None)
-    output.print_table(summary.select("table", "rows", "partitioned_by"), title=f"exported to {out_dir}")
-
-
 @main.command()
 @store_option
 @click.option("--featurizer", "featurizer", required=True,
@@ -294,6 +276,7 @@ def export_parquet_cmd(out_dir, db, overwrite, tables):
     summary = export_parquet(Store(db, read_only=True), out_dir, overwrite=overwrite, tables=list(tables) or None)
     output.print_table(summary.select("table", "rows", "partitioned_by"), title=f"exported to {out_dir}")
 
+
 @main.command()
 @click.argument("other", type=click.Path(dir_okay=False))
 @store_option
@@ -305,6 +288,90 @@ def merge(other, db):
     note = f", upgraded a copy from schema {r.other_schema_version}" if r.upgraded else ""
     output.print_table(r.added, title=f"merged {other}{note}")
     console.print(f"{r.total_added} rows added")
+
+
+# --- training and the model registry (matstore.training, matstore.registry) ---
+@main.command()
+@store_option
+@click.option("--model", "preset", required=True,
+              help="Preset: gan-oqmd, gan-mp, gan-icsd, ae, cnn-fe, cnn-bg, elemnet-fe, rf-fe, rf-bg.")
+@click.option("--on", "on", default=None, help="SQL returning composition_id: the training rows.")
+@click.option("--name", default=None, help="Registry name (default: the preset's).")
+@click.option("--epochs", type=int, default=None, help="Epochs (default: the preset's).")
+@click.option("--batch-size", type=int, default=None)
+@click.option("--lr", type=float, default=None, help="Learning rate (predictors, autoencoder).")
+@click.option("--max-rows", type=int, default=None, help="Train on a seeded random subset.")
+@click.option("--max-steps", type=int, default=None, help="Stop after this many optimizer steps.")
+@click.option("--clip", type=float, default=None, help="GANs: weight clipping to ±CLIP instead of GP.")
+@click.option("--device", default=None, help="cuda or cpu (default: cuda when present).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def train(db, preset, on, name, epochs, batch_size, lr, max_rows, max_steps, clip, device, seed,
+          no_progress):
+    """Train a preset on the store's data and save it as a new model version."""
+    import json
+
+    from .training import train as run_train
+
+    extra = {k: v for k, v in (("lr", lr), ("clip", clip)) if v is not None}
+    mv = run_train(Store(db), preset, on=on, epochs=epochs, device=device, seed=seed,
+                   max_rows=max_rows, batch_size=batch_size, name=name, max_steps=max_steps,
+                   progress=not no_progress, **extra)
+    shown = {k: v for k, v in mv.metrics.items() if k not in ("history",)}
+    console.print(f"saved {mv.ref} (model id {mv.model_id}, {mv.kind}): {json.dumps(shown)}")
+
+
+@main.group()
+def models():
+    """List, show, export and import model versions."""
+
+
+@models.command("list")
+@store_option
+@output_options
+def models_list(db, fmt, parquet, limit_rows):
+    """One row per model version."""
+    from .registry import list_models
+
+    output.emit(list_models(Store(db)), fmt or "table", parquet, max_rows=limit_rows)
+
+
+@models.command("show")
+@click.argument("ref")
+@store_option
+def models_show(ref, db):
+    """Everything recorded about NAME[@VERSION] or a model id (weights left out), as JSON."""
+    import json
+
+    from .registry import show_model
+
+    click.echo(json.dumps(show_model(Store(db), ref), indent=2, default=str))
+
+
+@models.command("export")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("refs", nargs=-1)
+@store_option
+def models_export(file, refs, db):
+    """Write model versions REFS (default: all), weights included, to one Parquet FILE."""
+    from .registry import export_models
+
+    n = export_models(Store(db), file, list(refs) or None)
+    console.print(f"exported {n} model version(s) to {file}")
+
+
+@models.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@store_option
+def models_import(file, db):
+    """Read model versions from an export FILE (same weights under the same name: skipped)."""
+    from .registry import import_models
+
+    r = import_models(Store(db), file)
+    for mv in r.imported:
+        console.print(f"imported {mv.ref} (model id {mv.model_id})")
+    for s in r.skipped:
+        console.print(f"skipped {s}")
 
 
 if __name__ == "__main__":
