@@ -28,6 +28,7 @@ from datetime import datetime
 from typing import Callable
 
 import polars as pl
+import pyarrow as pa
 
 from . import compositions
 from .curation import FE, RULES, Curation, apply_row_rules, apply_set_rules
@@ -75,19 +76,25 @@ class Prepared:
 def _parse_formulas(formulas: pl.Series) -> pl.DataFrame:
     """Distinct formula strings -> composition columns (null id + reason where unparseable)."""
     uniq = formulas.drop_nulls().unique().to_list()
-    ids, canon, els, cnts, reasons = [], [], [], [], []
+    ok_f, ids, canon, flat_el, flat_n, offsets = [], [], [], [], [], [0]
+    bad_f, reasons = [], []
     for f in uniq:
         c = compositions.try_parse(f)
         if isinstance(c, str):
-            ids.append(None), canon.append(None), els.append(None), cnts.append(None), reasons.append(c)
+            bad_f.append(f), reasons.append(c)
         else:
-            ids.append(c.composition_id), canon.append(c.formula), els.append(list(c.elements))
-            cnts.append(list(c.counts)), reasons.append(None)
-    return pl.DataFrame({"formula": uniq, "composition_id": ids, "canonical": canon, "elements": els,
-                         "counts": cnts, "reason": reasons},
-                        schema={"formula": pl.String, "composition_id": pl.Int64, "canonical": pl.String,
-                                "elements": pl.List(pl.String), "counts": pl.List(pl.Int32),
-                                "reason": pl.String})
+            ok_f.append(f), ids.append(c.composition_id), canon.append(c.formula)
+            flat_el.extend(c.elements), flat_n.extend(c.counts), offsets.append(len(flat_el))
+    # list columns through Arrow offsets: building them from nested Python lists is ~10x slower
+    off = pa.array(offsets, pa.int32())
+    ok = pl.from_arrow(pa.table({
+        "formula": pa.array(ok_f, pa.string()), "composition_id": pa.array(ids, pa.int64()),
+        "canonical": pa.array(canon, pa.string()),
+        "elements": pa.ListArray.from_arrays(off, pa.array(flat_el, pa.string())),
+        "counts": pa.ListArray.from_arrays(off, pa.array(flat_n, pa.int32())),
+        "reason": pa.nulls(len(ok_f), pa.string())}))
+    bad = pl.DataFrame({"formula": bad_f, "reason": reasons}, schema={"formula": pl.String, "reason": pl.String})
+    return pl.concat([ok, bad], how="diagonal")
 
 
 def prepare(raw: pl.DataFrame, source: str, props: list[str], cur: Curation) -> Prepared:
@@ -164,7 +171,7 @@ def _find_resumable(con, source: Source, params: dict) -> tuple | None:
     rows = con.execute(
         "SELECT ingest_id, params::VARCHAR, cursor, rows_seen, rows_kept, rows_rejected, rows_curated, "
         "rows_duplicate, curation::VARCHAR FROM ingests WHERE source = ? AND uri = ? "
-        "AND status IN ('interrupted', 'failed') AND cursor IS NOT NULL ORDER BY ingest_id DESC",
+        "AND status IN ('interrupted', 'failed') ORDER BY ingest_id DESC",  # no cursor: killed before chunk 1
         [source.name, source.uri]).fetchall()
     for r in rows:
         if json.loads(r[1]) == json.loads(json.dumps(params, default=str)):
