@@ -130,7 +130,7 @@ def fit_regressor(module, x_train: np.ndarray, y_train: np.ndarray, x_val: np.nd
                 batch_loss = loss_fn(module(xt[idx]), yt[idx])
                 batch_loss.backward()
                 opt.step()
-                total += float(batch_loss) * len(idx)
+                total += batch_loss.item() * len(idx)
                 seen += len(idx)
                 hist.steps += 1
                 if max_steps is not None and hist.steps >= max_steps:
@@ -179,7 +179,7 @@ def fit_autoencoder(module, x_train: np.ndarray, x_val: np.ndarray, *, epochs: i
                 loss = dice_loss(module(xt[idx]), xt[idx])
                 loss.backward()
                 opt.step()
-                total += float(loss) * len(idx)
+                total += loss.item() * len(idx)
                 seen += len(idx)
                 hist.steps += 1
                 if max_steps is not None and hist.steps >= max_steps:
