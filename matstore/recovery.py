@@ -32,3 +32,31 @@ def mark_interrupted(con: duckdb.DuckDBPyConnection) -> int:
                         f"(SELECT unnest(?::INTEGER[]))", [dead])
             n += len(dead)
     return n
+
+
+def interrupted_work(store) -> "pl.DataFrame":
+    """Runs and ingests left interrupted/failed, with the command that completes each.
+
+    A generate run resumes from its last committed batch; an ingest re-run with the same source,
+    file and options resumes from its cursor (its last committed chunk or page).
+    """
+    import polars as pl  # noqa: PLC0415
+
+    from .store import frame  # noqa: PLC0415 (store imports recovery lazily)
+
+    with store.connect(write=False) as con:
+        ingests = frame(con, """
+            SELECT 'ingest' AS what, ingest_id AS id, status, source AS kind, cursor,
+                   rows_kept AS rows_written, started_at, uri
+            FROM ingests WHERE status IN ('interrupted', 'failed') ORDER BY ingest_id""")
+        runs = frame(con, """
+            SELECT 'run' AS what, run_id AS id, status, kind,
+                   (SELECT count(*) FROM run_batches b WHERE b.run_id = r.run_id)::VARCHAR AS cursor,
+                   n_written AS rows_written, started_at, NULL::VARCHAR AS uri
+            FROM runs r WHERE status IN ('interrupted', 'failed') ORDER BY run_id""")
+    out = pl.concat([ingests, runs], how="vertical_relaxed")
+    hint = (pl.when(pl.col("what") == "run")
+            .then(pl.format("matstore generate --resume {}", pl.col("id")))
+            .otherwise(pl.format("matstore ingest {} ... (same file and options; resumes at {})",
+                                 pl.col("kind"), pl.col("cursor").fill_null("the start"))))
+    return out.with_columns(hint.alias("resume_with"))
