@@ -163,3 +163,14 @@ def test_registry():
 def test_elements85_match_shared_csv(shared_data):
     rows = [l.strip() for l in (shared_data / "matgan/periodic_table_85.csv").read_text().splitlines() if l.strip()]
     assert tuple(rows) == onehot.ELEMENTS_85
+
+
+@pytest.mark.parametrize("impute_nan", [True, False])
+def test_element_table_equals_magpiedata(impute_nan):
+    from matminer.utils.data import MagpieData
+    from pymatgen.core.periodic_table import Element
+
+    data = MagpieData(impute_nan=impute_nan)
+    ref = np.array([[data.get_elemental_property(Element.from_Z(z), p) for p in magpie_mod.PROPERTIES]
+                    for z in range(1, 119)])
+    assert np.array_equal(magpie_mod.element_table(impute_nan)[1:], ref, equal_nan=True)

@@ -16,6 +16,7 @@ below) x 6 columns (min, max, range, mean, avg_dev, mode), Table 4.1 / eq. 4-1.
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -29,20 +30,31 @@ PROPERTIES = (
     "GSbandgap", "GSmagmom", "SpaceGroupNumber",
 )
 STATS = ("minimum", "maximum", "range", "mean", "avg_dev", "mode")
-_CHUNK = 1 << 16  # rows per pass: bounds the (rows, k, 22) float64 temporaries
+_CHUNK = 4096  # rows per pass: temporaries stay in cache (2-3x faster than 64k-row passes)
 
 
 @lru_cache(maxsize=2)
 def element_table(impute_nan: bool = True) -> np.ndarray:
-    """(119, 22) float64: row Z = element Z's magpie values (row 0 unused, NaN)."""
-    from matminer.utils.data import MagpieData
-    from pymatgen.core.periodic_table import Element
+    """(119, 22) float64: row Z = element Z's magpie values (row 0 unused, NaN).
 
-    data = MagpieData(impute_nan=impute_nan)
+    Read from matminer's packaged files the way MagpieData reads them (line Z-1 of
+    <property>.table, unparsable -> NaN; impute_nan: NaN -> the property's nanmean), without
+    importing matminer.utils.data (which pulls in scipy.stats: ~3 s). A test compares with it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("matminer")
+    folder = Path(spec.submodule_search_locations[0]) / "utils" / "data_files" / "magpie_elementdata"
     table = np.full((MAX_Z + 1, len(PROPERTIES)), np.nan)
-    for z in range(1, MAX_Z + 1):
-        el = Element.from_Z(z)
-        table[z] = [data.get_elemental_property(el, p) for p in PROPERTIES]
+    for j, prop in enumerate(PROPERTIES):
+        lines = (folder / f"{prop}.table").read_text().splitlines()
+        for z in range(1, MAX_Z + 1):
+            try:
+                table[z, j] = float(lines[z - 1])
+            except (ValueError, IndexError):
+                pass
+        if impute_nan:
+            col = table[1:, j]
+            col[np.isnan(col)] = np.nanmean(col)
     return table
 
 
@@ -52,18 +64,21 @@ def as_matrix(x: np.ndarray) -> np.ndarray:
 
 
 def _stats(table: np.ndarray, z: np.ndarray, w: np.ndarray) -> np.ndarray:
-    present = (z > 0)[:, :, None]
-    x = table[z]                                        # (n, k, p); padding rows are NaN
-    w3 = w[:, :, None]
-    lo = np.where(present, x, np.inf).min(axis=1)       # NaN propagates like matminer's test
-    hi = np.where(present, x, -np.inf).max(axis=1)
+    # element-slot-first layout (k, n, p): reductions over slots become contiguous
+    # elementwise passes (~7x faster than reducing the middle axis of (n, k, p))
+    zt = np.ascontiguousarray(z.T)
+    wt = np.ascontiguousarray(w.T)[:, :, None]
+    present = (zt > 0)[:, :, None]
+    x = table[zt]                                        # padding rows are NaN
+    lo = np.where(present, x, np.inf).min(axis=0)        # NaN propagates like matminer's test
+    hi = np.where(present, x, -np.inf).max(axis=0)
     xp = np.where(present, x, 0.0)
-    total = w.sum(axis=1)[:, None]
-    mean = (xp * w3).sum(axis=1) / total
-    dev = (np.where(present, np.abs(x - mean[:, None, :]), 0.0) * w3).sum(axis=1) / total
-    wmax = w.max(axis=1, keepdims=True)
-    tie = (np.abs(w - wmax) <= 1e-8 + 1e-5 * np.abs(wmax)) & (z > 0)   # np.isclose defaults
-    mode = np.where(tie[:, :, None], x, np.inf).min(axis=1)
+    total = wt.sum(axis=0)
+    mean = (xp * wt).sum(axis=0) / total
+    dev = (np.where(present, np.abs(x - mean), 0.0) * wt).sum(axis=0) / total
+    wmax = wt.max(axis=0)
+    tie = (np.abs(wt - wmax) <= 1e-8 + 1e-5 * np.abs(wmax)) & present   # np.isclose defaults
+    mode = np.where(tie, x, np.inf).min(axis=0)
     return np.stack([lo, hi, hi - lo, mean, dev, mode], axis=2).reshape(len(z), -1)
 
 
