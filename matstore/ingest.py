@@ -31,6 +31,7 @@ import polars as pl
 import pyarrow as pa
 
 from . import compositions
+from .recovery import pid_alive
 from .curation import FE, RULES, Curation, apply_row_rules, apply_set_rules
 from .sources import CHUNK_ROWS, Source
 from .store import Store, append, append_new, frame, next_id
@@ -170,10 +171,12 @@ _COUNTS = ("rows_seen", "rows_kept", "rows_rejected", "rows_curated", "rows_dupl
 def _find_resumable(con, source: Source, params: dict) -> tuple | None:
     rows = con.execute(
         "SELECT ingest_id, params::VARCHAR, cursor, rows_seen, rows_kept, rows_rejected, rows_curated, "
-        "rows_duplicate, curation::VARCHAR FROM ingests WHERE source = ? AND uri = ? "
-        "AND status IN ('interrupted', 'failed') ORDER BY ingest_id DESC",  # no cursor: killed before chunk 1
+        "rows_duplicate, curation::VARCHAR, status, pid, host FROM ingests WHERE source = ? AND uri = ? "
+        "AND status IN ('interrupted', 'failed', 'running') ORDER BY ingest_id DESC",  # no cursor: killed before chunk 1
         [source.name, source.uri]).fetchall()
     for r in rows:
+        if r[9] == "running" and (r[11] != socket.gethostname() or pid_alive(r[10])):
+            continue  # a live ingest (or one on another host): not ours to take over
         if json.loads(r[1]) == json.loads(json.dumps(params, default=str)):
             return r
     return None

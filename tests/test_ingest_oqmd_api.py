@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import polars as pl
 import pytest
@@ -156,3 +157,26 @@ def test_not_found_is_not_retried(tmp_path, api_rows):
         with pytest.raises(FetchError, match="HTTP 404"):
             ingest(store, open_source("oqmd", api_url=server.url + "/nope", timeout=1, retries=3, backoff=0.01))
         assert len(server.requests) == 0
+
+
+def test_killed_process_is_resumed(tmp_path, api_rows):
+    """An ingest left 'running' by a process that no longer exists is picked up where it stopped."""
+    import subprocess
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    store = Store.init(tmp_path / "s.duckdb")
+    with FakeOqmd(api_rows) as server:
+        def stop(res):
+            raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            ingest(store, oqmd(server), on_chunk=stop)
+        with store.transaction() as con:  # what `kill -9` leaves behind
+            con.execute("UPDATE ingests SET status = 'running', pid = ?", [dead.pid])
+        res = ingest(store, oqmd(server))
+        assert res.resumed and res.ingest_id == 1 and res.rows_seen == len(api_rows)
+        with store.transaction() as con:  # a live writer's ingest is never taken over
+            con.execute("UPDATE ingests SET status = 'running', pid = ?, cursor = '{}'", [os.getpid()])
+        other = ingest(store, oqmd(server))
+        assert not other.resumed and other.ingest_id == 2

@@ -49,6 +49,8 @@ def open_table(kind: str, file, *, formula_col=None, id_col=None, props=None, li
     specs = resolve_props(df, specs, path, fcol, icol)
     if limit is not None:
         df = df.head(limit)
+    if df.height == 0:  # as the JSON reader: refuse before an ingest is recorded
+        raise SourceError(f"{path}: no data rows to ingest")
     params = {"formula_col": fcol, "id_col": icol, "limit": limit,
               "props": [f"{p.name}={p.column}:{p.unit or ''}" for p in specs]}
     return TableSource(name=kind, uri=path, params=params, units={p.name: p.unit for p in specs},
