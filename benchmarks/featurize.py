@@ -59,25 +59,25 @@ def sample_compositions(comps: list[Composition], n: int, seed: int = 0) -> pl.D
     rng = np.random.default_rng(seed)
     base = CompositionBatch.from_compositions(comps)
     k = base.z.shape[1]
-    nel = (base.z > 0).sum(1)
-    out_z, out_c = [], []
-    have = 0
-    while have < n * 1.3:
+    z = np.zeros((0, k), np.int64)
+    c = np.zeros((0, k), np.int64)
+    keys = np.zeros(0, np.int64)
+    for _ in range(20):  # draw until n distinct compositions
         a = rng.integers(0, len(base), n)
         b = rng.integers(0, len(base), n)
-        z = base.z[a].astype(np.int64)
-        c = np.where(z > 0, rng.permuted(np.where(base.z[b] > 0, base.counts[b], 1)[:, :k], axis=1), 0)
-        c = np.where(z > 0, np.maximum(c, 1), 0)
-        out_z.append(z)
-        out_c.append(c)
-        have += n
-    z, c = np.concatenate(out_z), np.concatenate(out_c)
-    g = np.gcd.reduce(np.where(z > 0, c, 0), axis=1)
-    c = c // np.maximum(g, 1)[:, None]
-    keys = keys_from_arrays(z, c)
-    _, first = np.unique(keys, return_index=True)
-    first = np.sort(first)[:n]
-    z, c, keys = z[first], c[first], keys[first]
+        zn = base.z[a].astype(np.int64)
+        # counts of another composition, shuffled, plus a random 0-3 to widen the space
+        cn = rng.permuted(np.where(base.z[b] > 0, base.counts[b], 1), axis=1) + rng.integers(0, 4, (n, k))
+        cn = np.where(zn > 0, np.maximum(cn, 1), 0)
+        g = np.gcd.reduce(cn, axis=1)
+        cn = cn // np.maximum(g, 1)[:, None]
+        z, c = np.concatenate([z, zn]), np.concatenate([c, cn])
+        keys = keys_from_arrays(z, c)
+        _, first = np.unique(keys, return_index=True)
+        first = np.sort(first)[:n]
+        z, c, keys = z[first], c[first], keys[first]
+        if len(keys) >= n:
+            break
     elements = [[SYMBOLS[v] for v in row if v] for row in z]
     counts = [[int(v) for v, e in zip(cr, zr) if e] for cr, zr in zip(c, z)]
     formula = [reduced_formula(dict(zip(e, ct))) for e, ct in zip(elements, counts)]
