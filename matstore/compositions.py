@@ -170,7 +170,7 @@ def reduce_amounts(formula: str, amounts: dict[str, Fraction]) -> dict[str, int]
         if not ints:
             raise FormulaError(formula, "all amounts are zero")
         g = math.gcd(*ints.values())
-        return {el: n // g for el, n in ints.items()}
+        return _bounded(formula, {el: n // g for el, n in ints.items()})
     cleaned: dict[str, Fraction] = {}
     for el, a in amounts.items():
         if a < 0:
@@ -185,7 +185,16 @@ def reduce_amounts(formula: str, amounts: dict[str, Fraction]) -> dict[str, int]
     lcm = math.lcm(*(a.denominator for a in cleaned.values()))
     ints = {el: int(a * lcm) for el, a in cleaned.items()}
     g = math.gcd(*ints.values())
-    return {el: n // g for el, n in ints.items()}
+    return _bounded(formula, {el: n // g for el, n in ints.items()})
+
+
+MAX_COUNT = 2**31 - 1  # compositions.counts is INTEGER[] in the store
+
+
+def _bounded(formula: str, counts: dict[str, int]) -> dict[str, int]:
+    if max(counts.values()) > MAX_COUNT:  # e.g. HHe1e400: no store column holds it
+        raise FormulaError(formula, f"amounts too large: reduced counts exceed {MAX_COUNT}")
+    return counts
 
 
 def _sort_order(symbols) -> list[str]:
