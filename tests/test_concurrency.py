@@ -191,3 +191,55 @@ def test_writer_gate_is_reentrant_and_released(tmp_path):
             "with locking.writer_turn(sys.argv[1], time.monotonic() + 2): print('ok')")
     r = subprocess.run([sys.executable, "-c", code, store.path], capture_output=True, text=True, timeout=60)
     assert r.stdout.strip() == "ok", r.stderr
+
+
+GEN_READER = r"""
+import json, sys, time
+from matstore.store import Store
+store = Store(sys.argv[1])
+snaps, errors = [], []
+end = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    try:
+        df = store.query("SELECT (SELECT count(*) FROM generated) AS g, "
+                         "(SELECT coalesce(sum(n_decodable), 0)::BIGINT FROM run_batches) AS d, "
+                         "(SELECT count(*) FROM run_batches) AS b, "
+                         "(SELECT string_agg(status, ',') FROM runs) AS s")
+        snaps.append(list(df.row(0)))
+        if df["s"][0] == "done":
+            break
+    except Exception as e:
+        errors.append(f"{type(e).__name__}: {e}")
+    time.sleep(0.05)
+print(json.dumps({"snaps": snaps, "errors": errors}))
+"""
+
+
+def test_reader_process_while_generate_runs(tmp_path, shared_data):
+    """The real runner as the writer (a replay generator of real compositions, batches of 300)."""
+    import importlib.util
+
+    from pathlib import Path
+
+    import polars as pl
+
+    spec = importlib.util.spec_from_file_location(
+        "matstore_crash_bench_c", Path(__file__).resolve().parents[1] / "benchmarks" / "crash.py")
+    crash = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = crash
+    spec.loader.exec_module(crash)
+    csv = tmp_path / "f.csv"
+    pl.read_csv(shared_data / "mp" / "e_form.csv").head(1500).write_csv(csv)
+    path = tmp_path / "g.duckdb"
+    Store.init(path)
+    reader = _start(GEN_READER, path, 120)
+    writer = crash._worker("generate", path, csv, "run", {"generate": {"chunk": 300, "n": 6000}})
+    out, err = writer.communicate(timeout=300)
+    assert writer.returncode == 0, err[-2000:]
+    r = _finish(reader, timeout=300)
+    assert r["errors"] == []
+    snaps = r["snaps"]
+    g = [s[0] for s in snaps]
+    assert g == sorted(g) and snaps[-1][3] == "done" and snaps[-1][2] == 20
+    assert all(s[0] == s[1] for s in snaps), "a partial batch was visible"
+    assert len({s[2] for s in snaps if 0 < s[2] < 20}) >= 2, "no progress seen while it ran"
