@@ -45,7 +45,10 @@ store = Store(db)
 if kind == "ingest":
     import matstore.ingest as ingest
     ingest.CHUNK_ROWS = cfg["chunk"]
-    ingest.run(store, "csv", file=csv, props=["band_gap=target:eV"])
+    finished = phase == "resume" and store.query(
+        "SELECT count(*) AS n FROM ingests WHERE status = 'done'")["n"][0] > 0
+    if not finished:  # killed after it finished: re-running would record a second ingest
+        ingest.run(store, "csv", file=csv, props=["band_gap=target:eV"])
 elif kind == "featurize":
     from matstore.featurize import featurize_store, validate_store
     featurize_store(store, "fractions", batch_size=cfg["chunk"], progress=False)
@@ -181,7 +184,8 @@ class Bench:
         t.identical = got == self.clean[kind]
         if not t.identical:
             t.problems += [f"{k}: {got[k]} != clean {self.clean[kind][k]}" for k in got if got[k] != self.clean[kind][k]]
-        db.unlink(missing_ok=True)
+        for p in (db, Path(f"{db}.wal"), Path(f"{db}.lock")):
+            p.unlink(missing_ok=True)
         return t
 
     def _inspect_killed(self, store: Store, t: Trial) -> None:
