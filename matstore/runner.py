@@ -70,12 +70,17 @@ class DecodedBatch:
 
 
 def decode_batch(maps, tolerance: float | None, batch_no: int, first_sample: int) -> DecodedBatch:
-    """(m, 8, 85) generator output (numpy or torch, any device) -> keys of decodable samples."""
-    from .features import onehot  # noqa: PLC0415
+    """(m, 8, 85) generator output (numpy or torch, any device) -> keys of decodable samples.
 
-    kw = {} if tolerance is None else {"tolerance": tolerance}
-    z, counts, ok = onehot.decode(maps, **kw)
-    z, counts, ok = (_numpy(a) for a in (z, counts, ok))
+    On an accelerator the decode runs there (onehot.decode's torch path) and only the small
+    (m, 8) integer arrays come back; on the CPU the sparse numpy kernel is used."""
+    if hasattr(maps, "detach") and maps.device.type != "cpu":
+        from .features import onehot  # noqa: PLC0415
+
+        kw = {} if tolerance is None else {"tolerance": tolerance}
+        z, counts, ok = (_numpy(a) for a in onehot.decode(maps, **kw))
+    else:
+        z, counts, ok = decode_numpy(_numpy(maps), tolerance)
     idx = np.flatnonzero(ok)
     z, counts = z[idx], counts[idx]
     keys = compositions.keys_from_arrays(z, counts)
@@ -87,30 +92,14 @@ def _numpy(a) -> np.ndarray:
 
 
 def new_composition_rows(keys: np.ndarray, z: np.ndarray, counts: np.ndarray,
-                         known: set[int]) -> pl.DataFrame:
-    """compositions rows for the distinct keys not in `known` (formula etc. per new key only)."""
+                         known: set[int]) -> pa.Table:
+    """compositions rows for the distinct keys not in `known` (formulas for new keys only)."""
     uniq, first = np.unique(keys, return_index=True)
-    rows = [(k, i) for k, i in zip(uniq.tolist(), first.tolist()) if k not in known]
-    ids, formulas, elements, cnts, n_el, n_at = [], [], [], [], [], []
-    for k, i in rows:
-        c = compositions.from_arrays(z[i], counts[i])
-        if c.composition_id != k:  # keys_from_arrays and composition_key must agree
-            raise RunError(f"composition key mismatch for {c.formula}: {k} != {c.composition_id}")
-        ids.append(k)
-        formulas.append(c.formula)
-        elements.append(list(c.elements))
-        cnts.append(list(c.counts))
-        n_el.append(c.n_elements)
-        n_at.append(c.n_atoms)
-    return pl.DataFrame({"composition_id": pl.Series(ids, dtype=pl.Int64),
-                         "formula": pl.Series(formulas, dtype=pl.Utf8),
-                         "elements": pl.Series(elements, dtype=pl.List(pl.Utf8)),
-                         "counts": pl.Series(cnts, dtype=pl.List(pl.Int32)),
-                         "n_elements": pl.Series(n_el, dtype=pl.Int32),
-                         "n_atoms": pl.Series(n_at, dtype=pl.Int64)})
+    new = np.fromiter((k not in known for k in uniq.tolist()), bool, len(uniq))
+    return composition_rows(z[first[new]], counts[first[new]])
 
 
-def write_batch(con, run_id: int, batch: DecodedBatch, new_rows: pl.DataFrame,
+def write_batch(con, run_id: int, batch: DecodedBatch, new_rows: pa.Table,
                 seconds: float) -> int:
     """Append one decoded batch inside the caller's transaction; returns new compositions."""
     gen = pa.table({"run_id": pa.array(np.full(len(batch.keys), run_id, np.int32)),
@@ -118,7 +107,7 @@ def write_batch(con, run_id: int, batch: DecodedBatch, new_rows: pl.DataFrame,
                     "sample_no": pa.array(batch.sample_no),
                     "composition_id": pa.array(batch.keys)})
     append(con, "generated", gen)
-    n_new = append_new(con, "compositions", new_rows, key=["composition_id"]) if new_rows.height else 0
+    n_new = append_new(con, "compositions", new_rows, key=["composition_id"]) if new_rows.num_rows else 0
     con.execute("INSERT INTO run_batches VALUES (?, ?, ?, ?, ?, now())",
                 [run_id, batch.batch_no, batch.n_samples, len(batch.keys), seconds])
     con.execute("""UPDATE runs SET n_written = (SELECT count(*) FROM generated WHERE run_id = ?),
@@ -224,7 +213,7 @@ def _execute(store: Store, run_id: int, loaded, params: dict, seed: int, device:
                 new_rows = new_composition_rows(batch.keys, batch.z, batch.counts, known)
                 with store.transaction() as con:
                     n_new += write_batch(con, run_id, batch, new_rows, time.perf_counter() - t0)
-                known.update(new_rows["composition_id"].to_list())
+                known.update(new_rows.column("composition_id").to_pylist())
                 drawn += m
                 decodable += len(batch.keys)
                 prog.update(task, advance=m)
@@ -266,3 +255,95 @@ def run_status(store: Store, run_id: int) -> dict:
     if not rows:
         raise RunError(f"no run {run_id} in {store.path}")
     return rows[0]
+
+
+# --- array kernels (CPU): equal to onehot.decode / compositions.from_arrays, tests prove it ------
+def decode_numpy(maps, tolerance: float | None = None):
+    """onehot.decode's answer for numpy maps, scanning only the set cells (~4x faster on CPU)."""
+    from .features import onehot  # noqa: PLC0415
+
+    tol = onehot.DEFAULT_TOLERANCE if tolerance is None else tolerance
+    v = np.asarray(maps).reshape(-1, onehot.N_COUNTS, onehot.N_ELEMENTS)
+    n = len(v)
+    hit = (v >= 1 - tol) & (v <= 1)
+    cnt = np.zeros((n, onehot.N_ELEMENTS), np.int8)
+    for j in range(onehot.N_COUNTS):       # a larger count row overwrites: the largest set count
+        cnt[hit[:, j]] = j + 1
+    has = cnt > 0
+    nel = has.sum(axis=1)
+    ok = (nel >= 1) & (nel <= onehot.MAX_ELEMENTS)
+    r, e = np.nonzero(has & ok[:, None])   # row-major: each row's columns in table order
+    start = np.zeros(n + 1, np.int64)
+    np.cumsum(np.where(ok, nel, 0), out=start[1:])
+    pos = np.arange(len(r)) - start[r]
+    z = np.zeros((n, onehot.MAX_ELEMENTS), np.int64)
+    c = np.zeros((n, onehot.MAX_ELEMENTS), np.int64)
+    z[r, pos] = onehot.Z_85[e]
+    c[r, pos] = cnt[r, e]
+    return z, c, ok
+
+
+_MAXC = 64                                  # counts above this take the Python path
+_RANK = np.full(compositions.MAX_Z + 2, np.iinfo(np.int32).max, np.int64)
+_order = sorted((s for s in compositions.SYMBOLS if s),
+                key=lambda s: (compositions._SORT_X[compositions.Z_OF[s]], s))
+_RANK[[compositions.Z_OF[s] for s in _order]] = np.arange(len(_order))
+_BASE = [""] + [s + ("" if c == 1 else str(c)) for s in compositions.SYMBOLS[1:]
+                 for c in range(1, _MAXC + 1)]
+_OPEN = len(_BASE)                         # "(" + token: the first element of a polyanion
+_TOKENS = pa.array(_BASE + ["(" + t for t in _BASE], pa.string())
+_SUFFIX = pa.array([""] + [f"){p}" for p in range(1, _MAXC + 1)], pa.string())
+_SYMBOLS = pa.array(compositions.SYMBOLS, pa.string())
+del _order
+
+
+def composition_rows(z: np.ndarray, counts: np.ndarray) -> pa.Table:
+    """compositions-table rows for decoded (z, counts) rows, vectorized; equal to from_arrays."""
+    z = np.asarray(z, np.int64)
+    c = np.asarray(counts, np.int64)
+    present = (z > 0) & (c > 0)
+    g = np.gcd.reduce(np.where(present, c, 0), axis=1)
+    g[g == 0] = 1
+    c = np.where(present, c // g[:, None], 0)
+    order = np.argsort(np.where(present, _RANK[z], np.iinfo(np.int64).max), axis=1, kind="stable")
+    z = np.take_along_axis(np.where(present, z, 0), order, 1)
+    c = np.take_along_axis(c, order, 1)
+    n_el = (c > 0).sum(axis=1)
+    m, k = z.shape
+    rows = np.arange(m)
+    # pymatgen's polyanion grouping: >= 3 elements, the last two close in electronegativity
+    # and sharing a factor p -> "...(AxBy)p" with the last two counts divided by p.
+    i_last, i_second = np.maximum(n_el - 1, 0), np.maximum(n_el - 2, 0)
+    last, second = z[rows, i_last], z[rows, i_second]
+    pf = np.gcd(c[rows, i_last], c[rows, i_second])
+    with np.errstate(invalid="ignore"):
+        close = compositions.PAULING_X[last] - compositions.PAULING_X[second] < 1.65
+    poly = (n_el >= 3) & close & (pf != 1)
+    slow = (c > _MAXC).any(axis=1)          # beyond the token table: the scalar path
+    cd = c.copy()
+    pr = np.flatnonzero(poly)
+    cd[pr, i_last[pr]] //= pf[pr]
+    cd[pr, i_second[pr]] //= pf[pr]
+    tok = np.where(c > 0, (z - 1) * _MAXC + np.minimum(cd, _MAXC), 0).astype(np.int32)
+    tok[pr, i_second[pr]] += _OPEN
+    cols = [pa.DictionaryArray.from_arrays(pa.array(tok[:, j]), _TOKENS).dictionary_decode()
+            for j in range(k)]
+    cols.append(pa.DictionaryArray.from_arrays(
+        pa.array(np.where(poly, np.minimum(pf, _MAXC), 0).astype(np.int32)), _SUFFIX).dictionary_decode())
+    formula = pl.DataFrame({f"t{j}": col for j, col in enumerate(cols)}).select(
+        pl.concat_str([pl.col(f"t{j}") for j in range(len(cols))]).alias("f"))["f"]
+    formula = formula.replace(compositions._SPECIAL)
+    if slow.any():
+        fixed = formula.to_list()
+        for i in np.flatnonzero(slow):
+            fixed[i] = compositions.from_arrays(z[i], c[i]).formula
+        formula = pl.Series("f", fixed, pl.Utf8)
+    mask = c > 0
+    offsets = pa.array(np.concatenate([[0], np.cumsum(n_el)]).astype(np.int32))
+    elements = pa.ListArray.from_arrays(offsets, _SYMBOLS.take(pa.array(z[mask])))
+    cnts = pa.ListArray.from_arrays(offsets, pa.array(c[mask].astype(np.int32)))
+    return pa.table({"composition_id": pa.array(compositions.keys_from_arrays(z, c)),
+                     "formula": formula.to_arrow(),
+                     "elements": elements, "counts": cnts,
+                     "n_elements": pa.array(n_el.astype(np.int32)),
+                     "n_atoms": pa.array(c.sum(axis=1))})
