@@ -210,8 +210,9 @@ class Bench:
                     status = [(r[2],) for r in row]
                     cursor = row[0][0] if row else None
                     chunk = self.sizes["ingest"]["chunk"]
-                    t.batches_committed = (0 if cursor is None else -(-self.clean[t.kind]["materials"][0] // chunk)
-                                           if cursor == "end" else int(cursor) // chunk)
+                    every = -(-self.sizes["ingest"]["rows"] // chunk)
+                    t.batches_committed = (every if cursor == "end" or (row and row[0][2] == "done")
+                                           else 0 if cursor is None else int(cursor) // chunk)
                     n_mat = con.execute("SELECT count(*) FROM materials").fetchall()[0][0]
                     # the ingests row's count was committed with the chunks: they must agree
                     t.partial_rows = abs(n_mat - (row[0][1] if row else 0))
