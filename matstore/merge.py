@@ -199,6 +199,8 @@ def _merge_id_table(con, table: str) -> tuple[dict[int, int], int]:
     if mapping:
         con.execute(f"INSERT INTO _merge_map_{table} SELECT unnest(?::INTEGER[]), unnest(?::INTEGER[])",
                     [list(mapping), list(mapping.values())])
+    if table == "runs":
+        _refresh_matched_runs(con, [old for old, new in pairs if new is not None])
     if not fresh:
         return mapping, 0
     replace = {id_col: "_self.new"}
@@ -213,6 +215,20 @@ def _merge_id_table(con, table: str) -> tuple[dict[int, int], int]:
     con.execute(f"""INSERT INTO "{table}" ({col_list}) SELECT {select} FROM {SRC}."{table}" s {joins}
                     WHERE s."{id_col}" IN (SELECT unnest(?::INTEGER[]))""", [fresh])
     return mapping, len(fresh)
+
+
+def _refresh_matched_runs(con, matched: list[int]) -> None:
+    """A run both stores have, that went further in theirs (a run merged while it was going):
+    take their status and counters; its extra batches come in with run_batches/generated."""
+    if not matched:
+        return
+    con.execute(f"""
+        UPDATE runs SET status = s.status, finished_at = s.finished_at, n_written = s.n_written,
+                        rows_per_s = s.rows_per_s
+        FROM {SRC}.runs s JOIN _merge_map_runs m ON m.old = s.run_id
+        WHERE runs.run_id = m.new AND s.run_id IN (SELECT unnest(?::INTEGER[]))
+          AND (SELECT count(*) FROM {SRC}.run_batches b WHERE b.run_id = s.run_id)
+            > (SELECT count(*) FROM run_batches b WHERE b.run_id = runs.run_id)""", [matched])
 
 
 def _new_ids(con, table: str, id_col: str, seq: str | None, n: int) -> list[int]:

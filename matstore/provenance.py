@@ -16,15 +16,23 @@ class Provenance:
     models: pl.DataFrame
     runs: pl.DataFrame
     predictions: pl.DataFrame
+    unfinished: pl.DataFrame  # interrupted/failed runs and ingests, with how to complete them
 
     def tables(self) -> dict[str, pl.DataFrame]:
-        return {"ingests": self.ingests, "model versions": self.models, "runs": self.runs,
-                "predictions by model and run": self.predictions}
+        out = {"ingests": self.ingests, "model versions": self.models, "runs": self.runs,
+               "predictions by model and run": self.predictions}
+        if self.unfinished.height:
+            out["unfinished work"] = self.unfinished.select("what", "id", "status", "cursor", "resume_with")
+        return out
 
 
 def provenance(store: Store) -> Provenance:
+    from .recovery import interrupted_work
+
+    unfinished = interrupted_work(store)
     with store.connect(write=False) as con:
         return Provenance(
+            unfinished=unfinished,
             ingests=frame(con, """
                 SELECT ingest_id, source, uri, status, rows_kept, rows_rejected,
                        started_at, finished_at, host, pid, params::VARCHAR AS params

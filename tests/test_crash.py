@@ -122,3 +122,6 @@ def test_dead_running_work_is_marked_interrupted_on_next_write_open(tmp_path):
     work = interrupted_work(s)
     assert work.select("what", "id").rows() == [("ingest", 1), ("run", 1)]
     assert "--resume 1" in work.filter(work["what"] == "run")["resume_with"][0]
+    from matstore.provenance import provenance
+
+    assert "unfinished work" in provenance(s).tables()

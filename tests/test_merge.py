@@ -285,3 +285,21 @@ def test_provenance_after_merge_names_each_collaborators_model_seed_and_device(b
                                                                          "COLUMNS": "250"})
     assert r.returncode == 0, r.stderr
     assert "data-B" in r.stdout and "gan@2" in r.stdout
+
+
+def test_a_run_merged_while_going_catches_up_on_the_next_merge(built, tmp_path):
+    """Merge a collaborator's store mid-run, again after the run finished: batches and status follow."""
+    _, s = built
+    theirs = _fresh_copy(s["B"], tmp_path / "theirs.duckdb")
+    with theirs.transaction() as con:  # their run 1, three batches short and still going
+        con.execute("DELETE FROM generated WHERE run_id = 1 AND batch_no >= 3")
+        con.execute("DELETE FROM run_batches WHERE run_id = 1 AND batch_no >= 3")
+        con.execute("UPDATE runs SET status = 'running', n_written = 300 WHERE run_id = 1")
+    a = _fresh_copy(s["A"], tmp_path / "a.duckdb")
+    merge(a, theirs.path)
+    assert a.query("SELECT status, n_written FROM runs WHERE run_id = 2").row(0) == ("running", 300)
+    merge(a, s["B"].path)  # their finished store: same run (same started_at/host/pid)
+    assert a.query("SELECT status FROM runs WHERE run_id = 2").row(0) == ("done",)
+    got, want = content(a), content(s["both"])
+    for t in CONTENT:
+        assert got[t] == want[t], t
