@@ -1,0 +1,225 @@
+"""Generation throughput: the generator alone, generate+decode+store, and the full pipeline.
+
+  python benchmarks/generate.py [--samples 50000] [--batch-size 8192] [--device cpu|cuda]
+
+Stages, samples/s each:
+1. generator alone: the GAN-MP/GAN-ICSD generator (thesis Table 3.2) forward on the device.
+2. after-generator stages fed stored samples (no generator): decode on the device, keys,
+   formulas of new keys, one transaction per batch into the store. The samples are real MP
+   compositions as one-hot maps, 30% with an extra element cell (mostly novel compositions) and
+   10% blank (undecodable), so the store sees the duplicate/new mix a trained GAN produces (an
+   untrained GAN decodes nothing and would flatter this stage).
+3. generate+decode+store through `matstore.runner` with a generator that runs the real Table 3.2
+   forward and returns the stored samples: what the runner costs on top of the generator.
+4. full pipeline: 3 + validate + featurize (magpie) + predict (a small random forest) of the run's
+   compositions, into the store.
+Reference side by side: the per-sample Python path (pymatgen Composition of each decoded map).
+Goals (issue 5, CPU): stages after the generator add < 10% to the generator's time; the
+after-generator stages alone sustain >= 100k samples/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+
+from matstore import compositions, runner
+from matstore.features import onehot
+from matstore.models.gan import Generator, GeneratorConfig, SMALL_GENERATOR
+from matstore.store import Store, append
+
+DATA = Path(os.environ.get("MATSTORE_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+FLOP_PER_SAMPLE = None  # filled by _count_flops
+
+
+def _count_flops(g: Generator) -> float:
+    """Multiply-adds x2 of the FC and transposed convs for one sample."""
+    total, x = 0.0, torch.randn(1, g.config.latent_dim)
+    total += 2 * g.fc.in_features * g.fc.out_features
+    h = torch.zeros(1, g.config.fc_channels, *g.start)
+    for m in g.deconvs:
+        if isinstance(m, torch.nn.ConvTranspose2d):
+            kh, kw = m.kernel_size
+            total += 2 * h.shape[1] * h.shape[2] * h.shape[3] * m.out_channels * kh * kw
+        h = m(h)
+    return total
+
+
+class StoredSamples:
+    """LoadedModel face: optionally runs the real generator forward, returns stored samples."""
+
+    kind = "wgan"
+    latent_dim = 128
+
+    def __init__(self, maps: torch.Tensor, gen: Generator | None, model_id: int):
+        self.maps, self.gen, self.model_id, self.ref = maps, gen, model_id, "bench@1"
+        self.gen_seconds = 0.0   # time inside the generator forward (the rest is runner overhead)
+
+    def sample(self, n, generator, device):
+        if self.gen is not None:
+            t = time.perf_counter()
+            z = torch.randn(n, self.latent_dim, generator=generator, device=generator.device)
+            self.gen(z.to(device))
+            if str(device).startswith("cuda"):
+                torch.cuda.synchronize()
+            self.gen_seconds += time.perf_counter() - t
+        i = torch.randint(len(self.maps), (1,), generator=generator).item()
+        idx = (torch.arange(n) + i) % len(self.maps)
+        return self.maps[idx].to(device)
+
+
+def stored_maps(n: int, seed: int = 0) -> tuple[torch.Tensor, pl.DataFrame]:
+    df = pl.read_csv(DATA / "mp" / "e_form.csv").sample(fraction=1.0, shuffle=True, seed=seed).head(60000)
+    formulas = df["formula"].to_list()
+    batch = compositions.CompositionBatch.from_formulas(formulas)
+    maps, ok = onehot.encode(batch)
+    maps = torch.as_tensor(maps[ok])
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randint(len(maps), (n,), generator=g)
+    out = maps[idx].clone()
+    u = torch.rand(n, generator=g)
+    add = u < 0.3
+    out[add.nonzero().squeeze(1), torch.randint(0, 3, (n,), generator=g)[add],
+        torch.randint(0, 85, (n,), generator=g)[add]] = 0.95
+    out[u > 0.9] = 0.0
+    return out, df
+
+
+def fresh_store(data: pl.DataFrame, fe_rows: int = 0) -> Store:
+    """Store with the MP compositions as known materials (+ fe_rows formation energies)."""
+    store = Store.init(Path(tempfile.mkdtemp()) / "bench.duckdb")
+    comps = {c.composition_id: c for c in (compositions.parse(f) for f in data["formula"].to_list())}
+    with store.transaction() as con:
+        append(con, "compositions", pl.DataFrame({
+            "composition_id": list(comps), "formula": [c.formula for c in comps.values()],
+            "elements": [list(c.elements) for c in comps.values()],
+            "counts": pl.Series([list(c.counts) for c in comps.values()], dtype=pl.List(pl.Int32)),
+            "n_elements": [c.n_elements for c in comps.values()],
+            "n_atoms": [c.n_atoms for c in comps.values()]}))
+        append(con, "materials", pl.DataFrame({
+            "material_id": list(range(len(comps))), "ingest_id": 1, "source": "mp",
+            "external_id": [str(i) for i in range(len(comps))], "composition_id": list(comps),
+            "raw_formula": [c.formula for c in comps.values()]}))
+        if fe_rows:
+            first = {}
+            for f, v in zip(data["formula"].to_list()[:fe_rows], data["target"].to_list()):
+                first.setdefault(compositions.parse(f).composition_id, v)
+            ids = list(comps)
+            mat = {k: i for i, k in enumerate(ids)}
+            append(con, "properties", pl.DataFrame({
+                "material_id": [mat[k] for k in first], "composition_id": list(first),
+                "name": "formation_energy_per_atom", "value": list(first.values()), "unit": "eV/atom"}))
+    return store
+
+
+def after_stages(store: Store, run_id: int, predictor: str, dev: str) -> dict[str, tuple[float, int]]:
+    """validate, featurize (magpie), predict the run's compositions: seconds and rows each."""
+    from matstore.featurize import featurize_store, validate_store
+    from matstore.predict import predict
+
+    where = f"composition_id IN (SELECT composition_id FROM generated WHERE run_id = {run_id})"
+    out = {}
+    t = time.perf_counter()
+    out["validate"] = (0.0, validate_store(store, where=where, progress=False).written)
+    out["validate"] = (time.perf_counter() - t, out["validate"][1])
+    t = time.perf_counter()
+    n = featurize_store(store, "magpie", where=where, progress=False).written
+    out["featurize"] = (time.perf_counter() - t, n)
+    t = time.perf_counter()
+    n = predict(store, predictor, where=where, device=dev, progress=False).n_predicted
+    out["predict"] = (time.perf_counter() - t, n)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--samples", type=int, default=30000, help="samples through the generator")
+    ap.add_argument("--stored", type=int, default=300000, help="stored samples for the after-generator stages")
+    ap.add_argument("--batch-size", type=int, default=10000)
+    ap.add_argument("--stored-batch-size", type=int, default=100000)
+    ap.add_argument("--device", default=runner.default_device())
+    args = ap.parse_args()
+    dev, n, bs = args.device, args.samples, args.batch_size
+    print(f"device {dev}, torch threads {torch.get_num_threads()}, generator samples {n:,} "
+          f"(batch {bs:,}), stored samples {args.stored:,} (batch {args.stored_batch_size:,})")
+    from matstore.training import train
+
+    gen = Generator(GeneratorConfig(128, 128, SMALL_GENERATOR)).eval()
+    flops = _count_flops(gen)
+    gen.to(dev)
+    print(f"generator (Table 3.2 GAN-MP/ICSD): {flops / 1e6:.1f} MFLOP per sample")
+
+    # 1. generator alone
+    g = torch.Generator(device=dev).manual_seed(0)
+    with torch.inference_mode():
+        gen(torch.randn(256, 128, device=dev))
+        t = time.perf_counter()
+        for i in range(0, n, bs):
+            gen(torch.randn(min(bs, n - i), 128, generator=g, device=dev))
+        if dev.startswith("cuda"):
+            torch.cuda.synchronize()
+        t_gen = time.perf_counter() - t
+    print(f"1. generator alone:                {n / t_gen:12,.0f} samples/s "
+          f"({flops * n / t_gen / 1e9:.1f} GFLOP/s achieved)")
+
+    maps, data = stored_maps(max(n, args.stored))
+    # 2. generate+decode+store and the full pipeline, with the real generator forward
+    store = fresh_store(data, fe_rows=3000)
+    mv = train(store, "rf-fe", config={"n_estimators": 30, "n_jobs": 2}, progress=False)
+    feeder = StoredSamples(maps[:n], gen, 0)
+    with torch.inference_mode():
+        res = runner.generate(store, feeder, n, batch_size=bs, seed=0, device=dev, progress=False)
+    over = res.seconds - feeder.gen_seconds
+    print(f"2. generate+decode+store:          {n / res.seconds:12,.0f} samples/s "
+          f"(runner adds {100 * over / feeder.gen_seconds:.1f}% to the generator's "
+          f"{feeder.gen_seconds:.1f} s in the same run)")
+    st = after_stages(store, res.run_id, mv.ref, dev)
+    total = res.seconds + sum(v[0] for v in st.values())
+    print(f"3. full pipeline:                  {n / total:12,.0f} samples/s "
+          f"(everything after the generator adds {100 * (total - feeder.gen_seconds) / feeder.gen_seconds:.1f}%"
+          f"; goal < 10%; " + ", ".join(f"{k} {v[0]:.1f} s/{v[1]:,}" for k, v in st.items()) + ")")
+
+    # 4. after-generator stages alone, fed stored samples
+    m = args.stored
+    store4 = fresh_store(data, fe_rows=3000)
+    mv4 = train(store4, "rf-fe", config={"n_estimators": 30, "n_jobs": 2}, progress=False)
+    res4 = runner.generate(store4, StoredSamples(maps[:m], None, 0), m, batch_size=args.stored_batch_size,
+                           seed=0, device=dev, progress=False)
+    print(f"4. decode+key+store (stored maps): {m / res4.seconds:12,.0f} samples/s "
+          f"({res4.n_decodable:,} decodable, {res4.n_new_compositions:,} new compositions)")
+    st4 = after_stages(store4, res4.run_id, mv4.ref, dev)
+    for k, (sec, rows) in st4.items():
+        print(f"   {k:9s} {rows:9,} compositions in {sec:5.1f} s = {m / sec:12,.0f} samples/s")
+    total4 = res4.seconds + sum(v[0] for v in st4.values())
+    print(f"   after-generator stages together:  {m / total4:12,.0f} samples/s (goal >= 100,000)")
+
+    # reference: the per-sample Python path through pymatgen (small subset, no store)
+    from pymatgen.core import Composition
+
+    k = min(2000, m)
+    sub = maps[:k].numpy()
+    t = time.perf_counter()
+    for x in sub:
+        cells = np.argwhere(x >= 0.2)
+        if len(cells) == 0:
+            continue
+        amounts: dict[str, float] = {}
+        for j, e in cells:
+            amounts[onehot.ELEMENTS_85[e]] = max(amounts.get(onehot.ELEMENTS_85[e], 0), j + 1)
+        if len(amounts) <= 8:
+            Composition(amounts).reduced_formula
+    t_ref = time.perf_counter() - t
+    print(f"reference per-sample decode + pymatgen formula: {k / t_ref:,.0f} samples/s; ours "
+          f"(decode+key+formula+store) {(m / res4.seconds) / (k / t_ref):,.1f}x")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
