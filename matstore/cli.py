@@ -220,12 +220,14 @@ def report(db, run_id, out):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default=None)
 @click.option("--top", type=int, default=20, show_default=True)
-def demo(db, samples, gan_epochs, fe_epochs, seed, device, top):
+@click.option("--gan-rows", type=int, default=8000, show_default=True,
+              help="MP compositions the demo GAN trains on (0: all).")
+def demo(db, samples, gan_epochs, fe_epochs, seed, device, top, gan_rows):
     """The whole pipeline on the builtin data: ingest, train, generate, validate, predict, screen."""
     from .pipeline import run_demo
 
-    run_demo(Store(db), samples=samples, gan_epochs=gan_epochs, fe_epochs=fe_epochs, seed=seed,
-             device=device, top=top, console=console)
+    run_demo(Store(db or "demo.duckdb"), samples=samples, gan_epochs=gan_epochs, fe_epochs=fe_epochs,
+             seed=seed, device=device, top=top, console=console, gan_rows=gan_rows or None)
 
 
 @main.command()
