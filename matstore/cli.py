@@ -220,7 +220,7 @@ def report(db, run_id, out):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default=None)
 @click.option("--top", type=int, default=20, show_default=True)
-@click.option("--gan-rows", type=int, default=8000, show_default=True,
+@click.option("--gan-rows", type=int, default=4000, show_default=True,
               help="MP compositions the demo GAN trains on (0: all).")
 def demo(db, samples, gan_epochs, fe_epochs, seed, device, top, gan_rows):
     """The whole pipeline on the builtin data: ingest, train, generate, validate, predict, screen."""

@@ -110,10 +110,10 @@ def write_batch(con, run_id: int, batch: DecodedBatch, new_rows: pa.Table,
     n_new = append_new(con, "compositions", new_rows, key=["composition_id"]) if new_rows.num_rows else 0
     con.execute("INSERT INTO run_batches VALUES (?, ?, ?, ?, ?, now())",
                 [run_id, batch.batch_no, batch.n_samples, len(batch.keys), seconds])
-    con.execute("""UPDATE runs SET n_written = (SELECT count(*) FROM generated WHERE run_id = ?),
+    con.execute("""UPDATE runs SET n_written = n_written + ?,
                    rows_per_s = (SELECT sum(n_samples) / nullif(sum(seconds), 0)
                                  FROM run_batches WHERE run_id = ?)
-                   WHERE run_id = ?""", [run_id, run_id, run_id])
+                   WHERE run_id = ?""", [len(batch.keys), run_id, run_id])
     return n_new
 
 
