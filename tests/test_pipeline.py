@@ -1,0 +1,40 @@
+"""`matstore demo` end to end on the builtin data, at a CI size (the real demo is bigger)."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end_and_is_consistent(tmp_path):
+    from matstore import pipeline
+    from matstore.report import run_screen
+    from matstore.store import Store
+
+    store = Store(tmp_path / "demo.duckdb")
+    res = pipeline.run_demo(store, samples=3000, gan_epochs=1, gan_rows=1000, seed=0, device="cpu", top=5,
+                            progress=False)
+    models = store.query("SELECT name, kind, training_rows FROM model_versions ORDER BY model_id")
+    assert models["name"].to_list() == [pipeline.GAN_NAME, pipeline.FE_NAME]
+    # the GAN trained on (a subset of) the builtin MP part (~35k compositions), the predictor on
+    # the experimental formation enthalpies
+    n_mp = store.query(f"SELECT count(*) AS n FROM ({pipeline.MP_SELECTION})")["n"][0]
+    assert 30000 < n_mp and models["training_rows"][0] <= 1000
+    assert 1500 < models["training_rows"][1] < 2200
+    run = store.query("SELECT * FROM runs WHERE run_id = ?", [res.run_id]).row(0, named=True)
+    assert run["status"] == "done" and run["n_requested"] == 3000
+    gen_ids = store.query("SELECT DISTINCT composition_id FROM generated WHERE run_id = ?", [res.run_id])
+    # every generated composition was validated and predicted
+    val = store.query("SELECT DISTINCT composition_id FROM validity")
+    pred = store.query("SELECT DISTINCT composition_id FROM predictions")
+    assert gen_ids.join(val, on="composition_id", how="anti").height == 0
+    assert gen_ids.join(pred, on="composition_id", how="anti").height == 0
+    screened = run_screen(store, "stable_novel")
+    assert screened.height == res.n_screened
+    assert (screened["pred_formation_energy_per_atom"] < 0).all()
+    # re-running reuses the stored models and ingest, and adds one generation run
+    res2 = pipeline.run_demo(store, samples=1000, seed=1, device="cpu", top=5, progress=False)
+    assert store.query("SELECT count(*) AS n FROM model_versions")["n"][0] == 2
+    assert res2.run_id > res.run_id
+    assert store.query("SELECT count(*) AS n FROM ingests")["n"][0] >= 1
