@@ -72,11 +72,11 @@ FROM grid g ORDER BY g.batch_no, g.s
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=8000, help="distinct MP compositions used")
-    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=14)
     ap.add_argument("--samples", type=int, default=50000)
     ap.add_argument("--batch-size", type=int, default=5000)
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--n-critic", type=int, default=2)
+    ap.add_argument("--n-critic", type=int, default=3)
     ap.add_argument("--full-size", action="store_true", help="thesis Table 3.2 widths")
     ap.add_argument("--device", default=runner.default_device())
     ap.add_argument("--seed", type=int, default=0)
