@@ -1,7 +1,7 @@
 """Predictions for stored compositions: a predictor model version over those that lack its rows.
 
-Pending compositions are read once (ids only); then each chunk is read (short read connection),
-predicted with no connection held, and written in its own short transaction with a `runs` row of
+Pending compositions (id, elements, counts) are read once as Arrow; each chunk is predicted with
+no connection held and written in its own short transaction with a `runs` row of
 kind 'predict' keeping count, so a killed run simply continues where it stopped when re-run.
 Compositions the model cannot featurize get a NULL value (so they are not retried forever).
 """
@@ -18,8 +18,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from .compositions import CompositionBatch
-from .store import Store, StoreError, append, frame
+from .store import Store, StoreError, append
 
 DEFAULT_CHUNK = 65536
 
@@ -38,33 +37,26 @@ class PredictResult:
     seconds: float
 
 
-def pending_ids(store: Store, model_id: int, where: str | None = None) -> np.ndarray:
-    """Composition ids with no prediction row from model_id (optionally filtered by where)."""
+def pending(store: Store, model_id: int, where: str | None = None) -> pa.Table:
+    """(composition_id, elements, counts) of compositions with no prediction row from model_id
+    (optionally only those matching `where`, an SQL condition on compositions alias c)."""
     cond = f"AND ({where})" if where else ""
-    sql = (f"SELECT composition_id FROM compositions c WHERE NOT EXISTS (SELECT 1 FROM predictions p "
-           f"WHERE p.composition_id = c.composition_id AND p.model_id = ?) {cond} "
-           f"ORDER BY composition_id")
+    sql = (f"SELECT c.composition_id, c.elements, c.counts FROM compositions c WHERE NOT EXISTS "
+           f"(SELECT 1 FROM predictions p WHERE p.composition_id = c.composition_id "
+           f"AND p.model_id = ?) {cond} ORDER BY c.composition_id")
     with store.connect() as con:
         try:
-            return con.sql(sql, params=[model_id]).fetchnumpy()["composition_id"].astype(np.int64)
+            return con.sql(sql, params=[model_id]).to_arrow_table()
         except Exception as e:  # a bad --where: name it rather than show DuckDB's context
             if where and "duckdb" in type(e).__module__:
-                raise PredictError(f"predict --where {where!r}: {e}") from None
+                raise PredictError(f"predict --where {where!r}: {str(e).splitlines()[0]}") from None
             raise
-
-
-def read_batch(store: Store, ids: np.ndarray) -> CompositionBatch:
-    with store.connect() as con:
-        con.register("_ids", pa.table({"composition_id": ids}))
-        df = frame(con, "SELECT c.composition_id, c.elements, c.counts FROM _ids "
-                        "JOIN compositions c USING (composition_id)")
-    return CompositionBatch.from_lists(df["elements"].to_list(), df["counts"].to_list(),
-                                       df["composition_id"].to_numpy())
 
 
 def predict(store: Store, model, where: str | None = None, chunk_size: int = DEFAULT_CHUNK,
             device: str | None = None, progress: bool = True) -> PredictResult:
     """Predict model's property for every composition lacking it (where: SQL over compositions)."""
+    from .featurize import batch_from_arrow  # noqa: PLC0415
     from .registry import load_model  # noqa: PLC0415
     from .runner import _progress, default_device  # noqa: PLC0415
 
@@ -72,9 +64,9 @@ def predict(store: Store, model, where: str | None = None, chunk_size: int = DEF
     loaded = load_model(store, model, device=device) if isinstance(model, (str, int)) else model
     if loaded.kind not in ("cnn", "elemnet", "rf") or not loaded.property:
         raise PredictError(f"model {loaded.ref} is a {loaded.kind}, not a property predictor")
-    ids = pending_ids(store, loaded.model_id, where)
+    todo = pending(store, loaded.model_id, where)
     result = PredictResult(None, loaded.ref, loaded.property, 0, 0, 0.0)
-    if len(ids) == 0:
+    if todo.num_rows == 0:
         return result
     with store.transaction() as con:
         run_id = con.execute(
@@ -82,15 +74,15 @@ def predict(store: Store, model, where: str | None = None, chunk_size: int = DEF
             "pid, host) VALUES ('predict', ?, ?, ?, 'running', now(), ?, ?, ?) RETURNING run_id",
             [loaded.model_id, json.dumps({"where": where, "chunk_size": chunk_size,
                                           "model": loaded.ref}),
-             device, len(ids), os.getpid(), socket.gethostname()]).fetchall()[0][0]
+             device, todo.num_rows, os.getpid(), socket.gethostname()]).fetchall()[0][0]
     result.run_id = run_id
     t0 = time.perf_counter()
     status = "failed"
     try:
-        with _progress(progress, run_id, len(ids)) as prog:
-            task = prog.add_task(f"predict {loaded.property} ({loaded.ref})", total=len(ids))
-            for i in range(0, len(ids), chunk_size):
-                batch = read_batch(store, ids[i:i + chunk_size])
+        with _progress(progress, run_id, todo.num_rows) as prog:
+            task = prog.add_task(f"predict {loaded.property} ({loaded.ref})", total=todo.num_rows)
+            for i in range(0, todo.num_rows, chunk_size):
+                batch = batch_from_arrow(todo.slice(i, chunk_size))
                 values = np.asarray(loaded.predict(batch, device=device), dtype=np.float64).reshape(-1)
                 ok = np.isfinite(values)
                 rows = pa.table({
@@ -121,7 +113,3 @@ def predict(store: Store, model, where: str | None = None, chunk_size: int = DEF
         except StoreError:
             pass
     return result
-
-
-def predictions_frame(store: Store, model_id: int) -> pl.DataFrame:
-    return store.query("SELECT composition_id, value FROM predictions WHERE model_id = ?", [model_id])
