@@ -267,8 +267,8 @@ def decode_numpy(maps, tolerance: float | None = None):
     n = len(v)
     hit = (v >= 1 - tol) & (v <= 1)
     cnt = np.zeros((n, onehot.N_ELEMENTS), np.int8)
-    for j in range(onehot.N_COUNTS):       # a larger count row overwrites: the largest set count
-        cnt[hit[:, j]] = j + 1
+    for j in range(onehot.N_COUNTS):       # the largest set count of each element column
+        np.maximum(cnt, hit[:, j].view(np.int8) * np.int8(j + 1), out=cnt)
     has = cnt > 0
     nel = has.sum(axis=1)
     ok = (nel >= 1) & (nel <= onehot.MAX_ELEMENTS)
