@@ -261,14 +261,14 @@ def fit_wgan(gan, x_train: np.ndarray, x_val: np.ndarray, *, epochs: int = 100,
                     with torch.no_grad():
                         for p in d.parameters():
                             p.clamp_(-clip, clip)
-                d_total += float(w)
+                d_total += w.item()
                 critic_steps += 1
                 if critic_steps % n_critic == 0:
                     opt_g.zero_grad(set_to_none=True)
                     loss_g = -d(g(torch.randn(len(idx), gan.latent_dim, device=device))).mean()  # Eq. 3-1
                     loss_g.backward()
                     opt_g.step()
-                    g_total += float(loss_g)
+                    g_total += loss_g.item()
                     n_g += 1
                     hist.steps += 1
                     if max_steps is not None and hist.steps >= max_steps:
