@@ -6,6 +6,10 @@ FC 128 -> FC 128 -> dropout -> FC 64 -> FC 64 -> FC 32 (ReLU) -> FC 1 (linear). 
   widths, counted as "no separate layer"; the 64->32 change is left without one, as in Table 1).
 - ``n_inputs`` is the width of the ``fractions`` featurizer the model was trained on.
 - The output is ``y_mean + y_std * net(x)`` (buffers fitted on the training targets), like the CNN.
+- ``dropouts`` (one rate per hidden layer, 0 = none) overrides ``dropout_after``/``dropout``; the
+  default config stays Table 1. ``ELEMNET_17`` is the original ElemNet (Jha et al. 2018): 16 hidden
+  layers 1024x4, 512x3, 256x3, 128x3, 64x2, 32 + the output, dropout keep-probabilities 0.8, 0.9,
+  0.7, 0.8 after the 1024, 512, 256, 128 blocks.
 """
 
 from __future__ import annotations
@@ -24,9 +28,19 @@ class ElemNetConfig:
     widths: tuple[int, ...] = (128, 128, 64, 64, 32)
     dropout_after: int = 2           # dropout after this many hidden layers (the 128 block)
     dropout: float = 0.2
+    dropouts: tuple[float, ...] = ()  # per hidden layer; empty = use dropout_after/dropout
 
     def __post_init__(self):
         self.widths = tuple(int(w) for w in self.widths)
+        self.dropouts = tuple(float(p) for p in self.dropouts)
+        if self.dropouts and len(self.dropouts) != len(self.widths):
+            raise ValueError(f"dropouts has {len(self.dropouts)} rates for {len(self.widths)} hidden layers")
+
+    def rates(self) -> tuple[float, ...]:
+        """Dropout rate after each hidden layer."""
+        if self.dropouts:
+            return self.dropouts
+        return tuple(self.dropout if i + 1 == self.dropout_after else 0.0 for i in range(len(self.widths)))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -41,13 +55,24 @@ class ElemNet(TargetScaled):
         self._init_scaling((config.n_inputs,))  # x scaling stays identity: fractions are in [0, 1]
         layers: list[nn.Module] = []
         n = config.n_inputs
-        for i, w in enumerate(config.widths):
+        for w, p in zip(config.widths, config.rates()):
             layers += [nn.Linear(n, w), nn.ReLU()]
-            if i + 1 == config.dropout_after and config.dropout > 0:
-                layers.append(nn.Dropout(config.dropout))
+            if p > 0:
+                layers.append(nn.Dropout(p))
             n = w
         layers.append(nn.Linear(n, 1))
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.unscale_y(self.net(torch.nan_to_num(x)).squeeze(1))
+
+
+def elemnet17(n_inputs: int = 103) -> ElemNetConfig:
+    """The original 17-layer ElemNet (see the module docstring)."""
+    blocks = ((1024, 4, 0.2), (512, 3, 0.1), (256, 3, 0.3), (128, 3, 0.2), (64, 2, 0.0), (32, 1, 0.0))
+    widths = tuple(w for w, k, _ in blocks for _ in range(k))
+    rates = tuple(p if i == k - 1 else 0.0 for _, k, p in blocks for i in range(k))
+    return ElemNetConfig(n_inputs=n_inputs, widths=widths, dropouts=rates)
+
+
+PRESETS = {"table1": ElemNetConfig, "elemnet17": elemnet17}
