@@ -69,6 +69,10 @@ def train(store: Store, preset_name: str, on: str | None = None, epochs: int | N
         x = models.featurize(p.kind, p.featurizer, ds.batch)
     sp = data.split(len(ds), seed, fractions)
     cfg = models.config_dict(models.make_config(p.kind, _config(p, x, config)))
+    if p.kind in models.TORCH_KINDS:  # initial weights from the seed, not the process's RNG state
+        import torch  # noqa: PLC0415
+
+        torch.manual_seed(seed)
     module = models.build(p.kind, cfg, seed=seed)
     t0 = time.perf_counter()
     common = dict(device=dev, seed=seed, progress=progress, label=f"train {name or p.name}")
@@ -101,7 +105,7 @@ def train(store: Store, preset_name: str, on: str | None = None, epochs: int | N
         hist = fit_wgan(module, x[sp.train], x[sp.val], epochs=hp["epochs"],
                         batch_size=hp["batch_size"], lr_g=hp["lr_g"], lr_d=hp["lr_d"],
                         n_critic=hp["n_critic"], gp_lambda=hp["gp_lambda"], clip=hp["clip"],
-                        max_steps=max_steps, **common)
+                        threads=hp.get("threads"), max_steps=max_steps, **common)
         import torch  # noqa: PLC0415
 
         samples = module.sample(int(hp["n_eval_samples"]), torch.Generator().manual_seed(seed), dev)

@@ -212,33 +212,84 @@ def autoencoder_metrics(module, x: np.ndarray, device=None) -> dict[str, float]:
             "n": int(len(x))}
 
 
-def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
     """WGAN-GP: (||grad critic(x_hat)|| - 1)^2 on random interpolates (Gulrajani et al. 2017)."""
-    eps = torch.rand(real.size(0), *([1] * (real.dim() - 1)), device=real.device)
+    eps = torch.rand(real.size(0), *([1] * (real.dim() - 1)), device=real.device, generator=generator)
     x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
     grad, = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
     return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+
+
+DEFAULT_TRAIN_THREADS = 1
+
+
+@contextmanager
+def reproducible(threads: int | None = DEFAULT_TRAIN_THREADS):
+    """Pin what makes a torch training run depend on the machine's state rather than its seed.
+
+    CPU convolution backward passes split their reductions by the intra-op thread count, so the
+    same seed gives different weights with 1 or 2 threads, and a GAN turns those last-bit
+    differences into a different model. Inside: a fixed thread count (``None`` keeps the current
+    one), deterministic algorithms (warn-only: an op without a deterministic kernel warns rather
+    than fails) and deterministic cuDNN; all restored on exit.
+    """
+    old_threads = torch.get_num_threads()
+    old_det = torch.are_deterministic_algorithms_enabled()
+    old_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    old_cudnn = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    try:
+        if threads is not None:
+            if int(threads) < 1:
+                raise ValueError(f"threads must be at least 1, got {threads}")
+            torch.set_num_threads(int(threads))
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+        yield
+    finally:
+        torch.set_num_threads(old_threads)
+        torch.use_deterministic_algorithms(old_det, warn_only=old_warn)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = old_cudnn
 
 
 def fit_wgan(gan, x_train: np.ndarray, x_val: np.ndarray, *, epochs: int = 100,
              batch_size: int = 32, lr_g: float = 1e-4, lr_d: float = 1e-4, betas=(0.5, 0.9),
              n_critic: int = 5, gp_lambda: float = 10.0, clip: float | None = None,
              max_steps: int | None = None, device=None, seed: int = 0, progress: bool = True,
-             label: str = "train wgan") -> History:
+             threads: int | None = DEFAULT_TRAIN_THREADS, label: str = "train wgan") -> History:
     """Wasserstein GAN: gradient penalty (lambda 10) by default; ``clip=c`` switches to weight
     clipping to [-c, c] (the original MatGAN code; set gp_lambda to 0 or leave it, it is unused).
-    One generator step per ``n_critic`` critic steps; ``steps`` counts generator steps."""
+    One generator step per ``n_critic`` critic steps; ``steps`` counts generator steps.
+
+    Reproducible: the same (gan's initial weights, data, seed, threads) give bit-identical weights
+    on the same machine and software, whatever the load. Every random draw (shuffles, latent
+    vectors, gradient-penalty interpolation) comes from generators seeded here, never the global
+    RNG, and training runs under ``reproducible(threads)`` (1 thread by default: also the fastest
+    for these small convolutions on a shared CPU)."""
     device = resolve_device(device)
-    torch.manual_seed(seed)
+    with reproducible(threads):
+        return _fit_wgan(gan, x_train, x_val, epochs=epochs, batch_size=batch_size, lr_g=lr_g,
+                         lr_d=lr_d, betas=betas, n_critic=n_critic, gp_lambda=gp_lambda, clip=clip,
+                         max_steps=max_steps, device=device, seed=seed, progress=progress, label=label)
+
+
+def _fit_wgan(gan, x_train, x_val, *, epochs, batch_size, lr_g, lr_d, betas, n_critic, gp_lambda,
+              clip, max_steps, device, seed, progress, label) -> History:
     gan.to(device)
     g, d = gan.generator, gan.critic
     xt = torch.as_tensor(x_train, dtype=torch.float32, device=device)
     xv = torch.as_tensor(x_val, dtype=torch.float32, device=device)
     opt_g = torch.optim.Adam(g.parameters(), lr=lr_g, betas=betas)
     opt_d = torch.optim.Adam(d.parameters(), lr=lr_d, betas=betas)
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)                      # shuffles (CPU, as randperm)
+    noise = torch.Generator(device=device).manual_seed(seed + 1)   # z and GP interpolation
+    z_val = torch.randn(len(xv), gan.latent_dim, generator=torch.Generator().manual_seed(seed)).to(device)
     hist, t0, critic_steps = History(), time.perf_counter(), 0
     w_est = 0.0
+
+    def latent(n: int) -> torch.Tensor:
+        return torch.randn(n, gan.latent_dim, device=device, generator=noise)
+
     with _progress(epochs, label, progress) as bar:
         for epoch in range(1, epochs + 1):
             g.train()
@@ -248,13 +299,12 @@ def fit_wgan(gan, x_train: np.ndarray, x_val: np.ndarray, *, epochs: int = 100,
                 if len(idx) < 2:
                     continue
                 real = xt[idx]
-                z = torch.randn(len(idx), gan.latent_dim, device=device)
-                fake = g(z).detach()
+                fake = g(latent(len(idx))).detach()
                 opt_d.zero_grad(set_to_none=True)
                 w = d(real).mean() - d(fake).mean()
                 loss_d = -w  # thesis Eq. 3-2
                 if clip is None and gp_lambda:
-                    loss_d = loss_d + gp_lambda * gradient_penalty(d, real, fake)
+                    loss_d = loss_d + gp_lambda * gradient_penalty(d, real, fake, noise)
                 loss_d.backward()
                 opt_d.step()
                 if clip is not None:
@@ -265,7 +315,7 @@ def fit_wgan(gan, x_train: np.ndarray, x_val: np.ndarray, *, epochs: int = 100,
                 critic_steps += 1
                 if critic_steps % n_critic == 0:
                     opt_g.zero_grad(set_to_none=True)
-                    loss_g = -d(g(torch.randn(len(idx), gan.latent_dim, device=device))).mean()  # Eq. 3-1
+                    loss_g = -d(g(latent(len(idx)))).mean()  # Eq. 3-1
                     loss_g.backward()
                     opt_g.step()
                     g_total += loss_g.item()
@@ -275,10 +325,8 @@ def fit_wgan(gan, x_train: np.ndarray, x_val: np.ndarray, *, epochs: int = 100,
                         break
             g.eval()
             d.eval()
-            with torch.no_grad():  # critic's Wasserstein estimate: validation rows vs fresh fakes
-                zf = torch.randn(len(xv), gan.latent_dim, generator=torch.Generator().manual_seed(seed),
-                                 ).to(device)
-                w_est = float(_eval_in_batches(d, xv).mean() - _eval_in_batches(d, g(zf)).mean())
+            with torch.no_grad():  # critic's Wasserstein estimate: validation rows vs fixed fakes
+                w_est = float(_eval_in_batches(d, xv).mean() - _eval_in_batches(d, g(z_val)).mean())
             hist.train_loss.append(g_total / max(n_g, 1))
             hist.val_loss.append(w_est)
             hist.epochs_run = hist.best_epoch = epoch
