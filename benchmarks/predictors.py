@@ -23,6 +23,7 @@ import torch
 from matstore import models
 from matstore.compositions import CompositionBatch, try_parse
 from matstore.features import get as get_featurizer
+from matstore.models.elemnet import elemnet17
 from matstore.training.data import split
 from matstore.training.fit import fit_regressor, regression_metrics
 from matstore.registry import predict_module
@@ -30,9 +31,14 @@ from matstore.registry import predict_module
 DATA = Path(os.environ.get("MATSTORE_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
-def load(rel: str, rows: int, seed: int) -> tuple[CompositionBatch, np.ndarray]:
-    """Formulas -> compositions; duplicates keep the lowest value (ground state); seeded subset."""
+def load(rel: str, rows: int, seed: int, max_abs: float = 0.0) -> tuple[CompositionBatch, np.ndarray]:
+    """Formulas -> compositions; duplicates keep the lowest value (ground state); rows with
+    |target| > max_abs dropped (for every model alike; 0 = keep all); seeded subset."""
     df = pl.read_csv(DATA / rel)
+    if max_abs:
+        n = df.height
+        df = df.filter(pl.col("target").abs() <= max_abs)
+        print(f"{rel}: dropped {n - df.height} rows with |target| > {max_abs:g} (unphysical), all models")
     comps = [try_parse(f) for f in df["formula"].to_list()]
     ok = [not isinstance(c, str) for c in comps]
     d = pl.DataFrame({"cid": [c.composition_id for c, k in zip(comps, ok) if k],
@@ -44,9 +50,18 @@ def load(rel: str, rows: int, seed: int) -> tuple[CompositionBatch, np.ndarray]:
     return CompositionBatch.from_compositions(keep), d["y"].to_numpy().astype(np.float64)
 
 
+FE = "formation_energy_per_atom"
+
+
+def _line(r: dict) -> None:
+    """One model's result as soon as it is done (long runs: the table comes at the end)."""
+    print(f"  {r['model']}: MAE {r['mae']:.4f} RMSE {r['rmse']:.4f} R2 {r['r2']:.4f} "
+          f"({r['train_s']:.0f} s, epochs {r['epochs']})", flush=True)
+
+
 def run(rel: str, prop: str, args) -> list[dict]:
     t0 = time.perf_counter()
-    batch, y = load(rel, args.rows, args.seed)
+    batch, y = load(rel, args.rows, args.seed, args.max_abs if prop == FE else 0.0)
     mag_f, frac_f = get_featurizer("magpie"), get_featurizer("fractions")
     ok = frac_f.encodable(batch) & mag_f.encodable(batch)
     batch = CompositionBatch(batch.composition_id[ok], batch.z[ok], batch.counts[ok])
@@ -63,10 +78,15 @@ def run(rel: str, prop: str, args) -> list[dict]:
     rf.fit(mag[sp.train], y[sp.train])
     out.append({"model": "RF-magpie", **regression_metrics(y[sp.test], rf.predict(mag[sp.test])),
                 "train_s": time.perf_counter() - t, "epochs": None})
+    _line(out[-1])
 
+    en_cfg = (elemnet17(frac.shape[1]).to_dict() if args.elemnet == "elemnet17"
+              else {"n_inputs": frac.shape[1]})
+    cnn_cfg = {"channels": args.cnn_channels, "hidden": args.cnn_hidden}
     for name, kind, x, cfg, hp in (
-        ("ElemNet", "elemnet", frac, {"n_inputs": frac.shape[1]}, dict(batch_size=128, lr=1e-3)),
-        ("CNN-magpie", "cnn", models.featurize("cnn", "magpie", batch), {}, dict(batch_size=256, lr=1e-3)),
+        (f"ElemNet-{args.elemnet}", "elemnet", frac, en_cfg, dict(batch_size=args.batch, lr=args.lr)),
+        (f"CNN-magpie-{args.cnn_channels}", "cnn", models.featurize("cnn", "magpie", batch), cnn_cfg,
+         dict(batch_size=args.batch, lr=args.lr)),
     ):
         torch.manual_seed(args.seed)
         m = models.build(kind, cfg)
@@ -76,6 +96,7 @@ def run(rel: str, prop: str, args) -> list[dict]:
         pred = predict_module(m, x[sp.test], args.device or "cpu")
         out.append({"model": name, **regression_metrics(y[sp.test], pred), "train_s": h.seconds,
                     "epochs": f"{h.best_epoch}/{h.epochs_run}"})
+        _line(out[-1])
     rf_mae = out[0]["mae"]
     for r in out:
         r["mae_vs_rf"] = r["mae"] / rf_mae
@@ -98,6 +119,14 @@ def main() -> None:
     ap.add_argument("--device", default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--task", choices=["fe", "bg", "both"], default="both")
+    ap.add_argument("--max-abs", type=float, default=5.0,
+                    help="FE: drop rows with |target| above this, for all models (0 = keep all)")
+    ap.add_argument("--elemnet", choices=["table1", "elemnet17"], default="table1",
+                    help="ElemNet size: the seed's Table 1 or the original 17-layer net")
+    ap.add_argument("--cnn-channels", type=int, default=32, help="CNN kernels per conv (Table 4.1: 32)")
+    ap.add_argument("--cnn-hidden", type=int, default=32, help="CNN FC width (Table 4.1: 32)")
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
