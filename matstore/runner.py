@@ -51,6 +51,8 @@ class RunResult:
     n_decodable: int
     n_new_compositions: int
     seconds: float
+    written: dict | None = None   # after-generator stages: rows appended per table
+
 
     @property
     def samples_per_s(self) -> float:
@@ -91,14 +93,6 @@ def _numpy(a) -> np.ndarray:
     return a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)
 
 
-def new_composition_rows(keys: np.ndarray, z: np.ndarray, counts: np.ndarray,
-                         known: set[int]) -> pa.Table:
-    """compositions rows for the distinct keys not in `known` (formulas for new keys only)."""
-    uniq, first = np.unique(keys, return_index=True)
-    new = np.fromiter((k not in known for k in uniq.tolist()), bool, len(uniq))
-    return composition_rows(z[first[new]], counts[first[new]])
-
-
 def write_batch(con, run_id: int, batch: DecodedBatch, new_rows: pa.Table,
                 seconds: float) -> int:
     """Append one decoded batch inside the caller's transaction; returns new compositions."""
@@ -117,6 +111,178 @@ def write_batch(con, run_id: int, batch: DecodedBatch, new_rows: pa.Table,
     return n_new
 
 
+@dataclass
+class Stages:
+    """Per-composition work done inside each batch's transaction, only for the batch's distinct
+    compositions that lack it: validity flags, stored feature vectors, predictions. Features are
+    computed once per composition and fed to every predictor that uses them."""
+
+    validate: bool = False
+    featurize: tuple = ()       # featurizer names whose vectors are stored
+    predict: tuple = ()         # predictor refs ('name@N', id) or LoadedModels
+
+    def __bool__(self) -> bool:
+        return bool(self.validate or self.featurize or self.predict)
+
+    @classmethod
+    def from_params(cls, p: dict | None) -> "Stages":
+        p = p or {}
+        return cls(bool(p.get("validate")), tuple(p.get("featurize") or ()), tuple(p.get("predict") or ()))
+
+
+class _Pipeline:
+    """The after-generator stages of one run: predictors loaded, done-sets read once."""
+
+    def __init__(self, store: Store, stages: Stages, device: str):
+        from .features import get  # noqa: PLC0415
+        from .registry import load_model  # noqa: PLC0415
+        from .validity import CHECKER_VERSION  # noqa: PLC0415
+
+        self.validate, self.checker = stages.validate, CHECKER_VERSION
+        self.stored = {name: get(name) for name in stages.featurize}
+        self.models = []
+        for m in stages.predict:
+            lm = load_model(store, m, device=device) if isinstance(m, (str, int)) else m
+            if lm.kind not in ("cnn", "elemnet", "rf") or not lm.property:
+                raise RunError(f"--predict {lm.ref}: a {lm.kind} is not a property predictor")
+            self.models.append(lm)
+        self.device = device
+        self.feats = dict(self.stored)
+        for lm in self.models:
+            self.feats.setdefault(lm.featurizer, get(lm.featurizer))
+        # stage -> keys that already have its rows (read once; kept current as batches commit)
+        queries = {}
+        if self.validate:
+            queries["validity"] = ("SELECT composition_id FROM validity WHERE checker_version = ?",
+                                   [CHECKER_VERSION])
+        for name, f in self.stored.items():
+            queries[("features", name)] = ("SELECT composition_id FROM features WHERE featurizer = ? "
+                                           "AND version = ?", [f.name, f.version])
+        for lm in self.models:
+            queries[("predictions", lm.model_id)] = (
+                "SELECT composition_id FROM predictions WHERE model_id = ?", [lm.model_id])
+        with store.connect() as con:
+            self.done = {k: set(con.sql(q, params=a).fetchnumpy()["composition_id"].tolist())
+                         for k, (q, a) in queries.items()}
+        # keys with every stage done: one lookup per key once a run is under way
+        self.complete = set.intersection(*self.done.values()) if self.done else set()
+
+    @property
+    def refs(self) -> list[str]:
+        return [lm.ref for lm in self.models]
+
+    def rows(self, keys: np.ndarray, z: np.ndarray, counts: np.ndarray) -> dict:
+        """Rows to append for distinct keys (decoded z, counts rows): {stage: table or
+        (model, keys, values)}; the selected keys are under "keys"."""
+        from .compositions import CompositionBatch  # noqa: PLC0415
+
+        if not self.done:
+            return {}
+        kl = keys.tolist()
+        sel = np.flatnonzero(np.fromiter((k not in self.complete for k in kl), bool, len(kl)))
+        if len(sel) == 0:
+            return {}
+        sl = keys[sel].tolist()
+        need = {st: np.fromiter((k not in d for k in sl), bool, len(sl)) for st, d in self.done.items()}
+        ids = keys[sel].astype(np.int64)
+        zc, cc, nel = canonical(z[sel], counts[sel])
+        n = len(ids)
+        flags = {f: np.zeros(n, bool) for f in ("charge_neutral", "electronegativity_balanced",
+                                                 "smact_valid", "supported")}
+        vals = {name: np.empty((n, f.size)) for name, f in self.feats.items()}
+        ok = {name: np.zeros(n, bool) for name in self.feats}
+        # rows grouped by element count, trimmed to that many slots: the work scales with the
+        # elements present, and dropping trailing padding leaves every value unchanged
+        order = np.argsort(nel, kind="stable")
+        bounds = np.flatnonzero(np.diff(nel[order])) + 1
+        for idx in np.split(order, bounds):
+            k = max(int(nel[idx[0]]), 1)
+            b = CompositionBatch(ids[idx], zc[idx, :k].astype(np.int16), cc[idx, :k])
+            if self.validate:
+                from .validity import check  # noqa: PLC0415
+
+                for f, v in check(b).items():
+                    flags[f][idx] = v
+            for name, f in self.feats.items():
+                vals[name][idx] = f.transform(b).reshape(len(idx), -1)
+                ok[name][idx] = f.encodable(b)
+        out = {"keys": ids}
+        if self.validate:
+            m = need["validity"]
+            null = ~flags["supported"][m]
+            out["validity"] = pa.table({
+                "composition_id": pa.array(ids[m]),
+                "checker_version": pa.array([self.checker] * int(m.sum()), pa.string()),
+                **{f: pa.array(flags[f][m], pa.bool_(), mask=null)
+                   for f in ("charge_neutral", "electronegativity_balanced", "smact_valid")}})
+        for name, f in self.stored.items():
+            m = need[("features", name)]
+            out[("features", name)] = pa.table({
+                "composition_id": pa.array(ids[m]),
+                "featurizer": pa.array([f.name] * int(m.sum()), pa.string()),
+                "version": pa.array([f.version] * int(m.sum()), pa.string()),
+                "vector": vectors(vals[name][m], ok[name][m])})
+        for lm in self.models:
+            m = need[("predictions", lm.model_id)]
+            good = ok[lm.featurizer][m]
+            v = np.full(int(m.sum()), np.nan)
+            if good.any():
+                x = _model_input(lm.kind, vals[lm.featurizer][m][good])
+                v[good] = np.asarray(lm.predict_features(x, device=self.device), np.float64).reshape(-1)
+            out[("predictions", lm.model_id)] = (lm, ids[m], v)
+        return out
+
+    def write(self, con, run_id: int, rows: dict) -> dict[str, int]:
+        """Append the rows inside the batch's transaction (anti-join: a concurrent writer's rows
+        are not duplicated); returns rows written per table."""
+        from .featurize import _insert_missing  # noqa: PLC0415
+
+        n = {"validity": 0, "features": 0, "predictions": 0}
+        for st, t in rows.items():
+            if st == "keys":
+                continue
+            if st == "validity":
+                n["validity"] += _insert_missing(con, "validity", t, ["composition_id", "checker_version"])
+            elif st[0] == "features":
+                n["features"] += _insert_missing(con, "features", t,
+                                                 ["composition_id", "featurizer", "version"])
+            else:
+                lm, ids, v = t
+                ok = np.isfinite(v)
+                tab = pa.table({"composition_id": pa.array(ids),
+                                "model_id": pa.array(np.full(len(ids), lm.model_id, np.int32)),
+                                "run_id": pa.array(np.full(len(ids), run_id, np.int32)),
+                                "property": pa.array([lm.property] * len(ids), pa.string()),
+                                "value": pa.array(v, mask=~ok)})
+                n["predictions"] += _insert_missing(con, "predictions", tab, ["composition_id", "model_id"])
+        return n
+
+    def committed(self, rows: dict) -> None:
+        self.complete.update(rows["keys"].tolist())   # every stage of these keys is stored now
+
+
+def _model_input(kind: str, x: np.ndarray) -> np.ndarray:
+    """Feature values -> a predictor's input array, as models.featurize shapes them."""
+    if kind == "cnn":
+        from .features import magpie  # noqa: PLC0415
+
+        x = magpie.as_matrix(x)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def vectors(values: np.ndarray, ok: np.ndarray) -> pa.Array:
+    """(n, d) values -> FLOAT[] column from one flat float32 buffer + offsets (no Python list per
+    row); rows not ok are empty lists (the featurizer cannot encode them)."""
+    n = len(values)
+    flat = np.asarray(values, np.float32).reshape(n, -1)
+    offsets = np.zeros(n + 1, np.int64)
+    np.cumsum(np.where(ok, flat.shape[1], 0), out=offsets[1:])
+    data = pa.array(flat.reshape(-1) if ok.all() else flat[ok].reshape(-1))
+    if offsets[-1] >= 2**31:
+        return pa.LargeListArray.from_arrays(pa.array(offsets), data)
+    return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), data)
+
+
 def _known_keys(store: Store) -> set[int]:
     with store.connect() as con:
         ids = con.sql("SELECT composition_id FROM compositions").fetchnumpy()["composition_id"]
@@ -125,16 +291,23 @@ def _known_keys(store: Store) -> set[int]:
 
 def generate(store: Store, model, n: int, batch_size: int = DEFAULT_BATCH_SIZE, seed: int = 0,
              device: str | None = None, tolerance: float | None = None,
-             progress: bool = True) -> RunResult:
-    """Draw n samples from a generator model ('name', 'name@N', id or LoadedModel) into a new run."""
+             progress: bool = True, stages: Stages | None = None) -> RunResult:
+    """Draw n samples from a generator model ('name', 'name@N', id or LoadedModel) into a new run.
+
+    stages: also validate / featurize / predict each batch's distinct compositions that lack it,
+    in the batch's transaction (the full pipeline in one pass; see Stages)."""
     if n <= 0:
         raise RunError(f"generate: the number of samples must be positive, got {n}")
     if batch_size <= 0:
         raise RunError(f"generate: the batch size must be positive, got {batch_size}")
     device = device or default_device()
     loaded = _load(store, model, device)
+    pipe = _Pipeline(store, stages, device) if stages else None
     params = {"n": int(n), "batch_size": int(batch_size), "tolerance": tolerance,
               "model": loaded.ref}
+    if pipe is not None:
+        params["stages"] = {"validate": pipe.validate, "featurize": list(pipe.stored),
+                            "predict": pipe.refs}
     with store.transaction() as con:
         run_id = con.execute(
             "INSERT INTO runs (kind, model_id, params, seed, device, status, started_at, "
@@ -142,7 +315,7 @@ def generate(store: Store, model, n: int, batch_size: int = DEFAULT_BATCH_SIZE, 
             "RETURNING run_id",
             [loaded.model_id, json.dumps(params), int(seed), device, int(n), os.getpid(),
              socket.gethostname()]).fetchall()[0][0]
-    return _execute(store, run_id, loaded, params, int(seed), device, set(), progress)
+    return _execute(store, run_id, loaded, params, int(seed), device, set(), progress, pipe)
 
 
 def resume(store: Store, run_id: int, device: str | None = None, progress: bool = True,
@@ -177,7 +350,10 @@ def resume(store: Store, run_id: int, device: str | None = None, progress: bool 
     with store.transaction() as con:
         con.execute("UPDATE runs SET status = 'running', pid = ?, host = ?, finished_at = NULL "
                     "WHERE run_id = ?", [os.getpid(), socket.gethostname(), int(run_id)])
-    return _execute(store, int(run_id), loaded, params, int(run["seed"]), device, done, progress)
+    stages = Stages.from_params(params.get("stages"))
+    pipe = _Pipeline(store, stages, device) if stages else None
+    return _execute(store, int(run_id), loaded, params, int(run["seed"]), device, done, progress,
+                    pipe)
 
 
 def _load(store: Store, model, device: str):
@@ -190,7 +366,7 @@ def _load(store: Store, model, device: str):
 
 
 def _execute(store: Store, run_id: int, loaded, params: dict, seed: int, device: str,
-             done: set[int], progress: bool) -> RunResult:
+             done: set[int], progress: bool, pipe: _Pipeline | None = None) -> RunResult:
     import torch  # noqa: PLC0415
 
     n, bs, tol = params["n"], params["batch_size"], params.get("tolerance")
@@ -198,6 +374,7 @@ def _execute(store: Store, run_id: int, loaded, params: dict, seed: int, device:
     known = _known_keys(store)
     t_start = time.perf_counter()
     drawn = decodable = n_new = 0
+    written = {"validity": 0, "features": 0, "predictions": 0}
     status = "failed"
     bar = _progress(progress, run_id, sum(min(bs, n - b * bs) for b in todo))
     try:
@@ -210,10 +387,18 @@ def _execute(store: Store, run_id: int, loaded, params: dict, seed: int, device:
                 with torch.inference_mode():
                     maps = loaded.sample(m, gen, device)
                     batch = decode_batch(maps, tol, b, b * bs)
-                new_rows = new_composition_rows(batch.keys, batch.z, batch.counts, known)
+                uniq, first = np.unique(batch.keys, return_index=True)
+                new = np.fromiter((k not in known for k in uniq.tolist()), bool, len(uniq))
+                new_rows = composition_rows(batch.z[first[new]], batch.counts[first[new]])
+                stage_rows = pipe.rows(uniq, batch.z[first], batch.counts[first]) if pipe else {}
                 with store.transaction() as con:
                     n_new += write_batch(con, run_id, batch, new_rows, time.perf_counter() - t0)
-                known.update(new_rows.column("composition_id").to_pylist())
+                    if stage_rows:
+                        for k, v in pipe.write(con, run_id, stage_rows).items():
+                            written[k] += v
+                known.update(uniq[new].tolist())
+                if stage_rows:
+                    pipe.committed(stage_rows)
                 drawn += m
                 decodable += len(batch.keys)
                 prog.update(task, advance=m)
@@ -229,7 +414,7 @@ def _execute(store: Store, run_id: int, loaded, params: dict, seed: int, device:
                             [status, run_id])
         except StoreError:
             pass  # the store is gone or locked: the next writer marks this run interrupted
-    return RunResult(run_id, status, drawn, decodable, n_new, seconds)
+    return RunResult(run_id, status, drawn, decodable, n_new, seconds, written if pipe else None)
 
 
 def _progress(enabled: bool, run_id: int, total: int):
@@ -263,12 +448,22 @@ def decode_numpy(maps, tolerance: float | None = None):
     from .features import onehot  # noqa: PLC0415
 
     tol = onehot.DEFAULT_TOLERANCE if tolerance is None else tolerance
-    v = np.asarray(maps).reshape(-1, onehot.N_COUNTS, onehot.N_ELEMENTS)
+    cells = onehot.N_COUNTS * onehot.N_ELEMENTS
+    v = np.asarray(maps).reshape(-1, cells)
     n = len(v)
-    hit = (v >= 1 - tol) & (v <= 1)
     cnt = np.zeros((n, onehot.N_ELEMENTS), np.int8)
-    for j in range(onehot.N_COUNTS):       # the largest set count of each element column
-        np.maximum(cnt, hit[:, j].view(np.int8) * np.int8(j + 1), out=cnt)
+    flat = v.reshape(-1)
+    lo = flat >= 1 - tol                   # one pass over the maps; set cells are few
+    if np.count_nonzero(lo) <= 16 * n:
+        idx = np.flatnonzero(lo)
+        idx = idx[flat[idx] <= 1]
+        row, cell = np.divmod(idx, cells)
+        j, e = np.divmod(cell, onehot.N_ELEMENTS)
+        np.maximum.at(cnt, (row, e), (j + 1).astype(np.int8))   # the largest set count
+    else:                                  # dense maps (e.g. an untrained generator)
+        hit = (lo & (flat <= 1)).reshape(n, onehot.N_COUNTS, onehot.N_ELEMENTS)
+        for j in range(onehot.N_COUNTS):   # the largest set count of each element column
+            np.maximum(cnt, hit[:, j].view(np.int8) * np.int8(j + 1), out=cnt)
     has = cnt > 0
     nel = has.sum(axis=1)
     ok = (nel >= 1) & (nel <= onehot.MAX_ELEMENTS)
@@ -297,8 +492,9 @@ _SYMBOLS = pa.array(compositions.SYMBOLS, pa.string())
 del _order
 
 
-def composition_rows(z: np.ndarray, counts: np.ndarray) -> pa.Table:
-    """compositions-table rows for decoded (z, counts) rows, vectorized; equal to from_arrays."""
+def canonical(z: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Decoded rows -> (z, reduced counts, n_elements) in the store's element order (padding last):
+    the rows batch_from_arrow rebuilds from the stored compositions."""
     z = np.asarray(z, np.int64)
     c = np.asarray(counts, np.int64)
     present = (z > 0) & (c > 0)
@@ -308,7 +504,12 @@ def composition_rows(z: np.ndarray, counts: np.ndarray) -> pa.Table:
     order = np.argsort(np.where(present, _RANK[z], np.iinfo(np.int64).max), axis=1, kind="stable")
     z = np.take_along_axis(np.where(present, z, 0), order, 1)
     c = np.take_along_axis(c, order, 1)
-    n_el = (c > 0).sum(axis=1)
+    return z, c, (c > 0).sum(axis=1)
+
+
+def composition_rows(z: np.ndarray, counts: np.ndarray) -> pa.Table:
+    """compositions-table rows for decoded (z, counts) rows, vectorized; equal to from_arrays."""
+    z, c, n_el = canonical(z, counts)
     m, k = z.shape
     rows = np.arange(m)
     # pymatgen's polyanion grouping: >= 3 elements, the last two close in electronegativity

@@ -85,3 +85,16 @@ def test_composition_rows_equal_pymatgen_on_random_and_special_rows():
     for i in list(range(0, n, 10)) + list(range(n, n + len(special))):
         amounts = {compositions.SYMBOLS[a]: int(b) for a, b in zip(z[i], c[i]) if a > 0}
         assert tab["formula"][i] == Composition(amounts).reduced_formula, amounts
+
+
+def test_decode_numpy_dense_maps_equal_onehot_decode():
+    # an untrained generator's maps: most cells above the threshold (the dense path)
+    rng = np.random.default_rng(5)
+    maps = rng.uniform(0, 1, size=(3000, 8, 85)).astype(np.float32)
+    maps[:1000] = (maps[:1000] > 0.995) * np.float32(0.9)     # sparse rows in the same batch
+    for tol in (0.8, 0.2):
+        want = onehot.decode(maps, tol)
+        got = runner.decode_numpy(maps, tol)
+        for w, g in zip(want, got):
+            assert np.array_equal(np.asarray(w), g)
+        assert got[2].any()
