@@ -152,8 +152,15 @@ def info(db, show_provenance):
 @click.option("--resume", "resume_id", type=int, default=None,
               help="Continue an interrupted run from its last committed batch.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def generate(db, model, n, batch_size, seed, device, tolerance, resume_id, no_progress):
-    """Sample a generator into the store, one transaction per batch."""
+@click.option("--validate", is_flag=True, help="Also store validity flags of new compositions.")
+@click.option("--featurize", "featurizers", multiple=True,
+              help="Also store this featurizer's vectors of new compositions (repeatable).")
+@click.option("--predict", "predictors", multiple=True,
+              help="Also predict with this model NAME[@VERSION] (repeatable).")
+def generate(db, model, n, batch_size, seed, device, tolerance, resume_id, no_progress,
+             validate, featurizers, predictors):
+    """Sample a generator into the store, one transaction per batch (--validate, --featurize,
+    --predict: the full pipeline per batch, for the batch's compositions that lack it)."""
     from . import runner
 
     store = Store(db)
@@ -162,11 +169,14 @@ def generate(db, model, n, batch_size, seed, device, tolerance, resume_id, no_pr
     else:
         if not model or not n:
             raise click.UsageError("generate needs --model NAME and -n N (or --resume RUN_ID)")
+        stages = runner.Stages(validate, tuple(featurizers), tuple(predictors))
         res = runner.generate(store, model, n, batch_size=batch_size, seed=seed, device=device,
-                              tolerance=tolerance, progress=not no_progress)
+                              tolerance=tolerance, progress=not no_progress, stages=stages)
     console.print(f"run {res.run_id} {res.status}: {res.n_samples:,} samples, "
                   f"{res.n_decodable:,} decodable, {res.n_new_compositions:,} new compositions, "
-                  f"{res.samples_per_s:,.0f} samples/s")
+                  f"{res.samples_per_s:,.0f} samples/s"
+                  + ("" if not res.written else
+                     ", rows written: " + ", ".join(f"{k} {v:,}" for k, v in res.written.items())))
 
 
 @main.command()

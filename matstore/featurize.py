@@ -92,15 +92,17 @@ def _progress(enabled: bool, total: int, label: str):
                     console=Console(stderr=True), disable=not enabled or total == 0, transient=False)
 
 
-def _vectors(values: np.ndarray, ok: np.ndarray) -> pa.Array:
-    """(n, d) values -> FLOAT[] column; rows not ok become empty lists."""
+def vectors(values: np.ndarray, ok: np.ndarray) -> pa.Array:
+    """(n, d) values -> FLOAT[] column from one flat float32 buffer + offsets (no Python list per
+    row); rows not ok are empty lists (the featurizer cannot encode them)."""
     n = len(values)
-    flat = values.reshape(n, -1).astype(np.float32)
-    d = flat.shape[1]
-    lengths = np.where(ok, d, 0)
+    flat = np.asarray(values, np.float32).reshape(n, -1)
     offsets = np.zeros(n + 1, np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    return pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(flat[ok].reshape(-1)))
+    np.cumsum(np.where(ok, flat.shape[1], 0), out=offsets[1:])
+    data = pa.array(flat.reshape(-1) if ok.all() else flat[ok].reshape(-1))
+    if offsets[-1] >= 2**31:
+        return pa.LargeListArray.from_arrays(pa.array(offsets), data)
+    return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), data)
 
 
 def featurize_store(store: Store, featurizer_name: str, where: str | None = None,
@@ -126,7 +128,7 @@ def featurize_store(store: Store, featurizer_name: str, where: str | None = None
                 "composition_id": pa.array(batch.composition_id, pa.int64()),
                 "featurizer": pa.array([feat.name] * len(batch), pa.string()),
                 "version": pa.array([feat.version] * len(batch), pa.string()),
-                "vector": _vectors(values, ok),
+                "vector": vectors(values, ok),
             })
             with store.transaction() as con:
                 res.written += _insert_missing(con, "features", rows,

@@ -175,6 +175,7 @@ class _Pipeline:
         """Rows to append for distinct keys (decoded z, counts rows): {stage: table or
         (model, keys, values)}; the selected keys are under "keys"."""
         from .compositions import CompositionBatch  # noqa: PLC0415
+        from .featurize import vectors  # noqa: PLC0415
 
         if not self.done:
             return {}
@@ -182,30 +183,31 @@ class _Pipeline:
         sel = np.flatnonzero(np.fromiter((k not in self.complete for k in kl), bool, len(kl)))
         if len(sel) == 0:
             return {}
-        sl = keys[sel].tolist()
-        need = {st: np.fromiter((k not in d for k in sl), bool, len(sl)) for st, d in self.done.items()}
-        ids = keys[sel].astype(np.int64)
         zc, cc, nel = canonical(z[sel], counts[sel])
+        # rows sorted by element count, each group trimmed to that many slots: the work scales
+        # with the elements present, and dropping trailing padding leaves every value unchanged
+        order = np.argsort(nel, kind="stable")
+        sel, zc, cc, nel = sel[order], zc[order], cc[order], nel[order]
+        ids = keys[sel].astype(np.int64)
+        sl = ids.tolist()
+        need = {st: np.fromiter((k not in d for k in sl), bool, len(sl)) for st, d in self.done.items()}
         n = len(ids)
         flags = {f: np.zeros(n, bool) for f in ("charge_neutral", "electronegativity_balanced",
                                                  "smact_valid", "supported")}
         vals = {name: np.empty((n, f.size)) for name, f in self.feats.items()}
         ok = {name: np.zeros(n, bool) for name in self.feats}
-        # rows grouped by element count, trimmed to that many slots: the work scales with the
-        # elements present, and dropping trailing padding leaves every value unchanged
-        order = np.argsort(nel, kind="stable")
-        bounds = np.flatnonzero(np.diff(nel[order])) + 1
-        for idx in np.split(order, bounds):
-            k = max(int(nel[idx[0]]), 1)
-            b = CompositionBatch(ids[idx], zc[idx, :k].astype(np.int16), cc[idx, :k])
+        bounds = np.concatenate([[0], np.flatnonzero(np.diff(nel)) + 1, [n]])
+        for a, e in zip(bounds[:-1], bounds[1:]):
+            k = max(int(nel[a]), 1)
+            b = CompositionBatch(ids[a:e], zc[a:e, :k].astype(np.int16), cc[a:e, :k])
             if self.validate:
                 from .validity import check  # noqa: PLC0415
 
                 for f, v in check(b).items():
-                    flags[f][idx] = v
+                    flags[f][a:e] = v
             for name, f in self.feats.items():
-                vals[name][idx] = f.transform(b).reshape(len(idx), -1)
-                ok[name][idx] = f.encodable(b)
+                vals[name][a:e] = f.transform(b).reshape(e - a, -1)
+                ok[name][a:e] = f.encodable(b)
         out = {"keys": ids}
         if self.validate:
             m = need["validity"]
@@ -221,13 +223,13 @@ class _Pipeline:
                 "composition_id": pa.array(ids[m]),
                 "featurizer": pa.array([f.name] * int(m.sum()), pa.string()),
                 "version": pa.array([f.version] * int(m.sum()), pa.string()),
-                "vector": vectors(vals[name][m], ok[name][m])})
+                "vector": vectors(_rows_of(vals[name], m), ok[name][m])})
         for lm in self.models:
             m = need[("predictions", lm.model_id)]
             good = ok[lm.featurizer][m]
             v = np.full(int(m.sum()), np.nan)
             if good.any():
-                x = _model_input(lm.kind, vals[lm.featurizer][m][good])
+                x = _model_input(lm.kind, _rows_of(_rows_of(vals[lm.featurizer], m), good))
                 v[good] = np.asarray(lm.predict_features(x, device=self.device), np.float64).reshape(-1)
             out[("predictions", lm.model_id)] = (lm, ids[m], v)
         return out
@@ -261,6 +263,10 @@ class _Pipeline:
         self.complete.update(rows["keys"].tolist())   # every stage of these keys is stored now
 
 
+def _rows_of(a: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    return a if mask.all() else a[mask]   # the usual case (all rows) without a copy
+
+
 def _model_input(kind: str, x: np.ndarray) -> np.ndarray:
     """Feature values -> a predictor's input array, as models.featurize shapes them."""
     if kind == "cnn":
@@ -268,19 +274,6 @@ def _model_input(kind: str, x: np.ndarray) -> np.ndarray:
 
         x = magpie.as_matrix(x)
     return np.ascontiguousarray(x, dtype=np.float32)
-
-
-def vectors(values: np.ndarray, ok: np.ndarray) -> pa.Array:
-    """(n, d) values -> FLOAT[] column from one flat float32 buffer + offsets (no Python list per
-    row); rows not ok are empty lists (the featurizer cannot encode them)."""
-    n = len(values)
-    flat = np.asarray(values, np.float32).reshape(n, -1)
-    offsets = np.zeros(n + 1, np.int64)
-    np.cumsum(np.where(ok, flat.shape[1], 0), out=offsets[1:])
-    data = pa.array(flat.reshape(-1) if ok.all() else flat[ok].reshape(-1))
-    if offsets[-1] >= 2**31:
-        return pa.LargeListArray.from_arrays(pa.array(offsets), data)
-    return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), data)
 
 
 def _known_keys(store: Store) -> set[int]:

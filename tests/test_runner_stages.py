@@ -103,3 +103,15 @@ def test_stages_refuse_a_generator_as_predictor(trained):
     with pytest.raises(runner.RunError, match="not a property predictor"):
         runner.generate(st, ReplayGenerator(formulas), 10, device="cpu", progress=False,
                         stages=runner.Stages(predict=(ReplayGenerator(formulas),)))
+
+
+def test_cli_generate_stage_flags_fail_cleanly(trained):
+    from click.testing import CliRunner
+
+    from matstore.cli import main
+
+    store, _, models = trained
+    out = CliRunner().invoke(main, ["generate", "--db", store.path, "--model", models[0], "-n", "10",
+                                    "--validate", "--predict", models[0]])
+    assert out.exit_code != 0 and "Traceback" not in out.output
+    assert "not a generator" in out.output
