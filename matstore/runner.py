@@ -21,7 +21,7 @@ import polars as pl
 import pyarrow as pa
 
 from . import compositions
-from .store import Store, StoreError, append, append_new, frame
+from .store import Store, StoreError, append, frame
 
 DEFAULT_BATCH_SIZE = 8192
 _MASK63 = (1 << 63) - 1
@@ -101,7 +101,7 @@ def write_batch(con, run_id: int, batch: DecodedBatch, new_rows: pa.Table,
                     "sample_no": pa.array(batch.sample_no),
                     "composition_id": pa.array(batch.keys)})
     append(con, "generated", gen)
-    n_new = append_new(con, "compositions", new_rows, key=["composition_id"]) if new_rows.num_rows else 0
+    n_new = _insert_new_compositions(con, new_rows) if new_rows.num_rows else 0
     con.execute("INSERT INTO run_batches VALUES (?, ?, ?, ?, ?, now())",
                 [run_id, batch.batch_no, batch.n_samples, len(batch.keys), seconds])
     con.execute("""UPDATE runs SET n_written = n_written + ?,
@@ -274,6 +274,19 @@ def _model_input(kind: str, x: np.ndarray) -> np.ndarray:
 
         x = magpie.as_matrix(x)
     return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _insert_new_compositions(con, rows: pa.Table) -> int:
+    """Distinct rows (by construction) into compositions; keys another writer added meanwhile are
+    skipped through the primary-key index (no scan of the table as an anti-join would do)."""
+    cols = ", ".join(f'"{c}"' for c in rows.column_names)
+    con.register("_matstore_new_comps", rows)
+    try:
+        got = con.execute(f"INSERT OR IGNORE INTO compositions ({cols}) "
+                          f"SELECT {cols} FROM _matstore_new_comps").fetchall()
+        return int(got[0][0]) if got else 0
+    finally:
+        con.unregister("_matstore_new_comps")
 
 
 def _known_keys(store: Store) -> set[int]:
