@@ -470,10 +470,10 @@ def decode_numpy(maps, tolerance: float | None = None):
         hit = (lo & (flat <= 1)).reshape(n, onehot.N_COUNTS, onehot.N_ELEMENTS)
         for j in range(onehot.N_COUNTS):   # the largest set count of each element column
             np.maximum(cnt, hit[:, j].view(np.int8) * np.int8(j + 1), out=cnt)
-    has = cnt > 0
-    nel = has.sum(axis=1)
+    nel = np.count_nonzero(cnt, axis=1)
     ok = (nel >= 1) & (nel <= onehot.MAX_ELEMENTS)
-    r, e = np.nonzero(has & ok[:, None])   # row-major: each row's columns in table order
+    cnt[nel > onehot.MAX_ELEMENTS] = 0     # undecodable: too many elements
+    r, e = np.nonzero(cnt)                 # row-major: each row's columns in table order
     start = np.zeros(n + 1, np.int64)
     np.cumsum(np.where(ok, nel, 0), out=start[1:])
     pos = np.arange(len(r)) - start[r]
