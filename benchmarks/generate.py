@@ -2,19 +2,19 @@
 
   python benchmarks/generate.py [--samples 50000] [--batch-size 8192] [--device cpu|cuda]
 
-Stages, samples/s each:
+Rows printed, samples/s each:
 1. generator alone: the GAN-MP/GAN-ICSD generator (thesis Table 3.2) forward on the device.
-2. after-generator stages fed stored samples (no generator): decode on the device, keys,
-   formulas of new keys, one transaction per batch into the store. The samples are real MP
-   compositions as one-hot maps, 30% with an extra element cell (mostly novel compositions) and
-   10% blank (undecodable), so the store sees the duplicate/new mix a trained GAN produces (an
-   untrained GAN decodes nothing and would flatter this stage).
-3. generate+decode+store through `matstore.runner` with a generator that runs the real Table 3.2
-   forward and returns the stored samples: what the runner costs on top of the generator.
-4. full pipeline: 3 + validate + featurize (magpie) + predict (a small random forest) of the run's
-   compositions, into the store, fused in the runner (`runner.Stages`: per batch, the new distinct
-   compositions only, magpie computed once for the store and the predictor, one transaction);
-   the same work as separate commands (validate, featurize, predict over the run) beside it.
+2. generate+decode+store through `matstore.runner` with a generator that runs the real Table 3.2
+   forward and returns stored samples: what the runner costs on top of the generator.
+3. full pipeline: 2 + validate + featurize (magpie) + predict (a small random forest), fused in
+   the runner (`runner.Stages`: per batch, only the distinct compositions lacking each stage's
+   rows; magpie computed once for the store and the predictor; one transaction per batch).
+4. after-generator stages fed stored samples (no generator forward): decode, keys, formulas of
+   new keys, store; then the same validate/featurize/predict as separate commands over the run,
+   and the whole after-generator pipeline fused in the runner (the goal's number). The samples
+   are real MP compositions as one-hot maps, 30% with an extra element cell (mostly novel
+   compositions) and 10% blank (undecodable), so the store sees the duplicate/new mix a trained
+   GAN produces (an untrained GAN decodes nothing and would flatter these stages).
 Reference side by side: the per-sample Python path (pymatgen Composition of each decoded map).
 Goals (issue 5, CPU): stages after the generator add < 10% to the generator's time; the
 after-generator stages alone sustain >= 100k samples/s.
