@@ -256,7 +256,8 @@ def fit_wgan(gan, x_train: np.ndarray, x_val: np.ndarray, *, epochs: int = 100,
              batch_size: int = 32, lr_g: float = 1e-4, lr_d: float = 1e-4, betas=(0.5, 0.9),
              n_critic: int = 5, gp_lambda: float = 10.0, clip: float | None = None,
              max_steps: int | None = None, device=None, seed: int = 0, progress: bool = True,
-             threads: int | None = DEFAULT_TRAIN_THREADS, label: str = "train wgan") -> History:
+             threads: int | None = DEFAULT_TRAIN_THREADS, label: str = "train wgan",
+             on_epoch=None) -> History:
     """Wasserstein GAN: gradient penalty (lambda 10) by default; ``clip=c`` switches to weight
     clipping to [-c, c] (the original MatGAN code; set gp_lambda to 0 or leave it, it is unused).
     One generator step per ``n_critic`` critic steps; ``steps`` counts generator steps.
@@ -265,16 +266,18 @@ def fit_wgan(gan, x_train: np.ndarray, x_val: np.ndarray, *, epochs: int = 100,
     on the same machine and software, whatever the load. Every random draw (shuffles, latent
     vectors, gradient-penalty interpolation) comes from generators seeded here, never the global
     RNG, and training runs under ``reproducible(threads)`` (1 thread by default: also the fastest
-    for these small convolutions on a shared CPU)."""
+    for these small convolutions on a shared CPU). ``on_epoch(epoch, hist)`` runs after each epoch
+    (monitoring; the modules are in eval mode then)."""
     device = resolve_device(device)
     with reproducible(threads):
         return _fit_wgan(gan, x_train, x_val, epochs=epochs, batch_size=batch_size, lr_g=lr_g,
                          lr_d=lr_d, betas=betas, n_critic=n_critic, gp_lambda=gp_lambda, clip=clip,
-                         max_steps=max_steps, device=device, seed=seed, progress=progress, label=label)
+                         max_steps=max_steps, device=device, seed=seed, progress=progress, label=label,
+                         on_epoch=on_epoch)
 
 
 def _fit_wgan(gan, x_train, x_val, *, epochs, batch_size, lr_g, lr_d, betas, n_critic, gp_lambda,
-              clip, max_steps, device, seed, progress, label) -> History:
+              clip, max_steps, device, seed, progress, label, on_epoch) -> History:
     gan.to(device)
     g, d = gan.generator, gan.critic
     xt = torch.as_tensor(x_train, dtype=torch.float32, device=device)
@@ -331,6 +334,8 @@ def _fit_wgan(gan, x_train, x_val, *, epochs, batch_size, lr_g, lr_d, betas, n_c
             hist.val_loss.append(w_est)
             hist.epochs_run = hist.best_epoch = epoch
             _tick(bar, f"W {d_total / max(critic_steps, 1):.3f}  loss_G {hist.train_loss[-1]:.3f}  val W {w_est:.3f}")
+            if on_epoch is not None:
+                on_epoch(epoch, hist)
             if max_steps is not None and hist.steps >= max_steps:
                 break
     hist.best_val = w_est
