@@ -155,12 +155,22 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=10000)
     ap.add_argument("--stored-batch-size", type=int, default=100000)
     ap.add_argument("--device", default=runner.default_device())
+    ap.add_argument("--stored-only", action="store_true",
+                    help="only row 4 (the after-generator stages fed stored samples)")
     args = ap.parse_args()
     dev, n, bs = args.device, args.samples, args.batch_size
     print(f"device {dev}, torch threads {torch.get_num_threads()}, generator samples {n:,} "
           f"(batch {bs:,}), stored samples {args.stored:,} (batch {args.stored_batch_size:,})")
+    maps, data = stored_maps(max(n, args.stored))
+    if not args.stored_only:
+        generator_rows(args, maps, data)
+    stored_rows(args, maps, data)
+
+
+def generator_rows(args, maps: torch.Tensor, data: pl.DataFrame) -> None:
     from matstore.training import train
 
+    dev, n, bs = args.device, args.samples, args.batch_size
     gen = Generator(GeneratorConfig(128, 128, SMALL_GENERATOR)).eval()
     flops = _count_flops(gen)
     gen.to(dev)
@@ -179,7 +189,6 @@ def main() -> None:
     print(f"1. generator alone:                {n / t_gen:12,.0f} samples/s "
           f"({flops * n / t_gen / 1e9:.1f} GFLOP/s achieved)")
 
-    maps, data = stored_maps(max(n, args.stored))
     # 2. generate+decode+store and the full pipeline, with the real generator forward
     store = fresh_store(data, fe_rows=3000)
     mv = train(store, "rf-fe", config={"n_estimators": 30, "n_jobs": 2}, progress=False)
@@ -199,8 +208,13 @@ def main() -> None:
           f"(everything after the generator adds {100 * over / feeder.gen_seconds:.1f}% to its "
           f"{feeder.gen_seconds:.1f} s; goal < 10%; rows written {res.written})")
 
-    # 4. after-generator stages alone, fed stored samples
-    m = args.stored
+
+
+def stored_rows(args, maps: torch.Tensor, data: pl.DataFrame) -> None:
+    """4. after-generator stages alone, fed stored samples."""
+    from matstore.training import train
+
+    dev, m = args.device, args.stored
     store4 = fresh_store(data, fe_rows=3000)
     mv4 = train(store4, "rf-fe", config={"n_estimators": 30, "n_jobs": 2}, progress=False)
     sbs = args.stored_batch_size
