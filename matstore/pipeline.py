@@ -61,6 +61,10 @@ class DemoResult:
     seconds: dict
 
 
+def _pct(v) -> str:
+    return "-" if v is None else f"{v:.1f}%"
+
+
 def _existing(store: Store, name: str) -> str | None:
     df = store.query("SELECT max(version) AS v FROM model_versions WHERE name = ?", [name])
     return f"{name}@{df['v'][0]}" if df["v"][0] is not None else None
@@ -99,7 +103,10 @@ def run_demo(store: Store, samples: int = 20000, gan_epochs: int | None = None,
                             seed=seed, config=DEMO_GAN_CONFIG, progress=progress, max_rows=gan_rows,
                             fractions=(0.9, 0.05, 0.05), **hyper)
         gan = mv.ref
-        console.print(f"{gan}: sample metrics {mv.metrics.get('sample')}")
+        m = mv.metrics.get("sample", {})
+        console.print(f"{gan}: {mv.metrics.get('train_seconds', 0):.0f} s; of {m.get('n_samples', 0):,} "
+                      f"samples {m.get('decodable_pct', 0):.1f}% decodable, {m.get('uniqueness_pct', 0):.1f}% "
+                      f"unique, {m.get('validity_pct', 0):.1f}% valid, {m.get('novelty_pct', 0):.1f}% novel")
     else:
         console.print(f"reusing {gan}")
     secs["train_gan"] = time.perf_counter() - t
@@ -110,7 +117,9 @@ def run_demo(store: Store, samples: int = 20000, gan_epochs: int | None = None,
         mv = training.train(store, "rf-fe", on=EXP_FE_SELECTION, name=FE_NAME, seed=seed,
                             config={"n_jobs": 2}, progress=progress)
         fe = mv.ref
-        console.print(f"{fe}: test {mv.metrics.get('test')}")
+        m = mv.metrics.get("test", {})
+        console.print(f"{fe}: test MAE {m.get('mae', float('nan')):.3f} eV/atom, "
+                      f"R² {m.get('r2', float('nan')):.3f} ({m.get('n', 0)} compositions)")
     else:
         console.print(f"reusing {fe}")
     secs["train_fe"] = time.perf_counter() - t
@@ -132,11 +141,19 @@ def run_demo(store: Store, samples: int = 20000, gan_epochs: int | None = None,
     t = step("screen: stable_novel (novel, valid, predicted formation energy < 0 eV/atom)")
     stats = store.query("SELECT run_id, model, n_samples, decodable_pct, n_unique, unique_pct, "
                         "novel_pct, valid_pct FROM generation_stats WHERE run_id = ?", [run.run_id])
-    output.print_table(stats, title="generation_stats", console=console)
+    st = stats.row(0, named=True)
+    console.print(f"run {st['run_id']} ({st['model']}): {st['n_samples']:,} samples, "
+                  f"{_pct(st['decodable_pct'])} decodable, {st['n_unique']:,} unique "
+                  f"({_pct(st['unique_pct'])} of decodable), {_pct(st['novel_pct'])} novel, "
+                  f"{_pct(st['valid_pct'])} valid  (view generation_stats)")
     screened = run_screen(store, "stable_novel")
     n_cand = store.query("SELECT count(*) AS n FROM candidates")["n"][0]
-    output.print_table(screened.select("formula", "n_elements", "pred_formation_energy_per_atom",
-                                       "times_generated", "generated_by"),
+    import polars as pl  # noqa: PLC0415
+
+    shown = screened.select("formula", pl.col("n_elements").alias("elements"),
+                            pl.col("pred_formation_energy_per_atom").round(3).alias("pred_Ef_eV_per_atom"),
+                            pl.col("times_generated").alias("times_generated"))
+    output.print_table(shown,
                        title=f"top candidates (screen_stable_novel: {screened.height:,} of "
                              f"{n_cand:,} candidates)", max_rows=top)
     secs["screen"] = time.perf_counter() - t
