@@ -174,3 +174,18 @@ def test_gan_training_is_reproducible_whatever_the_threads_and_global_rng(small_
     other = train(small_store, "gan-icsd", name="gan-repro-c", **{**kw, "seed": 4})
     sha_c = small_store.query(f"SELECT weights_sha256 AS s FROM model_versions WHERE model_id = {other.model_id}")
     assert sha_c["s"][0] != shas[0]["s"]
+
+
+def test_gan_output_bias_starts_the_generator_below_the_decode_threshold(small_store):
+    from matstore.features import onehot
+    from matstore.pipeline import DEMO_GAN_CONFIG
+
+    mv = train(small_store, "gan-icsd", name="gan-bias", epochs=1, device="cpu", max_steps=1,
+               max_rows=60, batch_size=16, progress=False, n_eval_samples=20, output_bias=-4.0,
+               config=DEMO_GAN_CONFIG)
+    g = load_model(small_store, "gan-bias").module.generator
+    last = [m for m in g.modules() if isinstance(m, torch.nn.ConvTranspose2d)][-1]
+    assert last.bias.item() == pytest.approx(-4.0, abs=0.05)  # one Adam step (lr 1e-4) away
+    assert mv.metrics["sample"]["decodable_pct"] < 50  # few cells reach 0.2 yet
+    maps = g.eval()(torch.randn(64, g.config.latent_dim, generator=torch.Generator().manual_seed(0)))
+    assert float((maps >= 1 - onehot.DEFAULT_TOLERANCE).float().mean()) < 0.05
