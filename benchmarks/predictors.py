@@ -30,7 +30,7 @@ is still learning when the epochs run out (val MAE falls to the last epoch: CNN-
 CNN-64 at 60/60 in a trial, 0.0930), widening it helped most (32 -> 64 kernels); the Table 1
 ElemNet (42k weights) early-stops at ~0.12, its size limit; 41k rows is a sixth of the 239k
 where ElemNet's 0.049 was measured; the 17-layer ElemNet (``--elemnet elemnet17``, 4.6M
-weights) is ~50x the compute per epoch and needs a GPU.
+weights, ~110x the Table 1 net per epoch) needs a GPU.
 """
 
 from __future__ import annotations
