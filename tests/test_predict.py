@@ -10,7 +10,7 @@ from matstore import runner
 from matstore.compositions import CompositionBatch
 from matstore.predict import PredictError, predict
 from matstore.registry import load_model
-from test_runner_helpers import ReplayGenerator, load_compositions, mp_formulas
+from _runner_helpers import ReplayGenerator, load_compositions, mp_formulas
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from matstore import runner
-from test_runner_helpers import ReplayGenerator, load_compositions, mp_formulas
+from _runner_helpers import ReplayGenerator, load_compositions, mp_formulas
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import torch
 
 from matstore import runner
 from matstore.store import Store
-from test_runner_helpers import load_compositions, mp_formulas
+from _runner_helpers import load_compositions, mp_formulas
 
 # A narrow Table 3.2 GAN: this test is about the runner, not about GAN quality.
 TINY = {"generator": {"latent_dim": 16, "fc_channels": 8,

@@ -10,7 +10,7 @@ import pytest
 from matstore import runner
 from matstore.featurize import featurize_store, validate_store
 from matstore.predict import predict
-from test_runner_helpers import ReplayGenerator, load_compositions, mp_formulas
+from _runner_helpers import ReplayGenerator, load_compositions, mp_formulas
 
 RUN_COMPS = "composition_id IN (SELECT composition_id FROM generated WHERE run_id = {})"
 

@@ -9,7 +9,7 @@ import polars as pl
 from matstore import runner
 from matstore.compositions import parse
 from matstore.store import append
-from test_runner_helpers import ReplayGenerator, load_compositions, mp_formulas
+from _runner_helpers import ReplayGenerator, load_compositions, mp_formulas
 
 
 def test_recovery_and_cross_source_match_recount(store, read_formulas):
