@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from .compositions import Z_OF, CompositionBatch
-from .store import Store
+from .store import Store, append_new
 
 DEFAULT_BATCH = 100_000
 _SYMBOL_Z = {s: z for s, z in Z_OF.items()}
@@ -70,20 +70,6 @@ def batch_from_arrow(table: pa.Table) -> CompositionBatch:
     return CompositionBatch(ids, z, c)
 
 
-def _insert_missing(con, table: str, rows: pa.Table, key: list[str]) -> int:
-    """Append rows whose key is not in the table yet (rows are distinct by construction, so no
-    DISTINCT pass over the vectors as store.append_new does; a concurrent run cannot duplicate)."""
-    cols = ", ".join(f'"{c}"' for c in rows.column_names)
-    on = " AND ".join(f't."{k}" = s."{k}"' for k in key)
-    con.register("_matstore_feat", rows)
-    try:
-        got = con.execute(f'INSERT INTO "{table}" ({cols}) SELECT {cols} FROM _matstore_feat s '
-                          f'WHERE NOT EXISTS (SELECT 1 FROM "{table}" t WHERE {on})').fetchall()
-        return int(got[0][0]) if got else 0
-    finally:
-        con.unregister("_matstore_feat")
-
-
 def _progress(enabled: bool, total: int, label: str):
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -131,8 +117,8 @@ def featurize_store(store: Store, featurizer_name: str, where: str | None = None
                 "vector": vectors(values, ok),
             })
             with store.transaction() as con:
-                res.written += _insert_missing(con, "features", rows,
-                                              key=["composition_id", "featurizer", "version"])
+                res.written += append_new(con, "features", rows,
+                                          key=["composition_id", "featurizer", "version"], distinct=False)
             res.not_encodable += int((~ok).sum())
             bar.advance(task, len(batch))
     res.seconds = time.perf_counter() - t0
@@ -163,7 +149,8 @@ def validate_store(store: Store, where: str | None = None, batch_size: int = DEF
                              "checker_version": pa.array([CHECKER_VERSION] * len(batch), pa.string()),
                              **cols})
             with store.transaction() as con:
-                res.written += _insert_missing(con, "validity", rows, key=["composition_id", "checker_version"])
+                res.written += append_new(con, "validity", rows, key=["composition_id", "checker_version"],
+                                          distinct=False)
             res.not_encodable += int(null.sum())
             bar.advance(task, len(batch))
     res.seconds = time.perf_counter() - t0

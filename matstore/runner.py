@@ -21,7 +21,7 @@ import polars as pl
 import pyarrow as pa
 
 from . import compositions
-from .store import Store, StoreError, append, frame
+from .store import Store, StoreError, append, append_new, frame
 
 DEFAULT_BATCH_SIZE = 8192
 _MASK63 = (1 << 63) - 1
@@ -237,17 +237,16 @@ class _Pipeline:
     def write(self, con, run_id: int, rows: dict) -> dict[str, int]:
         """Append the rows inside the batch's transaction (anti-join: a concurrent writer's rows
         are not duplicated); returns rows written per table."""
-        from .featurize import _insert_missing  # noqa: PLC0415
-
         n = {"validity": 0, "features": 0, "predictions": 0}
         for st, t in rows.items():
             if st == "keys":
                 continue
             if st == "validity":
-                n["validity"] += _insert_missing(con, "validity", t, ["composition_id", "checker_version"])
+                n["validity"] += append_new(con, "validity", t, ["composition_id", "checker_version"],
+                                             distinct=False)
             elif st[0] == "features":
-                n["features"] += _insert_missing(con, "features", t,
-                                                 ["composition_id", "featurizer", "version"])
+                n["features"] += append_new(con, "features", t, ["composition_id", "featurizer", "version"],
+                                             distinct=False)
             else:
                 lm, ids, v = t
                 ok = np.isfinite(v)
@@ -256,7 +255,8 @@ class _Pipeline:
                                 "run_id": pa.array(np.full(len(ids), run_id, np.int32)),
                                 "property": pa.array([lm.property] * len(ids), pa.string()),
                                 "value": pa.array(v, mask=~ok)})
-                n["predictions"] += _insert_missing(con, "predictions", tab, ["composition_id", "model_id"])
+                n["predictions"] += append_new(con, "predictions", tab, ["composition_id", "model_id"],
+                                                distinct=False)
         return n
 
     def committed(self, rows: dict) -> None:
