@@ -100,6 +100,50 @@ def _eval_in_batches(module, x: torch.Tensor, batch_size: int = 8192) -> torch.T
         return torch.cat([module(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
 
 
+def _fit_loop(module, n_train: int, batch_loss, val_metric, *, opt, epochs: int, batch_size: int,
+              patience: int, max_steps: int | None, seed: int, device, progress: bool, label: str,
+              shown: str, sched=None) -> History:
+    """The epoch loop regressors and the autoencoder share: seeded minibatches, early stopping on
+    val_metric() (lower is better), keeping the best state. batch_loss(idx) returns the loss."""
+    gen = torch.Generator().manual_seed(seed)
+    hist, best, t0, wait = History(), None, time.perf_counter(), 0
+    with _progress(epochs, label, progress) as bar:
+        for epoch in range(1, epochs + 1):
+            module.train()
+            total, seen = 0.0, 0
+            for idx in _batches(n_train, batch_size, gen, device):
+                if len(idx) < 2:  # batch norm needs two rows
+                    continue
+                opt.zero_grad(set_to_none=True)
+                loss = batch_loss(idx)
+                loss.backward()
+                opt.step()
+                total += loss.item() * len(idx)
+                seen += len(idx)
+                hist.steps += 1
+                if max_steps is not None and hist.steps >= max_steps:
+                    break
+            val = val_metric()
+            if sched is not None:
+                sched.step(val)
+            hist.train_loss.append(total / max(seen, 1))
+            hist.val_loss.append(val)
+            hist.epochs_run = epoch
+            if val < hist.best_val:
+                hist.best_val, hist.best_epoch, wait = val, epoch, 0
+                best = copy.deepcopy(module.state_dict())
+            else:
+                wait += 1
+            _tick(bar, f"{shown} {hist.train_loss[-1]:.4f}  val {val:.4f}  best {hist.best_val:.4f}")
+            if wait >= patience or (max_steps is not None and hist.steps >= max_steps):
+                break
+    if best is not None:
+        module.load_state_dict(best)
+    module.eval()
+    hist.seconds = time.perf_counter() - t0
+    return hist
+
+
 def fit_regressor(module, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
                   y_val: np.ndarray, *, epochs: int = 100, batch_size: int = 256, lr: float = 1e-3,
                   patience: int = 20, loss: str = "l1", optimizer: str = "adam",
@@ -117,42 +161,11 @@ def fit_regressor(module, x_train: np.ndarray, y_train: np.ndarray, x_val: np.nd
     loss_fn = torch.nn.L1Loss() if loss == "l1" else torch.nn.MSELoss()
     opt = _optimizer(optimizer, module.parameters(), lr, weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(2, patience // 3))
-    gen = torch.Generator().manual_seed(seed)
-    hist, best, t0, wait = History(), None, time.perf_counter(), 0
-    with _progress(epochs, label, progress) as bar:
-        for epoch in range(1, epochs + 1):
-            module.train()
-            total, seen = 0.0, 0
-            for idx in _batches(len(xt), batch_size, gen, device):
-                if len(idx) < 2:  # batch norm needs two rows
-                    continue
-                opt.zero_grad(set_to_none=True)
-                batch_loss = loss_fn(module(xt[idx]), yt[idx])
-                batch_loss.backward()
-                opt.step()
-                total += batch_loss.item() * len(idx)
-                seen += len(idx)
-                hist.steps += 1
-                if max_steps is not None and hist.steps >= max_steps:
-                    break
-            val_mae = float((_eval_in_batches(module, xv) - yv).abs().mean())
-            sched.step(val_mae)
-            hist.train_loss.append(total / max(seen, 1))
-            hist.val_loss.append(val_mae)
-            hist.epochs_run = epoch
-            if val_mae < hist.best_val:
-                hist.best_val, hist.best_epoch, wait = val_mae, epoch, 0
-                best = copy.deepcopy(module.state_dict())
-            else:
-                wait += 1
-            _tick(bar, f"loss {hist.train_loss[-1]:.4f}  val MAE {val_mae:.4f}  best {hist.best_val:.4f}")
-            if wait >= patience or (max_steps is not None and hist.steps >= max_steps):
-                break
-    if best is not None:
-        module.load_state_dict(best)
-    module.eval()
-    hist.seconds = time.perf_counter() - t0
-    return hist
+    return _fit_loop(module, len(xt), lambda idx: loss_fn(module(xt[idx]), yt[idx]),
+                     lambda: float((_eval_in_batches(module, xv) - yv).abs().mean()),
+                     opt=opt, sched=sched, epochs=epochs, batch_size=batch_size, patience=patience,
+                     max_steps=max_steps, seed=seed, device=device, progress=progress, label=label,
+                     shown="loss")
 
 
 def fit_autoencoder(module, x_train: np.ndarray, x_val: np.ndarray, *, epochs: int = 100,
@@ -166,41 +179,11 @@ def fit_autoencoder(module, x_train: np.ndarray, x_val: np.ndarray, *, epochs: i
     xt = torch.as_tensor(x_train, dtype=torch.float32, device=device)
     xv = torch.as_tensor(x_val, dtype=torch.float32, device=device)
     opt = torch.optim.Adam(module.parameters(), lr=lr)
-    gen = torch.Generator().manual_seed(seed)
-    hist, best, t0, wait = History(), None, time.perf_counter(), 0
-    with _progress(epochs, label, progress) as bar:
-        for epoch in range(1, epochs + 1):
-            module.train()
-            total, seen = 0.0, 0
-            for idx in _batches(len(xt), batch_size, gen, device):
-                if len(idx) < 2:
-                    continue
-                opt.zero_grad(set_to_none=True)
-                loss = dice_loss(module(xt[idx]), xt[idx])
-                loss.backward()
-                opt.step()
-                total += loss.item() * len(idx)
-                seen += len(idx)
-                hist.steps += 1
-                if max_steps is not None and hist.steps >= max_steps:
-                    break
-            val = float(dice_loss(_eval_in_batches(module, xv), xv))
-            hist.train_loss.append(total / max(seen, 1))
-            hist.val_loss.append(val)
-            hist.epochs_run = epoch
-            if val < hist.best_val:
-                hist.best_val, hist.best_epoch, wait = val, epoch, 0
-                best = copy.deepcopy(module.state_dict())
-            else:
-                wait += 1
-            _tick(bar, f"-dice {hist.train_loss[-1]:.4f}  val {val:.4f}")
-            if wait >= patience or (max_steps is not None and hist.steps >= max_steps):
-                break
-    if best is not None:
-        module.load_state_dict(best)
-    module.eval()
-    hist.seconds = time.perf_counter() - t0
-    return hist
+    return _fit_loop(module, len(xt), lambda idx: dice_loss(module(xt[idx]), xt[idx]),
+                     lambda: float(dice_loss(_eval_in_batches(module, xv), xv)),
+                     opt=opt, epochs=epochs, batch_size=batch_size, patience=patience,
+                     max_steps=max_steps, seed=seed, device=device, progress=progress, label=label,
+                     shown="-dice")
 
 
 def autoencoder_metrics(module, x: np.ndarray, device=None) -> dict[str, float]:
