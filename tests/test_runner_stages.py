@@ -98,6 +98,32 @@ def test_fused_resume_and_rerun_write_each_row_once(trained):
         assert c["rows"][0] == c["keys"][0] == n, t
 
 
+def test_buffered_rows_lost_to_a_kill_come_back_on_resume(trained, monkeypatch):
+    """Stage rows are written in row-group-sized chunks; rows a SIGKILL took from the buffer
+    (simulated: deleted after an interrupt) are recomputed by resume, once each."""
+    store, formulas, models = trained
+    stages = runner.Stages(validate=True, featurize=("magpie",), predict=(models[0],))
+    _clear(store)
+    clean = runner.generate(store, ReplayGenerator(formulas), 3000, batch_size=500, seed=11,
+                            device="cpu", progress=False, stages=stages)
+    want = _rows(store)
+    _clear(store)
+    monkeypatch.setattr(runner, "FLUSH_ROWS", 400)    # flush every batch or two, as a long run would
+    with pytest.raises(KeyboardInterrupt):
+        runner.generate(store, ReplayGenerator(formulas, fail_after=3), 3000, batch_size=500,
+                        seed=11, device="cpu", progress=False, stages=stages)
+    run_id = store.query("SELECT max(run_id) r FROM runs WHERE kind = 'generate'")["r"][0]
+    lost = f"composition_id IN (SELECT composition_id FROM generated WHERE run_id = {run_id} AND batch_no = 2)"
+    with store.transaction() as con:      # the last flush never happened
+        for t in ("validity", "features", "predictions"):
+            con.execute(f"DELETE FROM {t} WHERE {lost}")
+    runner.resume(store, run_id, device="cpu", progress=False, model=ReplayGenerator(formulas))
+    got = _rows(store)
+    assert got[0].equals(want[0]) and got[1].equals(want[1])
+    assert got[2].select("composition_id", "value").equals(want[2].select("composition_id", "value"))
+    assert store.query("SELECT count(*) n FROM predictions")["n"][0] == clean.written["predictions"]
+
+
 def test_stages_refuse_a_generator_as_predictor(trained):
     st, formulas, _ = trained
     with pytest.raises(runner.RunError, match="not a property predictor"):
