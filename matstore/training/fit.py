@@ -124,8 +124,10 @@ def _fit_loop(module, n_train: int, batch_loss, val_metric, *, opt, epochs: int,
                 if max_steps is not None and hist.steps >= max_steps:
                     break
             val = val_metric()
-            if sched is not None:
+            if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 sched.step(val)
+            elif sched is not None:
+                sched.step()
             hist.train_loss.append(total / max(seen, 1))
             hist.val_loss.append(val)
             hist.epochs_run = epoch
@@ -147,9 +149,12 @@ def _fit_loop(module, n_train: int, batch_loss, val_metric, *, opt, epochs: int,
 def fit_regressor(module, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
                   y_val: np.ndarray, *, epochs: int = 100, batch_size: int = 256, lr: float = 1e-3,
                   patience: int = 20, loss: str = "l1", optimizer: str = "adam",
-                  weight_decay: float = 0.0, max_steps: int | None = None, device=None,
-                  seed: int = 0, progress: bool = True, label: str = "train") -> History:
-    """Fit a regressor (CNN/ElemNet: fits its scaling buffers first); keeps the best val-MAE state."""
+                  weight_decay: float = 0.0, schedule: str = "plateau", max_steps: int | None = None,
+                  device=None, seed: int = 0, progress: bool = True, label: str = "train") -> History:
+    """Fit a regressor (CNN/ElemNet: fits its scaling buffers first); keeps the best val-MAE state.
+
+    schedule: "plateau" halves the learning rate when val MAE stalls; "cosine" anneals it to 0
+    over ``epochs`` (a fixed budget: pair it with a patience >= epochs)."""
     device = resolve_device(device)
     torch.manual_seed(seed)
     module.fit_scaling(x_train, y_train, minmax=x_train.ndim > 2)  # CNN min-max; ElemNet fractions as-is
@@ -160,7 +165,12 @@ def fit_regressor(module, x_train: np.ndarray, y_train: np.ndarray, x_val: np.nd
     yv = torch.as_tensor(y_val, dtype=torch.float32, device=device)
     loss_fn = torch.nn.L1Loss() if loss == "l1" else torch.nn.MSELoss()
     opt = _optimizer(optimizer, module.parameters(), lr, weight_decay)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(2, patience // 3))
+    if schedule == "plateau":
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(2, patience // 3))
+    elif schedule == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    else:
+        raise ValueError(f"schedule {schedule!r}: expected 'plateau' or 'cosine'")
     return _fit_loop(module, len(xt), lambda idx: loss_fn(module(xt[idx]), yt[idx]),
                      lambda: float((_eval_in_batches(module, xv) - yv).abs().mean()),
                      opt=opt, sched=sched, epochs=epochs, batch_size=batch_size, patience=patience,
