@@ -5,7 +5,9 @@ vectors come from a torch.Generator seeded with ``batch_seed(seed, batch_no)``, 
 redraws exactly the batches that were never committed and ends with the same content as an
 uninterrupted one. The store is touched only between batches, in one short transaction per batch
 (raw samples, new compositions, the run_batches row, the runs counters), so another process can
-query while a run goes on and a killed run loses at most the batch in flight.
+query while a run goes on and a killed run loses at most the batch in flight. A writer thread
+commits batch b while batch b + 1 is sampled and decoded, so the store's writes overlap the
+generator instead of adding to it.
 
 The after-generator stage rows (validity, features, predictions; see Stages) are buffered and
 appended with the batch that brings them to a DuckDB row group (122,880 rows), after at most
@@ -21,6 +23,7 @@ import json
 import os
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -278,19 +281,23 @@ class _Pipeline:
         self.add(self.rows(b.composition_id, b.z, b.counts))
         return len(lack)
 
-    def write(self, con, run_id: int) -> dict[str, int]:
-        """Append the buffered rows inside the caller's transaction (anti-join: a concurrent
-        writer's rows are not duplicated); returns rows written per table. Call flushed() once
-        the transaction has committed."""
+    def take(self) -> list[dict]:
+        """The buffered rows, handed to write(); the buffer starts empty again."""
+        chunk, self.buffer, self.buffered, self.last_flush = self.buffer, [], 0, time.monotonic()
+        return chunk
+
+    def write(self, con, run_id: int, chunk: list[dict]) -> dict[str, int]:
+        """Append a take()n chunk inside the caller's transaction (anti-join: a concurrent
+        writer's rows are not duplicated); returns rows written per table."""
         n = {"validity": 0, "features": 0, "predictions": 0}
-        if not self.buffer:
+        if not chunk:
             return n
         rows = {}
-        for st in self.buffer[0]:
+        for st in chunk[0]:
             if st == "keys" or (isinstance(st, tuple) and st[0] == "predictions"):
-                rows[st] = [r[st] for r in self.buffer]
+                rows[st] = [r[st] for r in chunk]
             else:
-                rows[st] = pa.concat_tables([r[st] for r in self.buffer])
+                rows[st] = pa.concat_tables([r[st] for r in chunk])
         for st, t in rows.items():
             if st == "keys":
                 continue
@@ -313,9 +320,6 @@ class _Pipeline:
                 n["predictions"] += append_new(con, "predictions", tab, ["composition_id", "model_id"],
                                                 distinct=False)
         return n
-
-    def flushed(self) -> None:
-        self.buffer, self.buffered, self.last_flush = [], 0, time.monotonic()
 
 
 def _rows_of(a: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -430,19 +434,43 @@ def _load(store: Store, model, device: str):
 
 def _execute(store: Store, run_id: int, loaded, params: dict, seed: int, device: str,
              done: set[int], progress: bool, pipe: _Pipeline | None = None) -> RunResult:
+    """Draw the batches in todo order. Two stages overlap: while a writer thread commits batch b,
+    this thread samples, decodes and runs the stages of batch b + 1 (DuckDB and numpy release
+    the GIL). Commits stay in batch order, one batch in flight at most."""
     import torch  # noqa: PLC0415
 
     n, bs, tol = params["n"], params["batch_size"], params.get("tolerance")
     todo = [b for b in range(-(-n // bs)) if b not in done]
     known = _known_keys(store)
     t_start = time.perf_counter()
-    drawn = decodable = n_new = 0
+    tally = {"drawn": 0, "decodable": 0, "new": 0}
     written = {"validity": 0, "features": 0, "predictions": 0}
     status = "failed"
     bar = _progress(progress, run_id, sum(min(bs, n - b * bs) for b in todo))
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"matstore-run-{run_id}")
+    inflight: list = []          # [(future, samples, decodable)] of the batch being committed
+
+    def commit(batch: DecodedBatch | None, new_rows, chunk, seconds: float):
+        with store.transaction() as con:
+            n_new = write_batch(con, run_id, batch, new_rows, seconds) if batch else 0
+            return n_new, pipe.write(con, run_id, chunk) if chunk else {}
+
+    def settle(advance=None) -> None:
+        """Wait for the batch in flight to commit (its exception is raised here) and count it."""
+        while inflight:
+            fut, m, nd = inflight.pop()
+            n_new, w = fut.result()
+            tally["drawn"] += m
+            tally["decodable"] += nd
+            tally["new"] += n_new
+            _count(written, w)
+            if advance:
+                advance(m)
+
     try:
         with bar as prog:
             task = prog.add_task(f"run {run_id}", total=sum(min(bs, n - b * bs) for b in todo))
+            advance = lambda m: prog.update(task, advance=m)   # noqa: E731
             for b in todo:
                 t0 = time.perf_counter()
                 m = min(bs, n - b * bs)
@@ -453,35 +481,31 @@ def _execute(store: Store, run_id: int, loaded, params: dict, seed: int, device:
                 uniq, first = np.unique(batch.keys, return_index=True)
                 new = np.fromiter((k not in known for k in uniq.tolist()), bool, len(uniq))
                 new_rows = composition_rows(batch.z[first[new]], batch.counts[first[new]])
-                flush = False
+                known.update(uniq[new].tolist())
+                chunk = None
                 if pipe:
                     pipe.add(pipe.rows(uniq, batch.z[first], batch.counts[first]))
-                    flush = pipe.due()
-                with store.transaction() as con:
-                    n_new += write_batch(con, run_id, batch, new_rows, time.perf_counter() - t0)
-                    if flush:
-                        _count(written, pipe.write(con, run_id))
-                known.update(uniq[new].tolist())
-                if flush:
-                    pipe.flushed()
-                drawn += m
-                decodable += len(batch.keys)
-                prog.update(task, advance=m)
+                    chunk = pipe.take() if pipe.due() else None
+                settle(advance)
+                inflight.append((pool.submit(commit, batch, new_rows, chunk, time.perf_counter() - t0),
+                                 m, len(batch.keys)))
+            settle(advance)
         if pipe and pipe.buffer:
-            with store.transaction() as con:
-                _count(written, pipe.write(con, run_id))
-            pipe.flushed()
+            _count(written, commit(None, None, pipe.take(), 0.0)[1])
         status = "done"
     except KeyboardInterrupt:
         status = "interrupted"
         raise
     finally:
+        try:
+            settle()      # the batch in flight commits whole (or not) before the status is set
+        except Exception:  # noqa: BLE001 (its error is the one already raised, or resume redoes it)
+            pass
+        pool.shutdown(wait=True)
         seconds = time.perf_counter() - t_start
         if pipe and pipe.buffer:   # interrupted or failed: keep what was computed
             try:
-                with store.transaction() as con:
-                    _count(written, pipe.write(con, run_id))
-                pipe.flushed()
+                _count(written, commit(None, None, pipe.take(), 0.0)[1])
             except Exception:  # noqa: BLE001 (resume's catch_up redoes these rows)
                 pass
         try:
@@ -490,7 +514,8 @@ def _execute(store: Store, run_id: int, loaded, params: dict, seed: int, device:
                             [status, run_id])
         except StoreError:
             pass  # the store is gone or locked: the next writer marks this run interrupted
-    return RunResult(run_id, status, drawn, decodable, n_new, seconds, written if pipe else None)
+    return RunResult(run_id, status, tally["drawn"], tally["decodable"], tally["new"], seconds,
+                     written if pipe else None)
 
 
 def _count(total: dict[str, int], more: dict[str, int]) -> None:

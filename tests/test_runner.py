@@ -93,6 +93,35 @@ def test_interrupted_run_resumes_to_same_content(mp_store):
     assert run["status"] == "done" and run["n_written"] == _content(store, broken).height
 
 
+def test_failed_commit_in_the_writer_thread_fails_the_run_and_keeps_earlier_batches(mp_store, monkeypatch):
+    """Batch b commits in a writer thread while b + 1 is computed: a commit that fails still
+    fails the run with its own error, and the store keeps exactly the batches before it."""
+    store, formulas = mp_store
+    real = runner.write_batch
+
+    def flaky(con, run_id, batch, new_rows, seconds):
+        n = real(con, run_id, batch, new_rows, seconds)
+        if batch.batch_no == 2:
+            raise OSError("disk full (simulated)")
+        return n
+
+    monkeypatch.setattr(runner, "write_batch", flaky)
+    with pytest.raises(OSError, match="disk full"):
+        runner.generate(store, ReplayGenerator(formulas), 4000, batch_size=500, seed=5,
+                        device="cpu", progress=False)
+    run_id = store.query("SELECT max(run_id) AS r FROM runs")["r"][0]
+    assert runner.run_status(store, run_id)["status"] == "failed"
+    assert store.query("SELECT list(batch_no ORDER BY batch_no) b FROM run_batches WHERE run_id = ?",
+                       [run_id])["b"][0].to_list() == [0, 1]
+    assert store.query("SELECT count(DISTINCT batch_no) n FROM generated WHERE run_id = ?",
+                       [run_id])["n"][0] == 2
+    monkeypatch.setattr(runner, "write_batch", real)
+    runner.resume(store, run_id, progress=False, model=ReplayGenerator(formulas))
+    clean = runner.generate(store, ReplayGenerator(formulas), 4000, batch_size=500, seed=5,
+                            device="cpu", progress=False)
+    assert _content(store, run_id).equals(_content(store, clean.run_id))
+
+
 def test_bad_arguments(store):
     with pytest.raises(runner.RunError, match="positive"):
         runner.generate(store, ReplayGenerator(["NaCl"]), 0, device="cpu")
