@@ -144,7 +144,8 @@ def info(db, show_provenance):
 @store_option
 @click.option("--model", "model", default=None, help="Generator NAME[@VERSION] or model id.")
 @click.option("-n", "n", type=int, default=None, help="Samples to draw.")
-@click.option("--batch-size", type=int, default=8192, show_default=True)
+@click.option("--batch-size", type=int, default=None,
+              help="Samples per batch and transaction (default: 8192 on CPU, 262144 on CUDA).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default=None, help="cuda or cpu (default: cuda when present).")
 @click.option("--tolerance", type=float, default=None,

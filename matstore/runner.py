@@ -33,7 +33,9 @@ import pyarrow as pa
 from . import compositions
 from .store import Store, StoreError, append, append_new, frame
 
-DEFAULT_BATCH_SIZE = 8192
+# samples per batch (= per transaction) when none is given: on a CPU ~4 s of generator work (a
+# kill loses little); on a GPU ~50 ms at 5M samples/s, and each commit fills whole row groups
+DEFAULT_BATCH_SIZE = {"cpu": 8192, "cuda": 262_144}
 FLUSH_ROWS = 122_880        # DuckDB's row group: a transaction this large skips the WAL
 FLUSH_SECONDS = 30.0        # ...but a watching user sees predictions at least this often
 _MASK63 = (1 << 63) - 1
@@ -354,7 +356,11 @@ def _known_keys(store: Store) -> set[int]:
     return set(ids.tolist())
 
 
-def generate(store: Store, model, n: int, batch_size: int = DEFAULT_BATCH_SIZE, seed: int = 0,
+def default_batch_size(device: str) -> int:
+    return DEFAULT_BATCH_SIZE["cuda" if str(device).startswith("cuda") else "cpu"]
+
+
+def generate(store: Store, model, n: int, batch_size: int | None = None, seed: int = 0,
              device: str | None = None, tolerance: float | None = None,
              progress: bool = True, stages: Stages | None = None) -> RunResult:
     """Draw n samples from a generator model ('name', 'name@N', id or LoadedModel) into a new run.
@@ -363,9 +369,10 @@ def generate(store: Store, model, n: int, batch_size: int = DEFAULT_BATCH_SIZE, 
     (the full pipeline in one pass; see Stages for when those rows are written)."""
     if n <= 0:
         raise RunError(f"generate: the number of samples must be positive, got {n}")
+    device = device or default_device()
+    batch_size = default_batch_size(device) if batch_size is None else batch_size
     if batch_size <= 0:
         raise RunError(f"generate: the batch size must be positive, got {batch_size}")
-    device = device or default_device()
     loaded = _load(store, model, device)
     pipe = _Pipeline(store, stages, device) if stages else None
     params = {"n": int(n), "batch_size": int(batch_size), "tolerance": tolerance,
