@@ -307,7 +307,8 @@ def merge(other, db):
 @main.command()
 @store_option
 @click.option("--model", "preset", required=True,
-              help="Preset: gan-oqmd, gan-mp, gan-icsd, ae, cnn-fe, cnn-bg, elemnet-fe, rf-fe, rf-bg.")
+              help="Preset: gan-oqmd, gan-mp, gan-icsd, ae, cnn-fe, cnn-bg, elemnet-fe, "
+                   "elemnet-magpie-fe, elemnet-magpie-bg, rf-fe, rf-bg.")
 @click.option("--on", "on", default=None, help="SQL returning composition_id: the training rows.")
 @click.option("--name", default=None, help="Registry name (default: the preset's).")
 @click.option("--epochs", type=int, default=None, help="Epochs (default: the preset's).")

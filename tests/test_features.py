@@ -149,6 +149,22 @@ def test_fractions_equal_pymatgen(read_formulas):
             np.testing.assert_allclose(row, ref, rtol=1e-12, atol=1e-15)
 
 
+def test_concat_is_its_parts_side_by_side(read_formulas):
+    formulas, batch = _comps(_sample(read_formulas, "oqmd/formation_enthalpy_train.csv", 1000, seed=3)
+                             + ["HeO", "Kr2O"])
+    both = get("fractions+magpie")
+    frac, mag = get("fractions"), get("magpie")
+    assert both.name == "fractions+magpie" and both.shape == (86 + 132,)
+    assert both.version == f"{frac.version}+{mag.version}" and both.labels == frac.labels + mag.labels
+    x = both.transform(batch)
+    ok = both.encodable(batch)
+    assert np.array_equal(ok, frac.encodable(batch) & mag.encodable(batch)) and not ok[-2]
+    assert np.isnan(x[~ok]).all()
+    np.testing.assert_array_equal(x[ok], np.hstack([frac.transform(batch), mag.transform(batch)])[ok])
+    with pytest.raises(ValueError, match="unknown featurizer 'nope'"):
+        get("magpie+nope")
+
+
 def test_registry():
     assert set(FEATURIZERS) == {"onehot", "magpie", "fractions"}
     for name in FEATURIZERS:

@@ -71,7 +71,7 @@ def test_bad_selection_is_a_clear_error(small_store):
         train(small_store, "gan-xyz")
 
 
-@pytest.mark.parametrize("preset", ["cnn-fe", "elemnet-fe", "rf-bg"])
+@pytest.mark.parametrize("preset", ["cnn-fe", "elemnet-fe", "elemnet-magpie-fe", "rf-bg"])
 def test_tiny_predictor_round_trip(small_store, preset):
     kw = dict(n_jobs=1) if preset.startswith("rf") else dict(max_steps=6, batch_size=64)
     mv = train(small_store, preset, epochs=3, device="cpu", seed=0, progress=False, **kw)

@@ -19,7 +19,10 @@ from torch import nn
 
 
 class TargetScaled(nn.Module):
-    """Shared scaling buffers for the regressors (fitted once, saved in the state_dict)."""
+    """Shared scaling buffers for the regressors (fitted once, saved in the state_dict).
+    ``minmax_inputs``: whether fit_scaling also fits per-input min-max scaling."""
+
+    minmax_inputs = True
 
     def _init_scaling(self, in_shape: tuple[int, ...]) -> None:
         self.register_buffer("x_min", torch.zeros(in_shape))
@@ -28,9 +31,9 @@ class TargetScaled(nn.Module):
         self.register_buffer("y_std", torch.ones(()))
 
     @torch.no_grad()
-    def fit_scaling(self, x: np.ndarray, y: np.ndarray, minmax: bool = True) -> None:
+    def fit_scaling(self, x: np.ndarray, y: np.ndarray, minmax: bool | None = None) -> None:
         x = np.asarray(x, dtype=np.float64)
-        if minmax:
+        if self.minmax_inputs if minmax is None else minmax:
             lo, hi = np.nanmin(x, axis=0), np.nanmax(x, axis=0)
             lo = np.where(np.isfinite(lo), lo, 0.0)
             span = np.where(np.isfinite(hi - lo) & (hi - lo > 1e-12), hi - lo, 1.0)

@@ -4,7 +4,10 @@ FC 128 -> FC 128 -> dropout -> FC 64 -> FC 64 -> FC 32 (ReLU) -> FC 1 (linear). 
 - The table places one dropout between the 128 and 64 blocks and gives no rate; we use 0.2
   (``dropout``), and no dropout elsewhere (the seed: dropout only between layers of different
   widths, counted as "no separate layer"; the 64->32 change is left without one, as in Table 1).
-- ``n_inputs`` is the width of the ``fractions`` featurizer the model was trained on.
+- ``n_inputs`` is the width of the featurizer the model was trained on: ``fractions`` (Table 1)
+  or ``fractions+magpie`` (fractions and the 132 Magpie statistics, 218 inputs), which needs
+  ``scale_inputs`` (per-input min-max fitted on the training rows, NaN -> 0, as the CNN does;
+  fractions alone are left as they are, in [0, 1]).
 - The output is ``y_mean + y_std * net(x)`` (buffers fitted on the training targets), like the CNN.
 - ``dropouts`` (one rate per hidden layer, 0 = none) overrides ``dropout_after``/``dropout``; the
   default config stays Table 1. ``ELEMNET_17`` is the original ElemNet (Jha et al. 2018): 16 hidden
@@ -29,6 +32,7 @@ class ElemNetConfig:
     dropout_after: int = 2           # dropout after this many hidden layers (the 128 block)
     dropout: float = 0.2
     dropouts: tuple[float, ...] = ()  # per hidden layer; empty = use dropout_after/dropout
+    scale_inputs: bool = False        # min-max scale each input (needed for Magpie inputs)
 
     def __post_init__(self):
         self.widths = tuple(int(w) for w in self.widths)
@@ -47,12 +51,13 @@ class ElemNetConfig:
 
 
 class ElemNet(TargetScaled):
-    """x (B, n_inputs) element fractions -> (B,) property value."""
+    """x (B, n_inputs) element fractions (+ Magpie statistics) -> (B,) property value."""
 
     def __init__(self, config: ElemNetConfig):
         super().__init__()
         self.config = config
-        self._init_scaling((config.n_inputs,))  # x scaling stays identity: fractions are in [0, 1]
+        self.minmax_inputs = config.scale_inputs  # else x scaling stays identity (fractions)
+        self._init_scaling((config.n_inputs,))
         layers: list[nn.Module] = []
         n = config.n_inputs
         for w, p in zip(config.widths, config.rates()):
@@ -64,7 +69,8 @@ class ElemNet(TargetScaled):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.unscale_y(self.net(torch.nan_to_num(x)).squeeze(1))
+        x = self.scale_x(x) if self.config.scale_inputs else torch.nan_to_num(x)
+        return self.unscale_y(self.net(x).squeeze(1))
 
 
 def elemnet17(n_inputs: int = 103) -> ElemNetConfig:

@@ -40,7 +40,7 @@ def train(store: Store, preset_name: str, on: str | None = None, epochs: int | N
     selection (any SQL returning composition_id); ``config`` overrides module config fields;
     other keyword arguments override the preset's hyperparameters (lr, patience, clip, ...)."""
     p = presets.get(preset_name)
-    unknown = set(hyper) - set(p.hyper) - {"optimizer", "weight_decay", "loss", "n_jobs"}
+    unknown = set(hyper) - set(p.hyper) - {"optimizer", "weight_decay", "loss", "n_jobs", "schedule"}
     if unknown:
         raise ValueError(f"preset {p.name} has no hyperparameter(s) {sorted(unknown)} "
                          f"(it takes {sorted(p.hyper)})")
@@ -90,7 +90,8 @@ def train(store: Store, preset_name: str, on: str | None = None, epochs: int | N
                              epochs=hp["epochs"], batch_size=hp["batch_size"], lr=hp["lr"],
                              patience=hp["patience"], loss=hp.get("loss", "l1"),
                              optimizer=hp.get("optimizer", "adam"),
-                             weight_decay=hp.get("weight_decay", 0.0), max_steps=max_steps, **common)
+                             weight_decay=hp.get("weight_decay", 0.0),
+                             schedule=hp.get("schedule", "plateau"), max_steps=max_steps, **common)
         from ..registry import predict_module  # noqa: PLC0415
 
         for role, idx in (("val", sp.val), ("test", sp.test)):

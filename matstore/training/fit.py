@@ -157,7 +157,7 @@ def fit_regressor(module, x_train: np.ndarray, y_train: np.ndarray, x_val: np.nd
     over ``epochs`` (a fixed budget: pair it with a patience >= epochs)."""
     device = resolve_device(device)
     torch.manual_seed(seed)
-    module.fit_scaling(x_train, y_train, minmax=x_train.ndim > 2)  # CNN min-max; ElemNet fractions as-is
+    module.fit_scaling(x_train, y_train)  # min-max inputs where the module asks (CNN, Magpie DNN)
     module.to(device)
     xt = torch.as_tensor(x_train, dtype=torch.float32, device=device)
     yt = torch.as_tensor(y_train, dtype=torch.float32, device=device)
