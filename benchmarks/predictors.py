@@ -48,6 +48,7 @@ from matstore import models
 from matstore.compositions import CompositionBatch, try_parse
 from matstore.features import get as get_featurizer
 from matstore.models.elemnet import elemnet17
+from matstore.training.presets import magpie_dnn
 from matstore.training.data import split
 from matstore.training.fit import fit_regressor, regression_metrics
 from matstore.registry import predict_module
@@ -92,6 +93,7 @@ def run(rel: str, prop: str, args) -> list[dict]:
     y = y[ok]
     mag = models.featurize("rf", "magpie", batch)
     frac = models.featurize("elemnet", "fractions", batch)
+    frac_mag = models.featurize("elemnet", "fractions+magpie", batch)
     sp = split(len(y), args.seed)
     print(f"\n== {prop}: {rel}, {len(y):,} compositions (train {len(sp.train):,} / val {len(sp.val):,} "
           f"/ test {len(sp.test):,}), features in {time.perf_counter() - t0:.1f} s")
@@ -107,18 +109,21 @@ def run(rel: str, prop: str, args) -> list[dict]:
     en_cfg = (elemnet17(frac.shape[1]).to_dict() if args.elemnet == "elemnet17"
               else {"n_inputs": frac.shape[1]})
     cnn_cfg = {"channels": args.cnn_channels, "hidden": args.cnn_hidden}
-    for name, kind, x, cfg, hp in (
-        (f"ElemNet-{args.elemnet}", "elemnet", frac, en_cfg, dict(batch_size=args.batch, lr=args.lr)),
-        (f"CNN-magpie-{args.cnn_channels}", "cnn", models.featurize("cnn", "magpie", batch), cnn_cfg,
-         dict(batch_size=args.batch, lr=args.lr)),
+    dnn_cfg = {**magpie_dnn().to_dict(), "n_inputs": frac_mag.shape[1]}
+    patience = args.patience or (args.epochs if args.schedule == "cosine" else 15)
+    for key, name, kind, x, cfg in (
+        ("elemnet", f"ElemNet-{args.elemnet}", "elemnet", frac, en_cfg),
+        ("cnn", f"CNN-magpie-{args.cnn_channels}", "cnn", models.featurize("cnn", "magpie", batch), cnn_cfg),
+        ("dnn", "ElemNet-magpie", "elemnet", frac_mag, dnn_cfg),
     ):
-        if kind not in args.neural:
+        if key not in args.neural:
             continue
         torch.manual_seed(args.seed)
         m = models.build(kind, cfg)
         h = fit_regressor(m, x[sp.train], y[sp.train], x[sp.val], y[sp.val], epochs=args.epochs,
-                          patience=args.patience, device=args.device, seed=args.seed,
-                          progress=not args.no_progress, label=f"{name} {prop}", **hp)
+                          patience=patience, schedule=args.schedule, batch_size=args.batch,
+                          lr=args.lr, device=args.device, seed=args.seed,
+                          progress=not args.no_progress, label=f"{name} {prop}")
         pred = predict_module(m, x[sp.test], args.device or "cpu")
         out.append({"model": name, **regression_metrics(y[sp.test], pred), "train_s": h.seconds,
                     "epochs": f"{h.best_epoch}/{h.epochs_run}"})
@@ -138,8 +143,11 @@ def run(rel: str, prop: str, args) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=0, help="compositions per task (0 = all)")
-    ap.add_argument("--epochs", type=int, default=90)
-    ap.add_argument("--patience", type=int, default=15)
+    ap.add_argument("--epochs", type=int, default=150)
+    ap.add_argument("--schedule", choices=["cosine", "plateau"], default="cosine",
+                    help="learning rate: annealed to 0 over --epochs, or halved on plateaus")
+    ap.add_argument("--patience", type=int, default=0,
+                    help="early-stopping patience (0: the epoch budget for cosine, 15 for plateau)")
     ap.add_argument("--trees", type=int, default=100)
     ap.add_argument("--threads", type=int, default=1, help="torch and RF threads")
     ap.add_argument("--device", default=None)
@@ -151,8 +159,10 @@ def main() -> None:
                     help="ElemNet size: the seed's Table 1 or the original 17-layer net")
     ap.add_argument("--cnn-channels", type=int, default=64, help="CNN kernels per conv (Table 4.1: 32)")
     ap.add_argument("--cnn-hidden", type=int, default=64, help="CNN FC width (Table 4.1: 32)")
-    ap.add_argument("--neural", default="elemnet,cnn",
-                    help="neural models to train next to RF (comma list; RF always runs as the yardstick)")
+    ap.add_argument("--neural", default="elemnet,cnn,dnn",
+                    help="neural models to train next to RF (comma list of elemnet = Table 1 on "
+                         "fractions, cnn = Table 4.1 on the 22x6 Magpie matrix, dnn = ElemNet-magpie "
+                         "on fractions + Magpie; RF always runs as the yardstick)")
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--no-progress", action="store_true")
