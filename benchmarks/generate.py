@@ -173,6 +173,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=10000)
     ap.add_argument("--stored-batch-size", type=int, default=100000)
     ap.add_argument("--device", default=runner.default_device())
+    ap.add_argument("--precision", choices=["fp32", "tf32", "bf16"], default="fp32",
+                    help="also time the generator at this precision and check the decoded "
+                         "compositions against fp32 (row 1b)")
     ap.add_argument("--stored-only", action="store_true",
                     help="only row 4 (the after-generator stages fed stored samples)")
     args = ap.parse_args()
@@ -183,6 +186,74 @@ def main() -> None:
     if not args.stored_only:
         generator_rows(args, maps, data)
     stored_rows(args, maps, data)
+
+
+def _matmul_rate(dev: str, dtype=torch.float32) -> float:
+    """FLOP/s of a large dense matmul on this device: the practical peak the generator's
+    rate is compared against (the datasheet peak is higher still)."""
+    k = 4096 if dev.startswith("cuda") else 1024
+    a = torch.randn(k, k, device=dev, dtype=dtype)
+    b = torch.randn(k, k, device=dev, dtype=dtype)
+    for _ in range(2):
+        a @ b
+    reps = 20 if dev.startswith("cuda") else 5
+    if dev.startswith("cuda"):
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    if dev.startswith("cuda"):
+        torch.cuda.synchronize()
+    return 2 * k ** 3 * reps / (time.perf_counter() - t)
+
+
+def _precision(mode: str, dev: str):
+    """Context for a reduced-precision generator forward: tf32 matmuls/convs, or bf16 autocast."""
+    from contextlib import nullcontext
+
+    if mode == "bf16":
+        return torch.autocast(device_type="cuda" if dev.startswith("cuda") else "cpu",
+                              dtype=torch.bfloat16)
+    if mode == "tf32":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return nullcontext()
+
+
+def _reduced_precision_row(args, gen: Generator, flops: float) -> None:
+    """1b. the generator in tf32/bf16, and whether the decoded compositions change (the issue
+    allows reduced precision only if they do not)."""
+    from matstore.runner import decode_batch
+
+    import copy
+
+    dev, n, bs = args.device, args.samples, args.batch_size
+    # an untrained generator lights every cell or none; an output bias of -1.5 makes it light ~2
+    # cells a sample, most samples decode, and many cells sit near the threshold (a harsh test)
+    gen = copy.deepcopy(gen)
+    last = [m for m in gen.modules() if isinstance(m, torch.nn.ConvTranspose2d)][-1]
+    with torch.no_grad():
+        last.bias.fill_(-1.5)
+    z = torch.randn(min(n, 8192), 128, generator=torch.Generator().manual_seed(1)).to(dev)
+    with torch.inference_mode():
+        ref = gen(z).float()
+        with _precision(args.precision, dev):
+            low = gen(z).float()
+            g = torch.Generator(device=dev).manual_seed(0)
+            t = time.perf_counter()
+            for i in range(0, n, bs):
+                gen(torch.randn(min(bs, n - i), 128, generator=g, device=dev))
+            if dev.startswith("cuda"):
+                torch.cuda.synchronize()
+            t_low = time.perf_counter() - t
+    a, b = decode_batch(ref, None, 0, 0), decode_batch(low, None, 0, 0)
+    same_cells = float(((ref >= 0.2) == (low >= 0.2)).float().mean())
+    same = (np.array_equal(a.sample_no, b.sample_no) and np.array_equal(a.keys, b.keys))
+    print(f"1b. generator alone, {args.precision}:         {n / t_low:12,.0f} samples/s "
+          f"({flops * n / t_low / 1e9:.1f} GFLOP/s); decoded compositions "
+          f"{'identical' if same else 'CHANGED'} on {len(z):,} samples ({len(a.keys):,} "
+          f"decodable in fp32, {len(b.keys):,} in {args.precision}; {100 * same_cells:.4f}% of "
+          f"cells on the same side of the decode threshold)")
 
 
 def generator_rows(args, maps: torch.Tensor, data: pl.DataFrame) -> None:
@@ -204,8 +275,12 @@ def generator_rows(args, maps: torch.Tensor, data: pl.DataFrame) -> None:
         if dev.startswith("cuda"):
             torch.cuda.synchronize()
         t_gen = time.perf_counter() - t
+    peak = _matmul_rate(dev)
     print(f"1. generator alone:                {n / t_gen:12,.0f} samples/s "
-          f"({flops * n / t_gen / 1e9:.1f} GFLOP/s achieved)")
+          f"({flops * n / t_gen / 1e9:.1f} GFLOP/s achieved = {100 * flops * n / t_gen / peak:.0f}% "
+          f"of this device's dense fp32 matmul rate, {peak / 1e9:,.0f} GFLOP/s)")
+    if args.precision != "fp32":
+        _reduced_precision_row(args, gen, flops)
 
     # 2. generate+decode+store and the full pipeline, with the real generator forward
     store = fresh_store(data, fe_rows=3000)
