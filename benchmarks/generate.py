@@ -36,6 +36,10 @@ Measured on this 2-core machine, quiet (load < 1), defaults (30k generator sampl
                                                                written in row-group chunks and
                                                                commits overlapped the next batch)
     per-sample pymatgen reference          11,726 samples/s (ours 26.2x)
+
+At scale (``--stored-only --stored 1000000 --stored-batch-size 262144``, the CUDA default batch):
+decode+key+store 298,851/s; fused 236,425/s; fused + magpie vectors 152,522/s; the separate
+commands together 108,868/s.
 """
 
 from __future__ import annotations
