@@ -162,7 +162,7 @@ class Bench:
         """Kill at a random moment of the clean run's duration, or as soon as the SQL condition
         kill_when holds (polled read-only, as a user's query would)."""
         db = self.dir / f"trial_{kind}_{n}.duckdb"
-        for p in (db, Path(f"{db}.wal"), Path(f"{db}.lock")):
+        for p in (db, Path(f"{db}.wal"), Path(f"{db}.lock"), Path(f"{db}.queue")):
             p.unlink(missing_ok=True)
         shutil.copyfile(self.base[kind], db)
         t = Trial(kind, rng.uniform(0.3, self.clean_s[kind]))
@@ -184,7 +184,7 @@ class Bench:
         t.identical = got == self.clean[kind]
         if not t.identical:
             t.problems += [f"{k}: {got[k]} != clean {self.clean[kind][k]}" for k in got if got[k] != self.clean[kind][k]]
-        for p in (db, Path(f"{db}.wal"), Path(f"{db}.lock")):
+        for p in (db, Path(f"{db}.wal"), Path(f"{db}.lock"), Path(f"{db}.queue")):
             p.unlink(missing_ok=True)
         return t
 

@@ -7,7 +7,11 @@ processes also take an flock on a side file `<store>.lock` first:
 - a writer holds it exclusively from before it opens the store until after it closes it
   (the checkpoint included), so readers wake the moment a batch is committed;
 - a reader takes it shared only for the instant before it opens the store, so a waiting writer
-  gets in as soon as the queries already running end, and new readers queue behind it.
+  gets in as soon as the queries already running end, and new readers queue behind it;
+- a reader that finds the store busy holds `<store>.queue` shared while it waits, and a writer
+  about to take its next turn first waits (up to a second) for that queue to empty, so a writer
+  committing batch after batch (the runner's writer thread does, back to back) still lets the
+  waiting readers in between two batches.
 
 The gate is advisory (a plain `duckdb` process ignores it; DuckDB's lock and the retry loop in
 store.py still keep that safe), re-entrant within a process, and skipped where the side file
@@ -31,8 +35,15 @@ class GateTimeout(TimeoutError):
     """Another process kept the store busy longer than the lock timeout."""
 
 
+QUEUE_WAIT = 1.0   # longest a writer defers to queued readers (a stopped reader cannot block it)
+
+
 def gate_path(store_path: str) -> str:
     return store_path + ".lock"
+
+
+def queue_path(store_path: str) -> str:
+    return store_path + ".queue"
 
 
 def _open_side_file(path: str, create: bool) -> int | None:
@@ -71,10 +82,38 @@ def wait_turn(store_path: str, deadline: float) -> None:
     if fd is None:
         return
     try:
-        _acquire(fd, fcntl.LOCK_SH, deadline, f"store {store_path} stayed busy with a writer")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)   # no writer: pass at once
+        except BlockingIOError:
+            _queue_for_turn(fd, store_path, deadline)
         fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def _queue_for_turn(fd: int, store_path: str, deadline: float) -> None:
+    """Wait for the gate while holding the queue shared: the writer's next turn waits for us."""
+    q = _open_side_file(queue_path(os.path.abspath(store_path)), create=False)
+    try:
+        if q is not None:
+            _acquire(q, fcntl.LOCK_SH, deadline, f"store {store_path} stayed busy with a writer")
+        _acquire(fd, fcntl.LOCK_SH, deadline, f"store {store_path} stayed busy with a writer")
+    finally:
+        if q is not None:
+            os.close(q)   # closing drops the shared queue lock
+
+
+def _let_queued_readers_pass(queue: str) -> None:
+    """Before a writer's turn: wait until no reader queues (at most QUEUE_WAIT seconds)."""
+    q = _open_side_file(queue, create=True)
+    if q is None:
+        return
+    try:
+        _acquire(q, fcntl.LOCK_EX, time.monotonic() + QUEUE_WAIT, "")
+    except GateTimeout:
+        pass   # a reader stuck in the queue (stopped?) must not block writers
+    finally:
+        os.close(q)
 
 
 @contextmanager
@@ -97,6 +136,7 @@ def writer_turn(store_path: str, deadline: float, create: bool = True) -> Iterat
         yield
         return
     try:
+        _let_queued_readers_pass(queue_path(os.path.abspath(store_path)))
         _acquire(fd, fcntl.LOCK_EX, deadline,
                  f"store {store_path} stayed busy (another matstore process writing)")
         with _HELD_LOCK:
