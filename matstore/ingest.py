@@ -31,7 +31,7 @@ import polars as pl
 import pyarrow as pa
 
 from . import compositions
-from .recovery import pid_alive
+from .recovery import pid_alive, this_process_start
 from .curation import FE, RULES, Curation, apply_row_rules, apply_set_rules
 from .sources import CHUNK_ROWS, Source
 from .store import Store, append, append_new, frame, next_id
@@ -171,11 +171,12 @@ _COUNTS = ("rows_seen", "rows_kept", "rows_rejected", "rows_curated", "rows_dupl
 def _find_resumable(con, source: Source, params: dict) -> tuple | None:
     rows = con.execute(
         "SELECT ingest_id, params::VARCHAR, cursor, rows_seen, rows_kept, rows_rejected, rows_curated, "
-        "rows_duplicate, curation::VARCHAR, status, pid, host FROM ingests WHERE source = ? AND uri = ? "
+        "rows_duplicate, curation::VARCHAR, status, pid, host, pid_started FROM ingests "
+        "WHERE source = ? AND uri = ? "
         "AND status IN ('interrupted', 'failed', 'running') ORDER BY ingest_id DESC",  # no cursor: killed before chunk 1
         [source.name, source.uri]).fetchall()
     for r in rows:
-        if r[9] == "running" and (r[11] != socket.gethostname() or pid_alive(r[10])):
+        if r[9] == "running" and (r[11] != socket.gethostname() or pid_alive(r[10], r[12])):
             continue  # a live ingest (or one on another host): not ours to take over
         if json.loads(r[1]) == json.loads(json.dumps(params, default=str)):
             return r
@@ -187,16 +188,17 @@ def _start(store: Store, source: Source, params: dict, resume: bool) -> tuple[In
         found = _find_resumable(con, source, params) if resume else None
         if found:
             ingest_id, _, cursor = found[:3]
-            con.execute("UPDATE ingests SET status = 'running', pid = ?, host = ?, finished_at = NULL "
-                        "WHERE ingest_id = ?", [os.getpid(), socket.gethostname(), ingest_id])
+            con.execute("UPDATE ingests SET status = 'running', pid = ?, host = ?, pid_started = ?, "
+                        "finished_at = NULL WHERE ingest_id = ?",
+                        [os.getpid(), socket.gethostname(), this_process_start(), ingest_id])
             res = IngestResult(ingest_id, source.name, source.uri, "running", True,
                                *found[3:8], curation=json.loads(found[8] or "{}"))
             return res, cursor
         ingest_id = next_id(con, "ingests", "ingest_id")
         con.execute("INSERT INTO ingests (ingest_id, source, uri, params, status, started_at, pid, host, "
-                    "curation) VALUES (?, ?, ?, ?, 'running', ?, ?, ?, '{}')",
+                    "pid_started, curation) VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, '{}')",
                     [ingest_id, source.name, source.uri, json.dumps(params, default=str),
-                     datetime.now(), os.getpid(), socket.gethostname()])
+                     datetime.now(), os.getpid(), socket.gethostname(), this_process_start()])
         return IngestResult(ingest_id, source.name, source.uri, "running", False), None
 
 

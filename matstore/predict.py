@@ -18,6 +18,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from .recovery import this_process_start
 from .store import Store, StoreError, append
 
 DEFAULT_CHUNK = 65536
@@ -71,10 +72,12 @@ def predict(store: Store, model, where: str | None = None, chunk_size: int = DEF
     with store.transaction() as con:
         run_id = con.execute(
             "INSERT INTO runs (kind, model_id, params, device, status, started_at, n_requested, "
-            "pid, host) VALUES ('predict', ?, ?, ?, 'running', now(), ?, ?, ?) RETURNING run_id",
+            "pid, host, pid_started) VALUES ('predict', ?, ?, ?, 'running', now(), ?, ?, ?, ?) "
+            "RETURNING run_id",
             [loaded.model_id, json.dumps({"where": where, "chunk_size": chunk_size,
                                           "model": loaded.ref}),
-             device, todo.num_rows, os.getpid(), socket.gethostname()]).fetchall()[0][0]
+             device, todo.num_rows, os.getpid(), socket.gethostname(),
+             this_process_start()]).fetchall()[0][0]
     result.run_id = run_id
     t0 = time.perf_counter()
     status = "failed"

@@ -8,7 +8,21 @@ import socket
 import duckdb
 
 
-def pid_alive(pid: int | None) -> bool:
+def process_start(pid: int) -> float | None:
+    """When process pid started, in epoch seconds (Linux /proc; None where unknown)."""
+    try:
+        with open(f"/proc/{int(pid)}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()   # after "pid (comm)": state is first
+        with open("/proc/stat") as f:
+            btime = next(int(line.split()[1]) for line in f if line.startswith("btime "))
+        return btime + int(fields[19]) / os.sysconf("SC_CLK_TCK")   # field 22: starttime
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def pid_alive(pid: int | None, started: float | None = None) -> bool:
+    """Whether the process that recorded (pid, started) still runs: the pid is alive and, where
+    both start times are known, it is the same process (not the pid reused)."""
     if not pid:
         return False
     try:
@@ -16,8 +30,16 @@ def pid_alive(pid: int | None) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
+    if started is not None:
+        now = process_start(pid)
+        if now is not None and abs(now - started) > 1.0:
+            return False
     return True
+
+
+def this_process_start() -> float | None:
+    return process_start(os.getpid())
 
 
 def mark_interrupted(con: duckdb.DuckDBPyConnection) -> int:
@@ -25,8 +47,9 @@ def mark_interrupted(con: duckdb.DuckDBPyConnection) -> int:
     host = socket.gethostname()
     n = 0
     for table, key in (("runs", "run_id"), ("ingests", "ingest_id")):
-        rows = con.execute(f"SELECT {key}, pid, host FROM {table} WHERE status = 'running'").fetchall()
-        dead = [r[0] for r in rows if r[2] == host and not pid_alive(r[1])]
+        rows = con.execute(f"SELECT {key}, pid, host, pid_started FROM {table} "
+                           f"WHERE status = 'running'").fetchall()
+        dead = [r[0] for r in rows if r[2] == host and not pid_alive(r[1], r[3])]
         if dead:
             con.execute(f"UPDATE {table} SET status = 'interrupted' WHERE {key} IN "
                         f"(SELECT unnest(?::INTEGER[]))", [dead])

@@ -380,13 +380,15 @@ def generate(store: Store, model, n: int, batch_size: int | None = None, seed: i
     if pipe is not None:
         params["stages"] = {"validate": pipe.validate, "featurize": list(pipe.stored),
                             "predict": pipe.refs}
+    from .recovery import this_process_start  # noqa: PLC0415
+
     with store.transaction() as con:
         run_id = con.execute(
             "INSERT INTO runs (kind, model_id, params, seed, device, status, started_at, "
-            "n_requested, pid, host) VALUES ('generate', ?, ?, ?, ?, 'running', now(), ?, ?, ?) "
-            "RETURNING run_id",
+            "n_requested, pid, host, pid_started) VALUES ('generate', ?, ?, ?, ?, 'running', now(), "
+            "?, ?, ?, ?) RETURNING run_id",
             [loaded.model_id, json.dumps(params), int(seed), device, int(n), os.getpid(),
-             socket.gethostname()]).fetchall()[0][0]
+             socket.gethostname(), this_process_start()]).fetchall()[0][0]
     return _execute(store, run_id, loaded, params, int(seed), device, set(), progress, pipe)
 
 
@@ -395,7 +397,7 @@ def resume(store: Store, run_id: int, device: str | None = None, progress: bool 
     """Continue run_id from its last committed batch: draw only the batches not yet stored.
 
     model: an already loaded generator for the run's model id (default: loaded from the store)."""
-    from .recovery import pid_alive  # noqa: PLC0415
+    from .recovery import pid_alive, this_process_start  # noqa: PLC0415
 
     with store.connect() as con:
         rows = frame(con, "SELECT * FROM runs WHERE run_id = ?", [int(run_id)]).to_dicts()
@@ -407,7 +409,7 @@ def resume(store: Store, run_id: int, device: str | None = None, progress: bool 
     if run["kind"] != "generate":
         raise RunError(f"resume: run {run_id} is a {run['kind']} run, not a generate run")
     if (run["status"] == "running" and run["host"] == socket.gethostname()
-            and run["pid"] != os.getpid() and pid_alive(run["pid"])):
+            and run["pid"] != os.getpid() and pid_alive(run["pid"], run.get("pid_started"))):
         raise RunError(f"resume: run {run_id} is still running (pid {run['pid']})")
     params = json.loads(run["params"])
     # Same device as the original: CPU and CUDA generators draw different numbers from one seed.
@@ -420,8 +422,9 @@ def resume(store: Store, run_id: int, device: str | None = None, progress: bool 
         raise RunError(f"resume: run {run_id} was drawn from model id {run['model_id']}, "
                        f"not {loaded.model_id}")
     with store.transaction() as con:
-        con.execute("UPDATE runs SET status = 'running', pid = ?, host = ?, finished_at = NULL "
-                    "WHERE run_id = ?", [os.getpid(), socket.gethostname(), int(run_id)])
+        con.execute("UPDATE runs SET status = 'running', pid = ?, host = ?, pid_started = ?, "
+                    "finished_at = NULL WHERE run_id = ?",
+                    [os.getpid(), socket.gethostname(), this_process_start(), int(run_id)])
     stages = Stages.from_params(params.get("stages"))
     pipe = _Pipeline(store, stages, device) if stages else None
     if pipe:

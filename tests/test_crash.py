@@ -96,6 +96,31 @@ def test_kill_inside_a_transaction_leaves_only_committed_batches(tmp_path):
         con.execute("INSERT INTO run_batches VALUES (1, 3, 1, 1, 0, now())")
 
 
+def test_a_reused_pid_does_not_keep_dead_work_running(tmp_path):
+    """A run whose pid now belongs to another process (another start time) is dead: it is marked
+    interrupted on the next write-open and resumes; the same pid with its own start time is not."""
+    from matstore import store as store_mod
+    from matstore.recovery import pid_alive, process_start
+
+    me = process_start(os.getpid())
+    if me is None:
+        pytest.skip("no /proc here: start times unknown, pids are taken at their word")
+    assert pid_alive(os.getpid(), me) and not pid_alive(os.getpid(), me - 3600)
+    s = Store.init(tmp_path / "p.duckdb")
+    host = socket.gethostname()
+    with s.transaction() as con:
+        con.execute("INSERT INTO runs (run_id, kind, status, started_at, pid, host, pid_started) VALUES "
+                    "(1, 'generate', 'running', now(), ?, ?, ?), (2, 'generate', 'running', now(), ?, ?, ?)",
+                    [os.getpid(), host, me - 3600, os.getpid(), host, me])
+        con.execute("INSERT INTO ingests (ingest_id, source, status, started_at, pid, host, pid_started) "
+                    "VALUES (1, 'csv', 'running', now(), ?, ?, ?)", [os.getpid(), host, me - 3600])
+    store_mod._PREPARED.discard(s.path)
+    with s.connect(write=True):
+        pass
+    assert dict(s.query("SELECT run_id, status FROM runs").rows()) == {1: "interrupted", 2: "running"}
+    assert s.query("SELECT status FROM ingests")["status"][0] == "interrupted"
+
+
 def test_dead_running_work_is_marked_interrupted_on_next_write_open(tmp_path):
     from matstore import store as store_mod
 
