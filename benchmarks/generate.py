@@ -227,6 +227,17 @@ def _precision(mode: str, dev: str):
     return nullcontext()
 
 
+def _time_generator(gen: Generator, n: int, bs: int, dev: str) -> float:
+    """Seconds for n samples through the generator forward alone, in batches of bs."""
+    g = torch.Generator(device=dev).manual_seed(0)
+    t = time.perf_counter()
+    for i in range(0, n, bs):
+        gen(torch.randn(min(bs, n - i), 128, generator=g, device=dev))
+    if dev.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - t
+
+
 def _reduced_precision_row(args, gen: Generator, flops: float) -> None:
     """1b. the generator in tf32/bf16, and whether the decoded compositions change (the issue
     allows reduced precision only if they do not)."""
@@ -250,13 +261,7 @@ def _reduced_precision_row(args, gen: Generator, flops: float) -> None:
         ref = gen(z).float()
         with _precision(args.precision, dev):
             low = gen(z).float()
-            g = torch.Generator(device=dev).manual_seed(0)
-            t = time.perf_counter()
-            for i in range(0, n, bs):
-                gen(torch.randn(min(bs, n - i), 128, generator=g, device=dev))
-            if dev.startswith("cuda"):
-                torch.cuda.synchronize()
-            t_low = time.perf_counter() - t
+            t_low = _time_generator(gen, n, bs, dev)
     a, b = decode_batch(ref, None, 0, 0), decode_batch(low, None, 0, 0)
     same_cells = float(((ref >= 0.2) == (low >= 0.2)).float().mean())
     same = (np.array_equal(a.sample_no, b.sample_no) and np.array_equal(a.keys, b.keys))
@@ -277,15 +282,9 @@ def generator_rows(args, maps: torch.Tensor, data: pl.DataFrame) -> None:
     print(f"generator (Table 3.2 GAN-MP/ICSD): {flops / 1e6:.1f} MFLOP per sample")
 
     # 1. generator alone
-    g = torch.Generator(device=dev).manual_seed(0)
     with torch.inference_mode():
         gen(torch.randn(256, 128, device=dev))
-        t = time.perf_counter()
-        for i in range(0, n, bs):
-            gen(torch.randn(min(bs, n - i), 128, generator=g, device=dev))
-        if dev.startswith("cuda"):
-            torch.cuda.synchronize()
-        t_gen = time.perf_counter() - t
+        t_gen = _time_generator(gen, n, bs, dev)
     peak = _matmul_rate(dev)
     print(f"1. generator alone:                {n / t_gen:12,.0f} samples/s "
           f"({flops * n / t_gen / 1e9:.1f} GFLOP/s achieved = {100 * flops * n / t_gen / peak:.0f}% "

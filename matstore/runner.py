@@ -294,25 +294,18 @@ class _Pipeline:
         n = {"validity": 0, "features": 0, "predictions": 0}
         if not chunk:
             return n
-        rows = {}
-        for st in chunk[0]:
-            if st == "keys" or (isinstance(st, tuple) and st[0] == "predictions"):
-                rows[st] = [r[st] for r in chunk]
-            else:
-                rows[st] = pa.concat_tables([r[st] for r in chunk])
-        for st, t in rows.items():
-            if st == "keys":
-                continue
+        for st in (st for st in chunk[0] if st != "keys"):
+            parts = [r[st] for r in chunk]
             if st == "validity":
-                n["validity"] += append_new(con, "validity", t, ["composition_id", "checker_version"],
-                                             distinct=False)
+                n["validity"] += append_new(con, "validity", pa.concat_tables(parts),
+                                             ["composition_id", "checker_version"], distinct=False)
             elif st[0] == "features":
-                n["features"] += append_new(con, "features", t, ["composition_id", "featurizer", "version"],
-                                             distinct=False)
-            else:
-                lm = t[0][0]
-                ids = np.concatenate([p[1] for p in t])
-                v = np.concatenate([p[2] for p in t])
+                n["features"] += append_new(con, "features", pa.concat_tables(parts),
+                                             ["composition_id", "featurizer", "version"], distinct=False)
+            else:                                   # (model, keys, values) per batch
+                lm = parts[0][0]
+                ids = np.concatenate([p[1] for p in parts])
+                v = np.concatenate([p[2] for p in parts])
                 ok = np.isfinite(v)
                 tab = pa.table({"composition_id": pa.array(ids),
                                 "model_id": pa.array(np.full(len(ids), lm.model_id, np.int32)),

@@ -110,25 +110,23 @@ def test_corrupt_weights_fail_clearly(store):
         load_model(store, "fe")
 
 
+def _store_weights_of(store, model_id: int, module) -> None:
+    """Replace a version's weights with another module's, under a matching sha256."""
+    buf = io.BytesIO()
+    torch.save(module.state_dict(), buf)
+    w = buf.getvalue()
+    with store.transaction() as con:
+        con.execute("UPDATE model_versions SET weights = ?, weights_sha256 = ? WHERE model_id = ?",
+                    [w, hashlib.sha256(w).hexdigest(), model_id])
+
+
 def test_mismatched_weights_fail_clearly(store):
     mv = _save(store, "fe", _elemnet(7))
     # config says 86 inputs; store weights of a 10-input net with a matching sha256
-    small = models.build("elemnet", {"n_inputs": 10})
-    buf = io.BytesIO()
-    torch.save(small.state_dict(), buf)
-    w = buf.getvalue()
-    with store.transaction() as con:
-        con.execute("UPDATE model_versions SET weights = ?, weights_sha256 = ? WHERE model_id = ?",
-                    [w, hashlib.sha256(w).hexdigest(), mv.model_id])
+    _store_weights_of(store, mv.model_id, models.build("elemnet", {"n_inputs": 10}))
     with pytest.raises(ModelError, match=r"fe@1 .*weight x_min has shape \(10,\).*needs \(86,\)"):
         load_model(store, "fe")
-    cnn = models.build("cnn", {})
-    buf = io.BytesIO()
-    torch.save(cnn.state_dict(), buf)
-    w = buf.getvalue()
-    with store.transaction() as con:
-        con.execute("UPDATE model_versions SET weights = ?, weights_sha256 = ? WHERE model_id = ?",
-                    [w, hashlib.sha256(w).hexdigest(), mv.model_id])
+    _store_weights_of(store, mv.model_id, models.build("cnn", {}))
     with pytest.raises(ModelError, match=r"fe@1 .*do not fit the elemnet config: missing"):
         load_model(store, "fe")
 
