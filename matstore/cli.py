@@ -9,7 +9,8 @@ import duckdb
 from rich.console import Console
 
 from . import output
-from .store import Store, StoreError, default_path
+from .errors import MatstoreError
+from .store import Store, default_path
 
 console = Console(stderr=True)
 
@@ -35,12 +36,12 @@ class MatstoreGroup(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except click.ClickException:
-            raise
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise  # click's own: usage errors, --help (exit 0), ctrl-c
         except duckdb.Error as e:
             console.print(f"[red]error from DuckDB:[/red] {e}")
             sys.exit(1)
-        except (StoreError, ValueError, FileNotFoundError, RuntimeError) as e:
+        except (MatstoreError, ValueError, FileNotFoundError, RuntimeError) as e:
             console.print(f"[red]error:[/red] {e}")
             sys.exit(1)
 

@@ -25,6 +25,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from .errors import MatstoreError
+
 MAX_Z = 118
 _TOL = Fraction(1, 10**8)
 
@@ -54,7 +56,7 @@ _HYDRATE_SPLIT = re.compile(r"\s*[·•∙*]\s*")
 _LEADING_COEF = re.compile(r"^(" + _NUMBER + r")\s*(?=[A-Z(])")
 
 
-class FormulaError(ValueError):
+class FormulaError(MatstoreError, ValueError):
     """A formula that cannot be parsed; the message names the formula and the reason."""
 
     def __init__(self, formula: object, reason: str):

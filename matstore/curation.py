@@ -24,6 +24,7 @@ import polars as pl
 
 from .compositions import Z_OF
 from .elements85 import ELEMENTS_85, MAX_COUNT
+from .errors import MatstoreError
 
 FE = "formation_energy_per_atom"
 ROW_RULES = ("exclude_elements", "matgan_elements", "single_element")
@@ -31,7 +32,7 @@ SET_RULES = ("fe_outliers", "lowest_fe")
 RULES = ROW_RULES + SET_RULES
 
 
-class CurationError(ValueError):
+class CurationError(MatstoreError, ValueError):
     pass
 
 

@@ -22,11 +22,12 @@ import polars as pl
 
 from . import migrations
 from .store import Store
+from .errors import MatstoreError
 
 PARTITION_BY = {"generated": "run_id"}
 
 
-class ExportError(RuntimeError):
+class ExportError(MatstoreError, RuntimeError):
     """An export that cannot be written as asked; the message says why."""
 
 

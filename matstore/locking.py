@@ -27,11 +27,13 @@ import time
 from contextlib import contextmanager
 from typing import Iterator
 
+from .errors import MatstoreError
+
 _HELD: dict[str, int] = {}  # side-file path -> depth held by this process
 _HELD_LOCK = threading.Lock()
 
 
-class GateTimeout(TimeoutError):
+class GateTimeout(MatstoreError, TimeoutError):
     """Another process kept the store busy longer than the lock timeout."""
 
 

@@ -31,6 +31,7 @@ import polars as pl
 from . import migrations
 from .export import base_tables, columns_of
 from .store import Store, StoreError
+from .errors import MatstoreError
 
 SRC = "_matstore_merge_src"
 
@@ -57,7 +58,7 @@ ORDER = ["ingests", "model_versions", "runs"]  # maps first; then the rest
 SKIP = {"schema_migrations"}
 
 
-class MergeError(RuntimeError):
+class MergeError(MatstoreError, RuntimeError):
     """A merge that cannot be done as asked; the message says why (nothing was changed)."""
 
 

@@ -12,11 +12,12 @@ from pathlib import Path
 import duckdb
 
 from .resources import resource_dir
+from .errors import MatstoreError
 
 _NAME_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
-class SchemaTooNewError(RuntimeError):
+class SchemaTooNewError(MatstoreError, RuntimeError):
     """The store was written by a newer matstore; we refuse to touch it."""
 
 

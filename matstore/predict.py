@@ -20,11 +20,12 @@ import pyarrow as pa
 
 from .recovery import this_process_start
 from .store import Store, StoreError, append
+from .errors import MatstoreError
 
 DEFAULT_CHUNK = 65536
 
 
-class PredictError(RuntimeError):
+class PredictError(MatstoreError, RuntimeError):
     """A prediction run that cannot start; the message says why."""
 
 

@@ -27,6 +27,7 @@ import polars as pl
 
 from . import models
 from .store import Store, append, frame
+from .errors import MatstoreError
 
 _COLUMNS = ["name", "version", "kind", "config", "hyperparams", "training_query", "training_rows",
             "data_hash", "split", "metrics", "weights", "weights_sha256", "software", "device",
@@ -34,7 +35,7 @@ _COLUMNS = ["name", "version", "kind", "config", "hyperparams", "training_query"
 _JSON_COLUMNS = ("config", "hyperparams", "split", "metrics", "software")
 
 
-class ModelError(RuntimeError):
+class ModelError(MatstoreError, RuntimeError):
     """A model that cannot be found, loaded or imported; the message names it and says why."""
 
 

@@ -13,11 +13,12 @@ from pathlib import Path
 import polars as pl
 
 from .store import Store, frame, view_definitions
+from .errors import MatstoreError
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_]+$")
 
 
-class ReportError(RuntimeError):
+class ReportError(MatstoreError, RuntimeError):
     """A screen or report that cannot be made; the message says why."""
 
 

@@ -32,6 +32,7 @@ import pyarrow as pa
 
 from . import compositions
 from .store import Store, StoreError, append, append_new, frame
+from .errors import MatstoreError
 
 # samples per batch (= per transaction) when none is given: on a CPU ~4 s of generator work (a
 # kill loses little); on a GPU ~50 ms at 5M samples/s, and each commit fills whole row groups
@@ -41,7 +42,7 @@ FLUSH_SECONDS = 30.0        # ...but a watching user sees predictions at least t
 _MASK63 = (1 << 63) - 1
 
 
-class RunError(RuntimeError):
+class RunError(MatstoreError, RuntimeError):
     """A run that cannot be started or resumed; the message names it and says why."""
 
 

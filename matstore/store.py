@@ -22,12 +22,13 @@ import pyarrow as pa
 
 from . import locking, migrations
 from .resources import resource_dir
+from .errors import MatstoreError
 
 DEFAULT_PATH = "matstore.duckdb"
 _PREPARED: set[str] = set()  # paths migrated + views refreshed by this process
 
 
-class StoreError(RuntimeError):
+class StoreError(MatstoreError, RuntimeError):
     """A store that cannot be opened or used as asked; the message says why."""
 
 

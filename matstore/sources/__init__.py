@@ -18,6 +18,8 @@ from typing import Iterator
 
 import polars as pl
 
+from ..errors import MatstoreError
+
 # Property names the store knows, with their units; a file's columns map onto these.
 UNITS = {
     "formation_energy_per_atom": "eV/atom",
@@ -39,7 +41,7 @@ COLUMN_ALIASES = {
 CHUNK_ROWS = 50_000
 
 
-class SourceError(ValueError):
+class SourceError(MatstoreError, ValueError):
     """A source that cannot be read or used as asked; the message names it and says why."""
 
 
