@@ -44,9 +44,11 @@ import shutil
 import socket
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterator
 
 import duckdb
 import polars as pl
@@ -55,7 +57,7 @@ from . import compositions as C
 from . import locking, migrations
 from .errors import MatstoreError
 from .recovery import pid_alive, this_process_start
-from .store import Store, _is_lock_error
+from .store import Store, StoreError, _is_lock_error
 
 SRC = "_matstore_merge_src"
 COPY_PREFIX = ".matstore-merge-"
@@ -151,31 +153,52 @@ def merge(store: Store, other_path: str | Path) -> MergeResult:
         if upgraded:  # upgrade only the copy, never the collaborator's file
             _upgrade(copy, other)
         schema = expected_schema()
-        with store.connect(write=True) as con:
-            con.execute("SET autoinstall_known_extensions = false")
-            con.execute("SET autoload_known_extensions = false")
-            con.execute(f"ATTACH '{_q(copy)}' AS {SRC} (READ_ONLY)")
+        _validate_read_only(store, copy, schema, str(other))  # a refusal leaves the file as it was
+        with store.connect(write=True) as con, _attached(con, copy):
+            con.execute("BEGIN TRANSACTION")
             try:
-                con.execute("SET enable_external_access = false")  # until this connection closes
-                try:
-                    validate(con, schema, str(other))
-                except duckdb.Error as e:
-                    raise MergeError(f"merge: {other} cannot be checked: {e}; nothing was merged") from e
-                con.execute("BEGIN TRANSACTION")
-                try:
-                    added, maps = _merge_into(con, schema)
-                    con.execute("COMMIT")
-                except BaseException as e:
-                    con.execute("ROLLBACK")
-                    if isinstance(e, duckdb.Error):
-                        raise MergeError(f"merge: writing into {store.path} failed, nothing was "
-                                         f"changed: {e}") from e
-                    raise
-            finally:
-                con.execute(f"DETACH {SRC}")
+                _check_against_ours(con, schema, str(other))  # again: this store may have changed
+                added, maps = _merge_into(con, schema)
+                con.execute("COMMIT")
+            except BaseException as e:
+                con.execute("ROLLBACK")
+                if isinstance(e, duckdb.Error):
+                    raise MergeError(f"merge: writing into {store.path} failed, nothing was "
+                                     f"changed: {e}") from e
+                raise
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
     return MergeResult(str(other), version, upgraded, added, maps)
+
+
+@contextmanager
+def _attached(con, copy: str) -> Iterator[None]:
+    """The copy attached read-only as SRC; no file access or extension loading from then on."""
+    con.execute("SET autoinstall_known_extensions = false")
+    con.execute("SET autoload_known_extensions = false")
+    con.execute(f"ATTACH '{_q(copy)}' AS {SRC} (READ_ONLY)")
+    try:
+        con.execute("SET enable_external_access = false")  # until this connection closes
+        yield
+    finally:
+        con.execute(f"DETACH {SRC}")
+
+
+def _validate_read_only(store: Store, copy: str, schema: dict, other: str) -> None:
+    """validate() on a read-only connection to this store, so a refusal changes no byte of it."""
+    for attempt in range(2):
+        try:
+            with store.connect(write=False) as con, _attached(con, copy):
+                try:
+                    validate(con, schema, other)
+                except duckdb.Error as e:
+                    raise MergeError(f"merge: {other} cannot be checked: {e}; nothing was merged") from e
+            return
+        except StoreError:
+            if attempt:
+                raise
+            with store.connect(write=True):  # an older store is upgraded first, as any write does
+                pass
 
 
 # --- the temporary copy ----------------------------------------------------------------------------
@@ -303,7 +326,6 @@ def _schema_of(con, catalog: str) -> dict[str, list[tuple[str, str]]]:
 def validate(con, schema: dict[str, list[tuple[str, str]]], other: str) -> None:
     """Check the attached copy (SRC) completely; raises MergeError naming the first problem."""
     _check_schema(_schema_of(con, SRC), schema, other)
-    _check_schema(_schema_of(con, _catalog(con)), schema, "this store")
     for table, cols in UNIQUE.items():
         _check_unique(con, table, cols, other)
     _check_compositions(con, other)
@@ -319,8 +341,32 @@ def validate(con, schema: dict[str, list[tuple[str, str]]], other: str) -> None:
                         f"AND NOT isfinite({_id(col)})")
         if n:
             raise MergeError(f"merge: {other}: {n} rows of {table} have a non-finite {col} (inf/NaN)")
-    _check_features(con, other)
     _check_models(con, other)
+    _check_against_ours(con, schema, other)
+
+
+def _check_against_ours(con, schema: dict, other: str) -> None:
+    """What depends on this store's rows: the same schema, no composition_id that is another
+    composition here (a key collision or a forged row), no formula under another id, feature
+    vectors of the same length."""
+    _check_schema(_schema_of(con, _catalog(con)), schema, "this store")
+    clash = con.execute(f"""
+        SELECT s.composition_id, s.formula, t.formula FROM {SRC}.compositions s
+        JOIN compositions t USING (composition_id)
+        WHERE (s.formula, s.elements, s.counts, s.n_elements, s.n_atoms)
+              IS DISTINCT FROM (t.formula, t.elements, t.counts, t.n_elements, t.n_atoms)
+        LIMIT 1""").fetchall()
+    if clash:
+        cid, theirs, ours = clash[0]
+        raise MergeError(f"merge: {other}: composition_id {cid} is {theirs!r} there but {ours!r} "
+                         f"here (a key collision or a forged row); nothing was merged")
+    dup = con.execute(f"""
+        SELECT s.formula FROM {SRC}.compositions s JOIN compositions t
+          ON t.formula = s.formula AND t.composition_id <> s.composition_id LIMIT 1""").fetchall()
+    if dup:
+        raise MergeError(f"merge: {other}: formula {dup[0][0]!r} has another composition_id there "
+                         f"than here; nothing was merged")
+    _check_features(con, other)
 
 
 def _check_schema(got: dict, want: dict, who: str) -> None:
@@ -388,20 +434,11 @@ def composition_problem(row: dict) -> str | None:
 
 
 def _check_compositions(con, other: str) -> None:
-    """Every composition new to this store recomputed; one we have must be the same row."""
-    cols = "composition_id, formula, elements, counts, n_elements, n_atoms"
-    clash = con.execute(f"""
-        SELECT s.composition_id, s.formula, t.formula FROM {SRC}.compositions s
-        JOIN compositions t USING (composition_id)
-        WHERE (s.formula, s.elements, s.counts, s.n_elements, s.n_atoms)
-              IS DISTINCT FROM (t.formula, t.elements, t.counts, t.n_elements, t.n_atoms)
-        LIMIT 1""").fetchall()
-    if clash:
-        cid, theirs, ours = clash[0]
-        raise MergeError(f"merge: {other}: composition_id {cid} is {theirs!r} there but {ours!r} "
-                         f"here (a key collision or a forged row); nothing was merged")
+    """Every composition new to this store recomputed (one we have is compared as a whole row
+    by _check_against_ours)."""
     new = pl.from_arrow(con.sql(f"""
-        SELECT {cols} FROM {SRC}.compositions s
+        SELECT composition_id, formula, elements, counts, n_elements, n_atoms
+        FROM {SRC}.compositions s
         WHERE NOT EXISTS (SELECT 1 FROM compositions t WHERE t.composition_id = s.composition_id)
         """).to_arrow_table())
     bad = []
@@ -415,12 +452,6 @@ def _check_compositions(con, other: str) -> None:
         n = "several" if len(bad) == 3 else len(bad)
         raise MergeError(f"merge: {other}: {n} invalid compositions, e.g. {'; '.join(bad)}; "
                          f"nothing was merged")
-    dup = con.execute(f"""
-        SELECT s.formula FROM {SRC}.compositions s JOIN compositions t
-          ON t.formula = s.formula AND t.composition_id <> s.composition_id LIMIT 1""").fetchall()
-    if dup:
-        raise MergeError(f"merge: {other}: formula {dup[0][0]!r} has another composition_id there "
-                         f"than here; nothing was merged")
 
 
 def _check_materials(con, other: str) -> None:
