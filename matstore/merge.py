@@ -57,7 +57,7 @@ from . import compositions as C
 from . import locking, migrations
 from .errors import MatstoreError
 from .recovery import pid_alive, this_process_start
-from .store import Store, StoreError, _is_lock_error
+from .store import Store, _is_lock_error
 
 SRC = "_matstore_merge_src"
 COPY_PREFIX = ".matstore-merge-"
@@ -65,8 +65,8 @@ OWNER_FILE = "owner.json"
 ORPHAN_AGE_S = 3600  # a copy folder without an owner file (older matstore, or killed at birth)
 
 # DuckDB settings for every connection that reads a received file.
-GUARDS = {"enable_external_access": False, "autoinstall_known_extensions": False,
-          "autoload_known_extensions": False}
+_NO_EXTENSIONS = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+GUARDS = {"enable_external_access": False, **_NO_EXTENSIONS}
 
 # Tables whose integer id we remap: (id column, identity columns, sequence or None).
 ID_TABLES = {
@@ -173,12 +173,15 @@ def merge(store: Store, other_path: str | Path) -> MergeResult:
 
 @contextmanager
 def _attached(con, copy: str) -> Iterator[None]:
-    """The copy attached read-only as SRC; no file access or extension loading from then on."""
+    """The copy attached read-only as SRC; from then on this connection touches no other file
+    (no COPY TO, read_csv, ATTACH, extension install/load) and its configuration is locked."""
     con.execute("SET autoinstall_known_extensions = false")
     con.execute("SET autoload_known_extensions = false")
+    con.execute("SET allowed_paths = ?", [[copy, copy + ".wal"]])
+    con.execute("SET enable_external_access = false")  # until this connection closes
+    con.execute("SET lock_configuration = true")
     con.execute(f"ATTACH '{_q(copy)}' AS {SRC} (READ_ONLY)")
     try:
-        con.execute("SET enable_external_access = false")  # until this connection closes
         yield
     finally:
         con.execute(f"DETACH {SRC}")
@@ -187,18 +190,21 @@ def _attached(con, copy: str) -> Iterator[None]:
 def _validate_read_only(store: Store, copy: str, schema: dict, other: str) -> None:
     """validate() on a read-only connection to this store, so a refusal changes no byte of it."""
     for attempt in range(2):
+        con = _open_guarded(Path(store.path), time.monotonic() + store.lock_timeout, _NO_EXTENSIONS)
         try:
-            with store.connect(write=False) as con, _attached(con, copy):
+            if migrations.current_version(con) < migrations.latest_version() and not attempt:
+                con.close()
+                with store.connect(write=True):  # an older store is upgraded first, as by any write
+                    pass
+                continue
+            with _attached(con, copy):
                 try:
                     validate(con, schema, other)
                 except duckdb.Error as e:
                     raise MergeError(f"merge: {other} cannot be checked: {e}; nothing was merged") from e
             return
-        except StoreError:
-            if attempt:
-                raise
-            with store.connect(write=True):  # an older store is upgraded first, as any write does
-                pass
+        finally:
+            con.close()
 
 
 # --- the temporary copy ----------------------------------------------------------------------------
@@ -239,13 +245,13 @@ def remove_stale_copies(folder: str | Path) -> list[Path]:
     return removed
 
 
-def _open_guarded(path: Path, deadline: float) -> duckdb.DuckDBPyConnection:
-    """A read-only connection to a received file, with the guards, retried while it is locked."""
+def _open_guarded(path: Path, deadline: float, config: dict | None = None) -> duckdb.DuckDBPyConnection:
+    """A read-only connection (default: with all GUARDS), retried while the file is locked."""
     delay = 0.005
     while True:
         try:
             locking.wait_turn(str(path), deadline)
-            return duckdb.connect(str(path), read_only=True, config=GUARDS)
+            return duckdb.connect(str(path), read_only=True, config=GUARDS if config is None else config)
         except locking.GateTimeout as e:
             raise MergeError(f"merge: cannot read {path}: {e}") from e
         except duckdb.Error as e:

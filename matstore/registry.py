@@ -372,7 +372,13 @@ def import_models(store: Store, path: str | Path) -> ImportResult:
         raise ModelError(f"model file {path} lacks columns {missing}")
     rows = df.to_dicts()
     for rec in rows:  # validate everything first: a bad file leaves the store as it was
-        check = {**rec, "config": json.loads(rec["config"]) if rec["config"] else {}}
+        try:
+            check = {**rec, "config": json.loads(rec["config"]) if rec["config"] else {}}
+            for c in ("hyperparams", "split", "metrics", "software"):
+                json.loads(rec[c]) if rec[c] else None
+        except (TypeError, ValueError) as e:
+            raise ModelError(f"model file {path}: {rec.get('name')}@{rec.get('version')} has a "
+                             f"JSON column that does not parse: {e}") from None
         check.setdefault("model_id", "?")
         _rebuild(check)
     imported, skipped = [], []

@@ -344,7 +344,15 @@ def test_legacy_pickled_forest_converts_only_with_trust(store, tmp_path, read_fo
         load_model(store, "rf-fe")
     with pytest.raises(ModelError, match="trust"):
         convert_forests(store)
-    assert convert_forests(store, trust=True) == ["rf-fe@1"]
+    from click.testing import CliRunner
+
+    from matstore.cli import main
+
+    res = CliRunner().invoke(main, ["models", "convert", "rf-fe", "--db", store.path])
+    assert res.exit_code == 1 and "trust" in res.output and "Traceback" not in res.output, res.output
+    res = CliRunner().invoke(main, ["models", "convert", "rf-fe", "--trust", "--db", store.path])
+    assert res.exit_code == 0 and "converted rf-fe@1" in res.output, res.output
+    assert convert_forests(store, trust=True) == []  # nothing pickled is left
     assert np.array_equal(load_model(store, "rf-fe").predict(batch), want)
     # even with trust, the restricted unpickler refuses a pickle that names os.system
     marker = tmp_path / "PWNED"
