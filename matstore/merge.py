@@ -154,18 +154,18 @@ def merge(store: Store, other_path: str | Path) -> MergeResult:
             _upgrade(copy, other)
         schema = expected_schema()
         _validate_read_only(store, copy, schema, str(other))  # a refusal leaves the file as it was
-        with store.connect(write=True) as con, _attached(con, copy):
-            con.execute("BEGIN TRANSACTION")
-            try:
-                _check_against_ours(con, schema, str(other))  # again: this store may have changed
-                added, maps = _merge_into(con, schema)
-                con.execute("COMMIT")
-            except BaseException as e:
-                con.execute("ROLLBACK")
-                if isinstance(e, duckdb.Error):
-                    raise MergeError(f"merge: writing into {store.path} failed, nothing was "
-                                     f"changed: {e}") from e
-                raise
+        try:
+            with store.connect(write=True) as con, _attached(con, copy):
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    _check_against_ours(con, schema, str(other))  # again: this store may have changed
+                    added, maps = _merge_into(con, schema)
+                    con.execute("COMMIT")
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+        except duckdb.Error as e:
+            raise MergeError(f"merge: writing into {store.path} failed, nothing was changed: {e}") from e
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
     return MergeResult(str(other), version, upgraded, added, maps)
