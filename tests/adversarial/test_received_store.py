@@ -313,6 +313,14 @@ def test_forest_weights_are_arrays_and_malformed_trees_are_refused(store, read_f
     _rf_store(store, read_formulas)
     w = get_record(store, "rf-fe")["weights"]
     assert w.startswith(forest.MAGIC)
+    # the rebuilt forest predicts what sklearn's (sequential) forest predicts, bit for bit
+    from matstore.compositions import CompositionBatch
+    from matstore.features import get
+
+    batch = CompositionBatch.from_formulas(read_formulas("mp/e_form.csv")["formula"].head(300).to_list())
+    loaded = load_model(store, "rf-fe")
+    est = loaded.module.estimator.set_params(n_jobs=1)
+    assert np.array_equal(loaded.predict(batch), est.predict(get("magpie").transform(batch).reshape(len(batch), -1)))
     np.load(io.BytesIO(w[len(forest.MAGIC):]), allow_pickle=False)  # plain arrays only
     arrays = dict(np.load(io.BytesIO(w[len(forest.MAGIC):]), allow_pickle=False))
     arrays["left_child"] = arrays["left_child"].copy()
