@@ -449,3 +449,22 @@ def test_disk_full_during_the_copy_is_a_clear_error(stores, tmp_path, monkeypatc
     assert res.exit_code == 1 and "the disk is full" in out and "Traceback" not in out, out
     assert not list(tmp_path.glob(COPY_PREFIX + "*"))
     assert _state(a) == before
+
+
+def test_torch_weights_with_a_code_running_pickle_run_nothing(store, tmp_path):
+    """torch.save wraps a pickle too: weights_only=True refuses any global that is not a tensor."""
+    import torch
+
+    from matstore import models
+    from matstore.registry import ModelError, load_model, save_model
+
+    m = models.build("elemnet", {"n_inputs": 86})
+    save_model(store, "fe", "elemnet", m, m.config, {"property": "formation_energy_per_atom",
+               "featurizer": "fractions"}, "SELECT 1", 1, "h", {}, {}, "cpu", 0)
+    marker = tmp_path / "PWNED"
+    buf = io.BytesIO()
+    torch.save({"layers.0.weight": _Evil(marker)}, buf)
+    _set_weights(store, buf.getvalue(), "name = 'fe'")
+    with pytest.raises(ModelError, match=r"fe@1 .*not a readable torch state_dict"):
+        load_model(store, "fe")
+    assert not marker.exists()
