@@ -389,5 +389,17 @@ def models_import(file, db):
         console.print(f"skipped {s}")
 
 
+@models.command("convert")
+@click.argument("refs", nargs=-1)
+@click.option("--trust", is_flag=True, help="I trust where this store came from (reads pickles).")
+@store_option
+def models_convert(refs, trust, db):
+    """Rewrite forests pickled by an older matstore (REFS, default: all) as plain arrays."""
+    from .registry import convert_forests
+
+    done = convert_forests(Store(db), list(refs) or None, trust=trust)
+    console.print(f"converted {', '.join(done)}" if done else "no pickled forests to convert")
+
+
 if __name__ == "__main__":
     main()

@@ -6,8 +6,18 @@ weights (sha256, then state_dict keys and shapes) with a message naming the mode
 fit. ``export_models``/``import_models`` move versions between stores as one Parquet file (the
 row, weights included), skipping a version whose weights are already stored under that name.
 
-Torch weights are ``torch.save(state_dict)`` bytes, loaded with ``weights_only=True``. Forests are
-joblib pickles: only import files from people you trust (unpickling runs code).
+Weights never run code when loaded, wherever they came from (this store, ``models import``, a
+merged store): torch weights are ``torch.save(state_dict)`` bytes loaded with ``weights_only=True``
+(torch's restricted unpickler: tensors and containers only); forests are plain arrays
+(``models.forest``: an npz archive read with ``allow_pickle=False``, tree structure checked).
+Anything else is refused with a ModelError naming the model.
+
+Forests saved by older matstore versions are joblib pickles. They are not converted silently on
+upgrade: the store they sit in may have been received from someone else (``merge``), and
+unpickling can run code. Loading one says so; ``convert_forests(store, refs, trust=True)`` (CLI:
+``matstore models convert REF --trust``) rewrites them in the array format, reading the pickle
+through an unpickler restricted to the sklearn/numpy/joblib classes of a forest. Retraining is the
+alternative that needs no trust at all.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ import numpy as np
 import polars as pl
 
 from . import models
+from .models import forest
 from .store import Store, append, frame
 from .errors import MatstoreError
 
@@ -71,10 +82,8 @@ def serialize(kind: str, module) -> bytes:
         import torch  # noqa: PLC0415
 
         torch.save({k: v.detach().cpu() for k, v in module.state_dict().items()}, buf)
-    else:
-        import joblib  # noqa: PLC0415
-
-        joblib.dump(module.estimator if hasattr(module, "estimator") else module, buf, compress=3)
+    else:  # plain arrays, never a pickle (see models.forest)
+        return forest.dump_forest(module.estimator if hasattr(module, "estimator") else module)
     return buf.getvalue()
 
 
@@ -268,17 +277,14 @@ def _rebuild(record: dict):
         module.load_state_dict(state)
         module.eval()
         return module
-    import joblib  # noqa: PLC0415
-    from sklearn.base import RegressorMixin  # noqa: PLC0415
-
     try:
-        est = joblib.load(io.BytesIO(weights))
-    except Exception as e:  # noqa: BLE001
-        raise ModelError(f"model {ref}: weights are not a readable estimator pickle: {e}") from None
-    if not isinstance(est, RegressorMixin):
-        raise ModelError(f"model {ref}: stored estimator is a {type(est).__name__}, not a regressor")
-    module.estimator = est
-    return module
+        return forest.load_forest(weights, module.config, seed=record.get("seed") or 0)
+    except forest.LegacyPickleError as e:
+        raise ModelError(f"model {ref}: {e}; retrain it, or if you trust where this store came "
+                         f"from convert it with `matstore models convert "
+                         f"{record['name']}@{record['version']} --trust`") from None
+    except forest.ForestFormatError as e:
+        raise ModelError(f"model {ref}: {e}") from None
 
 
 def _check_state(ref: str, kind: str, expected: dict, got: Any) -> None:
@@ -366,7 +372,13 @@ def import_models(store: Store, path: str | Path) -> ImportResult:
         raise ModelError(f"model file {path} lacks columns {missing}")
     rows = df.to_dicts()
     for rec in rows:  # validate everything first: a bad file leaves the store as it was
-        check = {**rec, "config": json.loads(rec["config"]) if rec["config"] else {}}
+        try:
+            check = {**rec, "config": json.loads(rec["config"]) if rec["config"] else {}}
+            for c in ("hyperparams", "split", "metrics", "software"):
+                json.loads(rec[c]) if rec[c] else None
+        except (TypeError, ValueError) as e:
+            raise ModelError(f"model file {path}: {rec.get('name')}@{rec.get('version')} has a "
+                             f"JSON column that does not parse: {e}") from None
         check.setdefault("model_id", "?")
         _rebuild(check)
     imported, skipped = [], []
@@ -383,3 +395,46 @@ def import_models(store: Store, path: str | Path) -> ImportResult:
             imported.append(ModelVersion(model_id, rec["name"], version, rec["kind"],
                                          rec["weights_sha256"], metrics))
     return ImportResult(imported, skipped)
+
+
+def convert_forests(store: Store, refs: list | None = None, trust: bool = False) -> list[str]:
+    """Rewrite pickled forests (older matstore) in the array format; returns the refs converted.
+
+    Needs trust=True: the pickle is read through a restricted unpickler (models.forest), but the
+    caller vouches for where the store came from. The weights sha256 is updated; the model keeps
+    its id, name and version (its predictions are the same).
+    """
+    if not trust:
+        raise ModelError("converting pickled forests reads pickles: pass trust=True (CLI: --trust) "
+                         "only for a store whose origin you trust, or retrain the model instead")
+    with store.connect() as con:
+        if refs:
+            ids = [get_record(store, r, weights=False)["model_id"] for r in refs]
+        else:
+            ids = [r[0] for r in con.execute("SELECT model_id FROM model_versions WHERE kind = 'rf' "
+                                             "ORDER BY model_id").fetchall()]
+    converted = []
+    updates = []
+    for model_id in ids:
+        rec = get_record(store, model_id)
+        ref = f"{rec['name']}@{rec['version']}"
+        if rec["kind"] != "rf" or rec.get("weights") is None:
+            continue
+        if not forest.looks_pickled(rec["weights"]):
+            continue  # already arrays (or not a pickle: load_model reports what it is)
+        sha = hashlib.sha256(rec["weights"]).hexdigest()
+        if sha != rec.get("weights_sha256"):
+            raise ModelError(f"model {ref}: weights are corrupt (sha256 does not match); not converted")
+        cfg = models.make_config("rf", rec["config"])
+        try:
+            new = forest.convert_legacy_pickle(rec["weights"], cfg, rec.get("seed") or 0)
+        except forest.ForestFormatError as e:
+            raise ModelError(f"model {ref}: {e}") from None
+        updates.append((model_id, new, hashlib.sha256(new).hexdigest()))
+        converted.append(ref)
+    if updates:
+        with store.transaction() as con:
+            for model_id, new, sha in updates:
+                con.execute("UPDATE model_versions SET weights = ?, weights_sha256 = ? WHERE model_id = ?",
+                            [new, sha, model_id])
+    return converted

@@ -52,7 +52,7 @@ def build_part(store: Store, part: str, data: Path, read_formulas, gan: list[str
             "INSERT INTO model_versions (name, version, kind, weights, weights_sha256, data_hash, seed, "
             "device, created_at) SELECT 'gan', coalesce(max(version), 0) + 1, 'wgan', ?, ?, ?, ?, 'cpu', ? "
             "FROM model_versions WHERE name = 'gan' RETURNING model_id",
-            [part.encode() * 8, hashlib.sha256(part.encode()).hexdigest(), f"data-{part}", 11,
+            [part.encode() * 8, hashlib.sha256(part.encode() * 8).hexdigest(), f"data-{part}", 11,
              p["at"]]).fetchall()[0][0]
         run_id = con.execute(
             "INSERT INTO runs (kind, model_id, params, seed, device, status, started_at, n_requested, "
@@ -223,7 +223,10 @@ def test_older_schema_is_upgraded_in_a_copy_only(tmp_path):
     nacl = C.parse("NaCl")
     con.execute("INSERT INTO compositions VALUES (?, 'NaCl', ['Na','Cl'], [1,1], 2, 2)", [nacl.composition_id])
     con.execute("INSERT INTO ingests (ingest_id, source, status, started_at) VALUES (1, 'csv', 'done', now())")
-    con.execute("INSERT INTO materials VALUES (77, 1, 'csv', 'x#1', ?, 'NaCl')", [nacl.composition_id])
+    from matstore.ingest import material_ids
+
+    con.execute("INSERT INTO materials VALUES (?, 1, 'csv', 'x#1', ?, 'NaCl')",
+                [material_ids("csv", ["x#1"])[0], nacl.composition_id])
     con.close()
     theirs = _fingerprint(old)
     a = Store.init(tmp_path / "a.duckdb")

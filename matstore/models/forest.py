@@ -3,14 +3,55 @@ against. A thin scikit-learn wrapper with the regressors' small face: ``predict(
 
 Decisions: 100 trees, max_features 1/3 (regression default of Breiman), min_samples_leaf 1;
 scikit-learn's forest handles NaN features (elements without a Magpie value) natively.
+
+Weights format (``dump_forest``/``load_forest``): the trees as plain arrays, never a pickle, so
+loading a received model cannot run code. The bytes are ``MAGIC`` followed by an ``np.savez``
+archive read with ``allow_pickle=False``; every array's name, dtype and shape is checked, and the
+tree structure is checked (children inside the tree and after their parent, features inside the
+input) before sklearn's Cython code walks it, because a bad index there reads arbitrary memory.
+Forests stored by older matstore versions were joblib pickles: ``load_forest`` refuses them
+(``LegacyPickleError``); ``convert_legacy_pickle`` turns one into this format through an
+unpickler restricted to the few sklearn/numpy/joblib classes a forest is made of, and only when
+the caller says the file is trusted (``matstore models convert REF --trust``).
 """
 
 from __future__ import annotations
 
+import io
+import os
+import pickle
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
 from sklearn.ensemble import RandomForestRegressor
+
+from ..errors import MatstoreError
+
+MAGIC = b"matstore-forest-v1\n"
+# Every entry of the archive: name -> (dtype, number of dimensions).
+_ARRAYS = {
+    "meta": (np.int64, 1),            # n_features, n_outputs, n_trees
+    "offsets": (np.int64, 1),         # node offsets of the trees in the flat arrays (n_trees + 1)
+    "max_depth": (np.int64, 1),       # per tree
+    "left_child": (np.int64, 1), "right_child": (np.int64, 1), "feature": (np.int64, 1),
+    "threshold": (np.float64, 1), "impurity": (np.float64, 1), "n_node_samples": (np.int64, 1),
+    "weighted_n_node_samples": (np.float64, 1), "missing_go_to_left": (np.uint8, 1),
+    "value": (np.float64, 3),         # (nodes, n_outputs, 1)
+}
+_NODE_FIELDS = ["left_child", "right_child", "feature", "threshold", "impurity", "n_node_samples",
+                "weighted_n_node_samples", "missing_go_to_left"]
+_CHUNK = 16384  # rows per prediction task
+MAX_NODES = 1 << 28  # ~17 GB of nodes: larger archives are refused before they are inflated
+
+
+class ForestFormatError(MatstoreError, ValueError):
+    """Forest weights that are not the safe array format, or whose trees are malformed."""
+
+
+class LegacyPickleError(ForestFormatError):
+    """Forest weights pickled by an older matstore: not loaded, since unpickling can run code."""
 
 
 @dataclass
@@ -30,14 +71,204 @@ class ForestRegressor:
 
     def __init__(self, config: ForestConfig, seed: int = 0, estimator: RandomForestRegressor | None = None):
         self.config = config
-        self.estimator = estimator or RandomForestRegressor(
-            n_estimators=config.n_estimators, max_features=config.max_features,
-            min_samples_leaf=config.min_samples_leaf, max_depth=config.max_depth,
-            n_jobs=config.n_jobs, random_state=seed)
+        self.estimator = estimator or _new_estimator(config, seed)
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> "ForestRegressor":
         self.estimator.fit(np.asarray(x, dtype=np.float32).reshape(len(x), -1), np.asarray(y))
         return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return self.estimator.predict(np.asarray(x, dtype=np.float32).reshape(len(x), -1))
+        """The trees' mean, summed in tree order for every row (what sklearn computes with
+        n_jobs=1, bit for bit), with threads over row chunks: sklearn's own threads add trees in
+        the order they finish, so its results vary in the last bits from call to call."""
+        if len(x) == 0:
+            return np.zeros(0, dtype=np.float64)
+        x = np.ascontiguousarray(np.asarray(x, dtype=np.float32).reshape(len(x), -1))
+        est = self.estimator
+        if x.shape[1] != est.n_features_in_:
+            raise ValueError(f"forest expects {est.n_features_in_} features, got {x.shape[1]}")
+        trees = est.estimators_
+
+        def part(lo: int) -> np.ndarray:
+            xc = x[lo:lo + _CHUNK]
+            y = np.zeros(len(xc), dtype=np.float64)
+            for t in trees:  # tree.predict releases the GIL
+                y += t.predict(xc, check_input=False)
+            return y / len(trees)
+
+        starts = range(0, len(x), _CHUNK)
+        threads = min(len(starts), os.cpu_count() or 1 if est.n_jobs in (None, -1) else max(1, est.n_jobs))
+        if threads <= 1:
+            return np.concatenate([part(lo) for lo in starts])
+        with ThreadPoolExecutor(threads) as pool:
+            return np.concatenate(list(pool.map(part, starts)))
+
+
+def _new_estimator(config: ForestConfig, seed: int) -> RandomForestRegressor:
+    return RandomForestRegressor(
+        n_estimators=config.n_estimators, max_features=config.max_features,
+        min_samples_leaf=config.min_samples_leaf, max_depth=config.max_depth,
+        n_jobs=config.n_jobs, random_state=seed)
+
+
+# --- weights as arrays ---------------------------------------------------------------------------
+
+def dump_forest(estimator: RandomForestRegressor) -> bytes:
+    """A fitted forest -> MAGIC + npz bytes (plain arrays only)."""
+    trees = [e.tree_ for e in estimator.estimators_]
+    if not trees:
+        raise ForestFormatError("forest has no fitted trees")
+    states = [t.__getstate__() for t in trees]
+    counts = [s["node_count"] for s in states]
+    arrays = {
+        "meta": np.array([estimator.n_features_in_, estimator.n_outputs_, len(trees)], np.int64),
+        "offsets": np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        "max_depth": np.array([s["max_depth"] for s in states], np.int64),
+        "value": np.concatenate([np.asarray(s["values"], np.float64) for s in states]),
+    }
+    nodes = np.concatenate([s["nodes"] for s in states])
+    for f in _NODE_FIELDS:
+        arrays[f] = np.ascontiguousarray(nodes[f], dtype=_ARRAYS[f][0])
+    buf = io.BytesIO()
+    buf.write(MAGIC)
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
+
+
+def _read_arrays(data: bytes) -> dict[str, np.ndarray]:
+    if not data.startswith(MAGIC):
+        if looks_pickled(data):
+            raise LegacyPickleError("weights are a pickled scikit-learn forest (matstore's older "
+                                    "format); pickles can run code, so they are not loaded")
+        raise ForestFormatError("weights are not a matstore forest (no matstore-forest-v1 header)")
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data[len(MAGIC):]))
+        names = {n.removesuffix(".npy"): n for n in zf.namelist()}
+        if set(names) != set(_ARRAYS):
+            raise ForestFormatError(f"forest archive has arrays {sorted(names)}, expected "
+                                    f"{sorted(_ARRAYS)}")
+        if sum(i.file_size for i in zf.infolist()) > MAX_NODES * 128:
+            raise ForestFormatError("forest archive is too large to load")
+        npz = np.load(io.BytesIO(data[len(MAGIC):]), allow_pickle=False)
+        out = {k: npz[k] for k in _ARRAYS}
+    except ForestFormatError:
+        raise
+    except Exception as e:  # noqa: BLE001 (zip/npy reader errors: unreadable weights)
+        raise ForestFormatError(f"forest archive is unreadable: {e}") from None
+    for k, (dtype, ndim) in _ARRAYS.items():
+        a = out[k]
+        if a.dtype != np.dtype(dtype) or a.ndim != ndim:
+            raise ForestFormatError(f"forest array {k!r} is {a.dtype}[{a.ndim}d], expected "
+                                    f"{np.dtype(dtype)}[{ndim}d]")
+    return out
+
+
+def looks_pickled(data: bytes) -> bool:
+    """A raw pickle (protocol 2+ starts with 0x80) or joblib's zlib/gzip-compressed pickle."""
+    return data[:1] in (b"\x80", b"x") or data[:2] == b"\x1f\x8b"
+
+
+def _check_trees(a: dict[str, np.ndarray]) -> tuple[int, int, int]:
+    """Structure checks that make sklearn's tree walk stay inside the arrays."""
+    if a["meta"].shape != (3,):
+        raise ForestFormatError("forest meta must be (n_features, n_outputs, n_trees)")
+    n_features, n_outputs, n_trees = (int(v) for v in a["meta"])
+    if n_features < 1 or n_outputs != 1 or n_trees < 1:
+        raise ForestFormatError(f"forest with {n_features} features, {n_outputs} outputs and "
+                                f"{n_trees} trees: expected >= 1 feature, 1 output, >= 1 tree")
+    off = a["offsets"]
+    total = len(a["left_child"])
+    if (off.shape != (n_trees + 1,) or off[0] != 0 or off[-1] != total
+            or np.any(np.diff(off) < 1) or a["max_depth"].shape != (n_trees,)
+            or np.any(a["max_depth"] < 0) or total > MAX_NODES):
+        raise ForestFormatError("forest tree offsets/depths are inconsistent")
+    for f in _NODE_FIELDS:
+        if len(a[f]) != total:
+            raise ForestFormatError(f"forest array {f!r} has {len(a[f])} nodes, expected {total}")
+    if a["value"].shape != (total, n_outputs, 1):
+        raise ForestFormatError(f"forest values have shape {a['value'].shape}, expected "
+                                f"({total}, {n_outputs}, 1)")
+    local = np.arange(total) - np.repeat(off[:-1], np.diff(off))   # node index inside its tree
+    size = np.repeat(np.diff(off), np.diff(off))
+    left, right, feat = a["left_child"], a["right_child"], a["feature"]
+    leaf = left == -1
+    inner = ~leaf
+    ok = (np.all(right[leaf] == -1)
+          and np.all((left[inner] > local[inner]) & (left[inner] < size[inner]))
+          and np.all((right[inner] > local[inner]) & (right[inner] < size[inner]))
+          and np.all((feat[inner] >= 0) & (feat[inner] < n_features))
+          and np.all(a["missing_go_to_left"] <= 1))
+    if not ok:
+        raise ForestFormatError("forest trees are malformed (child or feature index out of range)")
+    return n_features, n_outputs, n_trees
+
+
+def load_forest(data: bytes, config: ForestConfig, seed: int = 0) -> ForestRegressor:
+    """MAGIC + npz bytes -> a ForestRegressor that predicts like the forest that was dumped."""
+    from sklearn.tree import DecisionTreeRegressor  # noqa: PLC0415
+    from sklearn.tree._tree import NODE_DTYPE, Tree  # noqa: PLC0415
+
+    a = _read_arrays(data)
+    n_features, n_outputs, n_trees = _check_trees(a)
+    est = _new_estimator(config, seed)
+    est.n_estimators = n_trees
+    est.estimator_ = DecisionTreeRegressor()
+    params = {p: getattr(est, p) for p in est.estimator_params}
+    trees = []
+    for i in range(n_trees):
+        lo, hi = int(a["offsets"][i]), int(a["offsets"][i + 1])
+        nodes = np.zeros(hi - lo, dtype=NODE_DTYPE)
+        for f in _NODE_FIELDS:
+            nodes[f] = a[f][lo:hi]
+        tree = Tree(n_features, np.ones(n_outputs, dtype=np.intp), n_outputs)
+        tree.__setstate__({"max_depth": int(a["max_depth"][i]), "node_count": hi - lo,
+                           "nodes": nodes, "values": np.ascontiguousarray(a["value"][lo:hi])})
+        t = DecisionTreeRegressor(**params)
+        t.tree_, t.n_features_in_, t.n_outputs_ = tree, n_features, n_outputs
+        t.max_features_ = n_features
+        trees.append(t)
+    est.estimators_ = trees
+    est.n_features_in_, est.n_outputs_ = n_features, n_outputs
+    return ForestRegressor(config, seed=seed, estimator=est)
+
+
+# --- one-off conversion of a trusted legacy pickle -----------------------------------------------
+
+_ALLOWED_GLOBALS = {
+    ("sklearn.ensemble._forest", "RandomForestRegressor"),
+    ("sklearn.tree._classes", "DecisionTreeRegressor"),
+    ("sklearn.tree._tree", "Tree"),
+    ("joblib.numpy_pickle", "NumpyArrayWrapper"),
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+}
+
+
+def convert_legacy_pickle(data: bytes, config: ForestConfig, seed: int = 0) -> bytes:
+    """A joblib-pickled forest (older matstore) -> the array format, through an unpickler that
+    resolves only the classes a fitted forest is made of. For files the user trusts: the allow-list
+    keeps known code-running globals out, but unpickling is never as safe as reading arrays."""
+    import gzip  # noqa: PLC0415
+    import zlib  # noqa: PLC0415
+
+    from joblib import numpy_pickle  # noqa: PLC0415
+
+    class Restricted(numpy_pickle.NumpyUnpickler):
+        def find_class(self, module, name):
+            if (module, name) not in _ALLOWED_GLOBALS:
+                raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a forest")
+            return super().find_class(module, name)
+
+    try:  # matstore wrote joblib.dump(compress=3): a zlib stream; gzip and raw pickles also read
+        raw = (zlib.decompress(data) if data[:1] == b"x" else gzip.decompress(data)
+               if data[:2] == b"\x1f\x8b" else data)
+        est = Restricted("<weights>", io.BytesIO(raw), ensure_native_byte_order=True).load()
+    except Exception as e:  # noqa: BLE001
+        raise ForestFormatError(f"pickled forest cannot be converted: {e}") from None
+    if not isinstance(est, RandomForestRegressor) or not all(
+            type(t).__name__ == "DecisionTreeRegressor" for t in getattr(est, "estimators_", [])):
+        raise ForestFormatError(f"pickled object is a {type(est).__name__}, not a fitted forest")
+    out = dump_forest(est)
+    load_forest(out, config, seed)  # the structure checks, before it is stored
+    return out
