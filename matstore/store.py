@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+from contextvars import ContextVar
 import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -26,6 +27,12 @@ from .errors import MatstoreError
 
 DEFAULT_PATH = "matstore.duckdb"
 _PREPARED: set[str] = set()  # paths migrated + views refreshed by this process
+# `matstore --read-only` sets this for the command it runs (no process-wide environment change)
+READ_ONLY: ContextVar[bool] = ContextVar("matstore_read_only", default=False)
+# DuckDB's own guards for connections that run SQL from a user or a file: no COPY TO/FROM,
+# EXPORT/IMPORT, ATTACH, read_csv & co. of other files, no INSTALL/LOAD of extensions.
+# lock_configuration comes last so that the SQL cannot SET them back.
+GUARD_SETTINGS = ("enable_external_access", "autoinstall_known_extensions", "autoload_known_extensions")
 
 
 class StoreError(MatstoreError, RuntimeError):
@@ -46,15 +53,20 @@ def view_definitions() -> dict[str, str]:
     return {p.stem: p.read_text().strip().rstrip(";") for p in sorted(resource_dir("sql").glob("*.sql"))}
 
 
-def create_views(con: duckdb.DuckDBPyConnection) -> None:
-    """(Re)create every view; views may use each other, so retry until all resolve."""
+def create_views(con: duckdb.DuckDBPyConnection, temp: bool = False) -> None:
+    """(Re)create every view; views may use each other, so retry until all resolve.
+
+    temp=True creates them as TEMP views of this connection only: they shadow the file's views of
+    the same name, so a read-only connection answers with the package's definitions, whatever a
+    received file stores under those names."""
     pending = view_definitions()
+    kind = "TEMP VIEW" if temp else "VIEW"
     while pending:
         errors = {}
         n_before = len(pending)
         for name, body in list(pending.items()):
             try:
-                con.execute(f'CREATE OR REPLACE VIEW "{name}" AS\n{body}')
+                con.execute(f'CREATE OR REPLACE {kind} "{name}" AS\n{body}')
                 del pending[name]
             except duckdb.CatalogException as e:
                 errors[name] = e
@@ -63,14 +75,32 @@ def create_views(con: duckdb.DuckDBPyConnection) -> None:
             raise StoreError(f"view sql/{name}.sql does not compile: {err}")
 
 
+def guard(con: duckdb.DuckDBPyConnection) -> None:
+    """Keep this connection's SQL inside its store: DuckDB's external-access guards, locked.
+
+    The settings are global to the DuckDB instance, which lives until its last connection closes
+    (matstore opens one connection per unit of work), so they never outlive this unit of work."""
+    for name in GUARD_SETTINGS:
+        con.execute(f"SET {name} = false")
+    con.execute("SET lock_configuration = true")
+
+
+def _builtins_before_file(con: duckdb.DuckDBPyConnection) -> None:
+    """Name resolution temp -> DuckDB's built-ins -> the file: a macro stored in a received file
+    (e.g. one named `abs` or `min`) cannot change what the package's views compute."""
+    db = con.execute("SELECT current_database()").fetchall()[0][0]
+    path = 'temp.main,system.main,"' + db.replace('"', '""') + '".main'
+    con.execute("SET search_path = '" + path.replace("'", "''") + "'")
+
+
 class Store:
     """A matstore DuckDB file. Cheap to construct; connections are opened per unit of work."""
 
     def __init__(self, path: str | os.PathLike | None = None, read_only: bool | None = None,
                  lock_timeout: float | None = None):
         self.path = str(Path(path if path is not None else default_path()))
-        # `matstore --read-only ...` sets MATSTORE_READ_ONLY for every Store the command makes
-        self.read_only = (os.environ.get("MATSTORE_READ_ONLY", "") not in ("", "0")
+        # `matstore --read-only ...` (READ_ONLY) or MATSTORE_READ_ONLY=1 make every Store read-only
+        self.read_only = (READ_ONLY.get() or os.environ.get("MATSTORE_READ_ONLY", "") not in ("", "0")
                           if read_only is None else read_only)
         self.lock_timeout = float(os.environ.get("MATSTORE_LOCK_TIMEOUT", 120)
                                   if lock_timeout is None else lock_timeout)
@@ -109,8 +139,12 @@ class Store:
                 delay = min(delay * 1.5, 0.1)
 
     @contextmanager
-    def connect(self, write: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection for one unit of work, closed on exit. Writes need write=True."""
+    def connect(self, write: bool = False, guarded: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection for one unit of work, closed on exit. Writes need write=True.
+
+        Read connections always see the package's views (TEMP views shadowing the file's) and
+        DuckDB's built-in functions before any macro stored in the file. guarded=True adds
+        DuckDB's external-access guards (see guard()): for SQL that comes from a user."""
         if write and self.read_only:
             raise StoreError(f"store {self.path} was opened read-only; this command writes")
         if not write and not self.exists:
@@ -120,6 +154,10 @@ class Store:
             con = self._open(False, deadline)
             try:
                 self._check_readable(con)
+                _builtins_before_file(con)
+                create_views(con, temp=True)
+                if guarded:
+                    guard(con)
                 yield con
             finally:
                 con.close()
@@ -132,6 +170,8 @@ class Store:
             con = self._open(True, deadline)
             try:
                 self._prepare(con)
+                if guarded:
+                    guard(con)
                 yield con
             finally:
                 con.close()
@@ -154,9 +194,9 @@ class Store:
                              f"(any writing command, or `matstore init {self.path}`) to upgrade")
 
     @contextmanager
-    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def transaction(self, guarded: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         """A write connection inside BEGIN/COMMIT; any exception rolls the whole unit back."""
-        with self.connect(write=True) as con:
+        with self.connect(write=True, guarded=guarded) as con:
             con.execute("BEGIN TRANSACTION")
             try:
                 yield con
