@@ -85,6 +85,21 @@ def guard(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("SET lock_configuration = true")
 
 
+def drop_shadowing_macros(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Drop macros stored in the file that are named like a DuckDB built-in (a received file's
+    `round` or `range` would change what the package's own SQL computes on a write connection,
+    where the file's schema must come first in the search path). Returns their names."""
+    found = con.execute(
+        "SELECT DISTINCT function_name, function_type FROM duckdb_functions() "
+        "WHERE NOT internal AND database_name = current_database() "
+        "AND function_type IN ('macro', 'table_macro') "
+        "AND function_name IN (SELECT function_name FROM duckdb_functions() WHERE internal)").fetchall()
+    for name, kind in found:
+        table = "TABLE " if kind == "table_macro" else ""
+        con.execute(f'DROP MACRO {table}"' + name.replace('"', '""') + '"')
+    return [name for name, _ in found]
+
+
 def _builtins_before_file(con: duckdb.DuckDBPyConnection) -> None:
     """Name resolution temp -> DuckDB's built-ins -> the file: a macro stored in a received file
     (e.g. one named `abs` or `min`) cannot change what the package's views compute."""
@@ -181,6 +196,7 @@ class Store:
             return
         migrations.migrate(con, self.path)
         create_views(con)
+        drop_shadowing_macros(con)
         from .recovery import mark_interrupted  # noqa: PLC0415 (recovery imports store)
 
         mark_interrupted(con)

@@ -271,3 +271,19 @@ def test_tampered_views_and_macros_in_the_file_are_not_used(study):
     # and user SQL that names the file's view directly still cannot read the file it points at
     r = _cli("query", "--db", study.path, "SELECT * FROM screen_evil")
     assert r.exit_code == 1 and "root:" not in r.output
+
+
+def test_first_write_connection_restores_views_and_drops_shadowing_macros(study):
+    novelty_before = run_query(study, NOVELTY).row(0)
+    con = duckdb.connect(study.path)
+    for sql in TAMPER[1:3] + ["CREATE MACRO mine(x) AS x + 1"]:
+        con.execute(sql)
+    con.close()
+    assert run_query(study, "SELECT round(2.4, 0) AS r, mine(1) AS m", write=True).row(0) == (2, 2)
+    con = duckdb.connect(study.path, read_only=True)  # plain DuckDB: the file itself is repaired
+    try:
+        assert con.execute(NOVELTY).fetchall()[0] == novelty_before
+        assert con.execute("SELECT round(2.4, 0)").fetchall()[0][0] == 2
+        assert con.execute("SELECT mine(1)").fetchall()[0][0] == 2  # a user's own macro stays
+    finally:
+        con.close()
