@@ -34,10 +34,13 @@ def run_query(store: Store, sql: str, write: bool = False) -> pl.DataFrame:
 
 def _one_select(sql: str, what: str) -> None:
     """Refuse sql unless it parses as exactly one SELECT statement (no `;`-chained payloads)."""
+    con = duckdb.connect(":memory:")  # parsing only: nothing is executed
     try:
-        statements = duckdb.connect(":memory:").extract_statements(sql)
+        statements = con.extract_statements(sql)
     except duckdb.Error as e:
         raise QueryError(f"{what} does not parse: {str(e).splitlines()[0]}") from None
+    finally:
+        con.close()
     if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
         kinds = ", ".join(s.type.name for s in statements) or "nothing"
         raise QueryError(f"{what} must be a single SQL condition; it parses as {len(statements)} "

@@ -75,6 +75,33 @@ def create_views(con: duckdb.DuckDBPyConnection, temp: bool = False) -> None:
             raise StoreError(f"view sql/{name}.sql does not compile: {err}")
 
 
+_VIEW_SQL: dict[str, str] = {}  # view -> DuckDB's normalized CREATE VIEW text of the package's
+
+
+def package_views_and_builtins(con: duckdb.DuckDBPyConnection) -> bool:
+    """Make a read connection answer with the package's views and DuckDB's built-in functions,
+    whatever a (received) file stores under their names.
+
+    Name resolution becomes temp -> built-ins -> the file, so a macro in the file named `round`
+    changes nothing. Views the file holds exactly as the package defines them (DuckDB's
+    normalized text, learned once per process) are used as they are; otherwise every view is
+    created as a TEMP view, which shadows the file's. Returns whether TEMP views were made."""
+    db, stored = con.execute(
+        "SELECT current_database(), (SELECT list(struct_pack(name := view_name, body := sql)) "
+        "FROM duckdb_views() WHERE NOT internal AND NOT temporary "
+        "AND database_name = current_database())").fetchall()[0]
+    path = 'temp.main,system.main,"' + db.replace('"', '""') + '".main'
+    con.execute("SET search_path = '" + path.replace("'", "''") + "'")
+    stored = {v["name"]: v["body"] for v in stored or []}
+    if _VIEW_SQL and all(stored.get(name) == sql for name, sql in _VIEW_SQL.items()):
+        return False
+    create_views(con, temp=True)
+    made = con.execute("SELECT view_name, sql FROM duckdb_views() WHERE temporary").fetchall()
+    _VIEW_SQL.update({name: sql.replace("CREATE TEMP VIEW", "CREATE VIEW", 1) for name, sql in made
+                      if name in view_definitions()})
+    return True
+
+
 def guard(con: duckdb.DuckDBPyConnection) -> None:
     """Keep this connection's SQL inside its store: DuckDB's external-access guards, locked.
 
@@ -98,14 +125,6 @@ def drop_shadowing_macros(con: duckdb.DuckDBPyConnection) -> list[str]:
         table = "TABLE " if kind == "table_macro" else ""
         con.execute(f'DROP MACRO {table}"' + name.replace('"', '""') + '"')
     return [name for name, _ in found]
-
-
-def _builtins_before_file(con: duckdb.DuckDBPyConnection) -> None:
-    """Name resolution temp -> DuckDB's built-ins -> the file: a macro stored in a received file
-    (e.g. one named `abs` or `min`) cannot change what the package's views compute."""
-    db = con.execute("SELECT current_database()").fetchall()[0][0]
-    path = 'temp.main,system.main,"' + db.replace('"', '""') + '".main'
-    con.execute("SET search_path = '" + path.replace("'", "''") + "'")
 
 
 class Store:
@@ -169,8 +188,7 @@ class Store:
             con = self._open(False, deadline)
             try:
                 self._check_readable(con)
-                _builtins_before_file(con)
-                create_views(con, temp=True)
+                package_views_and_builtins(con)
                 if guarded:
                     guard(con)
                 yield con
@@ -222,8 +240,8 @@ class Store:
             con.execute("COMMIT")
 
     def query(self, sql: str, params: list | None = None) -> pl.DataFrame:
-        """Run a read-only query and return a polars frame."""
-        with self.connect(write=False) as con:
+        """Run a read-only query and return a polars frame (guarded as user SQL: the store only)."""
+        with self.connect(write=False, guarded=True) as con:
             return frame(con, sql, params)
 
     def version(self) -> int:
