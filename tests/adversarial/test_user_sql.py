@@ -242,6 +242,7 @@ def test_tampered_views_and_macros_in_the_file_are_not_used(study):
 
     screen_before = _cli("screen", "stable_novel", "--db", study.path, "--csv")
     novelty_before = run_query(study, NOVELTY).row(0)
+    novelty_cli_before = _cli("query", "--db", study.path, "--csv", NOVELTY).output
     stats_before = run_query(study, "SELECT * FROM generation_stats")
     assert screen_before.exit_code == 0 and len(screen_before.output.splitlines()) > 2
     assert 0 < novelty_before[0] < novelty_before[1]
@@ -257,6 +258,7 @@ def test_tampered_views_and_macros_in_the_file_are_not_used(study):
     screen_after = _cli("screen", "stable_novel", "--db", study.path, "--csv")
     assert screen_after.exit_code == 0 and screen_after.output == screen_before.output
     assert run_query(study, NOVELTY).row(0) == novelty_before
+    assert _cli("query", "--db", study.path, "--csv", NOVELTY).output == novelty_cli_before
     assert run_screen(study, "stable_novel").height == len(screen_before.output.splitlines()) - 1
     assert run_query(study, "SELECT * FROM generation_stats").equals(stats_before)
     assert run_query(study, "SELECT round(2.4, 0) AS r")["r"][0] == 2
