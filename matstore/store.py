@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 import random
-from contextvars import ContextVar
 import time
 from contextlib import ExitStack, contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Iterator
 
