@@ -50,12 +50,14 @@ class MatstoreGroup(click.Group):
 @click.version_option(package_name="matstore")
 @click.option("--read-only", is_flag=True, envvar="MATSTORE_READ_ONLY",
               help="Never write to the store: commands that would write fail instead.")
-def main(read_only):
+@click.pass_context
+def main(ctx, read_only):
     """Materials discovery in one DuckDB file."""
-    if read_only:
-        import os
+    if read_only:  # every Store this command makes is read-only; reset when the command ends
+        from .store import READ_ONLY
 
-        os.environ["MATSTORE_READ_ONLY"] = "1"
+        token = READ_ONLY.set(True)
+        ctx.call_on_close(lambda: READ_ONLY.reset(token))
 
 
 @main.command()

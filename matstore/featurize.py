@@ -32,18 +32,27 @@ class StoreResult:
 
 
 def _pending(store: Store, missing_sql: str, params: list, where: str | None) -> pa.Table:
-    base = "compositions" if not where else f"(SELECT * FROM compositions c WHERE {where})"
-    sql = (f"SELECT c.composition_id, c.elements, c.counts FROM {base} c "
-           f"WHERE NOT EXISTS ({missing_sql})")
+    """Compositions lacking rows (missing_sql), optionally only those matching the user's SQL
+    condition `where`: that is checked to be one condition and evaluated on a guarded read-only
+    connection, so it never reaches a write connection (which only gets the ids, as Arrow)."""
     import duckdb
 
-    with store.connect(write=True) as con:  # write: migrates an older store first
+    from .query import QueryError, check_condition
+
+    if where:
+        check_condition(where)
+    with store.connect(write=True):  # an older store is migrated before the read below
+        pass
+    cond = f"AND ({where})" if where else ""
+    sql = (f"SELECT c.composition_id, c.elements, c.counts FROM compositions c "
+           f"WHERE NOT EXISTS ({missing_sql}) {cond}")
+    with store.connect(write=False, guarded=True) as con:
         try:
             return con.sql(sql, params=params).to_arrow_table()
         except duckdb.Error as e:
             if where:
-                raise ValueError(f"--where {where!r} is not a valid condition on compositions: "
-                                 f"{str(e).splitlines()[0]}") from e
+                raise QueryError(f"--where {where!r} is not a valid condition on compositions: "
+                                 f"{str(e).splitlines()[0]}") from None
             raise
 
 

@@ -24,7 +24,7 @@ class StoreInfo:
 
 
 def store_info(store: Store) -> StoreInfo:
-    with store.connect() as con:
+    with store.connect(guarded=True) as con:
         existing = {r[0] for r in con.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema='main'").fetchall()}
         counts = [(t, con.execute(f'SELECT count(*) FROM "{t}"').fetchall()[0][0])

@@ -41,12 +41,17 @@ class PredictResult:
 
 def pending(store: Store, model_id: int, where: str | None = None) -> pa.Table:
     """(composition_id, elements, counts) of compositions with no prediction row from model_id
-    (optionally only those matching `where`, an SQL condition on compositions alias c)."""
+    (optionally only those matching `where`, one SQL condition on compositions alias c, checked
+    and evaluated on a guarded read-only connection)."""
+    from .query import check_condition  # noqa: PLC0415
+
+    if where:
+        check_condition(where, "predict --where")
     cond = f"AND ({where})" if where else ""
     sql = (f"SELECT c.composition_id, c.elements, c.counts FROM compositions c WHERE NOT EXISTS "
            f"(SELECT 1 FROM predictions p WHERE p.composition_id = c.composition_id "
            f"AND p.model_id = ?) {cond} ORDER BY c.composition_id")
-    with store.connect() as con:
+    with store.connect(write=False, guarded=True) as con:
         try:
             return con.sql(sql, params=[model_id]).to_arrow_table()
         except Exception as e:  # a bad --where: name it rather than show DuckDB's context

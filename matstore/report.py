@@ -39,12 +39,12 @@ def run_screen(store: Store, name: str | None) -> pl.DataFrame:
     name = name.removeprefix("screen_")
     if not _NAME_RE.match(name):
         raise ReportError(f"screen {name!r}: a screen name is letters, digits and _")
-    with store.connect() as con:
-        views = {r[0] for r in con.execute(
-            "SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
-        if f"screen_{name}" not in views:
-            have = ", ".join(sorted(v.removeprefix("screen_") for v in views if v.startswith("screen_")))
-            raise ReportError(f"no screen {name!r} in {store.path} (screens: {have or 'none'})")
+    # only the package's screens: a view stored in the file is a received file's SQL, not ours
+    shipped = sorted(v.removeprefix("screen_") for v in view_definitions() if v.startswith("screen_"))
+    if name not in shipped:
+        raise ReportError(f"no screen {name!r} (screens: {', '.join(shipped) or 'none'}); "
+                          f"a view of the file itself runs with `matstore query`")
+    with store.connect(guarded=True) as con:  # the read connection's views are the package's
         return frame(con, f'SELECT * FROM "screen_{name}"')
 
 
@@ -57,7 +57,7 @@ def latest_run(store: Store) -> int:
 
 def report_data(store: Store, run_id: int) -> dict[str, pl.DataFrame]:
     """The frames the report plots, each from one query."""
-    with store.connect() as con:
+    with store.connect(guarded=True) as con:
         stats = frame(con, "SELECT * FROM generation_stats WHERE run_id = ?", [run_id])
         if stats.height == 0:
             raise ReportError(f"run {run_id} is not a generation run in {store.path}")

@@ -13,6 +13,7 @@ import os
 import random
 import time
 from contextlib import ExitStack, contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Iterator
 
@@ -26,6 +27,12 @@ from .errors import MatstoreError
 
 DEFAULT_PATH = "matstore.duckdb"
 _PREPARED: set[str] = set()  # paths migrated + views refreshed by this process
+# `matstore --read-only` sets this for the command it runs (no process-wide environment change)
+READ_ONLY: ContextVar[bool] = ContextVar("matstore_read_only", default=False)
+# DuckDB's own guards for connections that run SQL from a user or a file: no COPY TO/FROM,
+# EXPORT/IMPORT, ATTACH, read_csv & co. of other files, no INSTALL/LOAD of extensions.
+# lock_configuration comes last so that the SQL cannot SET them back.
+GUARD_SETTINGS = ("enable_external_access", "autoinstall_known_extensions", "autoload_known_extensions")
 
 
 class StoreError(MatstoreError, RuntimeError):
@@ -46,15 +53,20 @@ def view_definitions() -> dict[str, str]:
     return {p.stem: p.read_text().strip().rstrip(";") for p in sorted(resource_dir("sql").glob("*.sql"))}
 
 
-def create_views(con: duckdb.DuckDBPyConnection) -> None:
-    """(Re)create every view; views may use each other, so retry until all resolve."""
+def create_views(con: duckdb.DuckDBPyConnection, temp: bool = False) -> None:
+    """(Re)create every view; views may use each other, so retry until all resolve.
+
+    temp=True creates them as TEMP views of this connection only: they shadow the file's views of
+    the same name, so a read-only connection answers with the package's definitions, whatever a
+    received file stores under those names."""
     pending = view_definitions()
+    kind = "TEMP VIEW" if temp else "VIEW"
     while pending:
         errors = {}
         n_before = len(pending)
         for name, body in list(pending.items()):
             try:
-                con.execute(f'CREATE OR REPLACE VIEW "{name}" AS\n{body}')
+                con.execute(f'CREATE OR REPLACE {kind} "{name}" AS\n{body}')
                 del pending[name]
             except duckdb.CatalogException as e:
                 errors[name] = e
@@ -63,14 +75,66 @@ def create_views(con: duckdb.DuckDBPyConnection) -> None:
             raise StoreError(f"view sql/{name}.sql does not compile: {err}")
 
 
+_VIEW_SQL: dict[str, str] = {}  # view -> DuckDB's normalized CREATE VIEW text of the package's
+
+
+def package_views_and_builtins(con: duckdb.DuckDBPyConnection) -> bool:
+    """Make a read connection answer with the package's views and DuckDB's built-in functions,
+    whatever a (received) file stores under their names.
+
+    Name resolution becomes temp -> built-ins -> the file, so a macro in the file named `round`
+    changes nothing. Views the file holds exactly as the package defines them (DuckDB's
+    normalized text, learned once per process) are used as they are; otherwise every view is
+    created as a TEMP view, which shadows the file's. Returns whether TEMP views were made."""
+    db, stored = con.execute(
+        "SELECT current_database(), (SELECT list(struct_pack(name := view_name, body := sql)) "
+        "FROM duckdb_views() WHERE NOT internal AND NOT temporary "
+        "AND database_name = current_database())").fetchall()[0]
+    path = 'temp.main,system.main,"' + db.replace('"', '""') + '".main'
+    con.execute("SET search_path = '" + path.replace("'", "''") + "'")
+    stored = {v["name"]: v["body"] for v in stored or []}
+    if _VIEW_SQL and all(stored.get(name) == sql for name, sql in _VIEW_SQL.items()):
+        return False
+    create_views(con, temp=True)
+    made = con.execute("SELECT view_name, sql FROM duckdb_views() WHERE temporary").fetchall()
+    _VIEW_SQL.update({name: sql.replace("CREATE TEMP VIEW", "CREATE VIEW", 1) for name, sql in made
+                      if name in view_definitions()})
+    return True
+
+
+def guard(con: duckdb.DuckDBPyConnection) -> None:
+    """Keep this connection's SQL inside its store: DuckDB's external-access guards, locked.
+
+    The settings are global to the DuckDB instance, which lives until its last connection closes
+    (matstore opens one connection per unit of work), so they never outlive this unit of work."""
+    for name in GUARD_SETTINGS:
+        con.execute(f"SET {name} = false")
+    con.execute("SET lock_configuration = true")
+
+
+def drop_shadowing_macros(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Drop macros stored in the file that are named like a DuckDB built-in (a received file's
+    `round` or `range` would change what the package's own SQL computes on a write connection,
+    where the file's schema must come first in the search path). Returns their names."""
+    found = con.execute(
+        "SELECT DISTINCT function_name, function_type FROM duckdb_functions() "
+        "WHERE NOT internal AND database_name = current_database() "
+        "AND function_type IN ('macro', 'table_macro') "
+        "AND function_name IN (SELECT function_name FROM duckdb_functions() WHERE internal)").fetchall()
+    for name, kind in found:
+        table = "TABLE " if kind == "table_macro" else ""
+        con.execute(f'DROP MACRO {table}"' + name.replace('"', '""') + '"')
+    return [name for name, _ in found]
+
+
 class Store:
     """A matstore DuckDB file. Cheap to construct; connections are opened per unit of work."""
 
     def __init__(self, path: str | os.PathLike | None = None, read_only: bool | None = None,
                  lock_timeout: float | None = None):
         self.path = str(Path(path if path is not None else default_path()))
-        # `matstore --read-only ...` sets MATSTORE_READ_ONLY for every Store the command makes
-        self.read_only = (os.environ.get("MATSTORE_READ_ONLY", "") not in ("", "0")
+        # `matstore --read-only ...` (READ_ONLY) or MATSTORE_READ_ONLY=1 make every Store read-only
+        self.read_only = (READ_ONLY.get() or os.environ.get("MATSTORE_READ_ONLY", "") not in ("", "0")
                           if read_only is None else read_only)
         self.lock_timeout = float(os.environ.get("MATSTORE_LOCK_TIMEOUT", 120)
                                   if lock_timeout is None else lock_timeout)
@@ -109,8 +173,12 @@ class Store:
                 delay = min(delay * 1.5, 0.1)
 
     @contextmanager
-    def connect(self, write: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection for one unit of work, closed on exit. Writes need write=True."""
+    def connect(self, write: bool = False, guarded: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection for one unit of work, closed on exit. Writes need write=True.
+
+        Read connections always see the package's views (TEMP views shadowing the file's) and
+        DuckDB's built-in functions before any macro stored in the file. guarded=True adds
+        DuckDB's external-access guards (see guard()): for SQL that comes from a user."""
         if write and self.read_only:
             raise StoreError(f"store {self.path} was opened read-only; this command writes")
         if not write and not self.exists:
@@ -120,6 +188,9 @@ class Store:
             con = self._open(False, deadline)
             try:
                 self._check_readable(con)
+                package_views_and_builtins(con)
+                if guarded:
+                    guard(con)
                 yield con
             finally:
                 con.close()
@@ -132,6 +203,8 @@ class Store:
             con = self._open(True, deadline)
             try:
                 self._prepare(con)
+                if guarded:
+                    guard(con)
                 yield con
             finally:
                 con.close()
@@ -141,6 +214,7 @@ class Store:
             return
         migrations.migrate(con, self.path)
         create_views(con)
+        drop_shadowing_macros(con)
         from .recovery import mark_interrupted  # noqa: PLC0415 (recovery imports store)
 
         mark_interrupted(con)
@@ -154,9 +228,9 @@ class Store:
                              f"(any writing command, or `matstore init {self.path}`) to upgrade")
 
     @contextmanager
-    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def transaction(self, guarded: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         """A write connection inside BEGIN/COMMIT; any exception rolls the whole unit back."""
-        with self.connect(write=True) as con:
+        with self.connect(write=True, guarded=guarded) as con:
             con.execute("BEGIN TRANSACTION")
             try:
                 yield con
@@ -166,8 +240,8 @@ class Store:
             con.execute("COMMIT")
 
     def query(self, sql: str, params: list | None = None) -> pl.DataFrame:
-        """Run a read-only query and return a polars frame."""
-        with self.connect(write=False) as con:
+        """Run a read-only query and return a polars frame (guarded as user SQL: the store only)."""
+        with self.connect(write=False, guarded=True) as con:
             return frame(con, sql, params)
 
     def version(self) -> int:

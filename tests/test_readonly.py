@@ -95,10 +95,15 @@ def test_query_without_write_cannot_change_the_store(filled, tmp_path, sql):
     assert {"compositions", "known"} <= names and "evil" not in names and "v" not in names
 
 
-def test_copy_to_exports_but_leaves_the_store_unchanged(filled, tmp_path):
+def test_copy_to_is_refused_and_query_parquet_writes_the_result_instead(filled, tmp_path):
+    # user SQL cannot write files (issue 10); a result goes to a file through --parquet
     before = _fingerprint(filled.path)
     out = tmp_path / "out.parquet"
-    run_query(filled, f"COPY compositions TO '{out}' (FORMAT parquet)")
+    with pytest.raises(duckdb.PermissionException):
+        run_query(filled, f"COPY compositions TO '{out}' (FORMAT parquet)")
+    assert not out.exists()
+    r = _cli("query", "--db", filled.path, "--parquet", str(out), "SELECT * FROM compositions")
+    assert r.returncode == 0, r.stderr
     assert duckdb.sql(f"SELECT count(*) FROM '{out}'").fetchall()[0][0] == 2
     assert _fingerprint(filled.path) == before
 

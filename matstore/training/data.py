@@ -14,6 +14,7 @@ import duckdb
 import numpy as np
 
 from ..compositions import CompositionBatch
+from ..query import check_selection
 from ..store import Store, frame
 
 
@@ -55,10 +56,14 @@ def selection_sql(selection: str, target: str | None) -> str:
 
 def load(store: Store, selection: str, target: str | None = None, max_rows: int | None = None,
          seed: int = 0) -> Dataset:
-    """Run the selection; max_rows keeps a seeded random subset (still ordered by id)."""
+    """Run the selection; max_rows keeps a seeded random subset (still ordered by id).
+
+    The selection is user SQL (`train --on`): checked to be one SELECT and run on a guarded
+    read-only connection (no COPY TO, ATTACH, other files, extensions)."""
+    check_selection(selection, "train --on")
     sql = selection_sql(selection, target)
     try:
-        with store.connect() as con:
+        with store.connect(write=False, guarded=True) as con:
             df = frame(con, sql)
     except duckdb.Error as e:
         raise ValueError(f"training selection must be a query returning composition_id; "
