@@ -53,6 +53,7 @@ KEYS = {
     "generated": ["run_id", "batch_no"],  # whole batches, as committed
     "predictions": ["composition_id", "model_id", "run_id", "property"],
     "composition_sets": ["set_name", "composition_id", "model_id", "role"],
+    "sources": ["name"],  # one kind per source name: a different one is refused (_check_sources)
 }
 ORDER = ["ingests", "model_versions", "runs"]  # maps first; then the rest
 SKIP = {"schema_migrations"}
@@ -139,6 +140,8 @@ def _merge_into(con: duckdb.DuckDBPyConnection) -> tuple[pl.DataFrame, dict[str,
     missing = sorted(set(theirs) - ours - SKIP)
     if missing:
         raise MergeError(f"merge: the other store has tables this one lacks: {', '.join(missing)}")
+    if "sources" in theirs and "sources" in ours:
+        _check_sources(con)
     maps: dict[str, dict[int, int]] = {}
     rows = []
     for t in ORDER + sorted(set(theirs) - set(ORDER) - SKIP):
@@ -149,6 +152,18 @@ def _merge_into(con: duckdb.DuckDBPyConnection) -> tuple[pl.DataFrame, dict[str,
             added = _merge_keyed(con, t)
         rows.append((t, n_other, added))
     return pl.DataFrame(rows, schema=["table", "rows_in_other", "rows_added"], orient="row"), maps
+
+
+def _check_sources(con) -> None:
+    """A source name both stores use must mean the same kind of values (DFT / experiment)."""
+    clash = con.execute(f"""
+        SELECT s.name, t.kind, t.method, s.kind, s.method FROM {SRC}.sources s JOIN sources t USING (name)
+        WHERE t.kind IS DISTINCT FROM s.kind OR t.method IS DISTINCT FROM s.method
+        ORDER BY s.name""").fetchall()
+    if clash:
+        raise MergeError("merge: source name(s) recorded with another kind in the other store: " + "; ".join(
+            f"{n}: here {k1}{' ' + m1 if m1 else ''}, there {k2}{' ' + m2 if m2 else ''}"
+            for n, k1, m1, k2, m2 in clash) + " (nothing was changed)")
 
 
 def _catalog(con) -> str:
