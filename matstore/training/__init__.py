@@ -133,7 +133,8 @@ def train(store: Store, preset_name: str, on: str | None = None, epochs: int | N
                    **(target.to_dict() if target else {}), **hp}
     split = {**sp.to_dict(), "n_selected": ds.n_selected, "n_not_encodable": n_dropped}
     ids = ds.batch.composition_id
-    return save_model(store, name or p.name, p.kind, module, cfg, hyperparams, selection, len(ds),
+    # the query as run (selection + the target source's join) is what the version was trained on
+    return save_model(store, name or p.name, p.kind, module, cfg, hyperparams, ds.query, len(ds),
                       ds.data_hash, split, metrics, str(dev) if dev is not None else "cpu", seed,
                       split_ids={"train": ids[sp.train], "val": ids[sp.val], "test": ids[sp.test]})
 
