@@ -106,8 +106,8 @@ def query(sql, db, write, fmt, parquet, limit_rows):
 @click.option("--no-resume", is_flag=True, help="Start afresh instead of resuming an interrupted ingest.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def ingest(source, db, file, limit, formula_col, id_col, props, source_name, kind, method, api_url,
-           page_size, filter_, timeout, retries, matgan_curation, exclude_elements, matgan_elements, drop_single_element, fe_sigma,
-           lowest_fe, no_resume, quiet):
+           page_size, filter_, timeout, retries, matgan_curation, exclude_elements, matgan_elements,
+           drop_single_element, fe_sigma, lowest_fe, no_resume, quiet):
     """Ingest materials from SOURCE (oqmd, mp, icsd, csv, builtin), with optional curation."""
     from .curation import Curation
     from .ingest import run
@@ -117,8 +117,8 @@ def ingest(source, db, file, limit, formula_col, id_col, props, source_name, kin
            Curation(excluded, matgan_elements, drop_single_element, fe_sigma, lowest_fe))
     r = run(Store(db), source, cur, resume=not no_resume, progress=not quiet, file=file, limit=limit,
             formula_col=formula_col, id_col=id_col, props=list(props), source_name=source_name,
-            kind=kind, method=method, api_url=api_url,
-            page_size=page_size, filter=filter_, timeout=timeout, retries=retries)
+            kind=kind, method=method, api_url=api_url, page_size=page_size, filter=filter_,
+            timeout=timeout, retries=retries)
     console.print(f"ingest {r.ingest_id} ({r.source}{', resumed' if r.resumed else ''}): "
                   f"{r.rows_seen} seen, {r.rows_kept} kept, {r.rows_rejected} rejected, "
                   f"{r.rows_curated} curated {r.curation or ''}, {r.rows_duplicate} duplicate "
@@ -337,8 +337,7 @@ def train(db, preset, on, target_source, name, epochs, batch_size, lr, max_rows,
 
     extra = {k: v for k, v in (("lr", lr), ("clip", clip)) if v is not None}
     mv = run_train(Store(db), preset, on=on, target_source=target_source, epochs=epochs, device=device,
-                   seed=seed,
-                   max_rows=max_rows, batch_size=batch_size, name=name, max_steps=max_steps,
+                   seed=seed, max_rows=max_rows, batch_size=batch_size, name=name, max_steps=max_steps,
                    progress=not no_progress, **extra)
     shown = {k: v for k, v in mv.metrics.items() if k not in ("history",)}
     console.print(f"saved {mv.ref} (model id {mv.model_id}, {mv.kind}): {json.dumps(shown)}")

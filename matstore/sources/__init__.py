@@ -45,7 +45,6 @@ CHUNK_ROWS = 50_000
 # experiment, or unknown. The named sources' entries; a table file names its own (--source-name,
 # --kind, --method) and is 'csv' / unknown when it does not. Same rows as migration
 # 0004_property_sources seeds.
-KINDS = ("dft", "experiment", "unknown")
 KNOWN_SOURCES = {  # name -> (kind, method, description)
     "oqmd": ("dft", "PBE", "Open Quantum Materials Database: DFT (GGA-PBE, +U where applied)"),
     "mp": ("dft", "PBE", "Materials Project: DFT (GGA-PBE, +U where applied)"),
