@@ -320,6 +320,7 @@ def _run_paged(store: Store, source: Source, cur: Curation, res: IngestResult, c
             tick(p.seen)
     if cur.has_set_rules:
         with store.transaction() as con:
+            # the API rows themselves are not kept: a curated row's raw is its formula and energy
             mine = frame(con, f"""
                 SELECT m.material_id, m.external_id, m.composition_id, min(p.value) AS "{FE}",
                        json_object('formula', m.raw_formula, '{FE}', min(p.value))::VARCHAR AS raw
