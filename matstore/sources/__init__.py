@@ -43,8 +43,8 @@ CHUNK_ROWS = 50_000
 
 # What a source's property values are (the `sources` table): DFT (with its level of theory),
 # experiment, or unknown. The named sources' entries; a table file names its own (--source-name,
-# --kind, --method) and is 'csv' / unknown when it does not. Same rows as migration
-# 0004_property_sources seeds.
+# --kind, --method) and is 'csv' / unknown when it does not. Same rows as the
+# property_sources migration seeds.
 KNOWN_SOURCES = {  # name -> (kind, method, description)
     "oqmd": ("dft", "PBE", "Open Quantum Materials Database: DFT (GGA-PBE, +U where applied)"),
     "mp": ("dft", "PBE", "Materials Project: DFT (GGA-PBE, +U where applied)"),
