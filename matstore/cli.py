@@ -90,6 +90,10 @@ def query(sql, db, write, fmt, parquet, limit_rows):
 @click.option("--id-col", help="Column holding the source's id (default: <file>#<row>).")
 @click.option("--prop", "props", multiple=True, metavar="NAME=COLUMN[:UNIT]",
               help="Store COLUMN as property NAME, e.g. formation_energy_per_atom=target:eV/atom.")
+@click.option("--source-name", help="csv: where the values come from, e.g. expt_gaps (default: csv).")
+@click.option("--kind", type=click.Choice(["dft", "experiment"]),
+              help="csv: the values are DFT or experiment (default: unknown).")
+@click.option("--method", help="csv with --kind dft: level of theory, e.g. PBE or HSE06.")
 @click.option("--api-url", help="oqmd: API endpoint (default https://oqmd.org/oqmdapi/formationenergy).")
 @click.option("--page-size", type=int, help="oqmd/mp: rows per API page (one transaction each).")
 @click.option("--filter", "filter_", help="oqmd: API filter, e.g. 'element_set=O AND ntypes<4'.")
@@ -103,9 +107,9 @@ def query(sql, db, write, fmt, parquet, limit_rows):
 @click.option("--lowest-fe", is_flag=True, help="Keep the lowest formation energy per composition.")
 @click.option("--no-resume", is_flag=True, help="Start afresh instead of resuming an interrupted ingest.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def ingest(source, db, file, limit, formula_col, id_col, props, api_url, page_size, filter_, timeout,
-           retries, matgan_curation, exclude_elements, matgan_elements, drop_single_element, fe_sigma,
-           lowest_fe, no_resume, quiet):
+def ingest(source, db, file, limit, formula_col, id_col, props, source_name, kind, method, api_url,
+           page_size, filter_, timeout, retries, matgan_curation, exclude_elements, matgan_elements,
+           drop_single_element, fe_sigma, lowest_fe, no_resume, quiet):
     """Ingest materials from SOURCE (oqmd, mp, icsd, csv, builtin), with optional curation."""
     from .curation import Curation
     from .ingest import run
@@ -114,8 +118,9 @@ def ingest(source, db, file, limit, formula_col, id_col, props, api_url, page_si
     cur = (Curation.matgan(excluded) if matgan_curation else
            Curation(excluded, matgan_elements, drop_single_element, fe_sigma, lowest_fe))
     r = run(Store(db), source, cur, resume=not no_resume, progress=not quiet, file=file, limit=limit,
-            formula_col=formula_col, id_col=id_col, props=list(props), api_url=api_url,
-            page_size=page_size, filter=filter_, timeout=timeout, retries=retries)
+            formula_col=formula_col, id_col=id_col, props=list(props), source_name=source_name,
+            kind=kind, method=method, api_url=api_url, page_size=page_size, filter=filter_,
+            timeout=timeout, retries=retries)
     console.print(f"ingest {r.ingest_id} ({r.source}{', resumed' if r.resumed else ''}): "
                   f"{r.rows_seen} seen, {r.rows_kept} kept, {r.rows_rejected} rejected, "
                   f"{r.rows_curated} curated {r.curation or ''}, {r.rows_duplicate} duplicate "
@@ -313,6 +318,8 @@ def merge(other, db):
               help="Preset: gan-oqmd, gan-mp, gan-icsd, ae, cnn-fe, cnn-bg, elemnet-fe, "
                    "elemnet-magpie-fe, elemnet-magpie-bg, rf-fe, rf-bg.")
 @click.option("--on", "on", default=None, help="SQL returning composition_id: the training rows.")
+@click.option("--target-source", default=None,
+              help="Predictors: the source whose values to learn (default: the one DFT source).")
 @click.option("--name", default=None, help="Registry name (default: the preset's).")
 @click.option("--epochs", type=int, default=None, help="Epochs (default: the preset's).")
 @click.option("--batch-size", type=int, default=None)
@@ -323,16 +330,16 @@ def merge(other, db):
 @click.option("--device", default=None, help="cuda or cpu (default: cuda when present).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def train(db, preset, on, name, epochs, batch_size, lr, max_rows, max_steps, clip, device, seed,
-          no_progress):
+def train(db, preset, on, target_source, name, epochs, batch_size, lr, max_rows, max_steps, clip, device,
+          seed, no_progress):
     """Train a preset on the store's data and save it as a new model version."""
     import json
 
     from .training import train as run_train
 
     extra = {k: v for k, v in (("lr", lr), ("clip", clip)) if v is not None}
-    mv = run_train(Store(db), preset, on=on, epochs=epochs, device=device, seed=seed,
-                   max_rows=max_rows, batch_size=batch_size, name=name, max_steps=max_steps,
+    mv = run_train(Store(db), preset, on=on, target_source=target_source, epochs=epochs, device=device,
+                   seed=seed, max_rows=max_rows, batch_size=batch_size, name=name, max_steps=max_steps,
                    progress=not no_progress, **extra)
     shown = {k: v for k, v in mv.metrics.items() if k not in ("history",)}
     console.print(f"saved {mv.ref} (model id {mv.model_id}, {mv.kind}): {json.dumps(shown)}")

@@ -13,7 +13,8 @@ Rules apply in this order (RULES), each to the rows the previous ones kept:
                          smaller external_id); rows without a formation energy are kept.
 
 1-3 look at one row at a time ("row rules"), 4-5 at the whole set ("set rules"). Rows without a
-formation energy are never removed by 4 or 5.
+formation energy are never removed by 4 or 5. Given a `dropped` list, each rule appends the rows
+it removed with a `rule` column (matstore.ingest keeps them in the `curated` table).
 """
 
 from __future__ import annotations
@@ -80,22 +81,25 @@ class Curation:
         return [r for r in RULES if on[r]]
 
 
-def apply_row_rules(df: pl.DataFrame, cur: Curation) -> tuple[pl.DataFrame, dict[str, int]]:
+def apply_row_rules(df: pl.DataFrame, cur: Curation,
+                    dropped: list[pl.DataFrame] | None = None) -> tuple[pl.DataFrame, dict[str, int]]:
     """Rules 1-3 on a frame with `elements` (list[str]) and `counts` (list[int]) columns."""
     removed: dict[str, int] = {}
     if cur.exclude_elements:
         keep = ~pl.col("elements").list.eval(pl.element().is_in(list(cur.exclude_elements))).list.any()
-        df, removed["exclude_elements"] = _filter(df, keep)
+        df, removed["exclude_elements"] = _filter(df, keep, "exclude_elements", dropped)
     if cur.matgan_elements:
         keep = (pl.col("elements").list.eval(pl.element().is_in(list(ELEMENTS_85))).list.all()
                 & (pl.col("counts").list.max() <= MAX_COUNT))
-        df, removed["matgan_elements"] = _filter(df, keep)
+        df, removed["matgan_elements"] = _filter(df, keep, "matgan_elements", dropped)
     if cur.single_element:
-        df, removed["single_element"] = _filter(df, pl.col("elements").list.len() > 1)
+        df, removed["single_element"] = _filter(df, pl.col("elements").list.len() > 1, "single_element",
+                                                dropped)
     return df, removed
 
 
-def apply_set_rules(df: pl.DataFrame, cur: Curation) -> tuple[pl.DataFrame, dict[str, int]]:
+def apply_set_rules(df: pl.DataFrame, cur: Curation,
+                    dropped: list[pl.DataFrame] | None = None) -> tuple[pl.DataFrame, dict[str, int]]:
     """Rules 4-5 on a frame with composition_id, external_id and formation_energy_per_atom."""
     removed: dict[str, int] = {}
     if not cur.has_set_rules:
@@ -107,20 +111,23 @@ def apply_set_rules(df: pl.DataFrame, cur: Curation) -> tuple[pl.DataFrame, dict
         if fe.len() >= 2:
             mean, std = fe.mean(), fe.std(ddof=1)
             lo, hi = mean - cur.fe_sigma * std, mean + cur.fe_sigma * std
-            df, removed["fe_outliers"] = _filter(df, pl.col(FE).is_null() | pl.col(FE).is_between(lo, hi))
+            df, removed["fe_outliers"] = _filter(df, pl.col(FE).is_null() | pl.col(FE).is_between(lo, hi),
+                                                 "fe_outliers", dropped)
         else:
             removed["fe_outliers"] = 0
     if cur.lowest_fe:
-        n = df.height
         with_fe = df.filter(pl.col(FE).is_not_null())
         best = (with_fe.sort([FE, "external_id"])
                 .unique(subset="composition_id", keep="first", maintain_order=True))
         survivors = best["external_id"].implode()
-        df = df.filter(pl.col(FE).is_null() | pl.col("external_id").is_in(survivors))
-        removed["lowest_fe"] = n - df.height
+        df, removed["lowest_fe"] = _filter(df, pl.col(FE).is_null() | pl.col("external_id").is_in(survivors),
+                                           "lowest_fe", dropped)
     return df, removed
 
 
-def _filter(df: pl.DataFrame, keep: pl.Expr) -> tuple[pl.DataFrame, int]:
+def _filter(df: pl.DataFrame, keep: pl.Expr, rule: str,
+            dropped: list[pl.DataFrame] | None) -> tuple[pl.DataFrame, int]:
     kept = df.filter(keep)
+    if dropped is not None and kept.height < df.height:
+        dropped.append(df.filter(~keep.fill_null(False)).with_columns(pl.lit(rule).alias("rule")))
     return kept, df.height - kept.height

@@ -9,7 +9,7 @@ import polars as pl
 from . import migrations
 from .store import Store, frame
 
-TABLES = ["compositions", "materials", "properties", "rejects", "ingests", "features", "validity",
+TABLES = ["compositions", "materials", "properties", "rejects", "curated", "ingests", "features", "validity",
           "model_versions", "runs", "run_batches", "generated", "predictions"]
 
 
@@ -35,8 +35,10 @@ def store_info(store: Store) -> StoreInfo:
             code_schema_version=migrations.latest_version(),
             table_counts=pl.DataFrame(counts, schema=["table", "rows"], orient="row"),
             source_counts=frame(con, """
-                SELECT source, count(*) AS materials, count(DISTINCT composition_id) AS compositions
-                FROM materials GROUP BY source ORDER BY source"""),
+                SELECT m.source, any_value(s.kind) AS kind, any_value(s.method) AS method,
+                       count(*) AS materials, count(DISTINCT m.composition_id) AS compositions
+                FROM materials m LEFT JOIN sources s ON s.name = m.source
+                GROUP BY m.source ORDER BY m.source"""),
             ingests=frame(con, """
                 SELECT ingest_id, source, status, rows_seen, rows_kept, rows_rejected,
                        rows_curated, rows_duplicate,

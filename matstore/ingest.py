@@ -5,10 +5,14 @@ Counts always satisfy rows_seen = rows_rejected + rows_curated + rows_duplicate 
 
 - Every distinct formula is parsed once (compositions.try_parse); rows that do not parse, have no
   id, or carry a property that is not a number go to `rejects` with the raw row and the reason.
-- Curation (matstore.curation, fixed rule order) runs before dedupe. Whole-file sources are read
-  and curated in memory, then written in chunks of CHUNK_ROWS per transaction. Paged API sources
-  commit one page per transaction (row rules applied per page) and run the set rules (5 sigma,
-  lowest energy per composition) over the ingest's rows in a final transaction.
+- Curation (matstore.curation, fixed rule order) runs before dedupe; every row a rule removes
+  goes to `curated` with the raw row and the rule (counts per rule = ingests.curation).
+  Whole-file sources are read and curated in memory, then written in chunks of CHUNK_ROWS per
+  transaction. Paged API sources commit one page per transaction (row rules applied per page)
+  and run the set rules (5 sigma, lowest energy per composition) over the ingest's rows in a
+  final transaction.
+- The source's name is registered in `sources` with its kind (dft/experiment/unknown) and level
+  of theory when the ingest starts; a name recorded with another kind is refused.
 - material_id = blake2b-64 of (source, external_id); a row whose material is already stored is a
   duplicate and writes nothing, so re-running an ingest adds nothing.
 - The cursor stored with each chunk is where an interrupted or failed ingest with the same source,
@@ -33,7 +37,7 @@ import pyarrow as pa
 from . import compositions
 from .recovery import pid_alive, this_process_start
 from .curation import FE, RULES, Curation, apply_row_rules, apply_set_rules
-from .sources import CHUNK_ROWS, Source
+from .sources import CHUNK_ROWS, KNOWN_SOURCES, Source, SourceError
 from .store import Store, append, append_new, frame, next_id
 
 PAGES_DONE = "end"  # cursor once every chunk is committed (only the finishing step is left)
@@ -72,6 +76,7 @@ class Prepared:
     seen: int
     curated: dict[str, int]
     in_chunk_duplicates: int
+    curated_rows: pl.DataFrame | None = None  # row_ref, raw, rule: what the row rules removed
 
 
 def _parse_formulas(formulas: pl.Series) -> pl.DataFrame:
@@ -126,14 +131,25 @@ def prepare(raw: pl.DataFrame, source: str, props: list[str], cur: Curation) -> 
     n = good.height
     good = good.unique(subset="material_id", keep="first", maintain_order=True)
     dups = n - good.height
-    good, curated = apply_row_rules(good, cur)
+    dropped: list[pl.DataFrame] = []
+    good, curated = apply_row_rules(good, cur, dropped)
     rows = good.select("material_id", "external_id", "composition_id",
-                       pl.col("formula").alias("raw_formula"), "canonical", "elements", "counts", *props)
+                       pl.col("formula").alias("raw_formula"), "canonical", "elements", "counts", *props,
+                       "raw")
     comps = (rows.select("composition_id", pl.col("canonical").alias("formula"), "elements", "counts")
              .unique(subset="composition_id", keep="first", maintain_order=True)
              .with_columns(pl.col("elements").list.len().cast(pl.Int32).alias("n_elements"),
                            pl.col("counts").list.sum().cast(pl.Int64).alias("n_atoms")))
-    return Prepared(rows, comps, rejects, seen, curated, dups)
+    return Prepared(rows, comps, rejects, seen, curated, dups, _curated_rows(dropped))
+
+
+def _curated_rows(dropped: list[pl.DataFrame]) -> pl.DataFrame:
+    """Frames a curation rule removed -> the `curated` table's row_ref, raw, rule."""
+    cols = [pl.col("external_id").cast(pl.String).alias("row_ref"), pl.col("raw").cast(pl.String),
+            pl.col("rule").cast(pl.String)]
+    if not dropped:
+        return pl.DataFrame(schema={"row_ref": pl.String, "raw": pl.String, "rule": pl.String})
+    return pl.concat([d.select(cols) for d in dropped])
 
 
 def _write(con, ingest_id: int, source: str, rows: pl.DataFrame, comps: pl.DataFrame,
@@ -183,8 +199,27 @@ def _find_resumable(con, source: Source, params: dict) -> tuple | None:
     return None
 
 
+def _register_source(con, source: Source) -> None:
+    """Record the source's kind in `sources`; refuse a kind or method other than the recorded one."""
+    row = con.execute("SELECT kind, method FROM sources WHERE name = ?", [source.name]).fetchall()
+    known = KNOWN_SOURCES.get(source.name)
+    kind = source.kind or (known[0] if known else None)
+    method = source.method or (known[1] if known else None)
+    if row:
+        have_kind, have_method = row[0]
+        if (kind is not None and kind != have_kind) or (method is not None and method != have_method):
+            raise SourceError(
+                f"source {source.name!r} is recorded in this store as {have_kind}"
+                f"{' (' + have_method + ')' if have_method else ''}, not {kind or have_kind}"
+                f"{' (' + method + ')' if method else ''}; give this file its own --source-name")
+        return
+    con.execute("INSERT INTO sources (name, kind, method, description) VALUES (?, ?, ?, ?)",
+                [source.name, kind or "unknown", method, known[2] if known else f"file {source.uri}"])
+
+
 def _start(store: Store, source: Source, params: dict, resume: bool) -> tuple[IngestResult, str | None]:
     with store.transaction() as con:
+        _register_source(con, source)
         found = _find_resumable(con, source, params) if resume else None
         if found:
             ingest_id, _, cursor = found[:3]
@@ -222,10 +257,14 @@ def _save(con, res: IngestResult, cursor: str | None, status: str | None = None)
          status, datetime.now(), res.ingest_id])
 
 
-def _rejects(con, ingest_id: int, rejects: pl.DataFrame) -> None:
-    if rejects.height:
+def _rejects(con, ingest_id: int, rejects: pl.DataFrame | None, curated: pl.DataFrame | None = None) -> None:
+    """Rejected rows and, when given, the rows curation removed."""
+    if rejects is not None and rejects.height:
         append(con, "rejects", rejects.select(pl.lit(ingest_id, pl.Int32).alias("ingest_id"),
                                               "row_ref", "raw", "reason"))
+    if curated is not None and curated.height:
+        append(con, "curated", curated.select(pl.lit(ingest_id, pl.Int32).alias("ingest_id"),
+                                              "row_ref", "raw", "rule"))
 
 
 # --- the two write paths -----------------------------------------------------------------------
@@ -241,7 +280,9 @@ def _run_whole(store: Store, source: Source, cur: Curation, res: IngestResult, c
     n = rows.height
     rows = rows.unique(subset="material_id", keep="first", maintain_order=True)  # across parts
     dups = n - rows.height + sum(p.in_chunk_duplicates for p in parts)
-    rows, set_removed = apply_set_rules(rows, cur)
+    set_dropped: list[pl.DataFrame] = []
+    rows, set_removed = apply_set_rules(rows, cur, set_dropped)
+    curated_rows = pl.concat([p.curated_rows for p in parts] + [_curated_rows(set_dropped)])
     start = rows.height if cursor == PAGES_DONE else int(cursor) if cursor else 0
     if cursor is None:  # the first transaction records what was decided before writing
         curated: dict[str, int] = {}
@@ -256,7 +297,7 @@ def _run_whole(store: Store, source: Source, cur: Curation, res: IngestResult, c
         hi = lo + part.height
         with store.transaction() as con:
             if lo == 0:
-                _rejects(con, res.ingest_id, rejects)
+                _rejects(con, res.ingest_id, rejects, curated_rows)
             kept, dup = _write(con, res.ingest_id, source.name, part, comps, source.units)
             _add_counts(res, kept=kept, duplicate=dup)
             _save(con, res, str(hi) if hi < rows.height else PAGES_DONE)
@@ -271,7 +312,7 @@ def _run_paged(store: Store, source: Source, cur: Curation, res: IngestResult, c
         for chunk in source.chunks(cursor):
             p = prepare(chunk.rows, source.name, props, cur)
             with store.transaction() as con:
-                _rejects(con, res.ingest_id, p.rejects)
+                _rejects(con, res.ingest_id, p.rejects, p.curated_rows)
                 kept, dup = _write(con, res.ingest_id, source.name, p.rows, p.compositions, source.units)
                 _add_counts(res, seen=p.seen, kept=kept, rejected=p.rejects.height, curated=p.curated,
                             duplicate=dup + p.in_chunk_duplicates)
@@ -279,12 +320,17 @@ def _run_paged(store: Store, source: Source, cur: Curation, res: IngestResult, c
             tick(p.seen)
     if cur.has_set_rules:
         with store.transaction() as con:
+            # the API rows themselves are not kept: a curated row's raw is its formula and energy
             mine = frame(con, f"""
-                SELECT m.material_id, m.external_id, m.composition_id, min(p.value) AS "{FE}"
+                SELECT m.material_id, m.external_id, m.composition_id, min(p.value) AS "{FE}",
+                       json_object('formula', m.raw_formula, '{FE}', min(p.value))::VARCHAR AS raw
                 FROM materials m LEFT JOIN properties p
                   ON p.material_id = m.material_id AND p.name = '{FE}'
-                WHERE m.ingest_id = ? GROUP BY ALL""", [res.ingest_id])
-            kept, removed = apply_set_rules(mine, cur)
+                WHERE m.ingest_id = ? GROUP BY m.material_id, m.external_id, m.composition_id,
+                      m.raw_formula""", [res.ingest_id])
+            dropped: list[pl.DataFrame] = []
+            kept, removed = apply_set_rules(mine, cur, dropped)
+            _rejects(con, res.ingest_id, None, _curated_rows(dropped))
             gone = mine.filter(~pl.col("material_id").is_in(kept["material_id"].implode()))
             if gone.height:
                 con.register("_gone", gone.select("material_id").to_arrow())
@@ -359,7 +405,7 @@ class _Progress:
             self.p.update(self.task, advance=n, total=self.source.total)
 
 
-def run(store: Store, kind: str, curation: Curation | None = None, *, resume: bool = True,
+def run(store: Store, kind: str, /, curation: Curation | None = None, *, resume: bool = True,
         progress: bool = False, **source_options) -> IngestResult:
     """Open source `kind` with the options that were given (None = not given) and ingest it."""
     from .sources import open_source

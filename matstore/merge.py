@@ -86,6 +86,7 @@ KEYS = {
     "generated": ["run_id", "batch_no"],  # whole batches, as committed
     "predictions": ["composition_id", "model_id", "run_id", "property"],
     "composition_sets": ["set_name", "composition_id", "model_id", "role"],
+    "sources": ["name"],  # one kind per source name: a different one is refused (_check_sources)
 }
 ORDER = ["ingests", "model_versions", "runs"]  # maps first; then the rest
 SKIP = {"schema_migrations"}
@@ -373,6 +374,7 @@ def _check_against_ours(con, schema: dict, other: str) -> None:
         raise MergeError(f"merge: {other}: formula {dup[0][0]!r} has another composition_id there "
                          f"than here; nothing was merged")
     _check_features(con, other)
+    _check_sources(con)
 
 
 def _check_schema(got: dict, want: dict, who: str) -> None:
@@ -548,6 +550,18 @@ def _merge_into(con: duckdb.DuckDBPyConnection, schema: dict) -> tuple[pl.DataFr
             added = _merge_keyed(con, t, cols)
         rows.append((t, n_other, added))
     return pl.DataFrame(rows, schema=["table", "rows_in_other", "rows_added"], orient="row"), maps
+
+
+def _check_sources(con) -> None:
+    """A source name both stores use must mean the same kind of values (DFT / experiment)."""
+    clash = con.execute(f"""
+        SELECT s.name, t.kind, t.method, s.kind, s.method FROM {SRC}.sources s JOIN sources t USING (name)
+        WHERE t.kind IS DISTINCT FROM s.kind OR t.method IS DISTINCT FROM s.method
+        ORDER BY s.name""").fetchall()
+    if clash:
+        raise MergeError("merge: source name(s) recorded with another kind in the other store: " + "; ".join(
+            f"{n}: here {k1}{' ' + m1 if m1 else ''}, there {k2}{' ' + m2 if m2 else ''}"
+            for n, k1, m1, k2, m2 in clash) + " (nothing was changed)")
 
 
 def _catalog(con) -> str:

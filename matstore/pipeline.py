@@ -25,8 +25,9 @@ FE_NAME = "demo-fe"
 # The MP part of the builtin source (matminer's transport database, external ids mp-...).
 MP_SELECTION = ("SELECT DISTINCT composition_id FROM materials "
                 "WHERE source = 'builtin' AND external_id LIKE 'mp-%'")
-EXP_FE_SELECTION = ("SELECT p.composition_id FROM composition_properties p WHERE "
-                    "p.formation_energy_per_atom IS NOT NULL")
+# The builtin experimental formation enthalpies (named as the target source: not DFT).
+EXP_FE_SELECTION = ("SELECT p.composition_id FROM composition_properties_by_source p WHERE "
+                    "p.source = 'builtin' AND p.formation_energy_per_atom IS NOT NULL")
 # A narrower Table 3.2 GAN (same layer pattern, fewer channels) so a CPU trains it in minutes.
 DEMO_GAN_CONFIG = {
     "generator": {"latent_dim": 32, "fc_channels": 32,
@@ -116,8 +117,8 @@ def run_demo(store: Store, samples: int = 20000, gan_epochs: int | None = None,
     t = step(f"train formation-energy predictor {FE_NAME} (random forest on Magpie)")
     fe = _existing(store, FE_NAME)
     if fe is None or fe_epochs is not None:
-        mv = training.train(store, "rf-fe", on=EXP_FE_SELECTION, name=FE_NAME, seed=seed,
-                            config={"n_jobs": 2}, progress=progress)
+        mv = training.train(store, "rf-fe", on=EXP_FE_SELECTION, target_source="builtin", name=FE_NAME,
+                            seed=seed, config={"n_jobs": 2}, progress=progress)
         fe = mv.ref
         m = mv.metrics.get("test", {})
         console.print(f"{fe}: test MAE {m.get('mae', float('nan')):.3f} eV/atom, "

@@ -76,7 +76,8 @@ def report_data(store: Store, run_id: int) -> dict[str, pl.DataFrame]:
         cand = frame(con, """SELECT pred_formation_energy_per_atom, pred_band_gap, novel, valid
                              FROM candidates WHERE composition_id IN
                              (SELECT composition_id FROM generated WHERE run_id = ?)""", [run_id])
-        known = frame(con, "SELECT formation_energy_per_atom, band_gap FROM composition_properties")
+        known = frame(con, "SELECT formation_energy_per_atom, formation_energy_kind, band_gap, band_gap_kind, "
+                           "formation_energy_experiment, band_gap_experiment FROM composition_properties")
     return {"stats": stats, "curve": curve, "gen_elements": gen, "train_elements": train,
             "candidates": cand, "known": known,
             "train_label": pl.DataFrame({"label": ["training set" if has_train else "known"]})}
@@ -125,12 +126,16 @@ def write_report(store: Store, out: str | Path, run_id: int | None = None) -> Pa
 
     for prop, unit in (("formation_energy_per_atom", "eV/atom"), ("band_gap", "eV")):
         pred = d["candidates"][f"pred_{prop}"].drop_nulls().drop_nans()
+        base = "formation_energy" if prop.startswith("formation") else "band_gap"
         real = d["known"][prop].drop_nulls().drop_nans()
+        kind = next(iter(d["known"][f"{base}_kind"].drop_nulls()), "")
+        if real.len() == 0:  # no DFT values (e.g. the builtin demo): the experimental ones, so labelled
+            real, kind = d["known"][f"{base}_experiment"].drop_nulls().drop_nans(), "experiment"
         if pred.len() == 0 and real.len() == 0:
             continue
         fig, ax = plt.subplots(figsize=(6, 4))
         if real.len():
-            ax.hist(real.to_numpy(), bins=60, alpha=0.6, density=True, label=f"known ({real.len():,})")
+            ax.hist(real.to_numpy(), bins=60, alpha=0.6, density=True, label=f"known, {kind} ({real.len():,})")
         if pred.len():
             ax.hist(pred.to_numpy(), bins=60, alpha=0.6, density=True,
                     label=f"candidates, predicted ({pred.len():,})")

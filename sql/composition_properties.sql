@@ -1,28 +1,64 @@
--- What are the known properties of each composition, one column per property?
--- Formation energy is the ground state (lowest over entries); the other properties come from
--- the entry with the lowest formation energy that has them (then the lowest value).
-WITH p AS (
-    SELECT p.composition_id, p.material_id, m.source, p.name, p.value
-    FROM properties p JOIN materials m USING (material_id)
-    WHERE p.value IS NOT NULL
-),
-fe AS (
-    SELECT material_id, min(value) AS fe FROM p
-    WHERE name = 'formation_energy_per_atom' GROUP BY material_id
+-- What are the known properties of each composition, one column per property, each column from
+-- ONE source (named beside it), never the lowest value across sources.
+-- Per-source values: composition_properties_by_source (ground state within the source).
+--
+-- Source preference (per property column; the first source in this order that has any value of
+-- that property in the store fills the whole column):
+--   formation_energy_per_atom, band_gap, energy_above_hull (the DFT columns):
+--     1. oqmd, 2. mp, 3. other sources of kind 'dft' by name,
+--     4. sources of kind 'unknown' (files ingested without --kind) by name;
+--     sources of kind 'experiment' never fill these columns.
+--   formation_energy_experiment, band_gap_experiment: sources of kind 'experiment' by name.
+-- *_kind says which kind filled the column ('dft' or, only where no DFT source has the property,
+-- 'unknown'). Training chooses its source explicitly (matstore.training: target_source).
+WITH bs AS MATERIALIZED (
+    SELECT * FROM composition_properties_by_source
 ),
 ranked AS (
-    SELECT p.*, [coalesce(fe.fe, 1e300), p.value] AS rank_key
-    FROM p LEFT JOIN fe USING (material_id)
+    SELECT source, kind,
+           row_number() OVER (ORDER BY CASE kind WHEN 'dft' THEN 0 WHEN 'unknown' THEN 1 ELSE 2 END,
+                                       CASE source WHEN 'oqmd' THEN 0 WHEN 'mp' THEN 1 ELSE 2 END,
+                                       source) AS rank
+    FROM (SELECT DISTINCT source, kind FROM bs)
+),
+pick AS (  -- the one source of each column
+    SELECT arg_min(source, rank) FILTER (WHERE kind <> 'experiment' AND formation_energy_per_atom IS NOT NULL) AS fe,
+           arg_min(source, rank) FILTER (WHERE kind <> 'experiment' AND band_gap IS NOT NULL) AS bg,
+           arg_min(source, rank) FILTER (WHERE kind <> 'experiment' AND energy_above_hull IS NOT NULL) AS eh,
+           arg_min(source, rank) FILTER (WHERE kind = 'experiment' AND formation_energy_per_atom IS NOT NULL) AS xfe,
+           arg_min(source, rank) FILTER (WHERE kind = 'experiment' AND band_gap IS NOT NULL) AS xbg
+    FROM bs JOIN ranked USING (source, kind)
+),
+per AS (
+    SELECT composition_id, sum(n_entries) AS n_entries, list(source ORDER BY source) AS sources
+    FROM bs GROUP BY composition_id
 )
-SELECT c.composition_id,
+SELECT per.composition_id,
        c.formula,
-       arg_min(value, rank_key) FILTER (WHERE name = 'formation_energy_per_atom') AS formation_energy_per_atom,
-       arg_min(source, rank_key) FILTER (WHERE name = 'formation_energy_per_atom') AS formation_energy_source,
-       arg_min(value, rank_key) FILTER (WHERE name = 'band_gap') AS band_gap,
-       arg_min(source, rank_key) FILTER (WHERE name = 'band_gap') AS band_gap_source,
-       arg_min(value, rank_key) FILTER (WHERE name = 'energy_above_hull') AS energy_above_hull,
-       count(DISTINCT material_id) AS n_entries,
-       list(DISTINCT source ORDER BY source) AS sources
-FROM ranked
-JOIN compositions c USING (composition_id)
-GROUP BY c.composition_id, c.formula
+       fe.formation_energy_per_atom,
+       fe.source AS formation_energy_source,
+       fe.kind AS formation_energy_kind,
+       bg.band_gap,
+       bg.source AS band_gap_source,
+       bg.kind AS band_gap_kind,
+       eh.energy_above_hull,
+       eh.source AS energy_above_hull_source,
+       xfe.formation_energy_per_atom AS formation_energy_experiment,
+       xfe.source AS formation_energy_experiment_source,
+       xbg.band_gap AS band_gap_experiment,
+       xbg.source AS band_gap_experiment_source,
+       per.n_entries,
+       per.sources
+FROM per
+CROSS JOIN pick
+JOIN compositions c ON c.composition_id = per.composition_id
+LEFT JOIN bs fe ON fe.composition_id = per.composition_id AND fe.source = pick.fe
+    AND fe.formation_energy_per_atom IS NOT NULL
+LEFT JOIN bs bg ON bg.composition_id = per.composition_id AND bg.source = pick.bg
+    AND bg.band_gap IS NOT NULL
+LEFT JOIN bs eh ON eh.composition_id = per.composition_id AND eh.source = pick.eh
+    AND eh.energy_above_hull IS NOT NULL
+LEFT JOIN bs xfe ON xfe.composition_id = per.composition_id AND xfe.source = pick.xfe
+    AND xfe.formation_energy_per_atom IS NOT NULL
+LEFT JOIN bs xbg ON xbg.composition_id = per.composition_id AND xbg.source = pick.xbg
+    AND xbg.band_gap IS NOT NULL

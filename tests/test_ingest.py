@@ -215,13 +215,22 @@ def test_views_known_and_composition_properties(tmp_path, shared_data, store):
     assert joined.height == want.height == known.height
     assert (joined["sources"] == joined["sources_v"]).all() and (joined["n_entries"] == joined["n_entries_v"]).all()
     assert known.filter(pl.col("sources").list.len() == 2).height > 0  # in builtin and oqmd both
-    fe = store.query("SELECT composition_id, min(value) AS fe FROM properties "
-                     "WHERE name = 'formation_energy_per_atom' GROUP BY composition_id")
-    view = store.query("SELECT composition_id, formation_energy_per_atom FROM composition_properties "
-                       "WHERE formation_energy_per_atom IS NOT NULL")
-    both = fe.join(view, on="composition_id")
-    assert both.height == fe.height == view.height
-    assert np.allclose(both["fe"].to_numpy(), both["formation_energy_per_atom"].to_numpy())
+    # each column holds one source's ground state: OQMD's (DFT) and builtin's (experiment), never
+    # the lowest of both (issue 12)
+    fe = store.query("SELECT m.source, p.composition_id, min(p.value) AS fe FROM properties p "
+                     "JOIN materials m USING (material_id) WHERE p.name = 'formation_energy_per_atom' "
+                     "GROUP BY ALL")
+    view = store.query("SELECT * FROM composition_properties")
+    for source, col in (("oqmd", "formation_energy_per_atom"), ("builtin", "formation_energy_experiment")):
+        want = fe.filter(pl.col("source") == source)
+        got = view.filter(pl.col(col).is_not_null())
+        both = want.join(got, on="composition_id")
+        assert both.height == want.height == got.height > 1000
+        assert np.allclose(both["fe"].to_numpy(), both[col].to_numpy())
+    assert set(view["formation_energy_source"].drop_nulls()) == {"oqmd"}
+    assert set(view["formation_energy_experiment_source"].drop_nulls()) == {"builtin"}
+    differ = view.filter((pl.col("formation_energy_per_atom") - pl.col("formation_energy_experiment")).abs() > 0.01)
+    assert differ.height > 10  # compositions in both sources whose values differ stay apart
 
 
 def test_icsd_export_and_parquet_csv(tmp_path, store):

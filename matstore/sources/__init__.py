@@ -12,6 +12,7 @@ file, before any ingest is recorded.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -39,6 +40,20 @@ COLUMN_ALIASES = {
     "stability": "energy_above_hull",
 }
 CHUNK_ROWS = 50_000
+
+# What a source's property values are (the `sources` table): DFT (with its level of theory),
+# experiment, or unknown. The named sources' entries; a table file names its own (--source-name,
+# --kind, --method) and is 'csv' / unknown when it does not. Same rows as the
+# property_sources migration seeds.
+KNOWN_SOURCES = {  # name -> (kind, method, description)
+    "oqmd": ("dft", "PBE", "Open Quantum Materials Database: DFT (GGA-PBE, +U where applied)"),
+    "mp": ("dft", "PBE", "Materials Project: DFT (GGA-PBE, +U where applied)"),
+    "builtin": ("experiment", None, "pymatgen exp_compounds experimental formation enthalpies; "
+                                    "matminer MP formulas (no properties)"),
+    "icsd": ("experiment", None, "ICSD: experimentally determined structures (no properties as a rule)"),
+    "csv": ("unknown", None, "a table file ingested without --source-name / --kind"),
+}
+_SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 
 class SourceError(MatstoreError, ValueError):
@@ -80,6 +95,8 @@ class Source:
     units: dict[str, str | None] = field(default_factory=dict)  # property -> unit
     total: int | None = None    # rows expected, for the progress bar (None: unknown)
     paged: bool = False         # True: chunks arrive over time (API); curation runs at the end
+    kind: str | None = None     # dft / experiment / unknown (None: as the store records this name)
+    method: str | None = None   # level of theory (PBE, ...) where known
 
     def chunks(self, cursor: str | None = None) -> Iterator[Chunk]:
         raise NotImplementedError
@@ -88,6 +105,30 @@ class Source:
         """What makes two ingests 'the same' for resume: source, uri and params."""
         return json.dumps({"source": self.name, "uri": self.uri, "params": self.params},
                           sort_keys=True, default=str)
+
+
+def check_source_name(name: str) -> str:
+    """A --source-name: a short lower-case identifier that is not one of the named sources."""
+    if not isinstance(name, str) or not _SOURCE_NAME.match(name):
+        raise SourceError(f"--source-name {name!r}: expected a short identifier (a-z first, then a-z, "
+                          f"0-9, _ or -, at most 32 characters), e.g. expt_gaps")
+    if name in KNOWN_SOURCES and name != "csv":
+        raise SourceError(f"--source-name {name!r} is a named source; ingest its files with "
+                          f"`matstore ingest {name} --file ...` or choose another name")
+    return name
+
+
+def check_kind(kind: str | None, method: str | None = None) -> tuple[str | None, str | None]:
+    """--kind (dft or experiment) and --method (a short free-text level of theory, e.g. PBE)."""
+    if kind is not None and kind not in ("dft", "experiment"):
+        raise SourceError(f"--kind {kind!r}: expected dft or experiment")
+    if method is not None:
+        method = method.strip()
+        if not method or len(method) > 64 or not method.isprintable():
+            raise SourceError(f"--method {method!r}: expected a short level of theory, e.g. PBE or HSE06")
+        if kind != "dft":
+            raise SourceError("--method names a level of theory: it goes with --kind dft")
+    return kind, method
 
 
 # --- reading tabular files ---------------------------------------------------------------
@@ -203,7 +244,7 @@ def table_chunks(df: pl.DataFrame, *, path: str, formula_col: str, id_col: str |
         yield Chunk(out, str(hi) if hi < n else None)
 
 
-def open_source(kind: str, **opts) -> Source:
+def open_source(kind: str, /, **opts) -> Source:
     """The adapter for `matstore ingest KIND ...` (imported lazily: mp-api etc. are optional)."""
     import inspect
 

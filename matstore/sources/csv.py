@@ -8,7 +8,8 @@ from typing import Iterator
 
 import polars as pl
 
-from . import Chunk, PropSpec, Source, SourceError, pick_column, read_table, resolve_props, table_chunks
+from . import (Chunk, PropSpec, Source, SourceError, check_kind, check_source_name, pick_column,
+               read_table, resolve_props, table_chunks)
 
 FORMULA_COLUMNS = ("formula", "composition", "pretty_formula", "formula_pretty", "reduced_formula",
                    "name", "chemical_formula", "sum_formula")
@@ -59,5 +60,14 @@ def open_table(kind: str, file, *, formula_col=None, id_col=None, props=None, li
 
 class CsvSource:
     @staticmethod
-    def open(file=None, formula_col=None, id_col=None, props=None, limit=None) -> TableSource:
-        return open_table("csv", file, formula_col=formula_col, id_col=id_col, props=props, limit=limit)
+    def open(file=None, formula_col=None, id_col=None, props=None, limit=None, source_name=None,
+             kind=None, method=None) -> TableSource:
+        """A table file. source_name names where its values come from (default 'csv'), kind says
+        whether they are DFT (method: level of theory) or experiment (default: unknown)."""
+        name = "csv" if source_name is None else check_source_name(source_name)
+        kind, method = check_kind(kind, method)
+        src = open_table(name, file, formula_col=formula_col, id_col=id_col, props=props, limit=limit)
+        src.kind, src.method = kind, method
+        if kind is not None:  # part of the ingest's identity (resume matches on params)
+            src.params = {**src.params, "kind": kind, "method": method}
+        return src

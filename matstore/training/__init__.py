@@ -1,8 +1,10 @@
 """Training from SQL selections of the store into registered model versions.
 
-``train(store, "cnn-fe", epochs=50)`` runs: selection -> compositions (+ ground-state targets) ->
+``train(store, "cnn-fe", epochs=50)`` runs: selection -> compositions (+ ground-state targets of
+one source: ``target_source``, default the store's one DFT source with the property) ->
 features -> seeded train/val/test split -> fit with early stopping -> test metrics -> one
-``model_versions`` row (weights, config, hyperparameters, SQL, row count, data hash, split) and the
+``model_versions`` row (weights, config, hyperparameters with the target's source, kind and level
+of theory, SQL, row count, data hash, split) and the
 split's composition ids in ``composition_sets`` as ``<name>@<version>/<role>``.
 The store is only opened to read the selection and, at the end, in one short write transaction.
 """
@@ -35,11 +37,16 @@ def train(store: Store, preset_name: str, on: str | None = None, epochs: int | N
           device: str | None = None, seed: int = 0, *, max_rows: int | None = None,
           batch_size: int | None = None, name: str | None = None, max_steps: int | None = None,
           fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), config: dict | None = None,
-          progress: bool = True, **hyper) -> ModelVersion:
+          progress: bool = True, target_source: str | None = None, **hyper) -> ModelVersion:
     """Train a preset on the store's data and register the result. ``on`` replaces the preset's
-    selection (any SQL returning composition_id); ``config`` overrides module config fields;
-    other keyword arguments override the preset's hyperparameters (lr, patience, clip, ...)."""
+    selection (any SQL returning composition_id); ``target_source`` names the source whose values
+    a predictor learns (default: the preset's, else the store's one DFT source with the property);
+    ``config`` overrides module config fields; other keyword arguments override the preset's
+    hyperparameters (lr, patience, clip, ...)."""
     p = presets.get(preset_name)
+    if target_source is not None and p.property is None:
+        raise data.TargetSourceError(f"preset {p.name} ({p.kind}) has no target property; choose its "
+                                     f"compositions with --on instead of --target-source")
     unknown = set(hyper) - set(p.hyper) - {"optimizer", "weight_decay", "loss", "n_jobs", "schedule"}
     if unknown:
         raise ValueError(f"preset {p.name} has no hyperparameter(s) {sorted(unknown)} "
@@ -54,7 +61,10 @@ def train(store: Store, preset_name: str, on: str | None = None, epochs: int | N
             raise ValueError(f"{k} must be at least 1, got {hp[k]}")
     dev = resolve_device(device) if p.kind in models.TORCH_KINDS else None
     selection = (on or p.selection).strip().rstrip(";")
-    ds = data.load(store, selection, p.property, max_rows=max_rows, seed=seed)
+    target = (data.target_source(store, p.property, target_source or p.target_source)
+              if p.property else None)
+    ds = data.load(store, selection, p.property, max_rows=max_rows, seed=seed,
+                   source=target.source if target else None)
     n_dropped = 0
     if p.kind in models.GENERATIVE_KINDS:
         x, ok = _onehot(ds.batch)
@@ -119,10 +129,12 @@ def train(store: Store, preset_name: str, on: str | None = None, epochs: int | N
         metrics["history"] = hist.to_dict()
     metrics["train_seconds"] = round(time.perf_counter() - t0, 3)
     hyperparams = {"preset": p.name, "property": p.property, "featurizer": p.featurizer,
-                   "max_rows": max_rows, "max_steps": max_steps, **hp}
+                   "max_rows": max_rows, "max_steps": max_steps,
+                   **(target.to_dict() if target else {}), **hp}
     split = {**sp.to_dict(), "n_selected": ds.n_selected, "n_not_encodable": n_dropped}
     ids = ds.batch.composition_id
-    return save_model(store, name or p.name, p.kind, module, cfg, hyperparams, selection, len(ds),
+    # the query as run (selection + the target source's join) is what the version was trained on
+    return save_model(store, name or p.name, p.kind, module, cfg, hyperparams, ds.query, len(ds),
                       ds.data_hash, split, metrics, str(dev) if dev is not None else "cpu", seed,
                       split_ids={"train": ids[sp.train], "val": ids[sp.val], "test": ids[sp.test]})
 

@@ -1,21 +1,73 @@
 """A SQL selection of the store -> compositions (+ targets), a data hash, and a seeded split.
 
-The selection is any query returning ``composition_id``; targets come from the
-``composition_properties`` view (one ground-state value per composition). Rows are ordered by
+The selection is any query returning ``composition_id``; targets come from ONE source's values
+(``composition_properties_by_source``: the ground state within that source), chosen explicitly or,
+by default, the one DFT source that has the property (see target_source). Rows are ordered by
 composition_id before sampling/splitting, so the same store, query and seed give the same split.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 
 import duckdb
 import numpy as np
 
 from ..compositions import CompositionBatch
+from ..errors import MatstoreError
 from ..query import check_selection
 from ..store import Store, frame
+
+_SAFE_SOURCE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")  # a source name we may write into SQL text
+
+
+class TargetSourceError(MatstoreError, ValueError):
+    """No single source to take a training target from, or a source that does not have it."""
+
+
+@dataclass(frozen=True)
+class TargetSource:
+    source: str
+    kind: str            # dft, experiment, unknown
+    method: str | None   # level of theory where known
+
+    def to_dict(self) -> dict:
+        return {"target_source": self.source, "target_kind": self.kind, "target_method": self.method}
+
+
+def target_source(store: Store, prop: str, requested: str | None = None) -> TargetSource:
+    """The source whose `prop` values a predictor trains on. Default: the one DFT source that has
+    the property; where none does, the one source of unknown kind (a file ingested without
+    --kind). Several candidates, or only experimental values, need an explicit choice; values of
+    different sources are never pooled."""
+    if prop not in ("formation_energy_per_atom", "band_gap", "energy_above_hull"):
+        raise TargetSourceError(f"no property column {prop!r} to train on")
+    with store.connect() as con:
+        rows = con.execute(f"SELECT source, kind, method, count(*) FROM composition_properties_by_source "
+                           f"WHERE {prop} IS NOT NULL GROUP BY ALL ORDER BY source").fetchall()
+    have = {r[0]: TargetSource(r[0], r[1], r[2]) for r in rows}
+    listing = ", ".join(f"{r[0]} ({r[1]}{', ' + r[2] if r[2] else ''}; {r[3]:,} compositions)"
+                        for r in rows) or "none"
+    if requested is not None:
+        if requested not in have:
+            raise TargetSourceError(f"target source {requested!r} has no {prop} values in {store.path} "
+                                    f"(sources with {prop}: {listing})")
+        found = have[requested]
+    else:
+        dft = [t for t in have.values() if t.kind == "dft"]
+        unknown = [t for t in have.values() if t.kind == "unknown"]
+        pool = dft or unknown
+        if len(pool) != 1:
+            why = (f"several {'DFT' if dft else 'unlabelled'} sources have {prop}" if pool else
+                   f"no DFT source has {prop}")
+            raise TargetSourceError(f"{why} in {store.path}: {listing}; choose one with --target-source "
+                                    f"(Python: target_source=...)")
+        found = pool[0]
+    if not _SAFE_SOURCE.match(found.source):
+        raise TargetSourceError(f"source name {found.source!r} in {store.path} is not a plain identifier")
+    return found
 
 
 @dataclass
@@ -43,25 +95,32 @@ class Dataset:
         return h.hexdigest()
 
 
-def selection_sql(selection: str, target: str | None) -> str:
+def selection_sql(selection: str, target: str | None, source: str | None = None) -> str:
+    """The training query; `source` (a checked plain identifier) is the target's one source."""
     sel = selection.strip().rstrip(";")
     sql = (f"SELECT c.composition_id, c.elements, c.counts"
            f"{', cp.' + target + ' AS y' if target else ''}\n"
            f"FROM (SELECT DISTINCT composition_id FROM ({sel}) s) q\n"
            f"JOIN compositions c USING (composition_id)\n")
     if target:
-        sql += f"JOIN composition_properties cp USING (composition_id)\nWHERE cp.{target} IS NOT NULL\n"
+        if source is None or not _SAFE_SOURCE.match(source):
+            raise TargetSourceError(f"a training target needs one plain source name, got {source!r}")
+        sql += (f"JOIN composition_properties_by_source cp USING (composition_id)\n"
+                f"WHERE cp.source = '{source}' AND cp.{target} IS NOT NULL\n")
     return sql + "ORDER BY c.composition_id"
 
 
 def load(store: Store, selection: str, target: str | None = None, max_rows: int | None = None,
-         seed: int = 0) -> Dataset:
-    """Run the selection; max_rows keeps a seeded random subset (still ordered by id).
+         seed: int = 0, source: str | None = None) -> Dataset:
+    """Run the selection; targets from `source` (default: target_source's choice); max_rows keeps
+    a seeded random subset (still ordered by id).
 
     The selection is user SQL (`train --on`): checked to be one SELECT and run on a guarded
     read-only connection (no COPY TO, ATTACH, other files, extensions)."""
     check_selection(selection, "train --on")
-    sql = selection_sql(selection, target)
+    if target and source is None:
+        source = target_source(store, target).source
+    sql = selection_sql(selection, target, source)
     try:
         with store.connect(write=False, guarded=True) as con:
             df = frame(con, sql)
@@ -70,7 +129,7 @@ def load(store: Store, selection: str, target: str | None = None, max_rows: int 
                          f"{selection.strip()!r} failed: {e}") from None
     n = df.height
     if n == 0:
-        what = f" with a {target} value" if target else ""
+        what = f" with a {target} value from source {source}" if target else ""
         raise ValueError(f"training selection {selection.strip()!r} returned no compositions{what} "
                          f"in {store.path}")
     keep = np.arange(n)

@@ -17,6 +17,8 @@ Hyperparameters follow the seeds where they work and say so where they do not:
 - GANs: ``output_bias`` (0 = torch's default init) starts the generator's output bias there;
   the demo uses -4 (see matstore.pipeline for the measurements).
 Epoch counts are the paper-scale defaults; ``train(..., epochs=N)`` shortens them.
+Predictors learn from one source's values (``target_source``; None: the one DFT source in the
+store that has the property, see matstore.training.data.target_source), recorded with the version.
 """
 
 from __future__ import annotations
@@ -37,8 +39,8 @@ def _source(source: str) -> str:
     return f"SELECT DISTINCT composition_id FROM materials WHERE source = '{source}'"
 
 
-def _with(prop: str) -> str:
-    return f"SELECT composition_id FROM composition_properties WHERE {prop} IS NOT NULL"
+def _with(prop: str) -> str:  # any source's value; the target source narrows it (data.load)
+    return f"SELECT composition_id FROM composition_properties_by_source WHERE {prop} IS NOT NULL"
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,8 @@ class Preset:
     config: Callable[[], object]
     selection: str                        # default SQL returning composition_id
     featurizer: str | None = None         # matstore.features name (predictors)
-    property: str | None = None           # target column of composition_properties
+    property: str | None = None           # target column of composition_properties_by_source
+    target_source: str | None = None      # whose values (None: the store's one DFT source)
     hyper: dict = field(default_factory=dict)
     description: str = ""
 
