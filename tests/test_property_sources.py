@@ -215,10 +215,9 @@ def test_merge_refuses_a_source_name_of_another_kind(tmp_path, gap_files):
     a = Store.init(tmp_path / "a.duckdb")
     run(a, "csv", file=str(gap_files[0]), props=["band_gap=target:eV"], source_name="lab", kind="dft",
         limit=50)
-    b = _expt_store(tmp_path / "b.duckdb", gap_files[1])
-    with b.transaction() as con:  # the other lab used the same name for experiments
-        con.execute("UPDATE sources SET name = 'lab' WHERE name = 'expt'")
-        con.execute("UPDATE materials SET source = 'lab'")
+    b = Store.init(tmp_path / "b.duckdb")  # the other lab used the same name for experiments
+    run(b, "csv", file=str(gap_files[1]), props=["band_gap=target:eV"], source_name="lab",
+        kind="experiment", limit=50)
     n = a.query("SELECT count(*) AS n FROM materials")["n"][0]
     with pytest.raises(MergeError, match="lab: here dft, there experiment"):
         merge(a, b.path)
