@@ -87,6 +87,7 @@ def export_parquet(store: Store, out_dir: str | Path, overwrite: bool = False,
             raise ExportError(f"export: {out} exists and is not an empty folder (use --overwrite "
                               f"to replace a previous matstore export there)")
         previous = previous_export(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     summary = []
     try:

@@ -103,6 +103,8 @@ def test_export_overwrite_replaces_only_the_previous_exports_tables(small, tmp_p
 
     assert pl.read_parquet(out / "materials" / "data.parquet").height == n
     assert not list(tmp_path.glob(".exp.*"))
+    export_parquet(small, tmp_path / "new" / "deeper" / "exp", tables=["runs"])   # parents made
+    assert (tmp_path / "new" / "deeper" / "exp" / "manifest.json").is_file()
 
 
 def test_export_overwrite_refuses_a_forged_or_edited_manifest(small, tmp_path):
