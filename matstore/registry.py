@@ -232,7 +232,7 @@ class LoadedModel:
 # and conv kernels reduce in an order that depends on the batch's shape, so a row's value would
 # otherwise change (by ~1e-8) with the rows that share its batch - and a resumed or separate
 # prediction run would not equal a fused, uninterrupted one.
-PREDICT_ROWS = 1024
+PREDICT_ROWS = {"cpu": 1024, "cuda": 16384}   # the GPU wants bigger passes
 
 
 def predict_module(module, x: np.ndarray, device, batch_size: int | None = None) -> np.ndarray:
@@ -240,7 +240,7 @@ def predict_module(module, x: np.ndarray, device, batch_size: int | None = None)
     A row's value depends only on that row (and batch_size), not on which rows come with it."""
     import torch  # noqa: PLC0415
 
-    rows = int(batch_size or PREDICT_ROWS)
+    rows = int(batch_size or PREDICT_ROWS["cuda" if str(device).startswith("cuda") else "cpu"])
     module.eval()
     module.to(device)
     out = []
