@@ -13,6 +13,8 @@ from .errors import MatstoreError
 from .store import Store, default_path
 
 console = Console(stderr=True)
+POSITIVE = click.IntRange(min=1)          # counts and sizes: 0 or less would do nothing
+TOLERANCE = click.FloatRange(0, 1, min_open=True, max_open=True)   # see options.decode_tolerance
 
 
 def store_option(f):
@@ -25,7 +27,7 @@ def output_options(f):
     f = click.option("--json", "fmt", flag_value="json", help="Write JSON to stdout.")(f)
     f = click.option("--parquet", "parquet", type=click.Path(dir_okay=False), default=None,
                      help="Write the result to this Parquet file.")(f)
-    f = click.option("--limit-rows", type=int, default=50, show_default=True,
+    f = click.option("--limit-rows", type=click.IntRange(min=0), default=50, show_default=True,
                      help="Rows shown in the terminal table.")(f)
     return f
 
@@ -151,13 +153,13 @@ def info(db, show_provenance):
 @main.command()
 @store_option
 @click.option("--model", "model", default=None, help="Generator NAME[@VERSION] or model id.")
-@click.option("-n", "n", type=int, default=None, help="Samples to draw.")
-@click.option("--batch-size", type=int, default=None,
+@click.option("-n", "n", type=POSITIVE, default=None, help="Samples to draw.")
+@click.option("--batch-size", type=POSITIVE, default=None,
               help="Samples per batch and transaction (default: 8192 on CPU, 262144 on CUDA).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default=None, help="cuda or cpu (default: cuda when present).")
-@click.option("--tolerance", type=float, default=None,
-              help="Decoding tolerance (default: matstore.features.onehot's).")
+@click.option("--tolerance", type=TOLERANCE, default=None,
+              help="Decoding tolerance, 0 < T < 1 (default: matstore.features.onehot's).")
 @click.option("--resume", "resume_id", type=int, default=None,
               help="Continue an interrupted run from its last committed batch.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
@@ -195,7 +197,7 @@ def generate(db, model, n, batch_size, seed, device, tolerance, resume_id, no_pr
               help="SQL condition on compositions (alias c), e.g. "
                    "\"composition_id IN (SELECT composition_id FROM candidates)\".")
 @click.option("--device", default=None)
-@click.option("--chunk-size", type=int, default=65536, show_default=True)
+@click.option("--chunk-size", type=POSITIVE, default=65536, show_default=True)
 @click.option("--no-progress", is_flag=True)
 def predict(db, model, where, device, chunk_size, no_progress):
     """Predict a property for compositions lacking that model version's predictions."""
@@ -233,13 +235,13 @@ def report(db, run_id, out):
 
 @main.command()
 @store_option
-@click.option("--samples", type=int, default=20000, show_default=True, help="Samples to generate.")
-@click.option("--gan-epochs", type=int, default=None, help="GAN epochs (default: the demo's).")
-@click.option("--fe-epochs", type=int, default=None, help="Predictor epochs (default: the demo's).")
+@click.option("--samples", type=POSITIVE, default=20000, show_default=True, help="Samples to generate.")
+@click.option("--gan-epochs", type=POSITIVE, default=None, help="GAN epochs (default: the demo's).")
+@click.option("--fe-epochs", type=POSITIVE, default=None, help="Predictor epochs (default: the demo's).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default=None)
-@click.option("--top", type=int, default=20, show_default=True)
-@click.option("--gan-rows", type=int, default=4000, show_default=True,
+@click.option("--top", type=POSITIVE, default=20, show_default=True)
+@click.option("--gan-rows", type=click.IntRange(min=0), default=4000, show_default=True,
               help="MP compositions the demo GAN trains on (0: all).")
 def demo(db, samples, gan_epochs, fe_epochs, seed, device, top, gan_rows):
     """The whole pipeline on the builtin data: ingest, train, generate, validate, predict, screen."""
@@ -254,7 +256,7 @@ def demo(db, samples, gan_epochs, fe_epochs, seed, device, top, gan_rows):
 @click.option("--featurizer", "featurizer", required=True,
               type=click.Choice(["onehot", "magpie", "fractions"]), help="Featurizer to compute.")
 @click.option("--where", default=None, help="SQL condition on compositions (alias c), e.g. \"n_elements >= 3\".")
-@click.option("--batch-size", type=int, default=100_000, show_default=True)
+@click.option("--batch-size", type=POSITIVE, default=100_000, show_default=True)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def featurize(db, featurizer, where, batch_size, no_progress):
     """Compute a featurizer for compositions lacking its current version's rows."""
@@ -269,7 +271,7 @@ def featurize(db, featurizer, where, batch_size, no_progress):
 @main.command()
 @store_option
 @click.option("--where", default=None, help="SQL condition on compositions (alias c).")
-@click.option("--batch-size", type=int, default=100_000, show_default=True)
+@click.option("--batch-size", type=POSITIVE, default=100_000, show_default=True)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def validate(db, where, batch_size, no_progress):
     """Charge neutrality / electronegativity / smact_validity for compositions lacking them."""
@@ -321,11 +323,11 @@ def merge(other, db):
 @click.option("--target-source", default=None,
               help="Predictors: the source whose values to learn (default: the one DFT source).")
 @click.option("--name", default=None, help="Registry name (default: the preset's).")
-@click.option("--epochs", type=int, default=None, help="Epochs (default: the preset's).")
-@click.option("--batch-size", type=int, default=None)
+@click.option("--epochs", type=POSITIVE, default=None, help="Epochs (default: the preset's).")
+@click.option("--batch-size", type=POSITIVE, default=None)
 @click.option("--lr", type=float, default=None, help="Learning rate (predictors, autoencoder).")
-@click.option("--max-rows", type=int, default=None, help="Train on a seeded random subset.")
-@click.option("--max-steps", type=int, default=None, help="Stop after this many optimizer steps.")
+@click.option("--max-rows", type=POSITIVE, default=None, help="Train on a seeded random subset.")
+@click.option("--max-steps", type=POSITIVE, default=None, help="Stop after this many optimizer steps.")
 @click.option("--clip", type=float, default=None, help="GANs: weight clipping to ±CLIP instead of GP.")
 @click.option("--device", default=None, help="cuda or cpu (default: cuda when present).")
 @click.option("--seed", type=int, default=0, show_default=True)

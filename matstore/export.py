@@ -4,7 +4,11 @@ Layout: DIR/<table>/data.parquet, except `generated`, which is hive-partitioned 
 (DIR/generated/run_id=N/*.parquet) so one run can be read or shared alone. DIR/manifest.json
 records the schema version, and per table the row count and the checksum below, so a reader can
 check what it got. The export is written to a temporary sibling folder and renamed into place:
-an interrupted export leaves no half-written DIR.
+an interrupted export leaves no half-written DIR (at most a `.DIR.partial-*` sibling).
+
+`--overwrite` replaces a previous export and nothing else: DIR must hold a manifest.json of format
+"matstore-parquet-export", and only the table folders it lists (Parquet files only) and the
+manifest are replaced; other files in DIR stay. A DIR that holds the store file is always refused.
 
 Read back with plain DuckDB:  SELECT * FROM read_parquet('DIR/generated/**/*.parquet', hive_partitioning=true)
 or polars:                    pl.read_parquet('DIR/compositions/*.parquet')
@@ -13,7 +17,9 @@ or polars:                    pl.read_parquet('DIR/compositions/*.parquet')
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import tempfile
 from datetime import datetime
 from pathlib import Path
 
@@ -25,6 +31,9 @@ from .store import Store
 from .errors import MatstoreError
 
 PARTITION_BY = {"generated": "run_id"}
+FORMAT = "matstore-parquet-export"   # manifest.json's "format": what --overwrite may replace
+MANIFEST = "manifest.json"
+_TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class ExportError(MatstoreError, RuntimeError):
@@ -62,13 +71,24 @@ def checksum(con: duckdb.DuckDBPyConnection, relation: str, columns: list[str] |
 
 def export_parquet(store: Store, out_dir: str | Path, overwrite: bool = False,
                    tables: list[str] | None = None) -> pl.DataFrame:
-    """Write the store's tables under out_dir; returns table, rows, checksum, path per table."""
+    """Write the store's tables under out_dir; returns table, rows, checksum, path per table.
+
+    overwrite replaces a previous export only: its table folders and manifest.json (anything
+    else in out_dir stays). A folder that is not a matstore export, or that holds the store
+    itself, is refused, whatever overwrite says."""
     out = Path(out_dir).resolve()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise ExportError(f"export: {out} exists and is not an empty folder (use --overwrite to replace it)")
-    tmp = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    src = Path(store.path).resolve()
+    if out == src or out in src.parents:
+        raise ExportError(f"export: {out} holds the store {src} itself; export to a folder "
+                          f"outside it (nothing was written or removed)")
+    previous = None                       # table folders of the export being replaced
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if not overwrite:
+            raise ExportError(f"export: {out} exists and is not an empty folder (use --overwrite "
+                              f"to replace a previous matstore export there)")
+        previous = previous_export(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     summary = []
     try:
         with store.connect(write=False) as con:
@@ -77,6 +97,10 @@ def export_parquet(store: Store, out_dir: str | Path, overwrite: bool = False,
             unknown = sorted(set(wanted) - set(have))
             if unknown:
                 raise ExportError(f"export: no table(s) {', '.join(unknown)} in {store.path}")
+            odd = [t for t in wanted if not _TABLE_NAME.fullmatch(t)]
+            if odd:   # a received store's names become folder names and SQL: plain ones only
+                raise ExportError(f"export: table name(s) {odd!r} in {store.path} are not plain "
+                                  f"identifiers; export the other tables with --table")
             version = migrations.current_version(con)
             for t in wanted:
                 target = tmp / t
@@ -92,20 +116,73 @@ def export_parquet(store: Store, out_dir: str | Path, overwrite: bool = False,
                 rows, total = checksum(con, f'"{t}"')
                 summary.append({"table": t, "rows": rows, "checksum": str(total),
                                 "partitioned_by": part, "path": str(out / t)})
-        manifest = {"format": "matstore-parquet-export", "schema_version": version,
+        manifest = {"format": FORMAT, "schema_version": version,
                     "exported_at": datetime.now().isoformat(timespec="seconds"),
-                    "source": str(Path(store.path).resolve()),
+                    "source": str(src),
                     "tables": {s["table"]: {k: s[k] for k in ("rows", "checksum", "partitioned_by")}
                                for s in summary}}
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        if previous is None:
+            if out.exists():
+                out.rmdir()               # empty (checked above)
+            tmp.rename(out)
+        else:
+            _replace(out, tmp, previous)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return pl.DataFrame(summary, schema={"table": pl.String, "rows": pl.Int64, "checksum": pl.String,
                                          "partitioned_by": pl.String, "path": pl.String})
+
+
+def previous_export(out: Path) -> list[str]:
+    """The table folders a previous matstore export wrote in out (checked: only Parquet files),
+    or ExportError when out is not such an export: --overwrite removes nothing else."""
+    refuse = (f"; --overwrite only replaces a previous matstore export (nothing was removed: "
+              f"choose another folder, or remove it yourself)")
+    if not out.is_dir():
+        raise ExportError(f"export: {out} exists and is not a folder{refuse}")
+    try:
+        manifest = json.loads((out / MANIFEST).read_text())
+    except (OSError, ValueError):
+        manifest = None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ExportError(f"export: {out} is not a matstore export (no {MANIFEST} of format "
+                          f"{FORMAT!r}){refuse}")
+    names = manifest.get("tables")
+    if not isinstance(names, dict) or not all(isinstance(t, str) and _TABLE_NAME.fullmatch(t)
+                                              for t in names):
+        raise ExportError(f"export: {out / MANIFEST} lists tables that are not plain names{refuse}")
+    for t in names:
+        folder = out / t
+        if not folder.exists() and not folder.is_symlink():
+            continue
+        if folder.is_symlink() or not folder.is_dir():
+            raise ExportError(f"export: {folder} is not a folder of Parquet files{refuse}")
+        for path in folder.rglob("*"):
+            if path.is_symlink() or not (path.is_dir() or (path.is_file() and path.suffix == ".parquet")):
+                raise ExportError(f"export: {path} was not written by a matstore export{refuse}")
+    return list(names)
+
+
+def _replace(out: Path, tmp: Path, previous: list[str]) -> None:
+    """Swap the previous export's table folders and manifest for the new ones in tmp."""
+    new = [p.name for p in tmp.iterdir() if p.name != MANIFEST]
+    foreign = [n for n in new if n not in previous and (out / n).exists()]
+    if foreign:
+        raise ExportError(f"export: {out} holds {', '.join(foreign)}, not part of its previous "
+                          f"export; nothing was removed")
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.replaced-", dir=out.parent))
+    try:
+        for t in previous:
+            if (out / t).exists():
+                (out / t).rename(old / t)
+        for n in new:
+            (tmp / n).rename(out / n)
+        (tmp / MANIFEST).replace(out / MANIFEST)   # last: the manifest describes what is there
+        tmp.rmdir()
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def parquet_relation(out_dir: str | Path, table: str) -> str:

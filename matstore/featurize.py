@@ -107,7 +107,9 @@ def featurize_store(store: Store, featurizer_name: str, where: str | None = None
     import time
 
     from .features import get
+    from .options import at_least_one
 
+    batch_size = at_least_one("featurize: the batch size", batch_size)
     feat = get(featurizer_name)
     t0 = time.perf_counter()
     pending = _pending(store, "SELECT 1 FROM features f WHERE f.composition_id = c.composition_id "
@@ -140,8 +142,10 @@ def validate_store(store: Store, where: str | None = None, batch_size: int = DEF
     NULL where smact has no data for an element (it would raise)."""
     import time
 
+    from .options import at_least_one
     from .validity import CHECKER_VERSION, check
 
+    batch_size = at_least_one("validate: the batch size", batch_size)
     t0 = time.perf_counter()
     pending = _pending(store, "SELECT 1 FROM validity v WHERE v.composition_id = c.composition_id "
                        "AND v.checker_version = ?", [CHECKER_VERSION], where)

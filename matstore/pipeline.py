@@ -84,7 +84,7 @@ def run_demo(store: Store, samples: int = 20000, gan_epochs: int | None = None,
     from .report import run_screen  # noqa: PLC0415
 
     console = console or Console(stderr=True)
-    device = device or runner.default_device()
+    device = runner.resolve_device(device)
     secs: dict[str, float] = {}
 
     def step(name):

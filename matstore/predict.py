@@ -21,6 +21,7 @@ import pyarrow as pa
 from .recovery import this_process_start
 from .store import Store, StoreError, append
 from .errors import MatstoreError
+from .options import at_least_one
 
 DEFAULT_CHUNK = 65536
 
@@ -65,9 +66,11 @@ def predict(store: Store, model, where: str | None = None, chunk_size: int = DEF
     """Predict model's property for every composition lacking it (where: SQL over compositions)."""
     from .featurize import batch_from_arrow  # noqa: PLC0415
     from .registry import load_model  # noqa: PLC0415
-    from .runner import _progress, default_device  # noqa: PLC0415
+    from .devices import resolve_device  # noqa: PLC0415
+    from .runner import _progress  # noqa: PLC0415
 
-    device = device or default_device()
+    chunk_size = at_least_one("predict: the chunk size", chunk_size, error=PredictError)
+    device = resolve_device(device)
     loaded = load_model(store, model, device=device) if isinstance(model, (str, int)) else model
     if loaded.kind not in ("cnn", "elemnet", "rf") or not loaded.property:
         raise PredictError(f"model {loaded.ref} is a {loaded.kind}, not a property predictor")

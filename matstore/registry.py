@@ -199,7 +199,7 @@ class LoadedModel:
             self.device = str(device)
         return self
 
-    def predict(self, batch, device=None, batch_size: int = 8192) -> np.ndarray:
+    def predict(self, batch, device=None, batch_size: int | None = None) -> np.ndarray:
         """Property values (n,) for a CompositionBatch (NaN where the featurizer cannot encode a row)."""
         if self.kind not in ("cnn", "elemnet", "rf"):
             raise ModelError(f"model {self.ref} is a {self.kind}, not a property predictor")
@@ -213,7 +213,7 @@ class LoadedModel:
             out[ok] = self.predict_features(x, device=device, batch_size=batch_size)
         return out
 
-    def predict_features(self, x: np.ndarray, device=None, batch_size: int = 8192) -> np.ndarray:
+    def predict_features(self, x: np.ndarray, device=None, batch_size: int | None = None) -> np.ndarray:
         """Predictions for an already featurized input (training and benchmarks use this)."""
         if self.kind == "rf":
             return self.module.predict(x)
@@ -237,17 +237,30 @@ class LoadedModel:
         raise ModelError(f"model {self.ref} is a {self.kind}; only wgan/autoencoder sample")
 
 
-def predict_module(module, x: np.ndarray, device, batch_size: int = 8192) -> np.ndarray:
-    """Run a regressor module over x in batches on device; same path for cpu and cuda."""
+# Rows per forward pass. Every pass has exactly this many rows (the last one zero-padded): BLAS
+# and conv kernels reduce in an order that depends on the batch's shape, so a row's value would
+# otherwise change (by ~1e-8) with the rows that share its batch - and a resumed or separate
+# prediction run would not equal a fused, uninterrupted one.
+PREDICT_ROWS = {"cpu": 1024, "cuda": 16384}   # the GPU wants bigger passes
+
+
+def predict_module(module, x: np.ndarray, device, batch_size: int | None = None) -> np.ndarray:
+    """Run a regressor module over x in fixed-shape batches on device; same path for cpu and cuda.
+    A row's value depends only on that row (and batch_size), not on which rows come with it."""
     import torch  # noqa: PLC0415
 
+    rows = int(batch_size or PREDICT_ROWS["cuda" if str(device).startswith("cuda") else "cpu"])
     module.eval()
     module.to(device)
     out = []
     with torch.no_grad():
-        for i in range(0, len(x), batch_size):
-            xb = torch.as_tensor(x[i:i + batch_size], dtype=torch.float32, device=device)
-            out.append(module(xb).float().cpu().numpy())
+        for i in range(0, len(x), rows):
+            part = np.asarray(x[i:i + rows], dtype=np.float32)
+            m = len(part)
+            if m < rows:
+                part = np.concatenate([part, np.zeros((rows - m,) + part.shape[1:], np.float32)])
+            xb = torch.as_tensor(part, device=device)
+            out.append(module(xb)[:m].float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
 

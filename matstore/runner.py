@@ -32,7 +32,9 @@ import pyarrow as pa
 
 from . import compositions
 from .store import Store, StoreError, append, append_new, frame
+from .devices import resolve_device
 from .errors import MatstoreError
+from .options import at_least_one, decode_tolerance
 
 # samples per batch (= per transaction) when none is given: on a CPU ~4 s of generator work (a
 # kill loses little); on a GPU ~50 ms at 5M samples/s, and each commit fills whole row groups
@@ -53,9 +55,8 @@ def batch_seed(seed: int, batch_no: int) -> int:
 
 
 def default_device() -> str:
-    import torch  # noqa: PLC0415
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    """cuda when torch sees a GPU, else cpu (devices.resolve_device checks a device asked for)."""
+    return resolve_device(None)
 
 
 @dataclass
@@ -361,12 +362,11 @@ def generate(store: Store, model, n: int, batch_size: int | None = None, seed: i
 
     stages: also validate / featurize / predict each batch's distinct compositions that lack it
     (the full pipeline in one pass; see Stages for when those rows are written)."""
-    if n <= 0:
-        raise RunError(f"generate: the number of samples must be positive, got {n}")
-    device = device or default_device()
+    n = at_least_one("generate: the number of samples (-n)", n, error=RunError)
+    batch_size = at_least_one("generate: the batch size", batch_size, allow_none=True, error=RunError)
+    tolerance = decode_tolerance(tolerance, error=RunError)
+    device = resolve_device(device)
     batch_size = default_batch_size(device) if batch_size is None else batch_size
-    if batch_size <= 0:
-        raise RunError(f"generate: the batch size must be positive, got {batch_size}")
     loaded = _load(store, model, device)
     pipe = _Pipeline(store, stages, device) if stages else None
     params = {"n": int(n), "batch_size": int(batch_size), "tolerance": tolerance,
@@ -407,7 +407,7 @@ def resume(store: Store, run_id: int, device: str | None = None, progress: bool 
         raise RunError(f"resume: run {run_id} is still running (pid {run['pid']})")
     params = json.loads(run["params"])
     # Same device as the original: CPU and CUDA generators draw different numbers from one seed.
-    device = device or run["device"] or default_device()
+    device = resolve_device(device or run["device"])
     if device != run["device"]:
         raise RunError(f"resume: run {run_id} was drawn on {run['device']}; resuming on {device} "
                        f"would draw different samples (torch generators differ per device)")

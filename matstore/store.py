@@ -144,8 +144,10 @@ class Store:
 
     @classmethod
     def init(cls, path: str | os.PathLike | None = None) -> "Store":
-        """Create (or upgrade) the file at path and return it."""
+        """Create (or upgrade) the file at path and return it. An existing file must be a matstore
+        store or an empty DuckDB database: anything else is refused untouched."""
         store = cls(path)
+        _check_init_target(store.path)
         with store.connect(write=True):
             pass
         return store
@@ -247,6 +249,35 @@ class Store:
     def version(self) -> int:
         with self.connect(write=False) as con:
             return migrations.current_version(con)
+
+
+def _check_init_target(path: str) -> None:
+    """Refuse to make a store of a file that is not one: not DuckDB at all (a CSV, an empty
+    file), or a DuckDB database with tables of its own and no matstore schema."""
+    p = Path(path)
+    if not p.exists():
+        return
+    if not p.is_file():
+        raise StoreError(f"{path} is not a DuckDB/matstore store (not a file)")
+    with open(p, "rb") as f:
+        header = f.read(12)
+    if header[8:12] != b"DUCK":      # DuckDB's magic bytes, after the header checksum
+        raise StoreError(f"{path} is not a DuckDB/matstore store; nothing was changed")
+    try:
+        con = duckdb.connect(str(p), read_only=True)
+    except duckdb.Error:
+        return   # in use by a writer (or unreadable): connect() reports what is wrong
+    try:
+        tables = [r[0] for r in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE'"
+            ).fetchall()]
+    finally:
+        con.close()
+    if tables and "schema_migrations" not in tables:
+        raise StoreError(f"{path} is a DuckDB database with tables of its own "
+                         f"({', '.join(sorted(tables)[:5])}{', ...' if len(tables) > 5 else ''}) "
+                         f"and is not a matstore store; init makes a store only of a new file, "
+                         f"an empty DuckDB database or a matstore store (nothing was changed)")
 
 
 def frame(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> pl.DataFrame:

@@ -95,8 +95,13 @@ def test_export_refuses_a_non_empty_folder_and_leaves_no_partial_export(study, t
     with pytest.raises(ExportError, match="no table"):
         export_parquet(study, tmp_path / "other", tables=["compositions", "nope"])
     assert not (tmp_path / "other").exists() and not (tmp_path / ".other.partial").exists()
-    export_parquet(study, out, overwrite=True, tables=["compositions"])
-    assert sorted(p.name for p in out.iterdir()) == ["compositions", "manifest.json"]
+    with pytest.raises(ExportError, match="not a matstore export"):   # --overwrite: exports only
+        export_parquet(study, out, overwrite=True, tables=["compositions"])
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    prev = tmp_path / "prev"
+    export_parquet(study, prev, tables=["compositions", "runs"])
+    export_parquet(study, prev, overwrite=True, tables=["compositions"])
+    assert sorted(p.name for p in prev.iterdir()) == ["compositions", "manifest.json"]
 
 
 def test_empty_store_exports_empty_tables_that_read_back(tmp_path):

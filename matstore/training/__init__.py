@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import models
 from ..registry import ModelVersion, save_model
+from ..options import at_least_one
 from ..store import Store
 from . import data, presets
 from .fit import (autoencoder_metrics, fit_autoencoder, fit_regressor, fit_wgan, generation_metrics,
@@ -59,6 +60,8 @@ def train(store: Store, preset_name: str, on: str | None = None, epochs: int | N
     for k in ("epochs", "batch_size"):
         if k in hp and int(hp[k]) < 1:
             raise ValueError(f"{k} must be at least 1, got {hp[k]}")
+    max_rows = at_least_one("train: max_rows", max_rows, allow_none=True)
+    max_steps = at_least_one("train: max_steps", max_steps, allow_none=True)
     dev = resolve_device(device) if p.kind in models.TORCH_KINDS else None
     selection = (on or p.selection).strip().rstrip(";")
     target = (data.target_source(store, p.property, target_source or p.target_source)

@@ -25,12 +25,10 @@ _console = Console(stderr=True)
 
 
 def resolve_device(device: str | None = None) -> torch.device:
-    """cuda when available unless told otherwise."""
-    if device in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for, but torch sees no CUDA device")
-    return torch.device(device)
+    """cuda when available unless told otherwise; checked by devices.resolve_device."""
+    from ..devices import resolve_device as resolve  # noqa: PLC0415
+
+    return torch.device(resolve(device))
 
 
 @contextmanager

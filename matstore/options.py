@@ -1,0 +1,36 @@
+"""Checks of the numeric knobs the library's entry points take (counts, sizes, tolerances), so
+that a zero, negative or out-of-range value is refused with its name instead of doing nothing.
+The CLI declares the same ranges (click.IntRange / FloatRange); these cover Python callers."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+from .errors import MatstoreError
+
+
+class OptionError(MatstoreError, ValueError):
+    """A numeric option outside its range; the message names it and the range."""
+
+
+def at_least_one(name: str, value, allow_none: bool = False, error: type = OptionError):
+    """value as an int >= 1 (None passes where allow_none: 'use the default'); error: the
+    caller's own error class, for callers that have one."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise error(f"{name} must be a positive whole number (>= 1), got {value!r}")
+    return int(value)
+
+
+def decode_tolerance(value, error: type = OptionError):
+    """A onehot decoding tolerance: a cell counts as set at >= 1 - tolerance, so only 0 < t < 1
+    means anything (t >= 1 sets every cell, t <= 0 almost none). None: the default."""
+    if value is None:
+        return None
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or not math.isfinite(value) or not 0 < value < 1):
+        raise error(f"tolerance must be a number with 0 < tolerance < 1 (a cell counts as "
+                          f"set at >= 1 - tolerance), got {value!r}")
+    return float(value)
