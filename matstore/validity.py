@@ -358,7 +358,7 @@ def _side_step(prev: np.ndarray, zp: np.ndarray, cp: np.ndarray, vals: np.ndarra
     for j in range(int(n_vals[zp].max()) if m else 0):
         sh = np.where(j < n_vals[zp], cp * vals[zp, j], width)
         idx = cols - sh[:, None]
-        cand = np.take_along_axis(prev, np.clip(idx, 0, width - 1), 1) + weights[zp, j][:, None]
+        cand = np.take_along_axis(prev, np.clip(idx, 0, width - 1), 1) + (cp * weights[zp, j])[:, None]
         cand[idx < 0] = -np.inf
         better = cand > cur
         cur = np.where(better, cand, cur)
@@ -411,7 +411,7 @@ def _assign_one(t: _Tables, zs: list[int], cs: list[int]) -> list[int]:
     def step(prev, z, c, vals, weights, n_vals):
         cur, back = {}, {}
         for j in range(int(n_vals[z])):
-            s, w = int(vals[z, j]), weights[z, j]
+            s, w = int(vals[z, j]), c * weights[z, j]
             for tot, v in prev.items():
                 cand = v + w
                 if tot + c * s not in cur or cand > cur[tot + c * s]:
