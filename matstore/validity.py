@@ -34,7 +34,7 @@ the ICSD never reports ranks last): the most probable assignment if each atom's 
 from its ICSD frequencies. It is the same cut search with, instead of a bitset, the best score per
 total (a max-plus dynamic program over totals, one (rows, width) array per side); ties go to the
 state listed first (more reports), then to the lower total, then to more cations. Rows whose
-totals exceed 64 on both sides take the same program on Python dicts.
+totals exceed 127 on both sides take the same program on Python dicts.
 
 Verdicts are for the reduced integer composition (the store's key). smact truncates fractional
 amounts with int(), so ``smact_validity("Li0.5CoO2")`` is not the verdict for LiCo2O4; on integer
@@ -344,7 +344,8 @@ def _check_unique(z: np.ndarray, c: np.ndarray, t: _Tables) -> dict[str, np.ndar
 
 # ---- the oxidation-state assignment: a max-plus program over charge totals ----------------------
 
-_CHUNK = 8192  # rows per dense pass: (positions, rows, width) float arrays stay ~ tens of MB
+_CHUNK = 8192      # rows per dense pass: (positions, rows, width) float arrays stay ~ tens of MB
+_DENSE_MAX = 128   # widest dense pass (totals 0..127); wider rows take the dict program
 
 
 def _side_step(prev: np.ndarray, zp: np.ndarray, cp: np.ndarray, vals: np.ndarray, weights: np.ndarray,
@@ -354,12 +355,11 @@ def _side_step(prev: np.ndarray, zp: np.ndarray, cp: np.ndarray, vals: np.ndarra
     m, width = prev.shape
     cur = np.full_like(prev, -np.inf)
     back = np.zeros(prev.shape, np.int8)
-    cols = np.arange(width)[None, :]
+    cols = np.arange(width, 2 * width)[None, :]
+    padded = np.concatenate([np.full_like(prev, -np.inf), prev], 1)  # totals below 0: unreachable
     for j in range(int(n_vals[zp].max()) if m else 0):
-        sh = np.where(j < n_vals[zp], cp * vals[zp, j], width)
-        idx = cols - sh[:, None]
-        cand = np.take_along_axis(prev, np.clip(idx, 0, width - 1), 1) + (cp * weights[zp, j])[:, None]
-        cand[idx < 0] = -np.inf
+        sh = np.where(j < n_vals[zp], np.minimum(cp * vals[zp, j], width), width)
+        cand = np.take_along_axis(padded, cols - sh[:, None], 1) + (cp * weights[zp, j])[:, None]
         better = cand > cur
         cur = np.where(better, cand, cur)
         back[better] = j
@@ -459,17 +459,24 @@ def _assign(t: _Tables, z: np.ndarray, c: np.ndarray, rows: np.ndarray) -> np.nd
     cr = np.where(zr > 0, c[rows], 0).astype(np.int64)
     order = np.argsort(t.eneg[zr], axis=1, kind="stable")
     zs, cs = np.take_along_axis(zr, order, 1), np.take_along_axis(cr, order, 1)
-    # a meeting total is at most the smaller side's maximum; beyond 64 -> the dict program
+    # a meeting total is at most the smaller side's maximum; beyond _DENSE_MAX -> the dict program
     width = np.minimum((cs * t.max_pos[zs]).sum(1), (cs * t.max_neg[zs]).sum(1)) + 1
     st = np.zeros_like(zs)
-    dense = np.flatnonzero(width <= _WORD)
-    dense = dense[np.argsort(width[dense], kind="stable")]  # similar widths share a pass
-    slow = list(np.flatnonzero(width > _WORD))
-    for a in range(0, len(dense), _CHUNK):
-        sel = dense[a: a + _CHUNK]
-        got, found = _assign_dense(t, zs[sel], cs[sel], int(width[sel].max()))
-        st[sel] = got
-        slow.extend(sel[~found])
+    # passes over rows of one element count and width class (8, 16, ..., 128): the work scales
+    # with the slots and totals present; trailing padding slots (sorted last) change nothing
+    nel = (zs > 0).sum(1)
+    group = nel * 8 + np.searchsorted([8, 16, 32, 64, _DENSE_MAX], width)
+    dense = np.flatnonzero(width <= _DENSE_MAX)
+    dense = dense[np.argsort(group[dense], kind="stable")]
+    cuts = np.flatnonzero(np.diff(group[dense])) + 1
+    slow = list(np.flatnonzero(width > _DENSE_MAX))
+    for part in np.split(dense, cuts) if len(dense) else []:
+        for a in range(0, len(part), _CHUNK):
+            sel = part[a: a + _CHUNK]
+            kk = max(int(nel[sel].max()), 2)
+            got, found = _assign_dense(t, zs[sel, :kk], cs[sel, :kk], int(width[sel].max()))
+            st[sel, :kk] = got
+            slow.extend(sel[~found])
     for i in slow:
         keep = zs[i] > 0
         st[i, keep] = _assign_one(t, zs[i, keep].tolist(), cs[i, keep].tolist())
