@@ -154,7 +154,7 @@ class _Pipeline:
         from .registry import load_model  # noqa: PLC0415
         from .validity import CHECKER_VERSION  # noqa: PLC0415
 
-        self.validate, self.checker = stages.validate, CHECKER_VERSION
+        self.validate = stages.validate
         self.stored = {name: get(name) for name in stages.featurize}
         self.models = []
         for m in stages.predict:

@@ -67,6 +67,7 @@ def __getattr__(name: str):
         return getattr(compositions, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
 KERNEL_VERSION = "002"  # 002: sets selectable, oxidation-state assignment stored
 _WORD = 64
 
@@ -355,13 +356,15 @@ def _side_step(prev: np.ndarray, zp: np.ndarray, cp: np.ndarray, vals: np.ndarra
     m, width = prev.shape
     cur = np.full_like(prev, -np.inf)
     back = np.zeros(prev.shape, np.int8)
-    cols = np.arange(width, 2 * width)[None, :]
+    rows = np.arange(m)
     padded = np.concatenate([np.full_like(prev, -np.inf), prev], 1)  # totals below 0: unreachable
+    windows = np.lib.stride_tricks.sliding_window_view(padded, width, axis=1)  # [r, w] = prev shifted by width - w
     for j in range(int(n_vals[zp].max()) if m else 0):
         sh = np.where(j < n_vals[zp], np.minimum(cp * vals[zp, j], width), width)
-        cand = np.take_along_axis(padded, cols - sh[:, None], 1) + (cp * weights[zp, j])[:, None]
+        cand = windows[rows, width - sh]
+        cand += (cp * weights[zp, j])[:, None]
         better = cand > cur
-        cur = np.where(better, cand, cur)
+        np.copyto(cur, cand, where=better)
         back[better] = j
     return cur, back
 
