@@ -11,6 +11,7 @@ from rich.console import Console
 from . import output
 from .errors import MatstoreError
 from .store import Store, default_path
+from .validity import DEFAULT_SET, OXIDATION_SETS
 
 console = Console(stderr=True)
 POSITIVE = click.IntRange(min=1)          # counts and sizes: 0 or less would do nothing
@@ -273,11 +274,15 @@ def featurize(db, featurizer, where, batch_size, no_progress):
 @click.option("--where", default=None, help="SQL condition on compositions (alias c).")
 @click.option("--batch-size", type=POSITIVE, default=100_000, show_default=True)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def validate(db, where, batch_size, no_progress):
-    """Charge neutrality / electronegativity / smact_validity for compositions lacking them."""
+@click.option("--oxidation-set", type=click.Choice(list(OXIDATION_SETS)), default=DEFAULT_SET,
+              show_default=True, help="smact oxidation-state set (the views use the default).")
+def validate(db, where, batch_size, no_progress, oxidation_set):
+    """Charge neutrality / electronegativity / smact_validity and an oxidation-state assignment
+    for compositions lacking them under one oxidation-state set."""
     from .featurize import validate_store
 
-    r = validate_store(Store(db), where=where, batch_size=batch_size, progress=not no_progress)
+    r = validate_store(Store(db), where=where, batch_size=batch_size, progress=not no_progress,
+                       oxidation_set=oxidation_set)
     console.print(f"checker {r.version}: {r.written:,} rows written for {r.pending:,} pending "
                   f"compositions ({r.not_encodable:,} outside smact's data: NULL flags) in {r.seconds:.1f} s")
 

@@ -136,35 +136,72 @@ def featurize_store(store: Store, featurizer_name: str, where: str | None = None
     return res
 
 
+def validity_rows(batch: CompositionBatch, oxidation_set: str) -> pa.Table:
+    """validity-table rows for a batch under one oxidation-state set. Flags are NULL where smact
+    has no data for an element (it would raise); oxidation_states lists one state per element in
+    the batch's slot order (= compositions.elements for batches from batch_from_arrow or
+    runner.canonical), NULL where the composition is not electronegativity-balanced."""
+    from .validity import check, checker_version
+
+    flags = check(batch, oxidation_set, assign=True)
+    null = ~flags["supported"]
+    has = flags["electronegativity_balanced"]
+    present = np.asarray(batch.z) > 0
+    offsets = np.zeros(len(batch) + 1, np.int32)
+    np.cumsum(np.where(has, present.sum(1), 0), out=offsets[1:])
+    states = flags["oxidation_states"][has[:, None] & present].astype(np.int32)
+    return pa.table({
+        "composition_id": pa.array(batch.composition_id, pa.int64()),
+        "checker_version": pa.array([checker_version(oxidation_set)] * len(batch), pa.string()),
+        **{name: pa.array(flags[name], pa.bool_(), mask=null)
+           for name in ("charge_neutral", "electronegativity_balanced", "smact_valid")},
+        "oxidation_states": pa.ListArray.from_arrays(pa.array(offsets), pa.array(states, pa.int32()),
+                                                     mask=pa.array(~has)),
+    })
+
+
+def register_checker(con, oxidation_set: str) -> None:
+    """Record (inside the caller's transaction) that this matstore writes checker_version(set) for
+    the set; writing the default set makes it the one the views use (validity_checkers)."""
+    from .validity import DEFAULT_SET, checker_version
+
+    con.execute("INSERT INTO validity_checkers VALUES (?, ?, ?, now()) ON CONFLICT (oxidation_set) "
+                "DO UPDATE SET checker_version = excluded.checker_version, updated_at = excluded.updated_at",
+                [oxidation_set, checker_version(oxidation_set), oxidation_set == DEFAULT_SET])
+    if oxidation_set == DEFAULT_SET:
+        con.execute("UPDATE validity_checkers SET is_default = (oxidation_set = ?)", [oxidation_set])
+
+
 def validate_store(store: Store, where: str | None = None, batch_size: int = DEFAULT_BATCH,
-                   progress: bool = True) -> StoreResult:
-    """Validity flags for compositions lacking a row of the current CHECKER_VERSION. Flags are
-    NULL where smact has no data for an element (it would raise)."""
+                   progress: bool = True, oxidation_set: str | None = None) -> StoreResult:
+    """Validity flags and oxidation-state assignments under one oxidation-state set (default:
+    validity.DEFAULT_SET) for compositions lacking a row of that set's checker version. Flags are
+    NULL where smact has no data for an element (it would raise). At the end (also when nothing
+    was pending) the set's version is registered in validity_checkers, so an interrupted run
+    leaves the views on the checker they used before."""
     import time
 
     from .options import at_least_one
-    from .validity import CHECKER_VERSION, check
+    from .validity import DEFAULT_SET, checker_version
 
     batch_size = at_least_one("validate: the batch size", batch_size)
+    oxidation_set = oxidation_set or DEFAULT_SET
+    version = checker_version(oxidation_set)
     t0 = time.perf_counter()
     pending = _pending(store, "SELECT 1 FROM validity v WHERE v.composition_id = c.composition_id "
-                       "AND v.checker_version = ?", [CHECKER_VERSION], where)
-    res = StoreResult(pending=pending.num_rows, written=0, version=CHECKER_VERSION)
-    with _progress(progress, pending.num_rows, "validate") as bar:
+                       "AND v.checker_version = ?", [version], where)
+    res = StoreResult(pending=pending.num_rows, written=0, version=version)
+    with _progress(progress, pending.num_rows, f"validate {oxidation_set}") as bar:
         task = bar.add_task("", total=pending.num_rows)
         for s in range(0, pending.num_rows, batch_size):
             batch = batch_from_arrow(pending.slice(s, batch_size))
-            flags = check(batch)
-            null = ~flags["supported"]
-            cols = {name: pa.array(flags[name], pa.bool_(), mask=null)
-                    for name in ("charge_neutral", "electronegativity_balanced", "smact_valid")}
-            rows = pa.table({"composition_id": pa.array(batch.composition_id, pa.int64()),
-                             "checker_version": pa.array([CHECKER_VERSION] * len(batch), pa.string()),
-                             **cols})
+            rows = validity_rows(batch, oxidation_set)
             with store.transaction() as con:
                 res.written += append_new(con, "validity", rows, key=["composition_id", "checker_version"],
                                           distinct=False)
-            res.not_encodable += int(null.sum())
+            res.not_encodable += int(rows.column("smact_valid").null_count)
             bar.advance(task, len(batch))
+    with store.transaction() as con:
+        register_checker(con, oxidation_set)
     res.seconds = time.perf_counter() - t0
     return res

@@ -89,7 +89,7 @@ KEYS = {
     "sources": ["name"],  # one kind per source name: a different one is refused (_check_sources)
 }
 ORDER = ["ingests", "model_versions", "runs"]  # maps first; then the rest
-SKIP = {"schema_migrations"}
+SKIP = {"schema_migrations", "validity_checkers"}  # local bookkeeping: which checker our views use
 # (table, column, parent table, parent column): every non-NULL value must be a row of the parent
 # in the other file itself, so nothing received can attach to one of our rows by a forged id.
 REFERENCES = [

@@ -155,7 +155,7 @@ class _Pipeline:
         from .registry import load_model  # noqa: PLC0415
         from .validity import CHECKER_VERSION  # noqa: PLC0415
 
-        self.validate, self.checker = stages.validate, CHECKER_VERSION
+        self.validate = stages.validate
         self.stored = {name: get(name) for name in stages.featurize}
         self.models = []
         for m in stages.predict:
@@ -195,7 +195,8 @@ class _Pipeline:
         """Rows to append for distinct keys (decoded z, counts rows): {stage: table or
         (model, keys, values)}; the selected keys are under "keys"."""
         from .compositions import CompositionBatch  # noqa: PLC0415
-        from .featurize import vectors  # noqa: PLC0415
+        from .featurize import validity_rows, vectors  # noqa: PLC0415
+        from .validity import DEFAULT_SET  # noqa: PLC0415
 
         if not self.done:
             return {}
@@ -212,8 +213,7 @@ class _Pipeline:
         sl = ids.tolist()
         need = {st: np.fromiter((k not in d for k in sl), bool, len(sl)) for st, d in self.done.items()}
         n = len(ids)
-        flags = {f: np.zeros(n, bool) for f in ("charge_neutral", "electronegativity_balanced",
-                                                 "smact_valid", "supported")}
+        vparts = []                      # validity rows per group (default oxidation-state set)
         vals = {name: np.empty((n, f.size)) for name, f in self.feats.items()}
         ok = {name: np.zeros(n, bool) for name in self.feats}
         bounds = np.concatenate([[0], np.flatnonzero(np.diff(nel)) + 1, [n]])
@@ -221,22 +221,13 @@ class _Pipeline:
             k = max(int(nel[a]), 1)
             b = CompositionBatch(ids[a:e], zc[a:e, :k].astype(np.int16), cc[a:e, :k])
             if self.validate:
-                from .validity import check  # noqa: PLC0415
-
-                for f, v in check(b).items():
-                    flags[f][a:e] = v
+                vparts.append(validity_rows(b, DEFAULT_SET))
             for name, f in self.feats.items():
                 vals[name][a:e] = f.transform(b).reshape(e - a, -1)
                 ok[name][a:e] = f.encodable(b)
         out = {"keys": ids}
         if self.validate:
-            m = need["validity"]
-            null = ~flags["supported"][m]
-            out["validity"] = pa.table({
-                "composition_id": pa.array(ids[m]),
-                "checker_version": pa.array([self.checker] * int(m.sum()), pa.string()),
-                **{f: pa.array(flags[f][m], pa.bool_(), mask=null)
-                   for f in ("charge_neutral", "electronegativity_balanced", "smact_valid")}})
+            out["validity"] = pa.concat_tables(vparts).filter(pa.array(need["validity"]))
         for name, f in self.stored.items():
             m = need[("features", name)]
             out[("features", name)] = pa.table({
@@ -301,6 +292,10 @@ class _Pipeline:
             if st == "validity":
                 n["validity"] += append_new(con, "validity", pa.concat_tables(parts),
                                              ["composition_id", "checker_version"], distinct=False)
+                from .featurize import register_checker  # noqa: PLC0415
+                from .validity import DEFAULT_SET  # noqa: PLC0415
+
+                register_checker(con, DEFAULT_SET)
             elif st[0] == "features":
                 n["features"] += append_new(con, "features", pa.concat_tables(parts),
                                              ["composition_id", "featurizer", "version"], distinct=False)

@@ -1,5 +1,5 @@
 -- Which distinct compositions have the generators produced, are they novel (not in `known`),
--- chemically valid (current checker version), and what do the latest predictions say?
+-- chemically valid (the default oxidation-state set's checker), and what do the latest predictions say?
 WITH g AS (
     SELECT gen.composition_id,
            min(gen.run_id) AS first_run,
@@ -10,13 +10,13 @@ WITH g AS (
     LEFT JOIN model_versions mv ON mv.model_id = r.model_id
     GROUP BY gen.composition_id
 ),
-v AS (  -- the current checker = the newest version string present
+v AS (  -- the default oxidation-state set's checker (validity_checkers), as composition_validity
     SELECT composition_id,
            bool_or(charge_neutral) AS charge_neutral,
            bool_or(electronegativity_balanced) AS electronegativity_balanced,
-           bool_or(smact_valid) AS smact_valid
-    FROM validity
-    WHERE checker_version = (SELECT max(checker_version) FROM validity)
+           bool_or(smact_valid) AS smact_valid,
+           any_value(ions) AS ions
+    FROM composition_validity
     GROUP BY composition_id
 ),
 p AS (  -- latest prediction per property: the highest run id (then model id)
@@ -39,6 +39,7 @@ SELECT c.composition_id,
        v.electronegativity_balanced,
        v.smact_valid,
        v.charge_neutral AND v.electronegativity_balanced AS valid,
+       v.ions,
        p.pred_formation_energy_per_atom,
        p.pred_band_gap,
        p.pred_energy_above_hull,

@@ -9,7 +9,6 @@ WITH b AS (
 u AS (
     SELECT DISTINCT run_id, composition_id FROM generated
 ),
-cur AS (SELECT max(checker_version) AS v FROM validity),
 d AS (
     SELECT u.run_id,
            count(*) AS n_unique,
@@ -21,7 +20,8 @@ d AS (
     LEFT JOIN (SELECT composition_id,
                       bool_or(charge_neutral) AS charge_neutral,
                       bool_or(electronegativity_balanced) AS electronegativity_balanced
-               FROM validity WHERE checker_version = (SELECT v FROM cur)
+               FROM validity
+               WHERE checker_version IN (SELECT checker_version FROM validity_checkers WHERE is_default)
                GROUP BY composition_id) va USING (composition_id)
     GROUP BY u.run_id
 )

@@ -80,6 +80,8 @@ def build_part(store: Store, part: str, data: Path, read_formulas, gan: list[str
             "composition_id": u, "checker_version": "v1", "charge_neutral": v < 0.7,
             "electronegativity_balanced": v < 0.6, "smact_valid": v < 0.5}),
             key=["composition_id", "checker_version"])
+        con.execute("INSERT INTO validity_checkers VALUES ('icsd24', 'v1', TRUE, now()) "
+                    "ON CONFLICT DO NOTHING")  # the views' checker (validate registers it)
         append_new(con, "features", pl.DataFrame({
             "composition_id": u, "featurizer": "fractions", "version": "1",
             "vector": [[float(x), 1 - float(x)] for x in v]},

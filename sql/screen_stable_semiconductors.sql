@@ -1,0 +1,39 @@
+-- Which novel, chemically valid candidates (the default oxidation-state set) are predicted to lie
+-- within 0.1 eV/atom of the convex hull of known phases and to have 1.0 <= band gap <= 2.0 eV,
+-- closest to the hull first? One row per formation-energy model version and reference source
+-- placed on the hull (stability), each named: fe_model (whose predicted formation energy was
+-- placed on the hull of `reference`'s phases) and band_gap_model (the latest band-gap
+-- prediction, candidates' rule: highest run id, then model id). ions: the stored oxidation states.
+WITH bg AS (
+    SELECT composition_id,
+           arg_max(value, [coalesce(run_id, 0), model_id]) AS pred_band_gap,
+           arg_max(model_id, [coalesce(run_id, 0), model_id]) AS band_gap_model_id
+    FROM predictions
+    WHERE property = 'band_gap'
+    GROUP BY composition_id
+)
+SELECT c.composition_id,
+       c.formula,
+       c.n_elements,
+       c.ions,
+       s.e_above_hull,
+       s.formation_energy_per_atom AS pred_formation_energy_per_atom,
+       bg.pred_band_gap,
+       fe.name || '@' || fe.version AS fe_model,
+       gm.name || '@' || gm.version AS band_gap_model,
+       s.reference,
+       s.reference_ingests,
+       s.decomposition,
+       c.times_generated,
+       c.first_run,
+       c.generated_by
+FROM candidates c
+JOIN stability s USING (composition_id)
+JOIN bg USING (composition_id)
+JOIN model_versions fe ON fe.model_id = s.model_id
+LEFT JOIN model_versions gm ON gm.model_id = bg.band_gap_model_id
+WHERE c.novel AND c.valid
+  AND s.model_id > 0
+  AND s.e_above_hull <= 0.1
+  AND bg.pred_band_gap BETWEEN 1.0 AND 2.0
+ORDER BY s.e_above_hull, c.formula, fe_model, s.reference
