@@ -312,7 +312,7 @@ def fingerprints(z: np.ndarray, counts: np.ndarray) -> np.ndarray:
     g[g == 0] = 1
     reduced = (counts // g[:, None]).astype(np.uint64)
     with np.errstate(over="ignore"):
-        per = _mix64(_mix64(((reduced << np.uint64(8)) | z) ^ _FP_SALT) + _FP_SALT)
+        per = _mix64(((reduced << np.uint64(8)) | z) ^ _FP_SALT)  # not the key's (Z << 32 | count)
         total = np.where(present, per, np.uint64(0)).sum(axis=1, dtype=np.uint64)
     return _mix64(total ^ _FP_SALT).view(np.int64)
 
@@ -502,3 +502,31 @@ def insert_new(con, rows, table: str = "compositions") -> tuple[int, "object"]:
 
 def collision_reason(taken_by: str) -> str:
     return f"composition key collision with {taken_by}"
+
+
+def insert_unseen(con, rows, table: str = "compositions") -> int:
+    """Insert rows (all table columns, distinct keys) the caller found unseen in its in-memory
+    key -> fingerprint map of the table (the generate runner: no join per batch). Keys another
+    writer inserted meanwhile are skipped through the primary-key index; if any was skipped, those
+    rows are compared exactly and a different map raises KeyCollision (the batch rolls back)."""
+    import pyarrow as pa  # noqa: PLC0415
+
+    arrow = rows if isinstance(rows, pa.Table) else rows.to_arrow()
+    cols = ", ".join(f'"{c}"' for c in arrow.column_names)
+    con.register("_matstore_new_comps", arrow)
+    try:
+        got = con.execute(f'INSERT OR IGNORE INTO "{table}" ({cols}) '
+                          f"SELECT {cols} FROM _matstore_new_comps").fetchall()
+    finally:
+        con.unregister("_matstore_new_comps")
+    n = int(got[0][0]) if got else 0
+    if n < arrow.num_rows:
+        taken_by = collisions(con, arrow, table)
+        bad = taken_by.is_not_null()
+        if bad.any():
+            import polars as pl  # noqa: PLC0415
+
+            clash = pl.from_arrow(arrow.select(["formula"])).filter(bad)["formula"][0]
+            raise KeyCollision(f"{clash}: {collision_reason(taken_by.filter(bad)[0])} "
+                               f"(another writer stored that key meanwhile)")
+    return n

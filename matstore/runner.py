@@ -67,6 +67,7 @@ class RunResult:
     n_new_compositions: int
     seconds: float
     written: dict | None = None   # after-generator stages: rows appended per table
+    n_key_collisions: int = 0     # samples dropped: their key names another map (runner.key_check)
 
 
     @property
@@ -333,21 +334,43 @@ def _model_input(kind: str, x: np.ndarray) -> np.ndarray:
 
 def _insert_new_compositions(con, rows: pa.Table) -> int:
     """Distinct rows (by construction) into compositions; keys another writer added meanwhile are
-    skipped through the primary-key index (no scan of the table as an anti-join would do)."""
-    cols = ", ".join(f'"{c}"' for c in rows.column_names)
-    con.register("_matstore_new_comps", rows)
-    try:
-        got = con.execute(f"INSERT OR IGNORE INTO compositions ({cols}) "
-                          f"SELECT {cols} FROM _matstore_new_comps").fetchall()
-        return int(got[0][0]) if got else 0
-    finally:
-        con.unregister("_matstore_new_comps")
+    skipped through the primary-key index, and compared exactly (compositions.insert_unseen)."""
+    return compositions.insert_unseen(con, rows)
 
 
-def _known_keys(store: Store) -> set[int]:
+def _known_keys(store: Store) -> dict[int, int]:
+    """Stored keys -> fingerprint of their stored map (compositions.fingerprints)."""
     with store.connect() as con:
-        ids = con.sql("SELECT composition_id FROM compositions").fetchnumpy()["composition_id"]
-    return set(ids.tolist())
+        t = con.sql("SELECT composition_id, elements, counts FROM compositions").to_arrow_table()
+    if t.num_rows == 0:
+        return {}
+    fp = compositions.fingerprints_from_lists(t["elements"], t["counts"])
+    return dict(zip(t["composition_id"].to_numpy().tolist(), fp.tolist()))
+
+
+def key_check(batch: DecodedBatch, known: dict[int, int]):
+    """The batch's distinct keys, which of them are new, and the batch without samples whose key
+    already names another element/count map (earlier in the batch, in the store, or earlier in
+    this run): those are dropped, never recorded under the other map's key. Key and an independent
+    64-bit fingerprint are compared, in numpy on the batch only; new keys enter `known`.
+    Returns (batch, n_dropped, uniq, first, new)."""
+    uniq, first, inv = np.unique(batch.keys, return_index=True, return_inverse=True)
+    fp = compositions.fingerprints(batch.z, batch.counts)
+    fpf = fp[first]
+    ul = uniq.tolist()
+    new = ~np.fromiter(map(known.__contains__, ul), bool, len(ul))   # map(): no Python-level loop
+    other = np.fromiter(map(known.get, ul, fpf.tolist()), np.int64, len(ul)) != fpf  # another map
+    known.update(zip(uniq[new].tolist(), fpf[new].tolist()))
+    clash = (fp != fpf[inv]) | other[inv]
+    n = int(clash.sum())
+    if n:
+        keep = ~clash
+        batch = DecodedBatch(batch.batch_no, batch.n_samples, batch.sample_no[keep], batch.keys[keep],
+                             batch.z[keep], batch.counts[keep])
+        new_keys = uniq[new]
+        uniq, first = np.unique(batch.keys, return_index=True)
+        new = np.isin(uniq, new_keys)
+    return batch, n, uniq, first, new
 
 
 def default_batch_size(device: str) -> int:
@@ -447,7 +470,7 @@ def _execute(store: Store, run_id: int, loaded, params: dict, seed: int, device:
     todo = [b for b in range(-(-n // bs)) if b not in done]
     known = _known_keys(store)
     t_start = time.perf_counter()
-    tally = {"drawn": 0, "decodable": 0, "new": 0}
+    tally = {"drawn": 0, "decodable": 0, "new": 0, "key_collisions": 0}
     written = {"validity": 0, "features": 0, "predictions": 0}
     status = "failed"
     bar = _progress(progress, run_id, sum(min(bs, n - b * bs) for b in todo))
@@ -482,10 +505,9 @@ def _execute(store: Store, run_id: int, loaded, params: dict, seed: int, device:
                 with torch.inference_mode():
                     maps = loaded.sample(m, gen, device)
                     batch = decode_batch(maps, tol, b, b * bs)
-                uniq, first = np.unique(batch.keys, return_index=True)
-                new = np.fromiter((k not in known for k in uniq.tolist()), bool, len(uniq))
+                batch, n_clash, uniq, first, new = key_check(batch, known)
+                tally["key_collisions"] += n_clash
                 new_rows = composition_rows(batch.z[first[new]], batch.counts[first[new]])
-                known.update(uniq[new].tolist())
                 chunk = None
                 if pipe:
                     pipe.add(pipe.rows(uniq, batch.z[first], batch.counts[first]))
@@ -518,8 +540,13 @@ def _execute(store: Store, run_id: int, loaded, params: dict, seed: int, device:
                             [status, run_id])
         except StoreError:
             pass  # the store is gone or locked: the next writer marks this run interrupted
+    if tally["key_collisions"]:
+        import warnings  # noqa: PLC0415
+
+        warnings.warn(f"run {run_id}: {tally['key_collisions']} sample(s) dropped: their composition key "
+                      f"names another element/count map (compositions.insert_new)", RuntimeWarning)
     return RunResult(run_id, status, tally["drawn"], tally["decodable"], tally["new"], seconds,
-                     written if pipe else None)
+                     written if pipe else None, tally["key_collisions"])
 
 
 def _count(total: dict[str, int], more: dict[str, int]) -> None:
