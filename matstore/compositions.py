@@ -286,35 +286,48 @@ def keys_from_arrays(z: np.ndarray, counts: np.ndarray) -> np.ndarray:
     Counts need not be reduced; each row is divided by its gcd first. The key is
     mix(sum over elements of mix(Z << 32 | count)), independent of element order.
     """
+    z, reduced, present = _reduced_rows(z, counts)
+    return _key_of(z, reduced, present)
+
+
+def _reduced_rows(z, counts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(z, counts divided by each row's gcd, present mask) as uint64 arrays."""
     z = np.asarray(z, dtype=np.uint64)
     counts = np.asarray(counts, dtype=np.int64)
     present = (z > 0) & (counts > 0)
     g = np.gcd.reduce(np.where(present, counts, 0), axis=1)
     g[g == 0] = 1
-    reduced = (counts // g[:, None]).astype(np.uint64)
+    return z, (counts // g[:, None]).astype(np.uint64), present
+
+
+def _key_of(z, reduced, present) -> np.ndarray:
     per = _mix64((z << np.uint64(32)) | reduced)
     with np.errstate(over="ignore"):
         total = np.where(present, per, np.uint64(0)).sum(axis=1, dtype=np.uint64)
     return _mix64(total).view(np.int64)
 
 
-_FP_SALT = np.uint64(0xD6E8FEB86659FD93)  # a second, independent key for exactness checks
-
-
-def fingerprints(z: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """A second 64-bit hash of the same reduced map, independent of the key (other salt and
-    order of mixing). key + fingerprint together is what the generate runner compares with the
-    maps it has seen, without keeping every map in memory; see docs/security.md for the margin."""
-    z = np.asarray(z, dtype=np.uint64)
-    counts = np.asarray(counts, dtype=np.int64)
-    present = (z > 0) & (counts > 0)
-    g = np.gcd.reduce(np.where(present, counts, 0), axis=1)
-    g[g == 0] = 1
-    reduced = (counts // g[:, None]).astype(np.uint64)
+def _fingerprint_of(z, reduced, present) -> np.ndarray:
     with np.errstate(over="ignore"):
         per = _mix64(((reduced << np.uint64(8)) | z) ^ _FP_SALT)  # not the key's (Z << 32 | count)
         total = np.where(present, per, np.uint64(0)).sum(axis=1, dtype=np.uint64)
-    return _mix64(total ^ _FP_SALT).view(np.int64)
+    return (_mix64(total ^ _FP_SALT) >> np.uint64(1)).view(np.int64)  # >= 0: -1 is free as "none"
+
+
+_FP_SALT = np.uint64(0xD6E8FEB86659FD93)  # a second, independent key for exactness checks
+
+
+def keys_and_fingerprints(z: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """keys_from_arrays and fingerprints in one pass (the gcd reduction is shared)."""
+    rows = _reduced_rows(z, counts)
+    return _key_of(*rows), _fingerprint_of(*rows)
+
+
+def fingerprints(z: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """A second (63-bit, non-negative) hash of the same reduced map, independent of the key (other
+    salt and packing). key + fingerprint together is what the generate runner compares with the
+    maps it has seen, without keeping every map in memory; see docs/security.md for the margin."""
+    return _fingerprint_of(*_reduced_rows(z, counts))
 
 
 def fingerprints_from_lists(elements, counts) -> np.ndarray:

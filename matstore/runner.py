@@ -25,6 +25,7 @@ import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import repeat
 
 import numpy as np
 import polars as pl
@@ -85,6 +86,7 @@ class DecodedBatch:
     keys: np.ndarray           # int64 composition keys, same length
     z: np.ndarray              # decoded rows of the decodable samples (for new formulas)
     counts: np.ndarray
+    fingerprint: np.ndarray | None = None   # compositions.fingerprints of the same rows
 
 
 def decode_batch(maps, tolerance: float | None, batch_no: int, first_sample: int) -> DecodedBatch:
@@ -101,8 +103,8 @@ def decode_batch(maps, tolerance: float | None, batch_no: int, first_sample: int
         z, counts, ok = decode_numpy(_numpy(maps), tolerance)
     idx = np.flatnonzero(ok)
     z, counts = z[idx], counts[idx]
-    keys = compositions.keys_from_arrays(z, counts)
-    return DecodedBatch(batch_no, len(ok), idx.astype(np.int64) + first_sample, keys, z, counts)
+    keys, fp = compositions.keys_and_fingerprints(z, counts)
+    return DecodedBatch(batch_no, len(ok), idx.astype(np.int64) + first_sample, keys, z, counts, fp)
 
 
 def _numpy(a) -> np.ndarray:
@@ -355,18 +357,19 @@ def key_check(batch: DecodedBatch, known: dict[int, int]):
     64-bit fingerprint are compared, in numpy on the batch only; new keys enter `known`.
     Returns (batch, n_dropped, uniq, first, new)."""
     uniq, first, inv = np.unique(batch.keys, return_index=True, return_inverse=True)
-    fp = compositions.fingerprints(batch.z, batch.counts)
+    fp = batch.fingerprint if batch.fingerprint is not None else compositions.fingerprints(batch.z, batch.counts)
     fpf = fp[first]
     ul = uniq.tolist()
-    new = ~np.fromiter(map(known.__contains__, ul), bool, len(ul))   # map(): no Python-level loop
-    other = np.fromiter(map(known.get, ul, fpf.tolist()), np.int64, len(ul)) != fpf  # another map
+    prev = np.fromiter(map(known.get, ul, repeat(-1)), np.int64, len(ul))  # fingerprints are >= 0
+    new = prev == -1
+    other = ~new & (prev != fpf)              # the key names another map already
     known.update(zip(uniq[new].tolist(), fpf[new].tolist()))
     clash = (fp != fpf[inv]) | other[inv]
     n = int(clash.sum())
     if n:
         keep = ~clash
         batch = DecodedBatch(batch.batch_no, batch.n_samples, batch.sample_no[keep], batch.keys[keep],
-                             batch.z[keep], batch.counts[keep])
+                             batch.z[keep], batch.counts[keep], fp[keep])
         new_keys = uniq[new]
         uniq, first = np.unique(batch.keys, return_index=True)
         new = np.isin(uniq, new_keys)
