@@ -263,6 +263,23 @@ def test_int32_overflow_formula_is_a_reject_and_validate_runs(tmp_path, store, r
     assert time.perf_counter() - t < 60
 
 
+def test_validate_survives_an_out_of_bounds_row_stored_before_the_bounds(store):
+    """A store written before the bounds holds the row as it was stored (n_atoms -3)."""
+    from matstore.featurize import validate_store
+
+    big = {"Fe": 2147483647, "O": 2147483646}
+    with store.transaction() as con:
+        con.execute("INSERT INTO compositions VALUES (?, 'Fe2147483647O2147483646', ['Fe', 'O'], "
+                    "[2147483647, 2147483646], 2, -3), (?, 'Fe2O3', ['Fe', 'O'], [2, 3], 2, 5)",
+                    [C.composition_key(big), C.parse("Fe2O3").composition_id])
+    t = time.perf_counter()
+    r = validate_store(store)
+    assert r.written == 2 and time.perf_counter() - t < 30
+    got = store.query("SELECT c.formula, v.charge_neutral FROM validity v JOIN compositions c "
+                      "USING (composition_id) ORDER BY c.formula").rows()
+    assert got == [("Fe2147483647O2147483646", None), ("Fe2O3", True)]
+
+
 @pytest.mark.parametrize("formula,reason", [
     ("H1e10000000", "exponent beyond ±12"),
     ("H" + "9" * 30 + ".5", "longer than 24 characters"),
