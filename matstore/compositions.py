@@ -330,6 +330,15 @@ def fingerprints(z: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return _fingerprint_of(*_reduced_rows(z, counts))
 
 
+# Maps with at most FP_EXACT_ELEMENTS elements and counts <= FP_EXACT_COUNT: a key + fingerprint
+# match (127 bits) is as good as equal there. Forging one needs a generalized birthday search whose
+# lists are element slots of at most 118 * 1024 entries (~2^17) against the 2^32 per list that
+# 8 lists need for 127 bits, or a plain birthday search of 2^63 evaluations. Larger maps can be
+# forged cheaply (32 lists of 2^21), so the runner compares those by formula.
+FP_EXACT_ELEMENTS = 8
+FP_EXACT_COUNT = 1024
+
+
 def fingerprints_from_lists(elements, counts) -> np.ndarray:
     """fingerprints() of Arrow list columns (the store's elements VARCHAR[], counts INTEGER[])."""
     import pyarrow as pa  # noqa: PLC0415

@@ -340,28 +340,42 @@ def _insert_new_compositions(con, rows: pa.Table) -> int:
     return compositions.insert_unseen(con, rows)
 
 
-def _known_keys(store: Store) -> dict[int, int]:
-    """Stored keys -> fingerprint of their stored map (compositions.fingerprints)."""
+_BY_FORMULA = -2   # a stored map beyond compositions.FP_EXACT_*: compared by formula
+
+
+def _known_keys(store: Store) -> tuple[dict[int, int], dict[int, str]]:
+    """Stored keys -> fingerprint of their stored map (compositions.fingerprints), or _BY_FORMULA
+    for maps where a fingerprint match could be forged; those keys' formulas in the second dict."""
     with store.connect() as con:
         t = con.sql("SELECT composition_id, elements, counts FROM compositions").to_arrow_table()
+        big = dict(con.sql(f"SELECT composition_id, formula FROM compositions "
+                           f"WHERE n_elements > {compositions.FP_EXACT_ELEMENTS} "
+                           f"OR list_max(counts) > {compositions.FP_EXACT_COUNT}").fetchall())
     if t.num_rows == 0:
-        return {}
+        return {}, {}
     fp = compositions.fingerprints_from_lists(t["elements"], t["counts"])
-    return dict(zip(t["composition_id"].to_numpy().tolist(), fp.tolist()))
+    known = dict(zip(t["composition_id"].to_numpy().tolist(), fp.tolist()))
+    known.update(dict.fromkeys(big, _BY_FORMULA))
+    return known, big
 
 
-def key_check(batch: DecodedBatch, known: dict[int, int]):
+def key_check(batch: DecodedBatch, known: dict[int, int], by_formula: dict[int, str] | None = None):
     """The batch's distinct keys, which of them are new, and the batch without samples whose key
     already names another element/count map (earlier in the batch, in the store, or earlier in
     this run): those are dropped, never recorded under the other map's key. Key and an independent
-    64-bit fingerprint are compared, in numpy on the batch only; new keys enter `known`.
-    Returns (batch, n_dropped, uniq, first, new)."""
+    63-bit fingerprint are compared, in numpy on the batch only; new keys enter `known`. Stored
+    maps beyond compositions.FP_EXACT_ELEMENTS/FP_EXACT_COUNT (marked _BY_FORMULA, formulas in
+    by_formula) are compared by formula, once per key. Returns (batch, n_dropped, uniq, first, new)."""
     uniq, first, inv = np.unique(batch.keys, return_index=True, return_inverse=True)
     fp = batch.fingerprint if batch.fingerprint is not None else compositions.fingerprints(batch.z, batch.counts)
     fpf = fp[first]
     ul = uniq.tolist()
     prev = np.fromiter(map(known.get, ul, repeat(-1)), np.int64, len(ul))  # fingerprints are >= 0
     new = prev == -1
+    for i in np.flatnonzero(prev == _BY_FORMULA):   # rare: a stored map a fingerprint cannot vouch for
+        j = first[i]
+        if compositions.from_arrays(batch.z[j], batch.counts[j]).formula == (by_formula or {}).get(ul[i]):
+            known[ul[i]] = prev[i] = fpf[i]       # the same map: later batches compare fingerprints
     other = ~new & (prev != fpf)              # the key names another map already
     known.update(zip(uniq[new].tolist(), fpf[new].tolist()))
     clash = (fp != fpf[inv]) | other[inv]
@@ -471,7 +485,7 @@ def _execute(store: Store, run_id: int, loaded, params: dict, seed: int, device:
 
     n, bs, tol = params["n"], params["batch_size"], params.get("tolerance")
     todo = [b for b in range(-(-n // bs)) if b not in done]
-    known = _known_keys(store)
+    known, by_formula = _known_keys(store)
     t_start = time.perf_counter()
     tally = {"drawn": 0, "decodable": 0, "new": 0, "key_collisions": 0}
     written = {"validity": 0, "features": 0, "predictions": 0}
@@ -508,7 +522,7 @@ def _execute(store: Store, run_id: int, loaded, params: dict, seed: int, device:
                 with torch.inference_mode():
                     maps = loaded.sample(m, gen, device)
                     batch = decode_batch(maps, tol, b, b * bs)
-                batch, n_clash, uniq, first, new = key_check(batch, known)
+                batch, n_clash, uniq, first, new = key_check(batch, known, by_formula)
                 tally["key_collisions"] += n_clash
                 new_rows = composition_rows(batch.z[first[new]], batch.counts[first[new]])
                 chunk = None

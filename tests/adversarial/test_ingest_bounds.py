@@ -210,6 +210,25 @@ def test_generate_runner_drops_samples_whose_key_names_another_map():
     assert fp[0] == C.fingerprints(d.z, d.counts)[0]
 
 
+def test_generate_runner_compares_large_stored_maps_by_formula(tmp_path, store):
+    """A stored map where key + fingerprint could be forged (beyond FP_EXACT_*: A has counts
+    > 1024) is compared by formula: its own map passes, the collider is dropped."""
+    from matstore.runner import _known_keys, key_check
+
+    path = tmp_path / "a.csv"
+    path.write_text(f"formula,{FE}\n{IN_BOUNDS_A},-0.5\nNaCl,-2.1\n")
+    ingest(store, open_source("csv", file=str(path)))
+    known, by_formula = _known_keys(store)
+    key = C.parse(IN_BOUNDS_A).composition_id
+    assert by_formula == {key: C.parse(IN_BOUNDS_A).formula} and known[key] == -2
+    batch, dropped, _, _, new = key_check(_decoded([IN_BOUNDS_B, "NaCl"]), known, by_formula)
+    assert dropped == 1 and batch.sample_no.tolist() == [1] and not new.any()
+    batch, dropped, _, _, new = key_check(_decoded([IN_BOUNDS_A, "MgO"], 1), known, by_formula)
+    assert dropped == 0 and new.sum() == 1 and known[key] >= 0   # verified once, then fingerprints
+    batch, dropped, _, _, _ = key_check(_decoded([IN_BOUNDS_B], 2), known, by_formula)
+    assert dropped == 1
+
+
 def test_composition_inserts_compare_maps_in_sql(store):
     """insert_new (ingest) rejects; insert_unseen (runner, another writer raced it) raises."""
     import pyarrow as pa
