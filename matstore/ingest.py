@@ -72,8 +72,8 @@ def material_ids(source: str, external_ids: list[str]) -> list[int]:
 
 @dataclass
 class Prepared:
-    rows: pl.DataFrame        # material_id, external_id, composition_id, raw_formula, elements, counts, <props>
-    compositions: pl.DataFrame
+    rows: pl.DataFrame        # material_id, external_id, composition_id, raw_formula, canonical, elements,
+                              # counts, <props>, raw[, legacy_id]; compositions rows: _composition_rows
     rejects: pl.DataFrame     # row_ref, raw, reason
     seen: int
     curated: dict[str, int]
@@ -139,8 +139,7 @@ def prepare(raw: pl.DataFrame, source: str, props: list[str], cur: Curation) -> 
     rows = good.select("material_id", "external_id", "composition_id",
                        pl.col("formula").alias("raw_formula"), "canonical", "elements", "counts", *props,
                        "raw", *extra)
-    comps = _composition_rows(rows).unique(subset="composition_id", keep="first", maintain_order=True)
-    return Prepared(rows, comps, rejects, seen, curated, dups)
+    return Prepared(rows, rejects, seen, curated, dups)
 
 
 def _composition_rows(rows: pl.DataFrame) -> pl.DataFrame:
