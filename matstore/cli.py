@@ -90,7 +90,7 @@ def query(sql, db, write, fmt, parquet, limit_rows):
 @click.option("--file", "file", type=click.Path(dir_okay=False), help="Read this CSV/Parquet/JSON file.")
 @click.option("--limit", type=int, help="Read at most this many rows.")
 @click.option("--formula-col", help="Column holding the formula (default: found by name).")
-@click.option("--id-col", help="Column holding the source's id (default: <file>#<row>).")
+@click.option("--id-col", help="Column holding the source's id (default: <first 16 hex of the file's sha256>#<row>).")
 @click.option("--prop", "props", multiple=True, metavar="NAME=COLUMN[:UNIT]",
               help="Store COLUMN as property NAME, e.g. formation_energy_per_atom=target:eV/atom.")
 @click.option("--source-name", help="csv: where the values come from, e.g. expt_gaps (default: csv).")

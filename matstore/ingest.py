@@ -7,14 +7,19 @@ Counts always satisfy rows_seen = rows_rejected + rows_curated + rows_duplicate 
   id, or carry a property that is not a number go to `rejects` with the raw row and the reason.
 - Curation (matstore.curation, fixed rule order) runs before dedupe; every row a rule removes
   goes to `curated` with the raw row and the rule (counts per rule = ingests.curation).
-  Whole-file sources are read and curated in memory, then written in chunks of CHUNK_ROWS per
-  transaction. Paged API sources commit one page per transaction (row rules applied per page)
-  and run the set rules (5 sigma, lowest energy per composition) over the ingest's rows in a
-  final transaction.
+  Whole-file sources are read and curated in memory, then written in chunks of CHUNK_ROWS per transaction. Paged API sources
+  commit one page per transaction (row rules applied per page) and run the set rules (5 sigma,
+  lowest energy per composition) over the ingest's rows in a final transaction.
 - The source's name is registered in `sources` with its kind (dft/experiment/unknown) and level
   of theory when the ingest starts; a name recorded with another kind is refused.
-- material_id = blake2b-64 of (source, external_id); a row whose material is already stored is a
-  duplicate and writes nothing, so re-running an ingest adds nothing.
+- material_id = blake2b-64 of (source, external_id). Files without an id column get
+  '<first 16 hex of the file's sha256>#<row>' (sources.default_id_prefix): two files with one
+  name never share ids; rows stored by older versions as '<file name>#<row>' from the same path
+  and composition keep their ids. A row whose material is already stored writes only the
+  properties that material lacks (a new --prop), else it is a duplicate: re-running adds nothing.
+- Property values must be finite numbers (inf, nan, 1e999 are rejects naming column and value);
+  formulas beyond compositions' bounds and compositions whose key is taken by another element/count
+  map (compositions.insert_new) are rejects too.
 - The cursor stored with each chunk is where an interrupted or failed ingest with the same source,
   uri and params resumes (automatically, unless resume=False).
 - Unreadable files fail when the source is opened, before any ingests row exists: the store is
@@ -70,8 +75,8 @@ def material_ids(source: str, external_ids: list[str]) -> list[int]:
 
 @dataclass
 class Prepared:
-    rows: pl.DataFrame        # material_id, external_id, composition_id, raw_formula, elements, counts, <props>
-    compositions: pl.DataFrame
+    rows: pl.DataFrame        # material_id, external_id, composition_id, raw_formula, canonical, elements,
+                              # counts, <props>, raw[, legacy_id]; compositions rows: _composition_rows
     rejects: pl.DataFrame     # row_ref, raw, reason
     seen: int
     curated: dict[str, int]
@@ -119,9 +124,11 @@ def prepare(raw: pl.DataFrame, source: str, props: list[str], cur: Curation) -> 
     for p in props:
         col = f"raw:{p}"
         value = pl.col(col).str.strip_chars().cast(pl.Float64, strict=False)
-        bad = pl.col(col).is_not_null() & (pl.col(col).str.strip_chars() != "") & value.is_null()
-        reason = reason.when(bad).then(pl.lit(f"{p}: not a number: ") + pl.col(col))
-        casts.append(value.fill_nan(None).alias(p))
+        given = pl.col(col).is_not_null() & (pl.col(col).str.strip_chars() != "")
+        reason = (reason.when(given & value.is_null()).then(pl.lit(f"{p}: not a number: ") + pl.col(col))
+                  .when(given & ~value.is_finite())  # inf, nan, 1e999: poison every mean and model
+                  .then(pl.lit(f"{p}: not a finite number: ") + pl.col(col)))
+        casts.append(value.alias(p))
     df = df.with_columns(reason.alias("_reason"), *casts)
     rejects = df.filter(pl.col("_reason").is_not_null()).select(
         pl.col("external_id").fill_null("").alias("row_ref"), "raw", pl.col("_reason").alias("reason"))
@@ -133,14 +140,11 @@ def prepare(raw: pl.DataFrame, source: str, props: list[str], cur: Curation) -> 
     dups = n - good.height
     dropped: list[pl.DataFrame] = []
     good, curated = apply_row_rules(good, cur, dropped)
+    extra = [c for c in ("legacy_id",) if c in good.columns]
     rows = good.select("material_id", "external_id", "composition_id",
                        pl.col("formula").alias("raw_formula"), "canonical", "elements", "counts", *props,
-                       "raw")
-    comps = (rows.select("composition_id", pl.col("canonical").alias("formula"), "elements", "counts")
-             .unique(subset="composition_id", keep="first", maintain_order=True)
-             .with_columns(pl.col("elements").list.len().cast(pl.Int32).alias("n_elements"),
-                           pl.col("counts").list.sum().cast(pl.Int64).alias("n_atoms")))
-    return Prepared(rows, comps, rejects, seen, curated, dups, _curated_rows(dropped))
+                       "raw", *extra)
+    return Prepared(rows, rejects, seen, curated, dups, _curated_rows(dropped))
 
 
 def _curated_rows(dropped: list[pl.DataFrame]) -> pl.DataFrame:
@@ -152,31 +156,90 @@ def _curated_rows(dropped: list[pl.DataFrame]) -> pl.DataFrame:
     return pl.concat([d.select(cols) for d in dropped])
 
 
-def _write(con, ingest_id: int, source: str, rows: pl.DataFrame, comps: pl.DataFrame,
-           units: dict[str, str | None]) -> tuple[int, int]:
-    """Write rows whose material is new; returns (kept, duplicate)."""
-    if rows.height == 0:
-        return 0, 0
-    con.register("_ingest_ids", rows.select("material_id").to_arrow())
+def _composition_rows(rows: pl.DataFrame) -> pl.DataFrame:
+    """compositions-table rows of prepared rows (one per row; n_atoms summed as 64-bit)."""
+    return rows.select("composition_id", pl.col("canonical").alias("formula"), "elements", "counts",
+                       pl.col("elements").list.len().cast(pl.Int32).alias("n_elements"),
+                       pl.col("counts").cast(pl.List(pl.Int64)).list.sum().alias("n_atoms"))
+
+
+def _lookup(con, sql: str, ids: pl.DataFrame, params: list | None = None) -> pl.DataFrame:
+    con.register("_ingest_ids", ids.to_arrow())
     try:
-        new_ids = frame(con, "SELECT material_id FROM _ingest_ids WHERE material_id NOT IN "
-                             "(SELECT material_id FROM materials)")["material_id"]
+        return frame(con, sql, params)
     finally:
         con.unregister("_ingest_ids")
-    new = rows.filter(pl.col("material_id").is_in(new_ids.implode()))
+
+
+def _legacy_ids(con, rows: pl.DataFrame, source: str, uri: str) -> pl.DataFrame:
+    """Rows stored by a matstore before content-hash ids ('<file name>#<row>') from this same
+    file path, with the same composition, keep their stored material_id: re-ingesting the file
+    after an upgrade adds nothing twice (and adds properties that were missing)."""
+    if "legacy_id" not in rows.columns or rows.height == 0:
+        return rows
+    old = _lookup(con, "SELECT m.external_id AS legacy_id, m.composition_id, m.material_id AS _old "
+                       "FROM materials m JOIN ingests i USING (ingest_id) "
+                       "WHERE m.source = ? AND i.uri = ? "
+                       "AND m.external_id IN (SELECT legacy_id FROM _ingest_ids)",
+                  rows.select("legacy_id"), [source, uri])
+    if old.height == 0:
+        return rows
+    return (rows.join(old.unique(subset="legacy_id"), on=["legacy_id", "composition_id"], how="left")
+            .with_columns(pl.coalesce("_old", "material_id").alias("material_id")).drop("_old"))
+
+
+def _long(rows: pl.DataFrame, units: dict[str, str | None]) -> pl.DataFrame | None:
+    long = [rows.filter(pl.col(p).is_not_null()).select(
+                "material_id", "composition_id", pl.lit(p).alias("name"), pl.col(p).alias("value"),
+                pl.lit(units.get(p), pl.String).alias("unit"))
+            for p in units if p in rows.columns]
+    return pl.concat(long) if long else None
+
+
+def _write(con, ingest_id: int, source: str, rows: pl.DataFrame, units: dict[str, str | None],
+           uri: str | None = None) -> tuple[int, int, int]:
+    """Write one chunk of prepared rows; returns (kept, duplicate, rejected).
+
+    New materials are written with their composition unless its key is taken by another
+    element/count map (a reject: compositions.insert_new). A row whose material is stored with the
+    same composition adds the properties that material lacks (kept if it added any, else a
+    duplicate): re-ingesting with another --prop stores the new property."""
+    if rows.height == 0:
+        return 0, 0, 0
+    rows = _legacy_ids(con, rows, source, uri or "")
+    stored = _lookup(con, "SELECT material_id, composition_id AS _stored_comp FROM materials "
+                          "WHERE material_id IN (SELECT material_id FROM _ingest_ids)",
+                     rows.select("material_id"))
+    rows = rows.join(stored, on="material_id", how="left")
+    new = rows.filter(pl.col("_stored_comp").is_null())
+    old = rows.filter(pl.col("_stored_comp") == pl.col("composition_id"))
+    kept = rejected = 0
     if new.height:
-        used = comps.filter(pl.col("composition_id").is_in(new["composition_id"].unique().implode()))
-        append_new(con, "compositions", used, key=["composition_id"])
+        _, taken_by = compositions.insert_new(con, _composition_rows(new))
+        clash = taken_by.is_not_null()
+        if clash.any():
+            bad = new.filter(clash).with_columns(taken_by.filter(clash).alias("_taken_by"))
+            _rejects(con, ingest_id, bad.select(
+                pl.col("external_id").alias("row_ref"), "raw",
+                (pl.lit(compositions.collision_reason("")) + pl.col("_taken_by")).alias("reason")))
+            new, rejected = new.filter(~clash), bad.height
         append(con, "materials", new.select(
             "material_id", pl.lit(ingest_id, pl.Int32).alias("ingest_id"), pl.lit(source).alias("source"),
             "external_id", "composition_id", "raw_formula"))
-        long = [new.filter(pl.col(p).is_not_null()).select(
-                    "material_id", "composition_id", pl.lit(p).alias("name"), pl.col(p).alias("value"),
-                    pl.lit(units.get(p), pl.String).alias("unit"))
-                for p in units if p in new.columns]
-        if long:
-            append(con, "properties", pl.concat(long))
-    return new.height, rows.height - new.height
+        long = _long(new, units)
+        if long is not None:
+            append(con, "properties", long)
+        kept = new.height
+    long = _long(old, units) if old.height else None
+    if long is not None and long.height:
+        have = _lookup(con, "SELECT DISTINCT material_id, name FROM properties "
+                            "WHERE material_id IN (SELECT material_id FROM _ingest_ids)",
+                       old.select("material_id"))
+        missing = long.join(have, on=["material_id", "name"], how="anti") if have.height else long
+        if missing.height:
+            append(con, "properties", missing)
+            kept += missing["material_id"].n_unique()
+    return kept, rows.height - kept - rejected, rejected
 
 
 # --- the ingests row ---------------------------------------------------------------------------
@@ -275,7 +338,6 @@ def _run_whole(store: Store, source: Source, cur: Curation, res: IngestResult, c
     props = list(source.units)
     parts = [prepare(c.rows, source.name, props, cur) for c in source.chunks(None)]
     rows = pl.concat([p.rows for p in parts], how="vertical_relaxed")
-    comps = pl.concat([p.compositions for p in parts]).unique(subset="composition_id", keep="first")
     rejects = pl.concat([p.rejects for p in parts])
     n = rows.height
     rows = rows.unique(subset="material_id", keep="first", maintain_order=True)  # across parts
@@ -298,8 +360,8 @@ def _run_whole(store: Store, source: Source, cur: Curation, res: IngestResult, c
         with store.transaction() as con:
             if lo == 0:
                 _rejects(con, res.ingest_id, rejects, curated_rows)
-            kept, dup = _write(con, res.ingest_id, source.name, part, comps, source.units)
-            _add_counts(res, kept=kept, duplicate=dup)
+            kept, dup, rejected = _write(con, res.ingest_id, source.name, part, source.units, source.uri)
+            _add_counts(res, kept=kept, duplicate=dup, rejected=rejected)
             _save(con, res, str(hi) if hi < rows.height else PAGES_DONE)
         tick(part.height)
 
@@ -313,8 +375,8 @@ def _run_paged(store: Store, source: Source, cur: Curation, res: IngestResult, c
             p = prepare(chunk.rows, source.name, props, cur)
             with store.transaction() as con:
                 _rejects(con, res.ingest_id, p.rejects, p.curated_rows)
-                kept, dup = _write(con, res.ingest_id, source.name, p.rows, p.compositions, source.units)
-                _add_counts(res, seen=p.seen, kept=kept, rejected=p.rejects.height, curated=p.curated,
+                kept, dup, clash = _write(con, res.ingest_id, source.name, p.rows, source.units, source.uri)
+                _add_counts(res, seen=p.seen, kept=kept, rejected=p.rejects.height + clash, curated=p.curated,
                             duplicate=dup + p.in_chunk_duplicates)
                 _save(con, res, chunk.cursor or PAGES_DONE)
             tick(p.seen)

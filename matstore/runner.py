@@ -25,6 +25,7 @@ import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import repeat
 
 import numpy as np
 import polars as pl
@@ -68,6 +69,7 @@ class RunResult:
     n_new_compositions: int
     seconds: float
     written: dict | None = None   # after-generator stages: rows appended per table
+    n_key_collisions: int = 0     # samples dropped: their key names another map (runner.key_check)
 
 
     @property
@@ -85,6 +87,7 @@ class DecodedBatch:
     keys: np.ndarray           # int64 composition keys, same length
     z: np.ndarray              # decoded rows of the decodable samples (for new formulas)
     counts: np.ndarray
+    fingerprint: np.ndarray | None = None   # compositions.fingerprints of the same rows
 
 
 def decode_batch(maps, tolerance: float | None, batch_no: int, first_sample: int) -> DecodedBatch:
@@ -101,8 +104,8 @@ def decode_batch(maps, tolerance: float | None, batch_no: int, first_sample: int
         z, counts, ok = decode_numpy(_numpy(maps), tolerance)
     idx = np.flatnonzero(ok)
     z, counts = z[idx], counts[idx]
-    keys = compositions.keys_from_arrays(z, counts)
-    return DecodedBatch(batch_no, len(ok), idx.astype(np.int64) + first_sample, keys, z, counts)
+    keys, fp = compositions.keys_and_fingerprints(z, counts)
+    return DecodedBatch(batch_no, len(ok), idx.astype(np.int64) + first_sample, keys, z, counts, fp)
 
 
 def _numpy(a) -> np.ndarray:
@@ -329,21 +332,58 @@ def _model_input(kind: str, x: np.ndarray) -> np.ndarray:
 
 def _insert_new_compositions(con, rows: pa.Table) -> int:
     """Distinct rows (by construction) into compositions; keys another writer added meanwhile are
-    skipped through the primary-key index (no scan of the table as an anti-join would do)."""
-    cols = ", ".join(f'"{c}"' for c in rows.column_names)
-    con.register("_matstore_new_comps", rows)
-    try:
-        got = con.execute(f"INSERT OR IGNORE INTO compositions ({cols}) "
-                          f"SELECT {cols} FROM _matstore_new_comps").fetchall()
-        return int(got[0][0]) if got else 0
-    finally:
-        con.unregister("_matstore_new_comps")
+    skipped through the primary-key index, and compared exactly (compositions.insert_unseen)."""
+    return compositions.insert_unseen(con, rows)
 
 
-def _known_keys(store: Store) -> set[int]:
+_BY_FORMULA = -2   # a stored map beyond compositions.FP_EXACT_*: compared by formula
+
+
+def _known_keys(store: Store) -> tuple[dict[int, int], dict[int, str]]:
+    """Stored keys -> fingerprint of their stored map (compositions.fingerprints), or _BY_FORMULA
+    for maps where a fingerprint match could be forged; those keys' formulas in the second dict."""
     with store.connect() as con:
-        ids = con.sql("SELECT composition_id FROM compositions").fetchnumpy()["composition_id"]
-    return set(ids.tolist())
+        t = con.sql("SELECT composition_id, elements, counts FROM compositions").to_arrow_table()
+        big = dict(con.sql(f"SELECT composition_id, formula FROM compositions "
+                           f"WHERE n_elements > {compositions.FP_EXACT_ELEMENTS} "
+                           f"OR list_max(counts) > {compositions.FP_EXACT_COUNT}").fetchall())
+    if t.num_rows == 0:
+        return {}, {}
+    fp = compositions.fingerprints_from_lists(t["elements"], t["counts"])
+    known = dict(zip(t["composition_id"].to_numpy().tolist(), fp.tolist()))
+    known.update(dict.fromkeys(big, _BY_FORMULA))
+    return known, big
+
+
+def key_check(batch: DecodedBatch, known: dict[int, int], by_formula: dict[int, str] | None = None):
+    """The batch's distinct keys, which of them are new, and the batch without samples whose key
+    already names another element/count map (earlier in the batch, in the store, or earlier in
+    this run): those are dropped, never recorded under the other map's key. Key and an independent
+    63-bit fingerprint are compared, in numpy on the batch only; new keys enter `known`. Stored
+    maps beyond compositions.FP_EXACT_ELEMENTS/FP_EXACT_COUNT (marked _BY_FORMULA, formulas in
+    by_formula) are compared by formula, once per key. Returns (batch, n_dropped, uniq, first, new)."""
+    uniq, first, inv = np.unique(batch.keys, return_index=True, return_inverse=True)
+    fp = batch.fingerprint if batch.fingerprint is not None else compositions.fingerprints(batch.z, batch.counts)
+    fpf = fp[first]
+    ul = uniq.tolist()
+    prev = np.fromiter(map(known.get, ul, repeat(-1)), np.int64, len(ul))  # fingerprints are >= 0
+    new = prev == -1
+    for i in np.flatnonzero(prev == _BY_FORMULA):   # rare: a stored map a fingerprint cannot vouch for
+        j = first[i]
+        if compositions.from_arrays(batch.z[j], batch.counts[j]).formula == (by_formula or {}).get(ul[i]):
+            known[ul[i]] = prev[i] = fpf[i]       # the same map: later batches compare fingerprints
+    other = ~new & (prev != fpf)              # the key names another map already
+    known.update(zip(uniq[new].tolist(), fpf[new].tolist()))
+    clash = (fp != fpf[inv]) | other[inv]
+    n = int(clash.sum())
+    if n:
+        keep = ~clash
+        batch = DecodedBatch(batch.batch_no, batch.n_samples, batch.sample_no[keep], batch.keys[keep],
+                             batch.z[keep], batch.counts[keep], fp[keep])
+        new_keys = uniq[new]
+        uniq, first = np.unique(batch.keys, return_index=True)
+        new = np.isin(uniq, new_keys)
+    return batch, n, uniq, first, new
 
 
 def default_batch_size(device: str) -> int:
@@ -440,9 +480,9 @@ def _execute(store: Store, run_id: int, loaded, params: dict, seed: int, device:
 
     n, bs, tol = params["n"], params["batch_size"], params.get("tolerance")
     todo = [b for b in range(-(-n // bs)) if b not in done]
-    known = _known_keys(store)
+    known, by_formula = _known_keys(store)
     t_start = time.perf_counter()
-    tally = {"drawn": 0, "decodable": 0, "new": 0}
+    tally = {"drawn": 0, "decodable": 0, "new": 0, "key_collisions": 0}
     written = {"validity": 0, "features": 0, "predictions": 0}
     status = "failed"
     bar = _progress(progress, run_id, sum(min(bs, n - b * bs) for b in todo))
@@ -477,10 +517,9 @@ def _execute(store: Store, run_id: int, loaded, params: dict, seed: int, device:
                 with torch.inference_mode():
                     maps = loaded.sample(m, gen, device)
                     batch = decode_batch(maps, tol, b, b * bs)
-                uniq, first = np.unique(batch.keys, return_index=True)
-                new = np.fromiter((k not in known for k in uniq.tolist()), bool, len(uniq))
+                batch, n_clash, uniq, first, new = key_check(batch, known, by_formula)
+                tally["key_collisions"] += n_clash
                 new_rows = composition_rows(batch.z[first[new]], batch.counts[first[new]])
-                known.update(uniq[new].tolist())
                 chunk = None
                 if pipe:
                     pipe.add(pipe.rows(uniq, batch.z[first], batch.counts[first]))
@@ -513,8 +552,13 @@ def _execute(store: Store, run_id: int, loaded, params: dict, seed: int, device:
                             [status, run_id])
         except StoreError:
             pass  # the store is gone or locked: the next writer marks this run interrupted
+    if tally["key_collisions"]:
+        import warnings  # noqa: PLC0415
+
+        warnings.warn(f"run {run_id}: {tally['key_collisions']} sample(s) dropped: their composition key "
+                      f"names another element/count map (compositions.insert_new)", RuntimeWarning)
     return RunResult(run_id, status, tally["drawn"], tally["decodable"], tally["new"], seconds,
-                     written if pipe else None)
+                     written if pipe else None, tally["key_collisions"])
 
 
 def _count(total: dict[str, int], more: dict[str, int]) -> None:

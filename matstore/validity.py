@@ -331,6 +331,15 @@ def _check_unique(z: np.ndarray, c: np.ndarray, t: _Tables) -> dict[str, np.ndar
         uncertain |= split & big  # truncated bits may hide a meeting total
     balanced &= has_states & eneg_ok
     need_exact |= has_states & eneg_ok & uncertain & ~balanced
+    # beyond compositions' bounds (only in stores written before them): unsupported, never the
+    # exact bitsets, which grow with the counts (Fe2147483647O2147483646 needed > 3.5 GB)
+    from .compositions import MAX_ATOMS, MAX_COUNT
+
+    absurd = (c > MAX_COUNT).any(1) | (c.sum(1) > MAX_ATOMS) | (c < 0).any(1)
+    need_exact &= ~absurd
+    neutral &= ~absurd
+    balanced &= ~absurd
+    supported &= ~absurd
     for i in np.flatnonzero(need_exact):
         keep = present[i]
         cn, en = _exact_one(tuple(int(v) for v in z[i, keep]), tuple(int(v) for v in c[i, keep]),

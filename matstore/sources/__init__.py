@@ -11,6 +11,7 @@ file, before any ingest is recorded.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -218,19 +219,43 @@ def resolve_props(df: pl.DataFrame, props: list[PropSpec], path: str,
     return found
 
 
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes (read in blocks): what default row ids are made unique by."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    except OSError as e:
+        raise SourceError(f"cannot read {path}: {e.strerror or e}") from e
+    return h.hexdigest()
+
+
+def default_id_prefix(sha256: str) -> str:
+    """Rows of a file without an id column are '<first 16 hex of the file's sha256>#<row>': two
+    files with one name never share ids, the same bytes always get the same ones."""
+    return sha256[:16]
+
+
 def table_chunks(df: pl.DataFrame, *, path: str, formula_col: str, id_col: str | None,
                  props: list[PropSpec], cursor: str | None,
-                 chunk_rows: int = CHUNK_ROWS) -> Iterator[Chunk]:
-    """Cut a frame of strings into chunks in the common shape; cursor = rows committed so far."""
+                 chunk_rows: int = CHUNK_ROWS, id_prefix: str | None = None) -> Iterator[Chunk]:
+    """Cut a frame of strings into chunks in the common shape; cursor = rows committed so far.
+    Without id_col, rows are '<id_prefix>#<1-based data row>' (id_prefix: default_id_prefix of
+    the file), with the pre-content-hash id '<file name>#<row>' in `legacy_id` so rows stored by
+    an older matstore are recognised (matstore.ingest)."""
     start = int(cursor) if cursor else 0
     name = Path(path).name
     n = df.height
     for lo in range(start, n, chunk_rows):
         part = df.slice(lo, chunk_rows)
+        legacy = None
         if id_col:
             ext = part[id_col].fill_null("").alias("external_id")
-        else:  # no ids in the file: file name and 1-based data row number
-            ext = pl.Series("external_id", [f"{name}#{i}" for i in range(lo + 1, lo + part.height + 1)])
+        else:  # no ids in the file: the file's content hash and 1-based data row number
+            rows = range(lo + 1, lo + part.height + 1)
+            ext = pl.Series("external_id", [f"{id_prefix or name}#{i}" for i in rows])
+            legacy = pl.Series("legacy_id", [f"{name}#{i}" for i in rows]) if id_prefix else None
         raw_cols = [formula_col] + ([id_col] if id_col else []) + [p.column for p in props]
         raw_cols = list(dict.fromkeys(raw_cols))
         out = pl.DataFrame({
@@ -240,6 +265,8 @@ def table_chunks(df: pl.DataFrame, *, path: str, formula_col: str, id_col: str |
                 pl.struct(pl.all()).struct.json_encode().alias("raw"))["raw"],
         })
         out = out.with_columns([part[p.column].alias(f"raw:{p.name}") for p in props])
+        if legacy is not None:
+            out = out.with_columns(legacy)
         hi = lo + part.height
         yield Chunk(out, str(hi) if hi < n else None)
 

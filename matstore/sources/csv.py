@@ -8,7 +8,8 @@ from typing import Iterator
 
 import polars as pl
 
-from . import (Chunk, PropSpec, Source, SourceError, check_kind, check_source_name, pick_column,
+from . import (Chunk, PropSpec, Source, SourceError, check_kind, check_source_name, default_id_prefix,
+               file_sha256, pick_column,
                read_table, resolve_props, table_chunks)
 
 FORMULA_COLUMNS = ("formula", "composition", "pretty_formula", "formula_pretty", "reduced_formula",
@@ -23,10 +24,12 @@ class TableSource(Source):
     formula_col: str = "formula"
     id_col: str | None = None
     props: tuple[PropSpec, ...] = ()
+    id_prefix: str | None = None    # default ids without id_col: see sources.default_id_prefix
 
     def chunks(self, cursor: str | None = None) -> Iterator[Chunk]:
         yield from table_chunks(self.df, path=self.uri, formula_col=self.formula_col,
-                                id_col=self.id_col, props=list(self.props), cursor=cursor)
+                                id_col=self.id_col, props=list(self.props), cursor=cursor,
+                                id_prefix=self.id_prefix)
 
 
 def as_specs(props) -> list[PropSpec]:
@@ -39,6 +42,8 @@ def open_table(kind: str, file, *, formula_col=None, id_col=None, props=None, li
     if not file:
         raise SourceError(f"source {kind} needs --file")
     given = as_specs(props)  # option errors before touching the file
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise SourceError(f"{kind}: --limit must be a positive number of rows, got {limit!r}")
     path = str(Path(file).resolve())
     df = read_table(path)
     fcol = pick_column(df, formula_col, formula_candidates, "formula", path)
@@ -52,10 +57,12 @@ def open_table(kind: str, file, *, formula_col=None, id_col=None, props=None, li
         df = df.head(limit)
     if df.height == 0:  # as the JSON reader: refuse before an ingest is recorded
         raise SourceError(f"{path}: no data rows to ingest")
+    sha = file_sha256(path)  # in params: resume only an ingest of these same bytes
     params = {"formula_col": fcol, "id_col": icol, "limit": limit,
-              "props": [f"{p.name}={p.column}:{p.unit or ''}" for p in specs]}
+              "props": [f"{p.name}={p.column}:{p.unit or ''}" for p in specs], "sha256": sha}
     return TableSource(name=kind, uri=path, params=params, units={p.name: p.unit for p in specs},
-                       total=df.height, df=df, formula_col=fcol, id_col=icol, props=tuple(specs))
+                       total=df.height, df=df, formula_col=fcol, id_col=icol, props=tuple(specs),
+                       id_prefix=None if icol else default_id_prefix(sha))
 
 
 class CsvSource:

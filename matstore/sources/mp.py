@@ -56,6 +56,8 @@ def open_mp(file=None, formula_col=None, id_col=None, props=None, limit=None, pa
     if file:
         return open_table("mp", file, formula_col=formula_col, id_col=id_col, props=props, limit=limit,
                           formula_candidates=FORMULA_COLUMNS, id_candidates=ID_COLUMNS)
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise SourceError(f"mp: --limit must be a positive number of rows, got {limit!r}")
     if not os.environ.get("MP_API_KEY"):
         raise SourceError("source mp needs MP_API_KEY in the environment (Materials Project API key) "
                           "or --file with a downloaded CSV/JSON")

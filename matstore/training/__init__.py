@@ -11,11 +11,13 @@ The store is only opened to read the selection and, at the end, in one short wri
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
 
 from .. import models
+from ..errors import MatstoreError
 from ..registry import ModelVersion, save_model
 from ..options import at_least_one
 from ..store import Store
@@ -23,7 +25,7 @@ from . import data, presets
 from .fit import (autoencoder_metrics, fit_autoencoder, fit_regressor, fit_wgan, generation_metrics,
                   regression_metrics, resolve_device)
 
-__all__ = ["train", "presets", "PRESETS"]
+__all__ = ["train", "presets", "PRESETS", "TrainingError"]
 PRESETS = presets.PRESETS
 
 
@@ -131,6 +133,7 @@ def train(store: Store, preset_name: str, on: str | None = None, epochs: int | N
                                                leave_out_ids=ds.batch.composition_id[sp.test])
         metrics["history"] = hist.to_dict()
     metrics["train_seconds"] = round(time.perf_counter() - t0, 3)
+    check_finite_metrics(name or p.name, metrics)
     hyperparams = {"preset": p.name, "property": p.property, "featurizer": p.featurizer,
                    "max_rows": max_rows, "max_steps": max_steps,
                    **(target.to_dict() if target else {}), **hp}
@@ -140,6 +143,30 @@ def train(store: Store, preset_name: str, on: str | None = None, epochs: int | N
     return save_model(store, name or p.name, p.kind, module, cfg, hyperparams, ds.query, len(ds),
                       ds.data_hash, split, metrics, str(dev) if dev is not None else "cpu", seed,
                       split_ids={"train": ids[sp.train], "val": ids[sp.val], "test": ids[sp.test]})
+
+
+class TrainingError(MatstoreError, RuntimeError):
+    """A training run that produced no usable model (it is not saved)."""
+
+
+def check_finite_metrics(name: str, metrics: dict) -> None:
+    """Refuse to save a model whose evaluation is not finite (a diverged run: train --lr 1e10
+    gives NaN weights and NaN MAE; an inf target gives an Infinity MAE). Every number of the
+    evaluation and the last loss of each history must be finite; R² alone may be NaN (undefined
+    when the targets are constant)."""
+    bad = []
+    for role, m in metrics.items():
+        if role == "history" and isinstance(m, dict):
+            for k in ("train_loss", "val_loss"):
+                if m.get(k) and not math.isfinite(m[k][-1]):
+                    bad.append(f"history.{k}[-1]={m[k][-1]}")
+        elif isinstance(m, dict):
+            bad += [f"{role}.{k}={v}" for k, v in m.items()
+                    if isinstance(v, float) and not math.isfinite(v) and not (k == "r2" and math.isnan(v))]
+    if bad:
+        raise TrainingError(f"train {name}: metrics are not finite ({', '.join(bad[:4])}); the run "
+                            f"diverged or the data holds non-finite values; nothing was saved "
+                            f"(try a smaller --lr)")
 
 
 def _init_output_bias(gan, value: float) -> None:
