@@ -24,6 +24,7 @@ import duckdb
 import numpy as np
 import polars as pl
 import pytest
+from types import SimpleNamespace
 
 from matstore import compositions as C
 from matstore.export import base_tables, checksum
@@ -157,7 +158,10 @@ def test_merge_refuses_a_key_collision_with_our_composition(stores, tmp_path):
     a = _copy(a0, tmp_path / "a.duckdb")
     fe2o3 = C.parse("Fe2O3")
     assert a.query(f"SELECT count(*) AS n FROM compositions WHERE composition_id = {fe2o3.composition_id}")["n"][0] == 1
-    forged = C.parse("Li3382697Na567098K870094Rb663213")
+    # the formula, beyond today's ingest bounds, written straight into the received file
+    counts = [3382697, 567098, 870094, 663213]
+    forged = SimpleNamespace(formula="Li3382697Na567098K870094Rb663213", elements=["Li", "Na", "K", "Rb"],
+                             counts=counts, n_elements=4, n_atoms=sum(counts))
     other = tmp_path / "other.duckdb"
     shutil.copyfile(b0.path, other)
     from matstore.ingest import material_ids
