@@ -19,12 +19,12 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import duckdb
 import numpy as np
 import polars as pl
 import pytest
-from types import SimpleNamespace
 
 from matstore import compositions as C
 from matstore.export import base_tables, checksum
