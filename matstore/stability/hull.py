@@ -1,0 +1,241 @@
+"""The lower convex hull of known phases, one hull per chemical system, evaluated at array speed.
+
+Mirrors pymatgen's PhaseDiagram (the reference implementation, `_compute` and
+`get_decomp_and_e_above_hull(allow_negative=True)`): a system of k elements is the points
+(atomic fractions of elements 2..k, energy per atom) of its phases' ground states, the elements at
+min(0, their own entries) eV/atom, only compounds below the elements' tie plane
+(formation energy < -1e-11), and one extra point above everything so qhull sees a full-dimensional
+set; hull facets holding the extra point or vertical (singular) are dropped. A composition lies in
+the first facet whose barycentric coordinates are all >= -1e-9; its decomposition is those
+coordinates (> 1e-8) on the facet's phases, its hull energy their weighted energy.
+
+Vectorised: every candidate of one system is placed against every facet of that system at once
+(one einsum), and hulls are built once per system and cached, so a runner reuses them per batch.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from .. import compositions
+
+NUMERICAL_TOL = 1e-8          # pymatgen PhaseDiagram.numerical_tol: smaller amounts are dropped
+IN_SIMPLEX_TOL = NUMERICAL_TOL / 10
+FORMATION_TOL = 1e-11         # pymatgen PhaseDiagram.formation_energy_tol
+_PAD = 1 << 30                # rank of an empty slot: sorts after every element
+_BLOCK = 1 << 22              # candidates x facets x k values per einsum block
+
+# element rank in pymatgen's Element order (electronegativity, then symbol): the coordinate order
+_ORDER = sorted((s for s in compositions.SYMBOLS if s),
+                key=lambda s: (compositions._SORT_X[compositions.Z_OF[s]], s))
+RANK = np.full(compositions.MAX_Z + 1, _PAD, np.int64)
+RANK[[compositions.Z_OF[s] for s in _ORDER]] = np.arange(len(_ORDER))
+Z_OF_RANK = np.array([compositions.Z_OF[s] for s in _ORDER], np.int64)
+N_EL = len(_ORDER)
+
+
+@dataclass
+class HullResult:
+    """Per candidate (input order): hull energy, energy above it (NaN where the energy is), and the
+    decomposition as CSR lists: products of row i are product[offsets[i]:offsets[i+1]]."""
+
+    hull_energy: np.ndarray
+    e_above_hull: np.ndarray
+    offsets: np.ndarray           # int64 (m + 1)
+    product: np.ndarray           # int64 index into Hulls.product_ids / product_formulas
+    fraction: np.ndarray          # atom fraction of each product
+
+    def decomposition(self, hulls: "Hulls") -> pa.ListArray:
+        """list<struct<composition_id, formula, fraction>> column (the stability table's)."""
+        structs = pa.StructArray.from_arrays(
+            [pa.array(hulls.product_ids[self.product]),
+             pa.array(hulls.product_formulas, pa.string()).take(pa.array(self.product)),
+             pa.array(self.fraction)], ["composition_id", "formula", "fraction"])
+        return pa.ListArray.from_arrays(pa.array(self.offsets.astype(np.int32)), structs)
+
+
+@dataclass
+class _SystemHull:
+    ranks: np.ndarray             # the system's element ranks, ascending (coordinate order)
+    points: np.ndarray            # product index of each hull point (elements first)
+    energy: np.ndarray            # energy per atom of each point
+    facets: np.ndarray            # (F, k) point indices
+    aug_inv: np.ndarray           # (F, k, k) inverse of [fractions[1:], 1] per facet
+
+
+def _padded_ranks(z: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(ranks sorted ascending with _PAD for empty slots, atom fractions in that order)."""
+    z = np.asarray(z, np.int64)
+    c = np.asarray(counts, np.float64)
+    present = (z > 0) & (c > 0)
+    r = np.where(present, RANK[np.where(present, z, 0)], _PAD)
+    order = np.argsort(r, axis=1, kind="stable")
+    r = np.take_along_axis(r, order, 1)
+    c = np.take_along_axis(np.where(present, c, 0.0), order, 1)
+    tot = c.sum(axis=1, keepdims=True)
+    return r, c / np.where(tot > 0, tot, 1.0)
+
+
+class Hulls:
+    """The known phases of one reference (ground state per composition, elements at 0 eV/atom
+    unless an entry is lower) and their hulls per chemical system, built on first use and cached."""
+
+    def __init__(self, composition_id, z, counts, energy, formula):
+        ids = np.asarray(composition_id, np.int64)
+        energy = np.asarray(energy, np.float64)
+        ok = np.isfinite(energy)
+        ids, energy = ids[ok], energy[ok]
+        formula = np.asarray(formula, object)[ok]
+        ranks, frac = _padded_ranks(np.asarray(z)[ok], np.asarray(counts)[ok])
+        # ground state per composition: lowest energy first, then the first row of each id
+        order = np.lexsort((energy, ids))
+        first = np.ones(len(order), bool)
+        first[1:] = ids[order][1:] != ids[order][:-1]
+        g = order[first]
+        self.phase_ids, self.phase_energy = ids[g], energy[g]
+        self.phase_ranks, self.phase_frac = ranks[g], frac[g]
+        n = len(g)
+        nel = (self.phase_ranks < _PAD).sum(axis=1)
+        # element references: min(0, lowest entry of the pure element)
+        self.el_energy = np.zeros(N_EL)
+        unary = np.flatnonzero(nel == 1)
+        np.minimum.at(self.el_energy, self.phase_ranks[unary, 0], self.phase_energy[unary])
+        ref = np.where(self.phase_ranks < _PAD, self.el_energy[np.minimum(self.phase_ranks, N_EL - 1)], 0)
+        self.phase_form = self.phase_energy - (ref * self.phase_frac).sum(axis=1)
+        # products: the phases, then one per element (its entry's composition where it has one)
+        el = [compositions.parse(s) for s in _ORDER]
+        self.product_ids = np.concatenate([self.phase_ids, [c.composition_id for c in el]]).astype(np.int64)
+        self.product_formulas = np.concatenate([formula[g], [c.formula for c in el]]).astype(object)
+        # compounds that can be hull vertices, grouped by their element set
+        cand = np.flatnonzero((nel >= 2) & (self.phase_form < -FORMATION_TOL))
+        self.groups: dict[tuple, np.ndarray] = {}
+        if len(cand):
+            keys, inv = np.unique(self.phase_ranks[cand], axis=0, return_inverse=True)
+            inv = inv.reshape(-1)
+            srt = np.argsort(inv, kind="stable")
+            bounds = np.concatenate([[0], np.cumsum(np.bincount(inv, minlength=len(keys)))])
+            for j, key in enumerate(keys):
+                self.groups[tuple(int(v) for v in key if v < _PAD)] = cand[srt[bounds[j]:bounds[j + 1]]]
+        self._n = n
+        self._cache: dict[tuple, _SystemHull] = {}
+
+    @property
+    def n_phases(self) -> int:
+        return self._n
+
+    # --- one chemical system -------------------------------------------------------------------
+    def system(self, ranks: tuple) -> _SystemHull:
+        h = self._cache.get(ranks)
+        if h is None:
+            h = self._cache[ranks] = self._build(ranks)
+        return h
+
+    def _compounds(self, ranks: tuple) -> np.ndarray:
+        k = len(ranks)
+        if k > 12:   # fewer groups than subsets: test each group
+            s = set(ranks)
+            parts = [v for key, v in self.groups.items() if set(key) <= s]
+        else:
+            parts = [self.groups[sub] for n in range(2, k + 1)
+                     for sub in itertools.combinations(ranks, n) if sub in self.groups]
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+    def _build(self, ranks: tuple) -> _SystemHull:
+        from scipy.spatial import ConvexHull  # noqa: PLC0415
+
+        k = len(ranks)
+        rk = np.asarray(ranks, np.int64)
+        el_points = self._n + rk
+        if k == 1:
+            return _SystemHull(rk, el_points, self.el_energy[rk], np.zeros((1, 1), np.int64),
+                               np.ones((1, 1, 1)))
+        comp = self._compounds(ranks)
+        x = np.zeros((k + len(comp), k))
+        x[np.arange(k), np.arange(k)] = 1.0
+        if len(comp):
+            pr = self.phase_ranks[comp]
+            m = pr < _PAD
+            rows = np.nonzero(m)[0]
+            x[k + rows, np.searchsorted(rk, pr[m])] = self.phase_frac[comp][m]
+        energy = np.concatenate([self.el_energy[rk], self.phase_energy[comp]])
+        data = np.column_stack([x[:, 1:], energy])
+        extra = np.full(k, 1.0 / k)
+        extra[-1] = data.max() + 1          # pymatgen's extra point, above every facet
+        data = np.vstack([data, extra])
+        simplices = ConvexHull(data, qhull_options="Qt i").simplices
+        simplices = simplices[(simplices != len(data) - 1).all(axis=1)]
+        aug = data[simplices]               # (F, k, k): [fractions[1:], 1] per vertex
+        aug[:, :, -1] = 1.0
+        keep = np.abs(np.linalg.det(aug)) > 1e-14
+        facets, aug = simplices[keep], aug[keep]
+        return _SystemHull(rk, np.concatenate([el_points, comp]), energy, facets, np.linalg.inv(aug))
+
+    # --- candidates ------------------------------------------------------------------------------
+    def evaluate(self, z, counts, energy) -> HullResult:
+        """Hull energy, energy above hull and decomposition of compositions (padded z/counts rows)
+        with their energies per atom (NaN allowed: the decomposition is still given)."""
+        energy = np.asarray(energy, np.float64)
+        m = len(energy)
+        ranks, frac = _padded_ranks(z, counts)
+        hull = np.full(m, np.nan)
+        parts_row, parts_prod, parts_frac = [], [], []
+        if m:
+            keys, inv = np.unique(ranks, axis=0, return_inverse=True)
+            inv = inv.reshape(-1)
+            srt = np.argsort(inv, kind="stable")
+            bounds = np.concatenate([[0], np.cumsum(np.bincount(inv, minlength=len(keys)))])
+            for j, key in enumerate(keys):
+                rows = srt[bounds[j]:bounds[j + 1]]
+                sysr = tuple(int(v) for v in key if v < _PAD)
+                if not sysr:
+                    continue
+                h = self.system(sysr)
+                r, p, f, e = _place(h, frac[rows, :len(sysr)])
+                hull[rows] = e
+                parts_row.append(rows[r])
+                parts_prod.append(p)
+                parts_frac.append(f)
+        row = np.concatenate(parts_row) if parts_row else np.zeros(0, np.int64)
+        prod = np.concatenate(parts_prod) if parts_prod else np.zeros(0, np.int64)
+        fr = np.concatenate(parts_frac) if parts_frac else np.zeros(0)
+        order = np.lexsort((-fr, row))      # by candidate, largest fraction first
+        row, prod, fr = row[order], prod[order], fr[order]
+        offsets = np.zeros(m + 1, np.int64)
+        np.cumsum(np.bincount(row, minlength=m), out=offsets[1:])
+        return HullResult(hull, energy - hull, offsets, prod, fr)
+
+    def evaluate_known(self) -> tuple[np.ndarray, HullResult]:
+        """Every known phase (ground state per composition) against the hull: (ids, result)."""
+        return self.phase_ids, self.evaluate(
+            np.where(self.phase_ranks < _PAD, Z_OF_RANK[np.minimum(self.phase_ranks, N_EL - 1)], 0),
+            self.phase_frac, self.phase_energy)
+
+
+def _place(h: _SystemHull, frac: np.ndarray):
+    """Candidates (atom fractions in h.ranks order) in one system -> (candidate row, product,
+    fraction) of each decomposition term and the hull energy per candidate."""
+    m, k = frac.shape
+    if k == 1:
+        return (np.arange(m), np.full(m, h.points[0]), np.ones(m), np.full(m, h.energy[0]))
+    aug = np.column_stack([frac[:, 1:], np.ones(m)])
+    n_f = len(h.facets)
+    choice = np.zeros(m, np.int64)
+    bary = np.empty((m, k))
+    step = max(1, _BLOCK // max(n_f * k, 1))
+    for a in range(0, m, step):
+        b = np.einsum("mi,fij->mfj", aug[a:a + step], h.aug_inv)        # (block, F, k)
+        worst = b.min(axis=2)
+        inside = worst >= -IN_SIMPLEX_TOL
+        # pymatgen takes the first facet holding the point; numerically lost points the least bad
+        c = np.where(inside.any(axis=1), inside.argmax(axis=1), worst.argmax(axis=1))
+        choice[a:a + step] = c
+        bary[a:a + step] = b[np.arange(len(c)), c]
+    verts = h.facets[choice]                                             # (m, k) point indices
+    keep = np.abs(bary) > NUMERICAL_TOL
+    e_hull = np.where(keep, bary * h.energy[verts], 0.0).sum(axis=1)
+    r, col = np.nonzero(keep)
+    return r, h.points[verts[r, col]], bary[r, col], e_hull
