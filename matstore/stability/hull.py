@@ -206,7 +206,9 @@ class Hulls:
         row, prod, fr = row[order], prod[order], fr[order]
         offsets = np.zeros(m + 1, np.int64)
         np.cumsum(np.bincount(row, minlength=m), out=offsets[1:])
-        return HullResult(hull, energy - hull, offsets, prod, fr)
+        above = energy - hull
+        above[np.abs(above) < IN_SIMPLEX_TOL] = 0.0   # on the hull, not a rounding error off it
+        return HullResult(hull, above, offsets, prod, fr)
 
     def evaluate_known(self) -> tuple[np.ndarray, HullResult]:
         """Every known phase (ground state per composition) against the hull: (ids, result)."""
