@@ -95,9 +95,11 @@ def _ours(res, hulls, j):
     return {int(hulls.product_ids[p]): float(f) for p, f in zip(res.product[a:b], res.fraction[a:b])}
 
 
-def _compare(oqmd, n_held: int, n_known: int, max_phases: int = 150):
-    """Our kernel vs pymatgen on n_held held-out compositions (their DFT energy as a candidate's)
-    and n_known known phases (their own distance to the hull); returns the number checked."""
+def _compare(oqmd, n_held: int, n_known: int, max_phases: int = 150,
+             methods: tuple = ("simplex", "qhull")):
+    """Our kernel (each method) vs pymatgen on n_held held-out compositions (their DFT energy as
+    a candidate's) and n_known known phases (their own distance to the hull); returns the number
+    checked."""
     comps, energy, held = oqmd
     known = np.flatnonzero(~held)
     kb = CompositionBatch.from_compositions([comps[i] for i in known])
@@ -119,19 +121,21 @@ def _compare(oqmd, n_held: int, n_known: int, max_phases: int = 150):
     cand_known = pick([known[p] for p in gs.values()], n_known)
     cand = cand_held + cand_known
     cb = CompositionBatch.from_compositions([comps[i] for i in cand])
-    res = hulls.evaluate(cb.z, cb.counts, energy[cand])
-    assert res.offsets[-1] == len(res.product)
+    results = {meth: hulls.evaluate(cb.z, cb.counts, energy[cand], method=meth) for meth in methods}
     pos_of = {i: p for p, i in enumerate(known)}
-    worst = 0.0
+    worst = dict.fromkeys(methods, 0.0)
     for j, i in enumerate(cand):
         entry = oracle.entry(pos_of[i]) if j >= len(cand_held) else None
         e_pm, d_pm = oracle.evaluate(comps[i], energy[i], entry)
-        worst = max(worst, abs(res.e_above_hull[j] - e_pm))
-        d = _ours(res, hulls, j)
-        assert set(d) == set(d_pm), (comps[i].formula, d, d_pm)
-        assert all(abs(d[k] - d_pm[k]) <= 1e-6 for k in d), (comps[i].formula, d, d_pm)
-        assert abs(sum(d.values()) - 1) < 1e-6
-    assert worst <= 1e-6, worst
+        for meth, res in results.items():
+            worst[meth] = max(worst[meth], abs(res.e_above_hull[j] - e_pm))
+            d = _ours(res, hulls, j)
+            assert set(d) == set(d_pm), (meth, comps[i].formula, d, d_pm)
+            assert all(abs(d[k] - d_pm[k]) <= 1e-6 for k in d), (meth, comps[i].formula, d, d_pm)
+            assert abs(sum(d.values()) - 1) < 1e-6
+    assert max(worst.values()) <= 1e-6, worst
+    res = results[methods[0]]
+    assert res.offsets[-1] == len(res.product)
     # the checks would catch a wrong hull: held-out phases are both above and below it
     e_held = res.e_above_hull[:len(cand_held)]
     assert (e_held > 1e-3).any() and (e_held < -1e-3).any()
@@ -149,7 +153,7 @@ def test_hull_matches_pymatgen_10k(oqmd):
     assert _compare(oqmd, 4000, 6000) == 10_000
 
 
-def test_edge_cases_match_pymatgen(oqmd):
+def test_edge_cases_match_pymatgen(oqmd, monkeypatch):
     """Unary systems, a candidate equal to a known composition, a system with no compounds (flat
     hull), an element absent from the reference, NaN energies, an all-positive system."""
     comps, energy, held = oqmd
@@ -169,15 +173,26 @@ def test_edge_cases_match_pymatgen(oqmd):
              (comps[fe_o[0]].formula, energy[fe_o[0]] - 0.3),
              ("Fe3O7", -1.0), ("FeO9", 0.5),
              ("TiXe2", -0.1), ("TiXe2", 0.3),                           # flat hull: no compounds
-             ("FeTiO3", -2.5), ("Fe2TiXeO5", -1.5)]                     # Ti-O has no phases here
+             ("FeTiO3", -2.5), ("Fe2TiXeO5", -1.5),                     # Ti-O has no phases here
+             ("LiBeBCNFeNaMgAlO2", -0.4)]                               # > 9 elements: qhull path
     cb = CompositionBatch.from_formulas([f for f, _ in cases])
     e = np.array([v for _, v in cases])
-    res = hulls.evaluate(cb.z, cb.counts, e)
-    for j, (f, v) in enumerate(cases):
-        e_pm, d_pm = oracle.evaluate(compositions.parse(f), v)
-        assert abs(res.e_above_hull[j] - e_pm) <= 1e-9, (f, res.e_above_hull[j], e_pm)
-        d = _ours(res, hulls, j)
-        assert set(d) == set(d_pm) and all(abs(d[k] - d_pm[k]) <= 1e-9 for k in d), (f, d, d_pm)
+    for meth in ("qhull", "simplex"):
+        res = hulls.evaluate(cb.z, cb.counts, e, method=meth)
+        for j, (f, v) in enumerate(cases):
+            e_pm, d_pm = oracle.evaluate(compositions.parse(f), v)
+            assert abs(res.e_above_hull[j] - e_pm) <= 1e-9, (meth, f, res.e_above_hull[j], e_pm)
+            d = _ours(res, hulls, j)
+            assert set(d) == set(d_pm) and all(abs(d[k] - d_pm[k]) <= 1e-9 for k in d), (meth, f, d, d_pm)
+    # the simplex's rows it cannot settle go to the qhull path: same answers
+    from matstore.stability import hull as hull_mod
+
+    full = hulls.evaluate(cb.z, cb.counts, e, method="qhull")
+    monkeypatch.setattr(hull_mod, "_MAX_PIVOTS", 1)
+    few = hulls.evaluate(cb.z, cb.counts, e)
+    assert np.allclose(few.e_above_hull, full.e_above_hull, atol=1e-12)
+    assert [_ours(few, hulls, j).keys() for j in range(len(e))] == \
+           [_ours(full, hulls, j).keys() for j in range(len(e))]
     # flat hull: the elements, energy unchanged
     assert res.e_above_hull[8] == pytest.approx(-0.1) and len(_ours(res, hulls, 8)) == 2
     # NaN energy: no e_above_hull, the decomposition still given

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import pyarrow as pa
@@ -67,6 +68,36 @@ class _SystemHull:
     aug_inv: np.ndarray           # (F, k, k) inverse of [fractions[1:], 1] per facet
 
 
+_PACK_MAX = 9                 # elements a packed system key holds (7 bits per element rank)
+
+
+def _pack(ranks: np.ndarray, nel: np.ndarray) -> np.ndarray:
+    """One int64 per row of sorted padded ranks with <= 9 elements (else -1): sum (r+1) << 7i."""
+    r = ranks[:, :_PACK_MAX]
+    v = np.where(r < _PAD, r + 1, 0).astype(np.int64)
+    key = (v << (7 * np.arange(r.shape[1], dtype=np.int64))).sum(axis=1)
+    return np.where(nel <= _PACK_MAX, key, -1)
+
+
+def _pack_cols(ranks: np.ndarray, cols: tuple) -> np.ndarray:
+    return sum((ranks[:, c].astype(np.int64) + 1) << (7 * i) for i, c in enumerate(cols))
+
+
+@lru_cache(maxsize=None)
+def _subsets(k: int) -> tuple:
+    """Column index tuples of every subset of 2..k of k columns (ascending, so keys stay sorted)."""
+    return tuple(c for n in range(2, k + 1) for c in itertools.combinations(range(k), n))
+
+
+def _ranges(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
+    """Concatenated aranges starts[i] .. starts[i] + lens[i] (no Python loop)."""
+    lens = np.asarray(lens, np.int64)
+    total = int(lens.sum())
+    if total == 0:
+        return np.zeros(0, np.int64)
+    return np.repeat(np.asarray(starts, np.int64) - (np.cumsum(lens) - lens), lens) + np.arange(total)
+
+
 def _padded_ranks(z: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(ranks sorted ascending with _PAD for empty slots, atom fractions in that order)."""
     z = np.asarray(z, np.int64)
@@ -112,20 +143,36 @@ class Hulls:
         self.product_formulas = np.concatenate([formula[g], [c.formula for c in el]]).astype(object)
         # compounds that can be hull vertices, grouped by their element set
         cand = np.flatnonzero((nel >= 2) & (self.phase_form < -FORMATION_TOL))
-        self.groups: dict[tuple, np.ndarray] = {}
-        if len(cand):
-            keys, inv = np.unique(self.phase_ranks[cand], axis=0, return_inverse=True)
-            inv = inv.reshape(-1)
-            srt = np.argsort(inv, kind="stable")
-            bounds = np.concatenate([[0], np.cumsum(np.bincount(inv, minlength=len(keys)))])
-            for j, key in enumerate(keys):
-                self.groups[tuple(int(v) for v in key if v < _PAD)] = cand[srt[bounds[j]:bounds[j + 1]]]
+        self._hull_compounds = cand
+        self._groups: dict[tuple, np.ndarray] | None = None
+        # the same as sorted packed keys (CSR) for the vectorised lookup: group g's compounds are
+        # _gmem[_goff[g]:_goff[g + 1]]
+        pk = _pack(self.phase_ranks[cand], nel[cand])
+        order = np.argsort(pk, kind="stable")
+        self._gkey, start = np.unique(pk[order], return_index=True)
+        self._goff = np.append(start, len(order)).astype(np.int64)
+        self._gmem = cand[order]
         self._n = n
         self._cache: dict[tuple, _SystemHull] = {}
 
     @property
     def n_phases(self) -> int:
         return self._n
+
+    @property
+    def groups(self) -> dict[tuple, np.ndarray]:
+        """element-set ranks -> the hull-candidate compounds of exactly that set (qhull path)."""
+        if self._groups is None:
+            self._groups = {}
+            cand = self._hull_compounds
+            if len(cand):
+                keys, inv = np.unique(self.phase_ranks[cand], axis=0, return_inverse=True)
+                inv = inv.reshape(-1)
+                srt = np.argsort(inv, kind="stable")
+                bounds = np.concatenate([[0], np.cumsum(np.bincount(inv, minlength=len(keys)))])
+                for j, key in enumerate(keys):
+                    self._groups[tuple(int(v) for v in key if v < _PAD)] = cand[srt[bounds[j]:bounds[j + 1]]]
+        return self._groups
 
     # --- one chemical system -------------------------------------------------------------------
     def system(self, ranks: tuple) -> _SystemHull:
@@ -175,26 +222,37 @@ class Hulls:
         return _SystemHull(rk, np.concatenate([el_points, comp]), energy, facets, np.linalg.inv(aug))
 
     # --- candidates ------------------------------------------------------------------------------
-    def evaluate(self, z, counts, energy) -> HullResult:
+    def evaluate(self, z, counts, energy, method: str = "simplex") -> HullResult:
         """Hull energy, energy above hull and decomposition of compositions (padded z/counts rows)
-        with their energies per atom (NaN allowed: the decomposition is still given)."""
+        with their energies per atom (NaN allowed: the decomposition is still given).
+
+        method "simplex": the hull energy as the linear program min sum(l_i E_i) over the system's
+        points with sum(l_i x_i) = x, l >= 0, solved for all candidates at once (batched simplex
+        pivots from the elements; no hull is built); "qhull": the hull facets of each system, as
+        pymatgen builds them. Same answers; a candidate the simplex does not settle goes to qhull."""
         energy = np.asarray(energy, np.float64)
         m = len(energy)
         ranks, frac = _padded_ranks(z, counts)
         hull = np.full(m, np.nan)
         parts_row, parts_prod, parts_frac = [], [], []
-        if m:
-            keys, inv = np.unique(ranks, axis=0, return_inverse=True)
+        if method not in ("simplex", "qhull"):
+            raise ValueError(f"method must be 'simplex' or 'qhull', not {method!r}")
+        nel = (ranks < _PAD).sum(axis=1)
+        todo = np.flatnonzero(nel >= 1)
+        if method == "simplex" and len(todo):
+            fast = todo[nel[todo] <= _PACK_MAX]
+            todo = np.concatenate([todo[nel[todo] > _PACK_MAX],
+                                   self._simplex_all(fast, ranks, nel, frac, hull, parts_row,
+                                                     parts_prod, parts_frac)])
+        if len(todo):   # qhull: one hull per system, built once and cached
+            keys, inv = np.unique(ranks[todo], axis=0, return_inverse=True)
             inv = inv.reshape(-1)
             srt = np.argsort(inv, kind="stable")
-            bounds = np.concatenate([[0], np.cumsum(np.bincount(inv, minlength=len(keys)))])
-            for j, key in enumerate(keys):
-                rows = srt[bounds[j]:bounds[j + 1]]
-                sysr = tuple(int(v) for v in key if v < _PAD)
-                if not sysr:
-                    continue
-                h = self.system(sysr)
-                r, p, f, e = _place(h, frac[rows, :len(sysr)])
+            cut = np.flatnonzero(np.diff(inv[srt])) + 1
+            for sel in np.split(srt, cut):
+                sysr = tuple(int(v) for v in keys[inv[sel[0]]] if v < _PAD)
+                rows = todo[sel]
+                r, p, f, e = _place(self.system(sysr), frac[rows, :len(sysr)])
                 hull[rows] = e
                 parts_row.append(rows[r])
                 parts_prod.append(p)
@@ -210,11 +268,159 @@ class Hulls:
         above[np.abs(above) < IN_SIMPLEX_TOL] = 0.0   # on the hull, not a rounding error off it
         return HullResult(hull, above, offsets, prod, fr)
 
+    def _simplex_all(self, rows_all, ranks, nel, frac, hull, parts_row, parts_prod, parts_frac):
+        """The simplex path of evaluate for rows_all (1..9 elements); returns the rows it left."""
+        if not len(rows_all):
+            return np.zeros(0, np.int64)
+        key = _pack(ranks[rows_all], nel[rows_all])
+        _, first, inv = np.unique(key, return_index=True, return_inverse=True)
+        inv = inv.reshape(-1)
+        keys = ranks[rows_all[first]]                       # (S, K) each system's ranks
+        ks = nel[rows_all[first]]
+        ns, off, mem = self._members(keys, ks)
+        ck, cn = ks[inv], ns[inv]
+        unary = np.flatnonzero(ck == 1)
+        if len(unary):
+            r = keys[inv[unary], 0]
+            hull[rows_all[unary]] = self.el_energy[r]
+            parts_row.append(rows_all[unary])
+            parts_prod.append(self._n + r)
+            parts_frac.append(np.ones(len(unary)))
+        left = []
+        for k in np.unique(ck[ck >= 2]):
+            k = int(k)
+            rows_k = np.flatnonzero(ck == k)
+            rows_k = rows_k[np.argsort(cn[rows_k], kind="stable")]
+            a = 0
+            while a < len(rows_k):      # chunks of similar point counts, ~_BLOCK values each
+                n_hi = int(cn[rows_k[min(a + 4096, len(rows_k)) - 1]])
+                b = min(len(rows_k), a + 4096, a + max(16, _BLOCK // ((k + n_hi) * k)))
+                sel, a = rows_k[a:b], b
+                rows = rows_all[sel]
+                sys_ids, local = np.unique(inv[sel], return_inverse=True)
+                pts, en, prod = self._points(keys, sys_ids, ns, off, mem, k)
+                basis, lam, ok = _simplex(pts[local], en[local], frac[rows, :k])
+                left.append(rows[~ok])
+                if not ok.any():
+                    continue
+                g = np.flatnonzero(ok)
+                basis, lam, lg = basis[g], lam[g], local[g]
+                keep = np.abs(lam) > NUMERICAL_TOL
+                e_b = en[lg[:, None], basis]
+                hull[rows[g]] = np.where(keep, lam * e_b, 0.0).sum(axis=1)
+                rr, cc = np.nonzero(keep)
+                parts_row.append(rows[g][rr])
+                parts_prod.append(prod[lg[rr], basis[rr, cc]])
+                parts_frac.append(lam[rr, cc])
+        return np.concatenate(left) if left else np.zeros(0, np.int64)
+
+    def _members(self, keys: np.ndarray, ks: np.ndarray):
+        """Hull-candidate compounds of each system (rows of keys, ks elements; <= 9 elements), as
+        CSR (count per system, offsets, flat compound indices): every element subset of >= 2
+        looked up at once among the packed group keys."""
+        sys_of, mem = [], []
+        for k in np.unique(ks[ks >= 2]):
+            k = int(k)
+            js = np.flatnonzero(ks == k)
+            sub = np.stack([_pack_cols(keys[js], c) for c in _subsets(k)], axis=1)   # (J, 2^k-k-1)
+            pos = np.minimum(np.searchsorted(self._gkey, sub), max(len(self._gkey) - 1, 0))
+            hit = (self._gkey[pos] == sub) if len(self._gkey) else np.zeros(sub.shape, bool)
+            jj, cc = np.nonzero(hit)
+            g = pos[jj, cc]
+            glen = self._goff[g + 1] - self._goff[g]
+            sys_of.append(np.repeat(js[jj], glen))
+            mem.append(self._gmem[_ranges(self._goff[g], glen)])
+        sys_of = np.concatenate(sys_of) if sys_of else np.zeros(0, np.int64)
+        mem = np.concatenate(mem) if mem else np.zeros(0, np.int64)
+        order = np.argsort(sys_of, kind="stable")
+        ns = np.bincount(sys_of, minlength=len(keys))
+        off = np.zeros(len(keys) + 1, np.int64)
+        np.cumsum(ns, out=off[1:])
+        return ns, off, mem[order]
+
+    def _points(self, keys, sys_ids, ns, off, mem, k: int):
+        """Padded points of systems sys_ids (all with k elements): (S, k + n, k) atom fractions in
+        system order (the elements first), (S, k + n) energies (padding: never enters), products."""
+        s_n = len(sys_ids)
+        lens = ns[sys_ids]
+        n = int(lens.max()) if s_n else 0
+        pts = np.zeros((s_n, k + n, k))
+        pts[:, np.arange(k), np.arange(k)] = 1.0
+        rk = keys[sys_ids, :k]
+        en = np.full((s_n, k + n), 1e30)
+        en[:, :k] = self.el_energy[rk]
+        prod = np.full((s_n, k + n), -1, np.int64)
+        prod[:, :k] = self._n + rk
+        if n:
+            flat = mem[_ranges(off[sys_ids], lens)]
+            srow = np.repeat(np.arange(s_n), lens)
+            spos = k + np.arange(len(flat)) - np.repeat(np.cumsum(lens) - lens, lens)
+            pr = self.phase_ranks[flat]
+            col = (rk[srow][:, None, :] < pr[:, :, None]).sum(axis=2)   # place in the system's order
+            t, e = np.nonzero(pr < _PAD)
+            pts[srow[t], spos[t], col[t, e]] = self.phase_frac[flat][t, e]
+            en[srow, spos] = self.phase_energy[flat]
+            prod[srow, spos] = flat
+        return pts, en, prod
+
     def evaluate_known(self) -> tuple[np.ndarray, HullResult]:
         """Every known phase (ground state per composition) against the hull: (ids, result)."""
         return self.phase_ids, self.evaluate(
             np.where(self.phase_ranks < _PAD, Z_OF_RANK[np.minimum(self.phase_ranks, N_EL - 1)], 0),
             self.phase_frac, self.phase_energy)
+
+
+RC_TOL = 1e-12    # a point enters the basis when it lies this far below the current plane
+_MAX_PIVOTS = 64
+
+
+def _simplex(pts: np.ndarray, en: np.ndarray, x: np.ndarray):
+    """Batched simplex method for min sum(l E) s.t. sum(l P) = x, l >= 0, one LP per row: pts
+    (m, n, k) points (the k elements first), en (m, n), x (m, k) atom fractions. Starts from the
+    elements (l = x) and pivots in the point farthest below the plane through the basis until
+    none is below it (that plane then supports the hull: the optimum). Returns the basis (m, k)
+    point indices, its amounts (m, k) and which rows settled."""
+    m, n, k = pts.shape
+    basis = np.tile(np.arange(k), (m, 1))
+    lam = x.astype(np.float64).copy()
+    done = np.zeros(m, bool)
+    active = np.arange(m)
+    for _ in range(_MAX_PIVOTS):
+        if not len(active):
+            break
+        pa, ea, ba = pts[active], en[active], basis[active]
+        ar = np.arange(len(active))[:, None]
+        bm = pa[ar, ba]                                                # (a, k basis, k)
+        try:
+            y = np.linalg.solve(bm, ea[ar, ba][..., None])[..., 0]
+        except np.linalg.LinAlgError:
+            break
+        d = ea - np.einsum("ank,ak->an", pa, y)                        # below the plane: < 0
+        j = d.argmin(axis=1)
+        go = d[np.arange(len(active)), j] < -RC_TOL
+        done[active[~go]] = True
+        active, j, bm = active[go], j[go], bm[go]
+        if not len(active):
+            break
+        pj = pts[active, j]
+        try:
+            u = np.linalg.solve(np.transpose(bm, (0, 2, 1)), pj[..., None])[..., 0]
+        except np.linalg.LinAlgError:
+            break
+        lam_a = lam[active]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(u > 1e-12, lam_a / u, np.inf)
+        r = ratio.argmin(axis=1)
+        ar = np.arange(len(active))
+        t = ratio[ar, r]
+        bad = ~np.isfinite(t)
+        t = np.where(bad, 0.0, t)
+        lam_a = lam_a - t[:, None] * u
+        lam_a[ar, r] = t
+        lam[active] = np.maximum(lam_a, 0.0)
+        basis[active, r] = np.where(bad, basis[active, r], j)
+        active = active[~bad]
+    return basis, lam, done
 
 
 def _place(h: _SystemHull, frac: np.ndarray):
