@@ -174,7 +174,9 @@ def discovery(epochs: int | None, max_rows: int | None, rf_trees: int, seed: int
             pred = truth.select("composition_id").join(got, on="composition_id", how="left")["e_above_hull"]
             test_mae = (mv.metrics.get("test") or {}).get("mae", float("nan"))
             _metrics(f"{mv.ref}", pred.to_numpy().astype(float), true_e)
-            print(f"      ({preset}: trained in {tt:.0f} s on {mv.training_rows:,} rows, own test MAE "
+            rows = store.query("SELECT training_rows FROM model_versions WHERE model_id = ?",
+                               [mv.model_id])["training_rows"][0]
+            print(f"      ({preset}: trained in {tt:.0f} s on {rows:,} rows, own test MAE "
                   f"{test_mae:.3f} eV/atom; stability job {res.n_computed:,} rows in {st:.1f} s)")
 
 

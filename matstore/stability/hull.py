@@ -384,42 +384,44 @@ def _simplex(pts: np.ndarray, en: np.ndarray, x: np.ndarray):
     basis = np.tile(np.arange(k), (m, 1))
     lam = x.astype(np.float64).copy()
     done = np.zeros(m, bool)
-    active = np.arange(m)
+    # revised simplex: the inverse of the basis matrix (columns: the basis points) kept up to date
+    # by one rank-1 update per pivot; the elements' basis is the identity
+    binv = np.tile(np.eye(k), (m, 1, 1))
+    idx = np.arange(m)                    # rows still pivoting; pa/ea/... hold only those
+    pa, ea = pts, en
     for _ in range(_MAX_PIVOTS):
-        if not len(active):
+        if not len(idx):
             break
-        pa, ea, ba = pts[active], en[active], basis[active]
-        ar = np.arange(len(active))[:, None]
-        bm = pa[ar, ba]                                                # (a, k basis, k)
-        try:
-            y = np.linalg.solve(bm, ea[ar, ba][..., None])[..., 0]
-        except np.linalg.LinAlgError:
-            break
+        ar = np.arange(len(idx))
+        ba = basis[idx]
+        bi = binv[idx]
+        y = np.einsum("ak,akj->aj", ea[ar[:, None], ba], bi)          # the plane: chemical potentials
         d = ea - np.einsum("ank,ak->an", pa, y)                        # below the plane: < 0
         j = d.argmin(axis=1)
-        go = d[np.arange(len(active)), j] < -RC_TOL
-        done[active[~go]] = True
-        active, j, bm = active[go], j[go], bm[go]
-        if not len(active):
+        go = d[ar, j] < -RC_TOL
+        done[idx[~go]] = True
+        if not go.all():
+            idx, pa, ea, j, bi, ar = idx[go], pa[go], ea[go], j[go], bi[go], ar[:go.sum()]
+        if not len(idx):
             break
-        pj = pts[active, j]
-        try:
-            u = np.linalg.solve(np.transpose(bm, (0, 2, 1)), pj[..., None])[..., 0]
-        except np.linalg.LinAlgError:
-            break
-        lam_a = lam[active]
+        u = np.einsum("akj,aj->ak", bi, pa[ar, j])                     # the entering point in the basis
+        lam_a = lam[idx]
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where(u > 1e-12, lam_a / u, np.inf)
         r = ratio.argmin(axis=1)
-        ar = np.arange(len(active))
         t = ratio[ar, r]
-        bad = ~np.isfinite(t)
-        t = np.where(bad, 0.0, t)
+        ok = np.isfinite(t)
+        if not ok.all():                  # no leaving point: numerically lost, left to qhull
+            idx, pa, ea, j, bi, u, lam_a, r, t = (v[ok] for v in (idx, pa, ea, j, bi, u, lam_a, r, t))
+            ar = ar[:len(idx)]
         lam_a = lam_a - t[:, None] * u
         lam_a[ar, r] = t
-        lam[active] = np.maximum(lam_a, 0.0)
-        basis[active, r] = np.where(bad, basis[active, r], j)
-        active = active[~bad]
+        lam[idx] = np.maximum(lam_a, 0.0)
+        basis[idx, r] = j
+        row = bi[ar, r] / u[ar, r][:, None]
+        bi = bi - u[:, :, None] * row[:, None, :]
+        bi[ar, r] = row
+        binv[idx] = bi
     return basis, lam, done
 
 
