@@ -53,7 +53,10 @@ KEYS = {
     "generated": ["run_id", "batch_no"],  # whole batches, as committed
     "predictions": ["composition_id", "model_id", "run_id", "property"],
     "composition_sets": ["set_name", "composition_id", "model_id", "role"],
+    "stability": ["composition_id", "model_id", "reference"],
 }
+# id columns where 0 means "none" (stability.model_id 0: the reference's own energies): kept as 0
+ZERO_MEANS_NONE = {("stability", "model_id")}
 ORDER = ["ingests", "model_versions", "runs"]  # maps first; then the rest
 SKIP = {"schema_migrations"}
 
@@ -167,7 +170,12 @@ def _select_remapped(con, table: str, replace: dict[str, str] | None = None) -> 
         if target and target != table:
             alias = f"_m_{c}"
             joins.append(f"LEFT JOIN _merge_map_{target} {alias} ON {alias}.old = s.\"{c}\"")
-            replace[c] = f"{alias}.new"
+            replace[c] = (f'CASE WHEN s."{c}" = 0 THEN 0 ELSE {alias}.new END'
+                          if (table, c) in ZERO_MEANS_NONE else f"{alias}.new")
+    if table == "stability" and "reference_ingests" in cols:   # a list of ingest ids
+        replace["reference_ingests"] = (
+            "(SELECT list(_mi.new ORDER BY _mi.new) FROM unnest(s.reference_ingests) _u(old) "
+            "JOIN _merge_map_ingests _mi ON _mi.old = _u.old)")
     select = ", ".join(f'{replace[c]} AS "{c}"' if c in replace else f's."{c}"' for c in cols)
     return select, " ".join(joins), cols
 

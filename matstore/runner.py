@@ -316,7 +316,9 @@ class _Pipeline:
     def write(self, con, run_id: int, chunk: list[dict]) -> dict[str, int]:
         """Append a take()n chunk inside the caller's transaction (anti-join: a concurrent
         writer's rows are not duplicated); returns rows written per table."""
-        n = {"validity": 0, "features": 0, "predictions": 0, "stability": 0}
+        n = {"validity": 0, "features": 0, "predictions": 0}
+        if self.reference is not None:
+            n["stability"] = 0
         if not chunk:
             return n
         for st in (st for st in chunk[0] if st != "keys"):
@@ -480,7 +482,9 @@ def _execute(store: Store, run_id: int, loaded, params: dict, seed: int, device:
     known = _known_keys(store)
     t_start = time.perf_counter()
     tally = {"drawn": 0, "decodable": 0, "new": 0}
-    written = {"validity": 0, "features": 0, "predictions": 0, "stability": 0}
+    written = {"validity": 0, "features": 0, "predictions": 0}
+    if pipe is not None and pipe.reference is not None:
+        written["stability"] = 0
     status = "failed"
     bar = _progress(progress, run_id, sum(min(bs, n - b * bs) for b in todo))
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"matstore-run-{run_id}")

@@ -313,3 +313,25 @@ def test_generate_fused_stability_stage(study):
     assert lacking == 0
     assert compute(store, model=mv.ref, reference="csv", progress=False).n_computed == 0
     assert load_model(store, mv.ref).property == "formation_energy_per_atom"
+
+
+def test_merge_keeps_known_phase_rows_and_remaps_ids(study, tmp_path, shared_data):
+    from matstore.ingest import run as ingest_run
+    from matstore.merge import merge
+    from matstore.stability import compute
+    from matstore.store import Store
+
+    store, _ = study
+    compute(store, progress=False)   # the known phases' rows (model 0), if not there yet
+    theirs = store.query("SELECT model_id, count(*) AS n FROM stability GROUP BY ALL ORDER BY 1")
+    ours = Store.init(tmp_path / "ours.duckdb")   # an ingest of its own first: ids differ
+    ingest_run(ours, "csv", file=str(shared_data / "oqmd/bandgap_val.csv"), limit=50,
+               props=["band_gap=target:eV"])
+    res = merge(ours, store.path)
+    got = ours.query("SELECT model_id, count(*) AS n FROM stability GROUP BY ALL ORDER BY 1")
+    assert got["n"].to_list() == theirs["n"].to_list() and got["model_id"][0] == 0
+    remap = res.id_maps["model_versions"]
+    assert got["model_id"].to_list() == [0] + sorted(remap[m] for m in theirs["model_id"].to_list()[1:])
+    ingests = ours.query("SELECT DISTINCT reference_ingests AS r FROM stability")["r"].to_list()
+    assert ingests == [[res.id_maps["ingests"][1]]] and ingests != [[1]]
+    assert merge(ours, store.path).total_added == 0
