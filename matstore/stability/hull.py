@@ -387,41 +387,48 @@ def _simplex(pts: np.ndarray, en: np.ndarray, x: np.ndarray):
     # revised simplex: the inverse of the basis matrix (columns: the basis points) kept up to date
     # by one rank-1 update per pivot; the elements' basis is the identity
     binv = np.tile(np.eye(k), (m, 1, 1))
-    idx = np.arange(m)                    # rows still pivoting; pa/ea/... hold only those
+    rows = np.arange(m)                   # the rows pa/ea hold (compacted when half have settled)
     pa, ea = pts, en
+    live = np.ones(m, bool)               # over pa's rows: still pivoting
     for _ in range(_MAX_PIVOTS):
-        if not len(idx):
+        n_live = int(live.sum())
+        if n_live == 0:
             break
-        ar = np.arange(len(idx))
-        ba = basis[idx]
-        bi = binv[idx]
-        y = np.einsum("ak,akj->aj", ea[ar[:, None], ba], bi)          # the plane: chemical potentials
+        if n_live < len(rows) // 2:
+            keep = np.flatnonzero(live)
+            rows, pa, ea, live = rows[keep], pa[keep], ea[keep], np.ones(len(keep), bool)
+        ar = np.arange(len(rows))
+        y = np.einsum("ak,akj->aj", ea[ar[:, None], basis[rows]], binv[rows])  # chemical potentials
         d = ea - np.einsum("ank,ak->an", pa, y)                        # below the plane: < 0
         j = d.argmin(axis=1)
-        go = d[ar, j] < -RC_TOL
-        done[idx[~go]] = True
-        if not go.all():
-            idx, pa, ea, j, bi, ar = idx[go], pa[go], ea[go], j[go], bi[go], ar[:go.sum()]
-        if not len(idx):
+        go = live & (d[ar, j] < -RC_TOL)
+        done[rows[live & ~go]] = True
+        live = go
+        at = np.flatnonzero(live)
+        if not len(at):
             break
-        u = np.einsum("akj,aj->ak", bi, pa[ar, j])                     # the entering point in the basis
-        lam_a = lam[idx]
+        g, j = rows[at], j[at]
+        bi = binv[g]
+        u = np.einsum("akj,aj->ak", bi, pa[at, j])                     # the entering point in the basis
+        lam_a = lam[g]
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where(u > 1e-12, lam_a / u, np.inf)
         r = ratio.argmin(axis=1)
-        t = ratio[ar, r]
+        ai = np.arange(len(g))
+        t = ratio[ai, r]
         ok = np.isfinite(t)
         if not ok.all():                  # no leaving point: numerically lost, left to qhull
-            idx, pa, ea, j, bi, u, lam_a, r, t = (v[ok] for v in (idx, pa, ea, j, bi, u, lam_a, r, t))
-            ar = ar[:len(idx)]
+            live[at[~ok]] = False
+            g, j, bi, u, lam_a, r, t = (v[ok] for v in (g, j, bi, u, lam_a, r, t))
+            ai = ai[:len(g)]
         lam_a = lam_a - t[:, None] * u
-        lam_a[ar, r] = t
-        lam[idx] = np.maximum(lam_a, 0.0)
-        basis[idx, r] = j
-        row = bi[ar, r] / u[ar, r][:, None]
+        lam_a[ai, r] = t
+        lam[g] = np.maximum(lam_a, 0.0)
+        basis[g, r] = j
+        row = bi[ai, r] / u[ai, r][:, None]
         bi = bi - u[:, :, None] * row[:, None, :]
-        bi[ar, r] = row
-        binv[idx] = bi
+        bi[ai, r] = row
+        binv[g] = bi
     return basis, lam, done
 
 
