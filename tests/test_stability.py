@@ -335,3 +335,25 @@ def test_merge_keeps_known_phase_rows_and_remaps_ids(study, tmp_path, shared_dat
     ingests = ours.query("SELECT DISTINCT reference_ingests AS r FROM stability")["r"].to_list()
     assert ingests == [[res.id_maps["ingests"][1]]] and ingests != [[1]]
     assert merge(ours, store.path).total_added == 0
+
+
+def test_cli_stability(tmp_path, shared_data):
+    from click.testing import CliRunner
+
+    from matstore.cli import main
+    from matstore.ingest import run as ingest_run
+    from matstore.store import Store
+
+    store = Store.init(tmp_path / "c.duckdb")
+    ingest_run(store, "csv", file=str(shared_data / OQMD_FE), limit=300,
+               props=["formation_energy_per_atom=target:eV/atom"])
+    r = CliRunner()
+    res = r.invoke(main, ["stability", "--db", store.path, "--no-progress"])
+    n = store.query("SELECT count(DISTINCT composition_id) AS n FROM properties")["n"][0]
+    assert res.exit_code == 0 and f"{n} rows" in res.output.replace(",", ""), res.output
+    res = r.invoke(main, ["stability", "--db", store.path, "--reference", "csv", "--no-progress"])
+    assert res.exit_code == 0 and " 0 rows" in res.output
+    for args, msg in ((["--reference", "mp"], "no formation_energy_per_atom"),
+                      (["--model", "nosuch"], "no model 'nosuch'")):
+        res = r.invoke(main, ["stability", "--db", store.path, *args])
+        assert res.exit_code == 1 and msg in res.output and "Traceback" not in res.output, res.output

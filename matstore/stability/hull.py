@@ -52,9 +52,11 @@ class HullResult:
 
     def decomposition(self, hulls: "Hulls") -> pa.ListArray:
         """list<struct<composition_id, formula, fraction>> column (the stability table's)."""
+        if hulls._formulas_arrow is None:
+            hulls._formulas_arrow = pa.array(hulls.product_formulas, pa.string())
         structs = pa.StructArray.from_arrays(
             [pa.array(hulls.product_ids[self.product]),
-             pa.array(hulls.product_formulas, pa.string()).take(pa.array(self.product)),
+             hulls._formulas_arrow.take(pa.array(self.product)),
              pa.array(self.fraction)], ["composition_id", "formula", "fraction"])
         return pa.ListArray.from_arrays(pa.array(self.offsets.astype(np.int32)), structs)
 
@@ -154,6 +156,7 @@ class Hulls:
         self._gmem = cand[order]
         self._n = n
         self._cache: dict[tuple, _SystemHull] = {}
+        self._formulas_arrow: pa.Array | None = None
 
     @property
     def n_phases(self) -> int:
