@@ -1,16 +1,21 @@
-"""The lower convex hull of known phases, one hull per chemical system, evaluated at array speed.
+"""The lower convex hull of known phases, one per chemical system, evaluated at array speed.
 
-Mirrors pymatgen's PhaseDiagram (the reference implementation, `_compute` and
-`get_decomp_and_e_above_hull(allow_negative=True)`): a system of k elements is the points
-(atomic fractions of elements 2..k, energy per atom) of its phases' ground states, the elements at
-min(0, their own entries) eV/atom, only compounds below the elements' tie plane
-(formation energy < -1e-11), and one extra point above everything so qhull sees a full-dimensional
-set; hull facets holding the extra point or vertical (singular) are dropped. A composition lies in
-the first facet whose barycentric coordinates are all >= -1e-9; its decomposition is those
-coordinates (> 1e-8) on the facet's phases, its hull energy their weighted energy.
+Semantics are pymatgen's PhaseDiagram (`_compute`, `get_decomp_and_e_above_hull(allow_negative=
+True)`): a system of k elements has the points (atom fractions, energy per atom) of its phases'
+ground states, the elements at min(0, their own entries) eV/atom, and only compounds below the
+elements' tie plane (formation energy < -1e-11); a composition's hull energy is the lowest energy
+of a mix of those points with its composition, its decomposition that mix (amounts > 1e-8).
 
-Vectorised: every candidate of one system is placed against every facet of that system at once
-(one einsum), and hulls are built once per system and cached, so a runner reuses them per batch.
+Two ways to the same answer (tests check both against pymatgen on real OQMD energies):
+- "simplex" (default): that lowest mix is a linear program per candidate (min sum l_i E_i with
+  sum l_i x_i = x, l >= 0). All candidates are solved at once with a batched revised simplex
+  method starting from the elements, a handful of pivots each, over their systems' points padded
+  into arrays; the systems' points are found by looking every element subset up among packed
+  element-set keys, so there is no Python loop per system and no hull to build.
+- "qhull": pymatgen's own construction per system (scipy ConvexHull with "Qt i" and an extra
+  point above everything; facets holding it or vertical dropped; a composition takes the first
+  facet whose barycentric coordinates are all >= -1e-9), built once per system and cached. Used
+  for systems of more than 9 elements and for any candidate the simplex does not settle.
 """
 
 from __future__ import annotations
