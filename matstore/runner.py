@@ -139,7 +139,7 @@ class Stages:
     stability: str | None = None  # reference source: energy above its hull of the FE predictions
 
     def __bool__(self) -> bool:
-        return bool(self.validate or self.featurize or self.predict)
+        return bool(self.validate or self.featurize or self.predict or self.stability)
 
     @classmethod
     def from_params(cls, p: dict | None) -> "Stages":
@@ -165,8 +165,7 @@ class _Pipeline:
                 raise RunError(f"--predict {lm.ref}: a {lm.kind} is not a property predictor")
             self.models.append(lm)
         self.device = device
-        # hulls of the reference's known phases: read once per run, built per chemical system
-        # on first use and kept for the batches that follow
+        # the reference's known phases, read once per run; each batch is placed against them
         self.reference, self.hull_models = None, []
         if stages.stability:
             from .stability import PROPERTY, load_reference  # noqa: PLC0415

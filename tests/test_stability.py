@@ -313,6 +313,9 @@ def test_generate_fused_stability_stage(study):
     assert lacking == 0
     assert compute(store, model=mv.ref, reference="csv", progress=False).n_computed == 0
     assert load_model(store, mv.ref).property == "formation_energy_per_atom"
+    with pytest.raises(runner.RunError, match="needs a --predict model"):
+        runner.generate(store, ReplayGenerator(["NaCl"]), 10, device="cpu", progress=False,
+                        stages=runner.Stages(stability="csv"))
 
 
 def test_merge_keeps_known_phase_rows_and_remaps_ids(study, tmp_path, shared_data):
