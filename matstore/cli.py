@@ -169,8 +169,10 @@ def info(db, show_provenance):
               help="Also store this featurizer's vectors of new compositions (repeatable).")
 @click.option("--predict", "predictors", multiple=True,
               help="Also predict with this model NAME[@VERSION] (repeatable).")
+@click.option("--stability", "stability_ref", default=None, metavar="SOURCE",
+              help="Also place the --predict formation energies on the hull of SOURCE's known phases.")
 def generate(db, model, n, batch_size, seed, device, tolerance, resume_id, no_progress,
-             validate, featurizers, predictors):
+             validate, featurizers, predictors, stability_ref):
     """Sample a generator into the store, one transaction per batch (--validate, --featurize,
     --predict: the full pipeline per batch, for the batch's compositions that lack it)."""
     from . import runner
@@ -181,7 +183,7 @@ def generate(db, model, n, batch_size, seed, device, tolerance, resume_id, no_pr
     else:
         if not model or not n:
             raise click.UsageError("generate needs --model NAME and -n N (or --resume RUN_ID)")
-        stages = runner.Stages(validate, tuple(featurizers), tuple(predictors))
+        stages = runner.Stages(validate, tuple(featurizers), tuple(predictors), stability_ref)
         res = runner.generate(store, model, n, batch_size=batch_size, seed=seed, device=device,
                               tolerance=tolerance, progress=not no_progress, stages=stages)
     console.print(f"run {res.run_id} {res.status}: {res.n_samples:,} samples, "
@@ -208,6 +210,25 @@ def predict(db, model, where, device, chunk_size, no_progress):
                       progress=not no_progress)
     console.print(f"{res.model}: {res.n_predicted:,} {res.property} predictions "
                   f"({res.n_null:,} not featurizable) in {res.seconds:.1f} s")
+
+
+@main.command()
+@store_option
+@click.option("--model", "model", default=None,
+              help="Formation-energy predictor NAME[@VERSION] or id (default: the known phases).")
+@click.option("--reference", default=None,
+              help="materials.source whose known phases make the hull (default: the only one "
+                   "with formation energies).")
+@click.option("--no-progress", is_flag=True)
+def stability(db, model, reference, no_progress):
+    """Energy above the convex hull of a source's known phases, with decomposition products."""
+    from .stability import compute
+
+    res = compute(Store(db), model=model, reference=reference, progress=not no_progress)
+    console.print(f"stability of {res.model or 'the known phases'} vs {res.reference} "
+                  f"({res.n_phases:,} reference phases): {res.n_computed:,} rows, "
+                  f"{res.n_below:,} below the known hull, in {res.seconds:.1f} s"
+                  + (f" (run {res.run_id})" if res.run_id else ""))
 
 
 @main.command()

@@ -87,7 +87,10 @@ KEYS = {
     "predictions": ["composition_id", "model_id", "run_id", "property"],
     "composition_sets": ["set_name", "composition_id", "model_id", "role"],
     "sources": ["name"],  # one kind per source name: a different one is refused (_check_sources)
+    "stability": ["composition_id", "model_id", "reference"],
 }
+# id columns where 0 means "none" (stability.model_id 0: the reference's own energies): kept as 0
+ZERO_MEANS_NONE = {("stability", "model_id")}
 ORDER = ["ingests", "model_versions", "runs"]  # maps first; then the rest
 SKIP = {"schema_migrations", "validity_checkers"}  # local bookkeeping: which checker our views use
 # (table, column, parent table, parent column): every non-NULL value must be a row of the parent
@@ -109,10 +112,14 @@ REFERENCES = [
     ("run_batches", "run_id", "runs", "run_id"),
     ("generated", "run_id", "runs", "run_id"),
     ("predictions", "run_id", "runs", "run_id"),
+    ("stability", "composition_id", "compositions", "composition_id"),
+    ("stability", "run_id", "runs", "run_id"),
+    ("curated", "ingest_id", "ingests", "ingest_id"),
 ]
 UNIQUE = {"ingests": ["ingest_id"], "model_versions": ["model_id"], "runs": ["run_id"],
           "compositions": ["composition_id"], "materials": ["material_id"]}
-FINITE = [("properties", "value"), ("predictions", "value")]
+FINITE = [("properties", "value"), ("predictions", "value"), ("stability", "e_above_hull"),
+          ("stability", "formation_energy_per_atom")]
 # Limits of a received composition: the ingest's own (compositions.MAX_COUNT per element; atoms
 # per formula unit where compositions defines MAX_ATOMS, else what the INTEGER counts allow).
 MAX_COUNT = C.MAX_COUNT
@@ -579,7 +586,12 @@ def _select_remapped(table: str, cols: list[str], replace: dict[str, str] | None
         if target and target != table:
             alias = f"_m_{c}"
             joins.append(f"LEFT JOIN _merge_map_{target} {alias} ON {alias}.old = s.{_id(c)}")
-            replace[c] = f"{alias}.new"
+            replace[c] = (f"CASE WHEN s.{_id(c)} = 0 THEN 0 ELSE {alias}.new END"
+                          if (table, c) in ZERO_MEANS_NONE else f"{alias}.new")
+    if table == "stability" and "reference_ingests" in cols:   # a list of ingest ids
+        replace["reference_ingests"] = (
+            "(SELECT list(_mi.new ORDER BY _mi.new) FROM unnest(s.reference_ingests) _u(old) "
+            "JOIN _merge_map_ingests _mi ON _mi.old = _u.old)")
     select = ", ".join(f"{replace[c]} AS {_id(c)}" if c in replace else f"s.{_id(c)}" for c in cols)
     return select, " ".join(joins)
 

@@ -8,9 +8,6 @@ Compositions the model cannot featurize get a NULL value (so they are not retrie
 
 from __future__ import annotations
 
-import json
-import os
-import socket
 import time
 from dataclasses import dataclass
 
@@ -18,8 +15,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from .recovery import this_process_start
-from .store import Store, StoreError, append
+from .runs import close_run, count, open_run
+from .store import Store, append
 from .errors import MatstoreError
 from .options import at_least_one
 
@@ -78,15 +75,9 @@ def predict(store: Store, model, where: str | None = None, chunk_size: int = DEF
     result = PredictResult(None, loaded.ref, loaded.property, 0, 0, 0.0)
     if todo.num_rows == 0:
         return result
-    with store.transaction() as con:
-        run_id = con.execute(
-            "INSERT INTO runs (kind, model_id, params, device, status, started_at, n_requested, "
-            "pid, host, pid_started) VALUES ('predict', ?, ?, ?, 'running', now(), ?, ?, ?, ?) "
-            "RETURNING run_id",
-            [loaded.model_id, json.dumps({"where": where, "chunk_size": chunk_size,
-                                          "model": loaded.ref}),
-             device, todo.num_rows, os.getpid(), socket.gethostname(),
-             this_process_start()]).fetchall()[0][0]
+    run_id = open_run(store, "predict", loaded.model_id,
+                      {"where": where, "chunk_size": chunk_size, "model": loaded.ref}, device,
+                      todo.num_rows)
     result.run_id = run_id
     t0 = time.perf_counter()
     status = "failed"
@@ -105,10 +96,8 @@ def predict(store: Store, model, where: str | None = None, chunk_size: int = DEF
                     "value": pa.array(values, mask=~ok)})
                 with store.transaction() as con:
                     append(con, "predictions", rows)
-                    con.execute("UPDATE runs SET n_written = n_written + ?, rows_per_s = ? "
-                                "WHERE run_id = ?",
-                                [len(batch), (result.n_predicted + len(batch)) /
-                                 max(time.perf_counter() - t0, 1e-9), run_id])
+                    count(con, run_id, len(batch), (result.n_predicted + len(batch)) /
+                          max(time.perf_counter() - t0, 1e-9))
                 result.n_predicted += len(batch)
                 result.n_null += int((~ok).sum())
                 prog.update(task, advance=len(batch))
@@ -118,10 +107,5 @@ def predict(store: Store, model, where: str | None = None, chunk_size: int = DEF
         raise
     finally:
         result.seconds = time.perf_counter() - t0
-        try:
-            with store.transaction() as con:
-                con.execute("UPDATE runs SET status = ?, finished_at = now() WHERE run_id = ?",
-                            [status, run_id])
-        except StoreError:
-            pass
+        close_run(store, run_id, status)
     return result

@@ -140,14 +140,16 @@ class Stages:
     validate: bool = False
     featurize: tuple = ()       # featurizer names whose vectors are stored
     predict: tuple = ()         # predictor refs ('name@N', id) or LoadedModels
+    stability: str | None = None  # reference source: energy above its hull of the FE predictions
 
     def __bool__(self) -> bool:
-        return bool(self.validate or self.featurize or self.predict)
+        return bool(self.validate or self.featurize or self.predict or self.stability)
 
     @classmethod
     def from_params(cls, p: dict | None) -> "Stages":
         p = p or {}
-        return cls(bool(p.get("validate")), tuple(p.get("featurize") or ()), tuple(p.get("predict") or ()))
+        return cls(bool(p.get("validate")), tuple(p.get("featurize") or ()), tuple(p.get("predict") or ()),
+                   p.get("stability"))
 
 
 class _Pipeline:
@@ -167,6 +169,15 @@ class _Pipeline:
                 raise RunError(f"--predict {lm.ref}: a {lm.kind} is not a property predictor")
             self.models.append(lm)
         self.device = device
+        # the reference's known phases, read once per run; each batch is placed against them
+        self.reference, self.hull_models = None, []
+        if stages.stability:
+            from .stability import PROPERTY, load_reference  # noqa: PLC0415
+
+            self.hull_models = [lm for lm in self.models if lm.property == PROPERTY]
+            if not self.hull_models:
+                raise RunError(f"--stability {stages.stability}: needs a --predict model of {PROPERTY}")
+            self.reference = load_reference(store, stages.stability)
         self.feats = dict(self.stored)
         for lm in self.models:
             self.feats.setdefault(lm.featurizer, get(lm.featurizer))
@@ -181,6 +192,10 @@ class _Pipeline:
         for lm in self.models:
             queries[("predictions", lm.model_id)] = (
                 "SELECT composition_id FROM predictions WHERE model_id = ?", [lm.model_id])
+        for lm in self.hull_models:
+            queries[("stability", lm.model_id)] = (
+                "SELECT composition_id FROM stability WHERE model_id = ? AND reference = ?",
+                [lm.model_id, self.reference.source])
         with store.connect() as con:
             self.done = {k: set(con.sql(q, params=a).fetchnumpy()["composition_id"].tolist())
                          for k, (q, a) in queries.items()}
@@ -246,6 +261,14 @@ class _Pipeline:
                 x = _model_input(lm.kind, _rows_of(_rows_of(vals[lm.featurizer], m), good))
                 v[good] = np.asarray(lm.predict_features(x, device=self.device), np.float64).reshape(-1)
             out[("predictions", lm.model_id)] = (lm, ids[m], v)
+            if lm in self.hull_models:   # keys predicted here (stored ones: `matstore stability`)
+                from .stability import rows as stability_rows  # noqa: PLC0415
+
+                vf = np.full(n, np.nan)
+                vf[m] = v
+                s = need[("stability", lm.model_id)] & m
+                out[("stability", lm.model_id)] = stability_rows(
+                    self.reference, ids[s], zc[s], cc[s], vf[s], lm.model_id, None)
         return out
 
     def add(self, rows: dict) -> None:
@@ -288,6 +311,8 @@ class _Pipeline:
         """Append a take()n chunk inside the caller's transaction (anti-join: a concurrent
         writer's rows are not duplicated); returns rows written per table."""
         n = {"validity": 0, "features": 0, "predictions": 0}
+        if self.reference is not None:
+            n["stability"] = 0
         if not chunk:
             return n
         for st in (st for st in chunk[0] if st != "keys"):
@@ -302,6 +327,12 @@ class _Pipeline:
             elif st[0] == "features":
                 n["features"] += append_new(con, "features", pa.concat_tables(parts),
                                              ["composition_id", "featurizer", "version"], distinct=False)
+            elif st[0] == "stability":
+                tab = pa.concat_tables(parts)
+                tab = tab.set_column(tab.column_names.index("run_id"), "run_id",
+                                     pa.array(np.full(tab.num_rows, run_id, np.int32)))
+                n["stability"] += append_new(con, "stability", tab,
+                                              ["composition_id", "model_id", "reference"], distinct=False)
             else:                                   # (model, keys, values) per batch
                 lm = parts[0][0]
                 ids = np.concatenate([p[1] for p in parts])
@@ -409,6 +440,8 @@ def generate(store: Store, model, n: int, batch_size: int | None = None, seed: i
     if pipe is not None:
         params["stages"] = {"validate": pipe.validate, "featurize": list(pipe.stored),
                             "predict": pipe.refs}
+        if pipe.reference is not None:
+            params["stages"]["stability"] = pipe.reference.source
     from .recovery import this_process_start  # noqa: PLC0415
 
     with store.transaction() as con:
@@ -484,6 +517,8 @@ def _execute(store: Store, run_id: int, loaded, params: dict, seed: int, device:
     t_start = time.perf_counter()
     tally = {"drawn": 0, "decodable": 0, "new": 0, "key_collisions": 0}
     written = {"validity": 0, "features": 0, "predictions": 0}
+    if pipe is not None and pipe.reference is not None:
+        written["stability"] = 0
     status = "failed"
     bar = _progress(progress, run_id, sum(min(bs, n - b * bs) for b in todo))
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"matstore-run-{run_id}")
