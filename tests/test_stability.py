@@ -292,7 +292,7 @@ def test_generate_fused_stability_stage(study):
     store, mv = study
     formulas = store.query("SELECT formula FROM compositions ORDER BY composition_id LIMIT 500")["formula"]
     stages = runner.Stages(predict=(mv.ref,), stability="csv")
-    run = runner.generate(store, ReplayGenerator(formulas.to_list(), model_id=mv.model_id + 100),
+    run = runner.generate(store, ReplayGenerator(formulas.to_list(), model_id=mv.model_id),
                           1500, batch_size=500, seed=1, device="cpu", progress=False, stages=stages)
     assert run.status == "done" and run.written["stability"] > 0
     rows = store.query("SELECT s.*, c.elements, c.counts, p.value FROM stability s "
