@@ -172,11 +172,12 @@ def _sections(store: Store, d: ReportData, fig: _Figures) -> list[tuple[str, str
                     f"Elements per composition: the run's distinct compositions vs the {d.train_label}.",
                     "No compositions to count.")
               + fig(plots.element_frequency(d), "element_frequency.png",
-                    f"Share of compositions containing each element: generated vs {d.train_label}.",
+                    f"Share of compositions containing each element (the {plots.TOP_ELEMENTS} most frequent in "
+                    f"either set): generated vs {d.train_label}.",
                     "No compositions to count.")
               + "</div>"))
     final = d.recovery_final.select("set_name", "role", "set_size", "n_recovered", "recovery_pct",
-                                    "samples_drawn", "new_samples") if d.recovery_final.height else None
+                                    "new_samples") if d.recovery_final.height else None
     s.append(("curves", "Uniqueness and recovery",
               "<div class=g111>"
               + fig(plots.uniqueness(d), "uniqueness_curve.png",
@@ -187,9 +188,9 @@ def _sections(store: Store, d: ReportData, fig: _Figures) -> list[tuple[str, str
                     "lists) regenerated as the run draws more samples.",
                     "No composition sets stored for this run's generator.")
               + "<div><h3>novelty_recovery</h3>"
-              + (table(final, {"set_name": "set", "set_size": "set size", "n_recovered": "recovered",
-                               "recovery_pct": "recovered (%)", "samples_drawn": "samples drawn",
-                               "new_samples": "samples outside every set"}) if final is not None
+              + (table(final, {"set_name": "set", "set_size": "size", "n_recovered": "recovered",
+                               "recovery_pct": "%", "new_samples": "new samples"})
+                 + "<p class=sub>new samples: the run's samples outside every set</p>" if final is not None
                  else _empty("No composition sets stored for this run's generator."))
               + "</div></div>"))
     return s

@@ -105,7 +105,7 @@ def element_counts(d: ReportData):
         return None
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.2, 4.0))
-    for name, label, off, color in (("generated", f"generated (run {d.run_id})", -0.2, GEN),
+    for name, label, off, color in (("generated", f"generated, run {d.run_id}", -0.2, GEN),
                                     ("training", d.train_label, 0.2, TRAIN)):
         s = df.filter(pl.col("set") == name)
         if s.height:
@@ -118,26 +118,35 @@ def element_counts(d: ReportData):
     return fig
 
 
+TOP_ELEMENTS = 40   # more bars than this are unreadable at a talk's resolution
+
+
 def element_frequency(d: ReportData):
+    """Share of compositions containing each element, for the TOP_ELEMENTS most frequent in
+    either set, in atomic-number order."""
     from ..compositions import SYMBOLS  # noqa: PLC0415
 
     df = d.element_freq
     if df.height == 0:
         return None
     plt = _plt()
+    df = df.with_columns(pct=100 * pl.col("n") / pl.col("n_set"))
+    share = {name: dict(zip(g["element"].to_list(), g["pct"].to_list()))
+             for (name,), g in df.group_by("set")}
+    gen, train = share.get("generated", {}), share.get("training", {})
+    top = sorted(set(gen) | set(train), key=lambda e: -max(gen.get(e, 0.0), train.get(e, 0.0)))
+    top = top[:TOP_ELEMENTS]
     order = {s: i for i, s in enumerate(SYMBOLS)}   # periodic-table order (Z)
-    elements = sorted(set(df["element"].to_list()), key=lambda e: order.get(e, 999))
+    elements = sorted(top, key=lambda e: order.get(e, 999))
     x = np.arange(len(elements))
     fig, ax = plt.subplots(figsize=(10.4, 4.0))
-    for name, label, off, color in (("generated", f"generated (run {d.run_id})", -0.2, GEN),
-                                    ("training", d.train_label, 0.2, TRAIN)):
-        s = df.filter(pl.col("set") == name)
-        if s.height:
-            pct = dict(zip(s["element"].to_list(), (100 * s["n"] / s["n_set"]).to_list()))
+    for pct, label, off, color in ((gen, f"generated, run {d.run_id}", -0.2, GEN),
+                                   (train, d.train_label, 0.2, TRAIN)):
+        if pct:
             ax.bar(x + off, [pct.get(e, 0.0) for e in elements], width=0.4, label=label, color=color)
-    ax.set_xticks(x, elements, fontsize=6.5 if len(elements) < 70 else 5.5, rotation=90)
+    ax.set_xticks(x, elements, fontsize=8)
     ax.set_xlim(-1, len(elements))
-    ax.set_xlabel("element (by atomic number)")
+    ax.set_xlabel(f"element (the {len(elements)} most frequent, by atomic number)")
     ax.set_ylabel("% of compositions containing it")
     ax.set_title("element frequency: generated vs training")
     ax.legend(fontsize=8)
@@ -173,6 +182,9 @@ def recovery(d: ReportData):
     ax.set_ylabel("% of the set regenerated")
     top = float((100 * r["recovered"] / r["set_size"]).max() or 0)
     ax.set_ylim(0, max(top * 1.1, 1.0))
+    if top == 0:
+        ax.text(0.5, 0.5, "no member of any set regenerated", transform=ax.transAxes, ha="center",
+                color="#666")
     ax.set_title(f"recovery of training / held-out sets, run {d.run_id}")
     ax.legend(fontsize=8)
     return fig
