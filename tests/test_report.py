@@ -8,11 +8,8 @@ import math
 import os
 import re
 import shutil
-import subprocess
-import tempfile
 from decimal import Decimal
 from html.parser import HTMLParser
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -20,6 +17,7 @@ import pytest
 import torch
 
 from _store_data import fill
+from matstore.report.browser import find_browser, screenshot
 
 SECTIONS = ["summary", "hits", "accuracy", "fe-bg", "band-gaps", "elements", "curves"]
 WINDOW = (1600, 3000)
@@ -212,31 +210,13 @@ def test_sections_without_data_say_so_in_one_line(tmp_path, read_formulas):
     assert sorted(page.imgs) == ["element_counts.png", "element_frequency.png", "uniqueness_curve.png"]
 
 
-def _chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        if shutil.which(name):
-            return shutil.which(name)
-    return None
-
-
-def screenshot(index: Path, png: Path, size=WINDOW) -> None:
-    """Headless Chromium's screenshot of index.html (a fresh profile; nothing reaches the network)."""
-    with tempfile.TemporaryDirectory() as profile:
-        cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-               "--no-first-run", "--disable-background-networking", "--disable-component-update",
-               "--disable-sync", f"--user-data-dir={profile}", f"--screenshot={png}",
-               f"--window-size={size[0]},{size[1]}", index.resolve().as_uri()]
-        subprocess.run(cmd, check=True, capture_output=True, timeout=120)
-
-
-@pytest.mark.skipif(_chromium() is None, reason="no chromium binary on PATH (apt-get install chromium): "
+@pytest.mark.skipif(find_browser() is None, reason="no chromium binary on PATH (apt-get install chromium): "
                                                  "the report is not rendered in a browser here")
 def test_report_renders_in_headless_chromium(report, tmp_path):
     import matplotlib.image as mpimg
 
     index, _ = report
-    png = tmp_path / "report.png"
-    screenshot(index, png)
+    png = screenshot(index, tmp_path / "report.png", WINDOW)
     if os.environ.get("MATSTORE_REPORT_SCREENSHOT"):   # keep a copy to look at
         shutil.copy(png, os.environ["MATSTORE_REPORT_SCREENSHOT"])
     assert png.read_bytes()[:8] == PNG_MAGIC
@@ -249,3 +229,12 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     assert counts.max() / grey.size < 0.8
     # the page fills the wide window: ink in the right third, not one narrow column
     assert grey[:, 2 * WINDOW[0] // 3:].std() > 0.05
+
+
+def test_screenshot_without_a_browser_is_a_clear_error(report, tmp_path, monkeypatch):
+    from matstore.report import ReportError
+
+    monkeypatch.setenv("PATH", str(tmp_path))   # no chromium anywhere on it
+    with pytest.raises(ReportError, match="no Chromium found.*apt-get install chromium"):
+        screenshot(report[0], tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()
