@@ -184,6 +184,12 @@ def test_parity_is_recomputed_on_the_registered_test_split(study):
     raw = store.query("SELECT source, count(DISTINCT p.composition_id) AS n FROM properties p "
                       "JOIN materials USING (material_id) WHERE name = 'band_gap' GROUP BY source")
     assert per == dict(raw.iter_rows())
+    # the recovery curve ends at novelty_recovery's counts
+    last = d.recovery.group_by("set_name").agg(pl.col("recovered").last(), pl.col("samples_drawn").last())
+    final = dict(d.recovery_final.select("set_name", "n_recovered").iter_rows())
+    assert set(final) == set(last["set_name"]) == {f"gan-icsd@1/{r}" for r in ("train", "val", "test")}
+    assert all(final[n] == r for n, r in last.select("set_name", "recovered").iter_rows())
+    assert (last["samples_drawn"] == 3000).all()
     # training compositions = the generator's own 'train' split
     assert d.train_label == "training set"
     n_train = d.n_elements.filter(pl.col("set") == "training")["n"].sum()

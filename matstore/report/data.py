@@ -202,10 +202,10 @@ def report_data(store: Store, run_id: int) -> ReportData:
                            FROM sets GROUP BY set_name),
                  hits AS (SELECT s.set_name, fs.batch_no, count(*) AS n FROM sets s
                           JOIN fs USING (composition_id) GROUP BY ALL),
-                 b AS (SELECT batch_no, sum(n_samples) OVER (ORDER BY batch_no) AS samples_drawn
+                 b AS (SELECT batch_no, (sum(n_samples) OVER (ORDER BY batch_no))::BIGINT AS samples_drawn
                        FROM run_batches WHERE run_id = ?)
             SELECT z.set_name, z.role, z.set_size, b.batch_no, b.samples_drawn,
-                   sum(coalesce(h.n, 0)) OVER (PARTITION BY z.set_name ORDER BY b.batch_no) AS recovered
+                   (sum(coalesce(h.n, 0)) OVER (PARTITION BY z.set_name ORDER BY b.batch_no))::BIGINT AS recovered
             FROM sizes z CROSS JOIN b LEFT JOIN hits h ON h.set_name = z.set_name AND h.batch_no = b.batch_no
             ORDER BY z.set_name, b.batch_no""", [run_id, model_id, run_id])
         final = frame(con, "SELECT * FROM novelty_recovery WHERE run_id = ?", [run_id])

@@ -159,9 +159,11 @@ def uniqueness(d: ReportData):
         return None
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.2, 4.0))
-    ax.plot(c["samples_drawn"], 100 * c["unique_fraction"].fill_null(0), marker="o", ms=3, color=GEN)
+    ax.plot(c["samples_drawn"].cast(pl.Float64), 100 * c["unique_fraction"].cast(pl.Float64).fill_null(0),
+            marker="o", ms=3, color=GEN)
     ax.set_xlabel("samples drawn")
     ax.set_ylabel("unique / decodable samples (%)")
+    ax.set_xlim(left=0)
     ax.set_ylim(0, 105)
     ax.set_title(f"uniqueness, run {d.run_id}")
     return fig
@@ -176,11 +178,13 @@ def recovery(d: ReportData):
     for name in r["set_name"].unique(maintain_order=True).to_list():
         s = r.filter(pl.col("set_name") == name)
         role = s["role"][0]
-        ax.plot(s["samples_drawn"], 100 * s["recovered"] / s["set_size"], marker="o", ms=3,
+        pct = 100 * s["recovered"].cast(pl.Float64) / s["set_size"].cast(pl.Float64)
+        ax.plot(s["samples_drawn"].cast(pl.Float64), pct, marker="o", ms=3,
                 label=f"{name} ({role}, {s['set_size'][0]:,})")
     ax.set_xlabel("samples drawn")
     ax.set_ylabel("% of the set regenerated")
-    top = float((100 * r["recovered"] / r["set_size"]).max() or 0)
+    ax.set_xlim(left=0)
+    top = float((100 * r["recovered"].cast(pl.Float64) / r["set_size"]).max() or 0)
     ax.set_ylim(0, max(top * 1.1, 1.0))
     if top == 0:
         ax.text(0.5, 0.5, "no member of any set regenerated", transform=ax.transAxes, ha="center",
