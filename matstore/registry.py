@@ -96,7 +96,7 @@ def model_card(kind: str, config, hyperparams: dict | None, module=None) -> dict
         out = onehot.OneHot()
         maps = {"featurizer": out.name, "featurizer_version": out.version,
                 "shape": list(out.shape), "labels": list(out.labels)}
-        latent = card["config"].get("latent_dim")
+        latent = getattr(models.make_config(kind, card["config"]), "latent_dim", None)
         # the GAN's generator reads a latent vector; the autoencoder reads maps (and decodes latents)
         card["inputs"] = ({"featurizer": "latent", "shape": [latent], "labels": None}
                           if kind == "wgan" else maps)

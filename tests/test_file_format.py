@@ -117,6 +117,7 @@ def test_model_cards_are_plain_sql(trained):
         assert "composition_id" in card["training_selection"]
     assert gan["kind"] == "wgan" and gan["architecture"] == "WGAN" and gan["input_featurizer"] == "latent"
     assert gan["output_featurizer"] == "onehot" and gan["output_shape"] == [8, 85]
+    assert gan["input_shape"] == [load_model(store, mvs["gan"].model_id).latent_dim]
     assert gan["target_property"] is None and gan["test_mae"] is None
     assert gan["sample_uniqueness_pct"] == pytest.approx(mvs["gan"].metrics["sample"]["uniqueness_pct"])
 
