@@ -42,6 +42,9 @@ PARTITION_BY = {"generated": "run_id"}
 FORMAT = "matstore-parquet-export"   # manifest.json's "format": what --overwrite may replace
 MANIFEST = "manifest.json"
 VIEWS = "views"                      # DIR/views/<view>.sql
+REBUILD = ("for each table: CREATE VIEW <table> AS SELECT * FROM read_parquet('<files>', "
+           "hive_partitioning = <hive_partitioning>, union_by_name = true); then for each view, in "
+           "order: CREATE VIEW <name> AS <the text of its sql file>")
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -136,7 +139,7 @@ def export_parquet(store: Store, out_dir: str | Path, overwrite: bool = False,
                     "tables": {s["table"]: {**{k: s[k] for k in ("rows", "checksum", "partitioned_by")},
                                             **_files(s["table"]), **comments[s["table"]]}
                                for s in summary},
-                    "views": views}
+                    "views": views, "rebuild": REBUILD}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
         if previous is None:
             if out.exists():
@@ -206,10 +209,11 @@ def write_views(tmp: Path, tables: list[str]) -> list[dict]:
 
 
 def _try_view(con: duckdb.DuckDBPyConnection, name: str, body: str) -> bool:
+    """Whether the view builds over what is there (a missing table or view is the usual no)."""
     try:
         con.execute(f'CREATE VIEW "{name}" AS\n{body}')
         return True
-    except duckdb.CatalogException:
+    except duckdb.Error:
         return False
 
 
