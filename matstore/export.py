@@ -10,6 +10,14 @@ an interrupted export leaves no half-written DIR (at most a `.DIR.partial-*` sib
 "matstore-parquet-export", and only the table folders it lists (Parquet files only) and the
 manifest are replaced; other files in DIR stay. A DIR that holds the store file is always refused.
 
+Views: DIR/views/<view>.sql holds each view's SQL (a SELECT over the tables by name, its question
+as the header comment), and manifest.json lists them under "views" in dependency order, with the
+tables and views each reads. Only views whose tables are all exported are written; each is
+checked by rebuilding it over the exported Parquet files. To rebuild them without matstore, make
+each table a view of its Parquet files (manifest "tables": "files", "hive_partitioning"), then run
+the views in order (DuckDB: CREATE VIEW <name> AS <sql>; polars: pl.SQLContext; Spark:
+createOrReplaceTempView + spark.sql). The manifest also carries every table's and column's comment.
+
 Read back with plain DuckDB:  SELECT * FROM read_parquet('DIR/generated/**/*.parquet', hive_partitioning=true)
 or polars:                    pl.read_parquet('DIR/compositions/*.parquet')
 """
@@ -27,12 +35,16 @@ import duckdb
 import polars as pl
 
 from . import migrations
-from .store import Store
+from .store import Store, view_definitions, view_question
 from .errors import MatstoreError
 
 PARTITION_BY = {"generated": "run_id"}
 FORMAT = "matstore-parquet-export"   # manifest.json's "format": what --overwrite may replace
 MANIFEST = "manifest.json"
+VIEWS = "views"                      # DIR/views/<view>.sql
+REBUILD = ("for each table: CREATE VIEW <table> AS SELECT * FROM read_parquet('<files>', "
+           "hive_partitioning = <hive_partitioning>, union_by_name = true); then for each view, in "
+           "order: CREATE VIEW <name> AS <the text of its sql file>")
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -101,7 +113,11 @@ def export_parquet(store: Store, out_dir: str | Path, overwrite: bool = False,
             if odd:   # a received store's names become folder names and SQL: plain ones only
                 raise ExportError(f"export: table name(s) {odd!r} in {store.path} are not plain "
                                   f"identifiers; export the other tables with --table")
+            if VIEWS in wanted:
+                raise ExportError(f"export: a table named {VIEWS!r} would collide with the export's "
+                                  f"{VIEWS}/ folder of view SQL; export the other tables with --table")
             version = migrations.current_version(con)
+            comments = table_comments(con, wanted)
             for t in wanted:
                 target = tmp / t
                 part = PARTITION_BY.get(t)
@@ -116,11 +132,14 @@ def export_parquet(store: Store, out_dir: str | Path, overwrite: bool = False,
                 rows, total = checksum(con, f'"{t}"')
                 summary.append({"table": t, "rows": rows, "checksum": str(total),
                                 "partitioned_by": part, "path": str(out / t)})
+        views = write_views(tmp, wanted)
         manifest = {"format": FORMAT, "schema_version": version,
                     "exported_at": datetime.now().isoformat(timespec="seconds"),
                     "source": str(src),
-                    "tables": {s["table"]: {k: s[k] for k in ("rows", "checksum", "partitioned_by")}
-                               for s in summary}}
+                    "tables": {s["table"]: {**{k: s[k] for k in ("rows", "checksum", "partitioned_by")},
+                                            **_files(s["table"]), **comments[s["table"]]}
+                               for s in summary},
+                    "views": views, "rebuild": REBUILD}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
         if previous is None:
             if out.exists():
@@ -133,6 +152,73 @@ def export_parquet(store: Store, out_dir: str | Path, overwrite: bool = False,
         raise
     return pl.DataFrame(summary, schema={"table": pl.String, "rows": pl.Int64, "checksum": pl.String,
                                          "partitioned_by": pl.String, "path": pl.String})
+
+
+def table_comments(con: duckdb.DuckDBPyConnection, tables: list[str]) -> dict[str, dict]:
+    """table -> {"comment": ..., "columns": {column: comment}} from the store's COMMENT ONs."""
+    out = {t: {"comment": None, "columns": {}} for t in tables}
+    # the store's catalog (a read connection's search path makes current_database() 'temp')
+    mine = "database_name NOT IN ('temp', 'system') AND schema_name = 'main'"
+    for t, comment in con.execute(f"SELECT table_name, comment FROM duckdb_tables() WHERE {mine}").fetchall():
+        if t in out:
+            out[t]["comment"] = comment
+    for t, col, comment in con.execute(
+            f"SELECT table_name, column_name, comment FROM duckdb_columns() WHERE {mine} "
+            f"ORDER BY table_name, column_index").fetchall():
+        if t in out:
+            out[t]["columns"][col] = comment
+    return out
+
+
+def _files(table: str) -> dict:
+    """Where a table's Parquet files are, relative to the export folder, and how to read them."""
+    return {"files": f"{table}/**/*.parquet", "hive_partitioning": table in PARTITION_BY}
+
+
+def write_views(tmp: Path, tables: list[str]) -> list[dict]:
+    """Write views/<name>.sql for every package view that rebuilds over the exported tables
+    (checked: each is created in a fresh in-memory DuckDB over the Parquet files just written);
+    returns the manifest entries in dependency order (a view after every view it reads)."""
+    defs = view_definitions()            # the package's SQL, never the store's
+    con = duckdb.connect()
+    try:
+        for t in tables:
+            con.execute(f'CREATE VIEW "{t}" AS SELECT * FROM {parquet_relation(tmp, t)}')
+        order, pending = [], dict(defs)
+        while pending:
+            made = [name for name, body in pending.items() if _try_view(con, name, body)]
+            if not made:
+                break                    # the rest read tables that were not exported
+            for name in made:
+                order.append(name)
+                del pending[name]
+    finally:
+        con.close()
+    if not order:
+        return []
+    (tmp / VIEWS).mkdir()
+    entries, known = [], set(tables)
+    for name in order:
+        body = defs[name]
+        (tmp / VIEWS / f"{name}.sql").write_text(body + "\n")
+        reads = sorted(n for n in known if re.search(rf"\b{re.escape(n)}\b", _strip_comments(body)))
+        entries.append({"name": name, "sql": f"{VIEWS}/{name}.sql", "question": view_question(body),
+                        "reads": reads})
+        known.add(name)
+    return entries
+
+
+def _try_view(con: duckdb.DuckDBPyConnection, name: str, body: str) -> bool:
+    """Whether the view builds over what is there (a missing table or view is the usual no)."""
+    try:
+        con.execute(f'CREATE VIEW "{name}" AS\n{body}')
+        return True
+    except duckdb.Error:
+        return False
+
+
+def _strip_comments(sql: str) -> str:
+    return re.sub(r"--[^\n]*", "", sql)
 
 
 def previous_export(out: Path) -> list[str]:
@@ -153,6 +239,14 @@ def previous_export(out: Path) -> list[str]:
     if not isinstance(names, dict) or not all(isinstance(t, str) and _TABLE_NAME.fullmatch(t)
                                               for t in names):
         raise ExportError(f"export: {out / MANIFEST} lists tables that are not plain names{refuse}")
+    views = manifest.get("views") or []
+    if views:     # its views/ folder: .sql files only, like the tables' Parquet files
+        folder = out / VIEWS
+        if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+            raise ExportError(f"export: {folder} is not a folder of view SQL{refuse}")
+        for path in folder.rglob("*") if folder.exists() else []:
+            if path.is_symlink() or not path.is_file() or path.suffix != ".sql" or path.parent != folder:
+                raise ExportError(f"export: {path} was not written by a matstore export{refuse}")
     for t in names:
         folder = out / t
         if not folder.exists() and not folder.is_symlink():
@@ -162,7 +256,7 @@ def previous_export(out: Path) -> list[str]:
         for path in folder.rglob("*"):
             if path.is_symlink() or not (path.is_dir() or (path.is_file() and path.suffix == ".parquet")):
                 raise ExportError(f"export: {path} was not written by a matstore export{refuse}")
-    return list(names)
+    return list(names) + ([VIEWS] if views else [])
 
 
 def _replace(out: Path, tmp: Path, previous: list[str]) -> None:

@@ -7,8 +7,9 @@ fit. ``export_models``/``import_models`` move versions between stores as one Par
 row, weights included), skipping a version whose weights are already stored under that name.
 
 Weights never run code when loaded, wherever they came from (this store, ``models import``, a
-merged store): torch weights are ``torch.save(state_dict)`` bytes loaded with ``weights_only=True``
-(torch's restricted unpickler: tensors and containers only); forests are plain arrays
+merged store): torch weights are ``torch.save({"format", "card", "state_dict"})`` bytes (the model
+card says which network and which inputs; older versions hold the plain state_dict) loaded with
+``weights_only=True`` (torch's restricted unpickler: tensors and containers only); forests are plain arrays
 (``models.forest``: an npz archive read with ``allow_pickle=False``, tree structure checked).
 Anything else is refused with a ModelError naming the model.
 
@@ -42,8 +43,11 @@ from .errors import MatstoreError
 
 _COLUMNS = ["name", "version", "kind", "config", "hyperparams", "training_query", "training_rows",
             "data_hash", "split", "metrics", "weights", "weights_sha256", "software", "device",
-            "seed", "created_at"]
-_JSON_COLUMNS = ("config", "hyperparams", "split", "metrics", "software")
+            "seed", "created_at", "card"]
+_JSON_COLUMNS = ("config", "hyperparams", "split", "metrics", "software", "card")
+_OPTIONAL_COLUMNS = ("card",)      # not in model files exported before model cards
+CARD_FORMAT = "matstore-model-card/1"
+WEIGHTS_FORMAT = "matstore-torch-weights/1"   # torch weights: {"format", "card", "state_dict"}
 
 
 class ModelError(MatstoreError, RuntimeError):
@@ -76,12 +80,50 @@ def software_versions() -> dict[str, str]:
             "matstore": ours, "sklearn": sklearn.__version__, "numpy": np.__version__}
 
 
-def serialize(kind: str, module) -> bytes:
+def model_card(kind: str, config, hyperparams: dict | None, module=None) -> dict:
+    """What a version is, in plain JSON (strings, numbers, lists): the network, its inputs (the
+    featurizer's name, version, shape and labels, or the latent vector), its outputs and target.
+    Stored in model_versions.card and inside torch weights, so either says what the other is."""
+    from .sources import UNITS  # noqa: PLC0415
+
+    hp = hyperparams or {}
+    card = {"format": CARD_FORMAT, "kind": kind,
+            "architecture": type(module).__name__ if module is not None else None,
+            "config": models.config_dict(config)}
+    if kind in models.GENERATIVE_KINDS:   # latent vector in, one-hot composition maps out
+        from .features import onehot  # noqa: PLC0415
+
+        out = onehot.OneHot()
+        maps = {"featurizer": out.name, "featurizer_version": out.version,
+                "shape": list(out.shape), "labels": list(out.labels)}
+        latent = getattr(models.make_config(kind, card["config"]), "latent_dim", None)
+        # the GAN's generator reads a latent vector; the autoencoder reads maps (and decodes latents)
+        card["inputs"] = ({"featurizer": "latent", "shape": [latent], "labels": None}
+                          if kind == "wgan" else maps)
+        card["outputs"] = {**maps, "meaning": "probability of each (element, count) cell; "
+                                              "decode with matstore.features.onehot.decode"}
+        card["latent_dim"] = latent
+        return card
+    from . import features  # noqa: PLC0415
+
+    name = hp.get("featurizer")
+    f = features.get(name) if name else None
+    card["inputs"] = ({"featurizer": name, "featurizer_version": f.version,
+                       "shape": list(f.shape), "labels": list(f.labels)} if f else None)
+    prop = hp.get("property")
+    card["target"] = {"property": prop, "unit": UNITS.get(prop), "source": hp.get("target_source"),
+                      "source_kind": hp.get("target_kind"), "method": hp.get("target_method")}
+    return card
+
+
+def serialize(kind: str, module, card: dict | None = None) -> bytes:
     buf = io.BytesIO()
     if kind in models.TORCH_KINDS:
         import torch  # noqa: PLC0415
 
-        torch.save({k: v.detach().cpu() for k, v in module.state_dict().items()}, buf)
+        state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+        # plain containers only, so torch.load(weights_only=True) reads the card too
+        torch.save({"format": WEIGHTS_FORMAT, "card": card or {}, "state_dict": state}, buf)
     else:  # plain arrays, never a pickle (see models.forest)
         return forest.dump_forest(module.estimator if hasattr(module, "estimator") else module)
     return buf.getvalue()
@@ -101,14 +143,15 @@ def save_model(store: Store, name: str, kind: str, module_or_estimator, config, 
     if not name or "@" in name:
         raise ModelError(f"model name {name!r}: must be non-empty and contain no '@'")
     models.make_config(kind, models.config_dict(config))  # fails early on a bad kind/config
-    weights = serialize(kind, module_or_estimator)
+    card = json.loads(_json(model_card(kind, config, hyperparams, module_or_estimator)))  # JSON types
+    weights = serialize(kind, module_or_estimator, card)
     sha = hashlib.sha256(weights).hexdigest()
     row = {"name": name, "kind": kind, "config": _json(models.config_dict(config)),
            "hyperparams": _json(hyperparams or {}), "training_query": training_query,
            "training_rows": training_rows, "data_hash": data_hash, "split": _json(split),
            "metrics": _json(metrics or {}), "weights": weights, "weights_sha256": sha,
            "software": _json(software_versions()), "device": device, "seed": seed,
-           "created_at": dt.datetime.now()}
+           "created_at": dt.datetime.now(), "card": _json(card)}
     with store.transaction() as con:
         model_id, version = _insert(con, row)
         if split_ids:
@@ -286,6 +329,7 @@ def _rebuild(record: dict):
             state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 (any unpickling failure means unreadable weights)
             raise ModelError(f"model {ref}: weights are not a readable torch state_dict: {e}") from None
+        state = state_dict_of(state)
         _check_state(ref, kind, module.state_dict(), state)
         module.load_state_dict(state)
         module.eval()
@@ -298,6 +342,14 @@ def _rebuild(record: dict):
                          f"{record['name']}@{record['version']} --trust`") from None
     except forest.ForestFormatError as e:
         raise ModelError(f"model {ref}: {e}") from None
+
+
+def state_dict_of(saved: Any) -> Any:
+    """The state_dict inside torch weights: a card + state_dict (WEIGHTS_FORMAT) or, as saved
+    before model cards, the plain state_dict."""
+    if isinstance(saved, dict) and saved.get("format") == WEIGHTS_FORMAT and "state_dict" in saved:
+        return saved["state_dict"]
+    return saved
 
 
 def _check_state(ref: str, kind: str, expected: dict, got: Any) -> None:
@@ -380,14 +432,14 @@ def import_models(store: Store, path: str | Path) -> ImportResult:
         df = pl.read_parquet(path)
     except Exception as e:  # noqa: BLE001
         raise ModelError(f"model file {path} is not a matstore model export: {e}") from None
-    missing = [c for c in _COLUMNS if c not in df.columns]
+    missing = [c for c in _COLUMNS if c not in df.columns and c not in _OPTIONAL_COLUMNS]
     if missing:
         raise ModelError(f"model file {path} lacks columns {missing}")
-    rows = df.to_dicts()
+    rows = [{"card": None, **r} for r in df.to_dicts()]
     for rec in rows:  # validate everything first: a bad file leaves the store as it was
         try:
             check = {**rec, "config": json.loads(rec["config"]) if rec["config"] else {}}
-            for c in ("hyperparams", "split", "metrics", "software"):
+            for c in ("hyperparams", "split", "metrics", "software", "card"):
                 json.loads(rec[c]) if rec[c] else None
         except (TypeError, ValueError) as e:
             raise ModelError(f"model file {path}: {rec.get('name')}@{rec.get('version')} has a "

@@ -53,6 +53,16 @@ def view_definitions() -> dict[str, str]:
     return {p.stem: p.read_text().strip().rstrip(";") for p in sorted(resource_dir("sql").glob("*.sql"))}
 
 
+def view_question(body: str) -> str:
+    """A view's comment: the `-- question?` header of its sql file, as one line."""
+    lines = []
+    for line in body.splitlines():
+        if not line.startswith("--"):
+            break
+        lines.append(line[2:].strip())
+    return " ".join(x for x in lines if x)
+
+
 def create_views(con: duckdb.DuckDBPyConnection, temp: bool = False) -> None:
     """(Re)create every view; views may use each other, so retry until all resolve.
 
@@ -67,6 +77,7 @@ def create_views(con: duckdb.DuckDBPyConnection, temp: bool = False) -> None:
         for name, body in list(pending.items()):
             try:
                 con.execute(f'CREATE OR REPLACE {kind} "{name}" AS\n{body}')
+                con.execute(f'COMMENT ON VIEW "{name}" IS ' + "'" + view_question(body).replace("'", "''") + "'")
                 del pending[name]
             except duckdb.CatalogException as e:
                 errors[name] = e
