@@ -104,9 +104,10 @@ def main(ctx, read_only):
 
 @main.command()
 @click.argument("path", required=False)
-def init(path):
-    """Create (or upgrade) a store file."""
-    store = Store.init(path)
+@store_option
+def init(path, db):
+    """Create (or upgrade) a store file: PATH, or --db like every other command (PATH wins)."""
+    store = Store.init(path or db)
     console.print(f"store {store.path} at schema version {store.version()}")
 
 
