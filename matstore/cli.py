@@ -168,8 +168,17 @@ def ingest(source, db, file, limit, formula_col, id_col, props, source_name, kin
             timeout=timeout, retries=retries)
     console.print(f"ingest {r.ingest_id} ({r.source}{', resumed' if r.resumed else ''}): "
                   f"{r.rows_seen} seen, {r.rows_kept} kept, {r.rows_rejected} rejected, "
-                  f"{r.rows_curated} curated {r.curation or ''}, {r.rows_duplicate} duplicate "
+                  f"{r.rows_curated} curated{_counts(r.curation)}, {r.rows_duplicate} duplicate "
                   f"in {r.seconds:.1f} s")
+
+
+def _counts(d) -> str:
+    """{'single_element': 687, ...} as ` (single_element 687, ...)`; nothing when empty."""
+    if not d:
+        return ""
+    if not isinstance(d, dict):
+        return f" {d}"
+    return " (" + ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in d.items()) + ")"
 
 
 @main.command()

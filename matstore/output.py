@@ -97,6 +97,10 @@ def print_frame(df: pl.DataFrame, fmt: str = "auto", title: str | None = None,
     console = console or stdout_console()
     if fmt == "auto":
         fmt = "table" if fits(df, console, max_rows) else "records"
+        if fmt == "records" and console.is_terminal:
+            stderr_console().print(f"[dim]{len(df.columns)} columns do not fit {console.width} "
+                                   f"columns: one record per block (--table, --csv or --json to "
+                                   f"choose)[/dim]")
     if fmt == "table":
         print_table(df, title, max_rows, console)
     elif fmt == "records":
