@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 
 import click
@@ -26,7 +27,15 @@ def store_option(f):
 
 
 def output_options(f):
-    """The one set of output options of every command that prints rows (data on stdout)."""
+    """The one set of output options of every command that prints rows (data on stdout). The
+    command gets fmt 'auto' when no format flag was given: a table where it fits, else records."""
+    inner = f
+
+    @functools.wraps(inner)
+    def f(*args, **kwargs):
+        kwargs["fmt"] = kwargs.get("fmt") or "auto"
+        return inner(*args, **kwargs)
+
     f = click.option("--table", "fmt", flag_value="table",
                      help="Show a table even where it is wider than the terminal.")(f)
     f = click.option("--records", "fmt", flag_value="records",

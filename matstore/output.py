@@ -56,9 +56,15 @@ def fits(df: pl.DataFrame, console: Console, max_rows: int = DEFAULT_LIMIT) -> b
 
 def print_table(df: pl.DataFrame, title: str | None = None, max_rows: int = DEFAULT_LIMIT,
                 console: Console | None = None) -> None:
-    """A rich table (squeezed to the width if it must be: prefer print_frame's `auto`)."""
+    """A rich table, as wide as its cells (wider than the terminal if it must: the user asked for
+    a table; print_frame's `auto` gives records instead), so no header or cell is cut."""
     console = console or stdout_console()
-    console.print(_table(df, title, max_rows))
+    table = _table(df, title, max_rows)
+    need = console.measure(table, options=console.options.update_width(10**6)).maximum
+    if need > console.width:  # console.print(width=) is capped at the console's own width
+        console = Console(file=console.file, width=need, force_terminal=console.is_terminal,
+                          soft_wrap=False)
+    console.print(table)
     _more(df, max_rows)
 
 

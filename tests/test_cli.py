@@ -125,6 +125,8 @@ def test_wide_view_piped_prints_every_column_name_in_full(study, sql):
     output.print_frame(run_query(study, "SELECT * FROM generation_stats"),
                        console=Console(width=80, file=buf, force_terminal=True))
     assert "…" not in buf.getvalue() and "unique_pct" in buf.getvalue()
+    forced = _cli("query", "--db", study.path, "--table", sql).stdout  # asked for: wide, uncut
+    assert "…" not in forced and all(f" {c} " in forced for c in expected.columns)
     small = _cli("query", "--db", study.path, "SELECT count(*) AS n FROM compositions")
     assert "┃   n ┃" in small.stdout and "RECORD" not in small.stdout
 
