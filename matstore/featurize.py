@@ -31,16 +31,19 @@ class StoreResult:
     seconds: float = 0.0
 
 
-def _pending(store: Store, missing_sql: str, params: list, where: str | None) -> pa.Table:
+def _pending(store: Store, missing_sql: str, params: list, where: str | None,
+             where_params: dict | None = None) -> pa.Table:
     """Compositions lacking rows (missing_sql), optionally only those matching the user's SQL
     condition `where`: that is checked to be one condition and evaluated on a guarded read-only
-    connection, so it never reaches a write connection (which only gets the ids, as Arrow)."""
+    connection, so it never reaches a write connection (which only gets the ids, as Arrow).
+    where_params: values of the condition's `$name` placeholders, bound (query.where_params)."""
     import duckdb
 
-    from .query import QueryError, check_condition
+    from .query import QueryError, check_condition, where_params as bind
 
     if where:
         check_condition(where)
+    missing_sql, params = bind(missing_sql, params, where, where_params)
     with store.connect(write=True):  # an older store is migrated before the read below
         pass
     cond = f"AND ({where})" if where else ""
@@ -101,7 +104,8 @@ def vectors(values: np.ndarray, ok: np.ndarray) -> pa.Array:
 
 
 def featurize_store(store: Store, featurizer_name: str, where: str | None = None,
-                    batch_size: int = DEFAULT_BATCH, progress: bool = True) -> StoreResult:
+                    batch_size: int = DEFAULT_BATCH, progress: bool = True,
+                    params: dict | None = None) -> StoreResult:
     """Compute `featurizer_name` for compositions (optionally those matching the SQL condition
     `where` over the compositions table) that have no row of the featurizer's current version."""
     import time
@@ -113,7 +117,7 @@ def featurize_store(store: Store, featurizer_name: str, where: str | None = None
     feat = get(featurizer_name)
     t0 = time.perf_counter()
     pending = _pending(store, "SELECT 1 FROM features f WHERE f.composition_id = c.composition_id "
-                       "AND f.featurizer = ? AND f.version = ?", [feat.name, feat.version], where)
+                       "AND f.featurizer = ? AND f.version = ?", [feat.name, feat.version], where, params)
     res = StoreResult(pending=pending.num_rows, written=0, version=feat.version)
     with _progress(progress, pending.num_rows, f"featurize {feat.name}") as bar:
         task = bar.add_task("", total=pending.num_rows)
@@ -173,7 +177,8 @@ def register_checker(con, oxidation_set: str) -> None:
 
 
 def validate_store(store: Store, where: str | None = None, batch_size: int = DEFAULT_BATCH,
-                   progress: bool = True, oxidation_set: str | None = None) -> StoreResult:
+                   progress: bool = True, oxidation_set: str | None = None,
+                   params: dict | None = None) -> StoreResult:
     """Validity flags and oxidation-state assignments under one oxidation-state set (default:
     validity.DEFAULT_SET) for compositions lacking a row of that set's checker version. Flags are
     NULL where smact has no data for an element (it would raise). At the end (also when nothing
@@ -189,7 +194,7 @@ def validate_store(store: Store, where: str | None = None, batch_size: int = DEF
     version = checker_version(oxidation_set)
     t0 = time.perf_counter()
     pending = _pending(store, "SELECT 1 FROM validity v WHERE v.composition_id = c.composition_id "
-                       "AND v.checker_version = ?", [version], where)
+                       "AND v.checker_version = ?", [version], where, params)
     res = StoreResult(pending=pending.num_rows, written=0, version=version)
     with _progress(progress, pending.num_rows, f"validate {oxidation_set}") as bar:
         task = bar.add_task("", total=pending.num_rows)

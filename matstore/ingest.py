@@ -440,7 +440,8 @@ def ingest(store: Store, source: Source, curation: Curation | None = None, *, re
 
 
 class _Progress:
-    """A rich progress bar on stderr (or nothing); total follows the source's estimate."""
+    """A rich progress bar on stderr (or nothing); total follows the source's estimate. It advances
+    by rows written, so it is filled to the total when the ingest finishes (curation drops rows)."""
 
     def __init__(self, enabled: bool, label: str, source: Source):
         self.source = source
@@ -460,6 +461,10 @@ class _Progress:
 
     def __exit__(self, *exc):
         if self.p:
+            if exc[0] is None:  # finished: every row was read, whatever curation kept
+                done = self.p.tasks[0].completed
+                total = self.source.total if self.source.total is not None else done
+                self.p.update(self.task, total=max(total, done), completed=max(total, done))
             self.p.__exit__(*exc)
 
     def advance(self, n: int) -> None:

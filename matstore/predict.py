@@ -37,21 +37,23 @@ class PredictResult:
     seconds: float
 
 
-def pending(store: Store, model_id: int, where: str | None = None) -> pa.Table:
+def pending(store: Store, model_id: int, where: str | None = None,
+            params: dict | None = None) -> pa.Table:
     """(composition_id, elements, counts) of compositions with no prediction row from model_id
     (optionally only those matching `where`, one SQL condition on compositions alias c, checked
     and evaluated on a guarded read-only connection)."""
-    from .query import check_condition  # noqa: PLC0415
+    from .query import check_condition, where_params  # noqa: PLC0415
 
     if where:
         check_condition(where, "predict --where")
+    missing, bound = where_params("SELECT 1 FROM predictions p WHERE p.composition_id = c.composition_id "
+                                  "AND p.model_id = ?", [model_id], where, params, "predict --where")
     cond = f"AND ({where})" if where else ""
     sql = (f"SELECT c.composition_id, c.elements, c.counts FROM compositions c WHERE NOT EXISTS "
-           f"(SELECT 1 FROM predictions p WHERE p.composition_id = c.composition_id "
-           f"AND p.model_id = ?) {cond} ORDER BY c.composition_id")
+           f"({missing}) {cond} ORDER BY c.composition_id")
     with store.connect(write=False, guarded=True) as con:
         try:
-            return con.sql(sql, params=[model_id]).to_arrow_table()
+            return con.sql(sql, params=bound).to_arrow_table()
         except Exception as e:  # a bad --where: name it rather than show DuckDB's context
             if where and "duckdb" in type(e).__module__:
                 raise PredictError(f"predict --where {where!r}: {str(e).splitlines()[0]}") from None
@@ -59,7 +61,7 @@ def pending(store: Store, model_id: int, where: str | None = None) -> pa.Table:
 
 
 def predict(store: Store, model, where: str | None = None, chunk_size: int = DEFAULT_CHUNK,
-            device: str | None = None, progress: bool = True) -> PredictResult:
+            device: str | None = None, progress: bool = True, params: dict | None = None) -> PredictResult:
     """Predict model's property for every composition lacking it (where: SQL over compositions)."""
     from .featurize import batch_from_arrow  # noqa: PLC0415
     from .registry import load_model  # noqa: PLC0415
@@ -71,13 +73,13 @@ def predict(store: Store, model, where: str | None = None, chunk_size: int = DEF
     loaded = load_model(store, model, device=device) if isinstance(model, (str, int)) else model
     if loaded.kind not in ("cnn", "elemnet", "rf") or not loaded.property:
         raise PredictError(f"model {loaded.ref} is a {loaded.kind}, not a property predictor")
-    todo = pending(store, loaded.model_id, where)
+    todo = pending(store, loaded.model_id, where, params)
     result = PredictResult(None, loaded.ref, loaded.property, 0, 0, 0.0)
     if todo.num_rows == 0:
         return result
     run_id = open_run(store, "predict", loaded.model_id,
-                      {"where": where, "chunk_size": chunk_size, "model": loaded.ref}, device,
-                      todo.num_rows)
+                      {"where": where, "params": params or None, "chunk_size": chunk_size,
+                       "model": loaded.ref}, device, todo.num_rows)
     result.run_id = run_id
     t0 = time.perf_counter()
     status = "failed"
