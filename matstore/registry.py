@@ -244,7 +244,7 @@ class LoadedModel:
 
     def predict(self, batch, device=None, batch_size: int | None = None) -> np.ndarray:
         """Property values (n,) for a CompositionBatch (NaN where the featurizer cannot encode a row)."""
-        if self.kind not in ("cnn", "elemnet", "rf"):
+        if self.kind not in models.PREDICTOR_KINDS:
             raise ModelError(f"model {self.ref} is a {self.kind}, not a property predictor")
         from . import features  # noqa: PLC0415
 
