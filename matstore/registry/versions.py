@@ -93,7 +93,7 @@ class LoadedModel:
 
     def predict_features(self, x: np.ndarray, device=None, batch_size: int | None = None) -> np.ndarray:
         """Predictions for an already featurized input (training and benchmarks use this)."""
-        if self.kind == "rf":
+        if not models.KINDS[self.kind].torch:   # the forest predicts on numpy itself
             return self.module.predict(x)
         return predict_module(self.module, x, device or self.device, batch_size)
 
