@@ -1,6 +1,8 @@
 """Numbered schema migrations (migrations/NNNN_name.sql), applied in order, recorded in a table.
 
-Append-only: never edit a migration that has shipped; add the next number.
+Append-only: never edit a migration that has shipped; add the next number. A store's recorded
+migrations are checked by number AND name against the package's: a store that went through a
+different migration under the same number (another branch's, say) is refused, not upgraded.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ _NAME_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 class SchemaTooNewError(MatstoreError, RuntimeError):
     """The store was written by a newer matstore; we refuse to touch it."""
+
+
+class SchemaMismatchError(MatstoreError, RuntimeError):
+    """The store records a migration this matstore does not know under that number."""
 
 
 @dataclass(frozen=True)
@@ -57,12 +63,29 @@ def current_version(con: duckdb.DuckDBPyConnection) -> int:
     return con.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchall()[0][0]
 
 
+def applied(con: duckdb.DuckDBPyConnection) -> list[tuple[int, str]]:
+    """(version, name) of the migrations the store records, in order."""
+    if not current_version(con):
+        return []
+    return [tuple(r) for r in con.execute("SELECT version, name FROM schema_migrations ORDER BY version")
+            .fetchall()]
+
+
 def check_not_newer(con: duckdb.DuckDBPyConnection, path: str) -> int:
+    """The store's schema version, after checking that every migration it records is the
+    package's migration of that number and name."""
     have, know = current_version(con), latest_version()
     if have > know:
         raise SchemaTooNewError(
             f"store {path} has schema version {have}, but this matstore knows only up to "
             f"{know}; upgrade matstore to open it (the store was not changed)")
+    names = {m.version: m.name for m in known_migrations()}
+    for version, name in applied(con):
+        if names.get(version) != name:
+            raise SchemaMismatchError(
+                f"store {path} records migration {version:04d}_{name}, but this matstore's "
+                f"migration {version:04d} is {names.get(version)!r}: it comes from another line of "
+                f"matstore; refusing to open it (the store was not changed)")
     return have
 
 

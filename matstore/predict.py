@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from . import models
 from .runs import close_run, count, open_run
 from .store import Store, append
 from .errors import MatstoreError
@@ -71,7 +72,7 @@ def predict(store: Store, model, where: str | None = None, chunk_size: int = DEF
     chunk_size = at_least_one("predict: the chunk size", chunk_size, error=PredictError)
     device = resolve_device(device)
     loaded = load_model(store, model, device=device) if isinstance(model, (str, int)) else model
-    if loaded.kind not in ("cnn", "elemnet", "rf") or not loaded.property:
+    if loaded.kind not in models.PREDICTOR_KINDS or not loaded.property:
         raise PredictError(f"model {loaded.ref} is a {loaded.kind}, not a property predictor")
     todo = pending(store, loaded.model_id, where, params)
     result = PredictResult(None, loaded.ref, loaded.property, 0, 0, 0.0)

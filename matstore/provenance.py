@@ -38,20 +38,20 @@ def provenance(store: Store) -> Provenance:
                        started_at, finished_at, host, pid, params::VARCHAR AS params
                 FROM ingests ORDER BY ingest_id"""),
             models=frame(con, """
-                SELECT model_id, name || '@' || version AS model, kind, created_at,
+                SELECT model_id, r.ref AS model, kind, created_at,
                        training_rows, data_hash, seed, device, left(weights_sha256, 16) AS weights_sha256,
                        software->>'matstore' AS matstore, software->>'torch' AS torch,
                        training_query
-                FROM model_versions ORDER BY model_id"""),
+                FROM model_versions JOIN model_refs r USING (model_id) ORDER BY model_id"""),
             runs=frame(con, """
-                SELECT r.run_id, r.kind, m.name || '@' || m.version AS model, r.model_id, r.seed,
+                SELECT r.run_id, r.kind, m.ref AS model, r.model_id, r.seed,
                        r.device, r.status, r.n_requested, r.n_written,
                        (SELECT count(*) FROM run_batches b WHERE b.run_id = r.run_id) AS batches,
                        r.started_at, r.finished_at, r.host, r.pid
-                FROM runs r LEFT JOIN model_versions m USING (model_id) ORDER BY r.run_id"""),
+                FROM runs r LEFT JOIN model_refs m USING (model_id) ORDER BY r.run_id"""),
             predictions=frame(con, """
-                SELECT p.model_id, m.name || '@' || m.version AS model, p.run_id, p.property,
+                SELECT p.model_id, m.ref AS model, p.run_id, p.property,
                        count(*) AS predictions, count(DISTINCT p.composition_id) AS compositions
-                FROM predictions p LEFT JOIN model_versions m USING (model_id)
+                FROM predictions p LEFT JOIN model_refs m USING (model_id)
                 GROUP BY ALL ORDER BY p.model_id, p.run_id NULLS FIRST, p.property"""),
         )

@@ -31,7 +31,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from . import compositions
+from . import compositions, models
 from .store import Store, StoreError, append, append_new, frame
 from .devices import resolve_device
 from .errors import MatstoreError
@@ -165,7 +165,7 @@ class _Pipeline:
         self.models = []
         for m in stages.predict:
             lm = load_model(store, m, device=device) if isinstance(m, (str, int)) else m
-            if lm.kind not in ("cnn", "elemnet", "rf") or not lm.property:
+            if lm.kind not in models.PREDICTOR_KINDS or not lm.property:
                 raise RunError(f"--predict {lm.ref}: a {lm.kind} is not a property predictor")
             self.models.append(lm)
         self.device = device
@@ -499,7 +499,7 @@ def _load(store: Store, model, device: str):
     from .registry import load_model  # noqa: PLC0415
 
     loaded = load_model(store, model, device=device) if not hasattr(model, "sample") else model
-    if getattr(loaded, "kind", "wgan") not in ("wgan", "autoencoder"):
+    if getattr(loaded, "kind", "wgan") not in models.GENERATOR_KINDS:
         raise RunError(f"model {loaded.ref} is a {loaded.kind}, not a generator (wgan/autoencoder)")
     return loaded
 

@@ -22,7 +22,7 @@ import polars as pl
 import pyarrow as pa
 
 from . import locking, migrations
-from .resources import resource_dir
+from .views import package_views, view_definitions, view_question  # noqa: F401 (re-exported)
 from .errors import MatstoreError
 
 DEFAULT_PATH = "matstore.duckdb"
@@ -48,42 +48,19 @@ def _is_lock_error(e: Exception) -> bool:
     return "lock" in text.lower() and ("Conflicting" in text or "Could not set lock" in text)
 
 
-def view_definitions() -> dict[str, str]:
-    """sql/<name>.sql -> the SELECT that defines view <name>."""
-    return {p.stem: p.read_text().strip().rstrip(";") for p in sorted(resource_dir("sql").glob("*.sql"))}
-
-
-def view_question(body: str) -> str:
-    """A view's comment: the `-- question?` header of its sql file, as one line."""
-    lines = []
-    for line in body.splitlines():
-        if not line.startswith("--"):
-            break
-        lines.append(line[2:].strip())
-    return " ".join(x for x in lines if x)
-
-
 def create_views(con: duckdb.DuckDBPyConnection, temp: bool = False) -> None:
-    """(Re)create every view; views may use each other, so retry until all resolve.
+    """(Re)create every view, each after the views it declares it reads (matstore.views).
 
     temp=True creates them as TEMP views of this connection only: they shadow the file's views of
     the same name, so a read-only connection answers with the package's definitions, whatever a
     received file stores under those names."""
-    pending = view_definitions()
     kind = "TEMP VIEW" if temp else "VIEW"
-    while pending:
-        errors = {}
-        n_before = len(pending)
-        for name, body in list(pending.items()):
-            try:
-                con.execute(f'CREATE OR REPLACE {kind} "{name}" AS\n{body}')
-                con.execute(f'COMMENT ON VIEW "{name}" IS ' + "'" + view_question(body).replace("'", "''") + "'")
-                del pending[name]
-            except duckdb.CatalogException as e:
-                errors[name] = e
-        if errors and len(errors) == n_before:  # no view resolved in this pass
-            name, err = next(iter(errors.items()))
-            raise StoreError(f"view sql/{name}.sql does not compile: {err}")
+    for v in package_views():
+        try:
+            con.execute(f'CREATE OR REPLACE {kind} "{v.name}" AS\n{v.body}')
+        except duckdb.CatalogException as e:
+            raise StoreError(f"view sql/{v.name}.sql does not compile: {e}") from None
+        con.execute(f'COMMENT ON VIEW "{v.name}" IS ' + "'" + view_question(v.body).replace("'", "''") + "'")
 
 
 _VIEW_SQL: dict[str, str] = {}  # view -> DuckDB's normalized CREATE VIEW text of the package's

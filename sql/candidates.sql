@@ -1,13 +1,15 @@
 -- Which distinct compositions have the generators produced, are they novel (not in `known`),
 -- chemically valid (the default oxidation-state set's checker), and what do the latest predictions say?
+-- depends: composition_validity, known, model_refs
+-- key: composition_id
 WITH g AS (
     SELECT gen.composition_id,
            min(gen.run_id) AS first_run,
            count(*) AS times_generated,
-           list(DISTINCT mv.name || '@' || mv.version ORDER BY mv.name || '@' || mv.version) AS generated_by
+           list(DISTINCT mv.ref ORDER BY mv.ref) AS generated_by
     FROM generated gen
     JOIN runs r USING (run_id)
-    LEFT JOIN model_versions mv ON mv.model_id = r.model_id
+    LEFT JOIN model_refs mv ON mv.model_id = r.model_id
     GROUP BY gen.composition_id
 ),
 v AS (  -- the default oxidation-state set's checker (validity_checkers), as composition_validity

@@ -11,6 +11,8 @@
 --   formation_energy_experiment, band_gap_experiment: sources of kind 'experiment' by name.
 -- *_kind says which kind filled the column ('dft' or, only where no DFT source has the property,
 -- 'unknown'). Training chooses its source explicitly (matstore.training: target_source).
+-- depends: composition_properties_by_source
+-- key: composition_id
 WITH bs AS MATERIALIZED (
     SELECT * FROM composition_properties_by_source
 ),

@@ -3,6 +3,7 @@
 -- Within one source: formation energy is the ground state (lowest over the source's entries);
 -- other properties come from the source's entry with the lowest formation energy that has them
 -- (then the lowest value). Values of different sources are never compared or combined here.
+-- key: composition_id, source
 WITH p AS (
     SELECT p.composition_id, p.material_id, m.source, p.name, p.value
     FROM properties p JOIN materials m USING (material_id)

@@ -3,6 +3,7 @@
 -- checker version validity_checkers marks is_default; NULL flags: smact has no data for one of
 -- the elements), and one oxidation-state assignment, e.g. ions = 'Mg2+ Zr4+ S2-' (NULL where
 -- none is stored: not balanced, or a row of a checker older than assignments).
+-- key: composition_id
 SELECT c.composition_id,
        c.formula,
        c.n_elements,

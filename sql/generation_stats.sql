@@ -1,6 +1,8 @@
 -- How did each generation run do: samples drawn, decodable %, unique %, novel %, valid %?
 -- unique % = distinct compositions / decodable samples (MatGAN's uniqueness); novel % and
 -- valid % are over the run's distinct compositions (valid % over those already checked).
+-- depends: known, model_refs
+-- key: run_id
 WITH b AS (
     SELECT run_id, count(*) AS n_batches, sum(n_samples) AS n_samples,
            sum(n_decodable) AS n_decodable, sum(seconds) AS seconds
@@ -26,7 +28,7 @@ d AS (
     GROUP BY u.run_id
 )
 SELECT r.run_id,
-       mv.name || '@' || mv.version AS model,
+       mv.ref AS model,
        r.seed,
        r.device,
        r.status,
@@ -43,7 +45,7 @@ SELECT r.run_id,
        round(100.0 * d.n_valid / nullif(d.n_checked, 0), 2) AS valid_pct,
        r.rows_per_s
 FROM runs r
-LEFT JOIN model_versions mv ON mv.model_id = r.model_id
+LEFT JOIN model_refs mv ON mv.model_id = r.model_id
 LEFT JOIN b USING (run_id)
 LEFT JOIN d USING (run_id)
 WHERE r.kind = 'generate'

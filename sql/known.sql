@@ -1,4 +1,5 @@
 -- Which compositions are known (seen in any ingested source), and from which sources?
+-- key: composition_id
 SELECT c.composition_id,
        c.formula,
        c.n_elements,

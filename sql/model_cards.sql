@@ -2,8 +2,10 @@
 -- which target in which unit from which source, trained on what selection and split, how accurate?
 -- One row per model version (model_versions.card; versions saved before cards: from config and
 -- hyperparams). Metrics are on the test split, mae/rmse in the target's unit.
+-- depends: model_refs
+-- key: model_id
 SELECT model_id,
-       name || '@' || version AS model,
+       r.ref AS model,
        kind,
        coalesce(json_extract_string(card, '$.architecture'),
                 CASE kind WHEN 'wgan' THEN 'WGAN' WHEN 'autoencoder' THEN 'Autoencoder'
@@ -44,5 +46,5 @@ SELECT model_id,
        weights_sha256,
        device,
        created_at
-FROM model_versions
-ORDER BY name, version
+FROM model_versions JOIN model_refs r USING (model_id)
+ORDER BY r.name, r.version

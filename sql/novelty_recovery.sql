@@ -1,6 +1,7 @@
 -- MatGAN Table 3.3: what % of the training set and of the held-out set did a run regenerate,
 -- and how many of its samples are new? Sets come from `composition_sets`: a model's own split
 -- (model_id = the run's model; role train / holdout) and plain named lists (model_id NULL).
+-- key: run_id, set_name
 WITH gen_runs AS (
     SELECT run_id, model_id FROM runs WHERE kind = 'generate'
 ),

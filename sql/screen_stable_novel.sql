@@ -1,5 +1,7 @@
 -- The demo's screen (the builtin data has no band gaps): which novel, chemically valid
 -- candidates are predicted to have negative formation energy, most stable first?
+-- depends: candidates
+-- key: composition_id
 SELECT composition_id, formula, n_elements,
        pred_formation_energy_per_atom,
        times_generated, first_run, generated_by

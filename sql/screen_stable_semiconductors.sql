@@ -4,6 +4,8 @@
 -- placed on the hull (stability), each named: fe_model (whose predicted formation energy was
 -- placed on the hull of `reference`'s phases) and band_gap_model (the latest band-gap
 -- prediction, candidates' rule: highest run id, then model id). ions: the stored oxidation states.
+-- depends: candidates, model_refs
+-- key: composition_id, fe_model, reference
 WITH bg AS (
     SELECT composition_id,
            arg_max(value, [coalesce(run_id, 0), model_id]) AS pred_band_gap,
@@ -19,8 +21,8 @@ SELECT c.composition_id,
        s.e_above_hull,
        s.formation_energy_per_atom AS pred_formation_energy_per_atom,
        bg.pred_band_gap,
-       fe.name || '@' || fe.version AS fe_model,
-       gm.name || '@' || gm.version AS band_gap_model,
+       fe.ref AS fe_model,
+       gm.ref AS band_gap_model,
        s.reference,
        s.reference_ingests,
        s.decomposition,
@@ -30,8 +32,8 @@ SELECT c.composition_id,
 FROM candidates c
 JOIN stability s USING (composition_id)
 JOIN bg USING (composition_id)
-JOIN model_versions fe ON fe.model_id = s.model_id
-LEFT JOIN model_versions gm ON gm.model_id = bg.band_gap_model_id
+JOIN model_refs fe ON fe.model_id = s.model_id
+LEFT JOIN model_refs gm ON gm.model_id = bg.band_gap_model_id
 WHERE c.novel AND c.valid
   AND s.model_id > 0
   AND s.e_above_hull <= 0.1

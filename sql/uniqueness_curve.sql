@@ -1,4 +1,5 @@
 -- How does the fraction of unique compositions fall as a run draws more samples (by batch)?
+-- key: run_id, batch_no
 WITH first_seen AS (
     SELECT run_id, composition_id, min(batch_no) AS batch_no
     FROM generated GROUP BY run_id, composition_id

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from rich.console import Console
 
 from matstore import output
-from matstore.cli import _user_error, main
+from matstore.cli import MatstoreGroup, main
 from matstore.query import run_query
 from matstore.store import Store
 
@@ -248,17 +248,28 @@ def test_duckdb_errors_are_one_line_that_says_what_to_do(study, sql, msg):
     assert len(res.output.strip().splitlines()) == 1 and res.stdout == "", res.output
 
 
-def test_only_matstores_own_errors_are_swallowed():
-    from matstore.training.presets import get as get_preset  # raises a plain ValueError
+def test_only_matstores_own_errors_are_one_line():
+    """MatstoreError (and DuckDB's errors) become one line; any other exception is a bug and
+    reaches the caller with its traceback."""
+    from matstore.training.presets import get as get_preset  # a MatstoreError for unknown names
 
-    try:
+    @click.group(cls=MatstoreGroup)
+    def app():
+        pass
+
+    @app.command()
+    def refused():
         get_preset("nope")
-    except ValueError as e:
-        assert _user_error(e)
-    try:
-        np.zeros(2).reshape(3)
-    except ValueError as e:
-        assert not _user_error(e)  # a bug deep in a library keeps its traceback
+
+    @app.command()
+    def bug():
+        np.zeros(2).reshape(3)  # a plain ValueError from inside numpy
+
+    res = CliRunner().invoke(app, ["refused"])
+    assert res.exit_code == 1 and res.output.startswith("error: unknown preset 'nope'"), res.output
+    assert len(res.output.strip().splitlines()) == 1 and isinstance(res.exception, SystemExit)
+    res = CliRunner().invoke(app, ["bug"])
+    assert isinstance(res.exception, ValueError) and "error:" not in res.output
 
 
 # --- ingest progress --------------------------------------------------------------------------

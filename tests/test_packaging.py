@@ -26,7 +26,7 @@ def test_wheel_carries_sql_and_migrations(wheel):
         assert f"matstore/sql/{f.name}" in names
     for f in (REPO / "migrations").glob("*.sql"):
         assert f"matstore/migrations/{f.name}" in names
-    assert "matstore/cli.py" in names
+    assert "matstore/cli/__init__.py" in names and "matstore/cli/__main__.py" in names
 
 
 def test_installed_wheel_runs_from_a_temporary_directory(wheel, tmp_path):

@@ -40,7 +40,9 @@ def test_train_and_models_commands(store, read_formulas, tmp_path):
     res = r.invoke(main, ["models", "import", str(out), "--db", str(other)])
     assert "skipped elemnet-fe@1" in res.output
     # errors are one clear line, no traceback
-    for args in (["train", *db, "--model", "nope"], ["models", "show", "zzz", *db],
+    res = r.invoke(main, ["train", *db, "--model", "nope"])   # a usage error naming the presets
+    assert res.exit_code == 2 and "'nope' is not one of" in res.output and "rf-fe" in res.output
+    for args in (["models", "show", "zzz", *db],
                  ["train", *db, "--model", "cnn-fe", "--on", "SELECT 1 AS x"]):
         res = r.invoke(main, args)
         assert res.exit_code == 1 and "error" in res.output and "Traceback" not in res.output, res.output

@@ -1,34 +1,25 @@
-"""Featurizer registry: `get(name)` returns the featurizer; FEATURIZERS lists the names, and
-names joined with "+" (``fractions+magpie``) put several side by side (concat.py)."""
+"""Featurizer registry: `get(name)` returns the featurizer; FEATURIZERS (name -> class) is filled
+as each featurizer class is created (base.Featurizer checks its face then), and names joined with
+"+" (``fractions+magpie``) put several side by side (concat.py)."""
 
 from __future__ import annotations
 
-from .base import Featurizer
-
-FEATURIZERS = ("onehot", "magpie", "fractions")
+from . import onehot, magpie, fractions  # noqa: F401,I001 (importing one registers it; this order)
+from .base import REGISTRY as FEATURIZERS
+from .base import Featurizer, FeaturizerError
+from .concat import Concat
 
 
 def get(name: str) -> Featurizer:
     """The featurizer called `name` (one of FEATURIZERS, or several joined with "+");
-    ValueError names the choices."""
+    FeaturizerError (a ValueError) names the choices."""
     if "+" in name:
-        from .concat import Concat
-
         return Concat([get(part) for part in name.split("+")])
-    if name == "onehot":
-        from .onehot import OneHot
-
-        return OneHot()
-    if name == "magpie":
-        from .magpie import Magpie
-
-        return Magpie()
-    if name == "fractions":
-        from .fractions import Fractions
-
-        return Fractions()
-    raise ValueError(f"unknown featurizer {name!r}; choose one of {', '.join(FEATURIZERS)} "
-                     f"(or several joined with '+')")
+    try:
+        return FEATURIZERS[name]()
+    except KeyError:
+        raise FeaturizerError(f"unknown featurizer {name!r}; choose one of "
+                              f"{', '.join(FEATURIZERS)} (or several joined with '+')") from None
 
 
-__all__ = ["FEATURIZERS", "Featurizer", "get"]
+__all__ = ["FEATURIZERS", "Featurizer", "FeaturizerError", "get"]

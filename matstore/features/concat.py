@@ -11,7 +11,7 @@ from ..compositions import CompositionBatch
 from .base import Featurizer
 
 
-class Concat(Featurizer):
+class Concat(Featurizer, register=False):
     def __init__(self, parts: list[Featurizer]):
         self.parts = parts
         self.name = "+".join(p.name for p in parts)
@@ -30,3 +30,9 @@ class Concat(Featurizer):
                               for p in self.parts], axis=1)
         out[~self.encodable(batch)] = np.nan
         return out
+
+    def citations(self) -> list[str]:
+        return list(dict.fromkeys(c for p in self.parts for c in p.citations()))
+
+    def implementors(self) -> list[str]:
+        return list(dict.fromkeys(i for p in self.parts for i in p.implementors()))

@@ -18,6 +18,14 @@ _COL_OF_Z = np.full(119, -1, dtype=np.int64)
 _COL_OF_Z[[Z_OF[s] for s in ELEMENTS_86]] = np.arange(len(ELEMENTS_86))
 
 
+CITATION = """@article{jha2018elemnet,
+  author = {Jha, Dipendra and Ward, Logan and Paul, Arindam and Liao, Wei-keng and
+            Choudhary, Alok and Wolverton, Christopher and Agrawal, Ankit},
+  title = {{ElemNet}: Deep Learning the Chemistry of Materials From Only Elemental Composition},
+  journal = {Scientific Reports}, volume = {8}, pages = {17593}, year = {2018},
+  doi = {10.1038/s41598-018-35934-y}}"""
+
+
 class Fractions(Featurizer):
     name = "fractions"
     version = "1"
@@ -39,3 +47,9 @@ class Fractions(Featurizer):
         out[rows, _COL_OF_Z[z[cell]]] = frac[cell]  # elements are distinct within a row
         out[~ok] = np.nan
         return out
+
+    def citations(self) -> list[str]:
+        return [CITATION]
+
+    def implementors(self) -> list[str]:
+        return ["matstore"]

@@ -82,6 +82,14 @@ def _stats(table: np.ndarray, z: np.ndarray, w: np.ndarray) -> np.ndarray:
     return np.stack([lo, hi, hi - lo, mean, dev, mode], axis=2).reshape(len(z), -1)
 
 
+CITATION = """@article{ward2016magpie,
+  author = {Ward, Logan and Agrawal, Ankit and Choudhary, Alok and Wolverton, Christopher},
+  title = {A general-purpose machine learning framework for predicting properties of
+           inorganic materials},
+  journal = {npj Computational Materials}, volume = {2}, pages = {16028}, year = {2016},
+  doi = {10.1038/npjcompumats.2016.28}}"""
+
+
 class Magpie(Featurizer):
     name = "magpie"
     version = "1"
@@ -101,3 +109,9 @@ class Magpie(Featurizer):
         for s in range(0, len(z), _CHUNK):
             out[s:s + _CHUNK] = _stats(table, z[s:s + _CHUNK], w[s:s + _CHUNK])
         return out
+
+    def citations(self) -> list[str]:
+        return [CITATION]
+
+    def implementors(self) -> list[str]:
+        return ["matstore"]

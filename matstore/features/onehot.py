@@ -17,7 +17,7 @@ import numpy as np
 
 from ..compositions import Z_OF, CompositionBatch, keys_from_arrays
 from ..elements85 import ELEMENTS_85
-from .base import Featurizer
+from .base import Featurizer, FeaturizerError
 
 N_COUNTS = 8
 N_ELEMENTS = len(ELEMENTS_85)
@@ -52,7 +52,7 @@ def encode(batch: CompositionBatch) -> tuple[np.ndarray, np.ndarray]:
 
 def _as_3d(maps):
     if tuple(maps.shape[-2:]) != (N_COUNTS, N_ELEMENTS):
-        raise ValueError(f"one-hot maps must end in shape (8, 85), got {tuple(maps.shape)}")
+        raise FeaturizerError(f"one-hot maps must end in shape (8, 85), got {tuple(maps.shape)}")
     return maps.reshape(-1, N_COUNTS, N_ELEMENTS)
 
 
@@ -104,6 +104,14 @@ def decode_to_keys(maps, tolerance: float = DEFAULT_TOLERANCE) -> tuple[np.ndarr
     return np.where(ok, keys, 0), ok
 
 
+CITATION = """@article{dan2020matgan,
+  author = {Dan, Yabo and Zhao, Yong and Li, Xiang and Li, Shaobo and Hu, Ming and Hu, Jianjun},
+  title = {Generative adversarial networks ({GAN}) based efficient sampling of chemical
+           composition space for inverse design of inorganic materials},
+  journal = {npj Computational Materials}, volume = {6}, pages = {84}, year = {2020},
+  doi = {10.1038/s41524-020-00352-0}}"""
+
+
 class OneHot(Featurizer):
     name = "onehot"
     version = "1"
@@ -115,3 +123,9 @@ class OneHot(Featurizer):
 
     def encodable(self, batch: CompositionBatch) -> np.ndarray:
         return encodable(batch)
+
+    def citations(self) -> list[str]:
+        return [CITATION]
+
+    def implementors(self) -> list[str]:
+        return ["matstore"]

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .gan import OQMD_CRITIC, OQMD_GENERATOR, Critic, CriticConfig, Generator, GeneratorConfig
+from .errors import ModelConfigError
 
 
 @dataclass
@@ -31,7 +32,7 @@ class AutoencoderConfig:
         if isinstance(self.decoder, dict):
             self.decoder = GeneratorConfig(**self.decoder)
         if self.decoder.latent_dim != self.latent_dim:
-            raise ValueError(f"decoder latent_dim {self.decoder.latent_dim} != latent_dim {self.latent_dim}")
+            raise ModelConfigError(f"decoder latent_dim {self.decoder.latent_dim} != latent_dim {self.latent_dim}")
 
     def to_dict(self) -> dict:
         return asdict(self)

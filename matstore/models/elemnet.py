@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from .cnn import TargetScaled
+from .errors import ModelConfigError
 
 
 @dataclass
@@ -38,7 +39,7 @@ class ElemNetConfig:
         self.widths = tuple(int(w) for w in self.widths)
         self.dropouts = tuple(float(p) for p in self.dropouts)
         if self.dropouts and len(self.dropouts) != len(self.widths):
-            raise ValueError(f"dropouts has {len(self.dropouts)} rates for {len(self.widths)} hidden layers")
+            raise ModelConfigError(f"dropouts has {len(self.dropouts)} rates for {len(self.widths)} hidden layers")
 
     def rates(self) -> tuple[float, ...]:
         """Dropout rate after each hidden layer."""
@@ -79,6 +80,3 @@ def elemnet17(n_inputs: int = 103) -> ElemNetConfig:
     widths = tuple(w for w, k, _ in blocks for _ in range(k))
     rates = tuple(p if i == k - 1 else 0.0 for _, k, p in blocks for i in range(k))
     return ElemNetConfig(n_inputs=n_inputs, widths=widths, dropouts=rates)
-
-
-PRESETS = {"table1": ElemNetConfig, "elemnet17": elemnet17}

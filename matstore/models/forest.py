@@ -28,6 +28,7 @@ import numpy as np
 from sklearn.ensemble import RandomForestRegressor
 
 from ..errors import MatstoreError
+from .errors import ModelConfigError
 
 MAGIC = b"matstore-forest-v1\n"
 # Every entry of the archive: name -> (dtype, number of dimensions).
@@ -86,7 +87,7 @@ class ForestRegressor:
         x = np.ascontiguousarray(np.asarray(x, dtype=np.float32).reshape(len(x), -1))
         est = self.estimator
         if x.shape[1] != est.n_features_in_:
-            raise ValueError(f"forest expects {est.n_features_in_} features, got {x.shape[1]}")
+            raise ModelConfigError(f"forest expects {est.n_features_in_} features, got {x.shape[1]}")
         trees = est.estimators_
 
         def part(lo: int) -> np.ndarray:

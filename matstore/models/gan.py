@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
+from .errors import ModelConfigError
 
 N_COUNTS, N_ELEMENTS = 8, 85
 Layer = tuple[int, int, int, int, int]  # out_channels, kernel_h, kernel_w, stride_h, stride_w
@@ -60,7 +61,7 @@ def _norm2d(kind: str, channels: int) -> nn.Module:
         return nn.GroupNorm(1, channels)
     if kind == "none":
         return nn.Identity()
-    raise ValueError(f"unknown norm {kind!r} (batch, layer, none)")
+    raise ModelConfigError(f"unknown norm {kind!r} (batch, layer, none)")
 
 
 @dataclass
@@ -91,13 +92,13 @@ class Generator(nn.Module):
             (hi, wi), (ho, wo) = sizes[i], sizes[i + 1]
             op = (ho - ((hi - 1) * sh + 1), wo - ((wi - 1) * sw + 1))
             if not (0 <= op[0] < sh and 0 <= op[1] < sw):
-                raise ValueError(f"deconv {i + 1}: cannot map {hi}x{wi} to {ho}x{wo} with stride {sh}x{sw}")
+                raise ModelConfigError(f"deconv {i + 1}: cannot map {hi}x{wi} to {ho}x{wo} with stride {sh}x{sw}")
             layers.append(nn.ConvTranspose2d(c_in, c_out, (kh, kw), (sh, sw), (kh // 2, kw // 2), op))
             last = i == len(config.deconvs) - 1
             layers += [nn.Sigmoid()] if last else [nn.BatchNorm2d(c_out), nn.ReLU()]
             c_in = c_out
         if c_in != 1:
-            raise ValueError("the last deconv must have 1 output channel")
+            raise ModelConfigError("the last deconv must have 1 output channel")
         self.deconvs = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

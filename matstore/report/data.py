@@ -14,7 +14,6 @@ from .screens import ReportError
 HIT_SCREENS = ("stable_semiconductors", "semiconductors", "stable_novel")
 TOP_HITS = 20
 PARITY_MAX_ROWS = 5000   # test splits are a few thousand rows; a larger one is subsampled (seeded)
-PREDICTOR_KINDS = ("cnn", "elemnet", "rf")
 UNITS = {"formation_energy_per_atom": "eV/atom", "band_gap": "eV", "energy_above_hull": "eV/atom"}
 
 
@@ -149,6 +148,8 @@ def _sets(con, run_id: int, model_id: int | None) -> tuple[str, str, list]:
 
 
 def report_data(store: Store, run_id: int) -> ReportData:
+    from .. import models as model_kinds  # noqa: PLC0415 (imports torch)
+
     with store.connect(guarded=True) as con:
         stats = frame(con, "SELECT * FROM generation_stats WHERE run_id = ?", [run_id])
         if stats.height == 0:
@@ -173,7 +174,7 @@ def report_data(store: Store, run_id: int) -> ReportData:
                    count(band_gap) AS with_band_gap
             FROM composition_properties_by_source GROUP BY ALL ORDER BY source""")
         hits_screen, hits = _hits(con, run_id)
-        predictors = models.filter(pl.col("kind").is_in(PREDICTOR_KINDS) & pl.col("property").is_not_null()
+        predictors = models.filter(pl.col("kind").is_in(sorted(model_kinds.PREDICTOR_KINDS)) & pl.col("property").is_not_null()
                                    & pl.col("target_source").is_not_null())
         splits = _test_splits(con, predictors)
         cand = frame(con, """SELECT pred_formation_energy_per_atom, pred_band_gap, novel, valid

@@ -42,18 +42,33 @@ COLUMN_ALIASES = {
 }
 CHUNK_ROWS = 50_000
 
-# What a source's property values are (the `sources` table): DFT (with its level of theory),
-# experiment, or unknown. The named sources' entries; a table file names its own (--source-name,
-# --kind, --method) and is 'csv' / unknown when it does not. Same rows as the
-# property_sources migration seeds.
-KNOWN_SOURCES = {  # name -> (kind, method, description)
-    "oqmd": ("dft", "PBE", "Open Quantum Materials Database: DFT (GGA-PBE, +U where applied)"),
-    "mp": ("dft", "PBE", "Materials Project: DFT (GGA-PBE, +U where applied)"),
-    "builtin": ("experiment", None, "pymatgen exp_compounds experimental formation enthalpies; "
-                                    "matminer MP formulas (no properties)"),
-    "icsd": ("experiment", None, "ICSD: experimentally determined structures (no properties as a rule)"),
-    "csv": ("unknown", None, "a table file ingested without --source-name / --kind"),
+# The one list of sources `matstore ingest` can read, with what their property values are (the
+# `sources` table): DFT (with its level of theory), experiment, or unknown. A table file names
+# its own (--source-name, --kind, --method) and is 'csv' / unknown when it does not. Same rows as
+# the property_sources migration seeds. The opener ("module:attribute" in this package) is
+# imported only when the source is opened: mp-api etc. are optional.
+@dataclass(frozen=True)
+class SourceKind:
+    opener: str
+    kind: str
+    method: str | None
+    description: str
+
+
+SOURCES: dict[str, SourceKind] = {
+    "oqmd": SourceKind("oqmd:open_oqmd", "dft", "PBE",
+                       "Open Quantum Materials Database: DFT (GGA-PBE, +U where applied)"),
+    "mp": SourceKind("mp:open_mp", "dft", "PBE",
+                     "Materials Project: DFT (GGA-PBE, +U where applied)"),
+    "icsd": SourceKind("icsd:open_icsd", "experiment", None,
+                       "ICSD: experimentally determined structures (no properties as a rule)"),
+    "csv": SourceKind("csv:CsvSource.open", "unknown", None,
+                      "a table file ingested without --source-name / --kind"),
+    "builtin": SourceKind("builtin:BuiltinSource.open", "experiment", None,
+                          "pymatgen exp_compounds experimental formation enthalpies; "
+                          "matminer MP formulas (no properties)"),
 }
+KNOWN_SOURCES = {name: (s.kind, s.method, s.description) for name, s in SOURCES.items()}
 _SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 
@@ -101,11 +116,6 @@ class Source:
 
     def chunks(self, cursor: str | None = None) -> Iterator[Chunk]:
         raise NotImplementedError
-
-    def identity(self) -> str:
-        """What makes two ingests 'the same' for resume: source, uri and params."""
-        return json.dumps({"source": self.name, "uri": self.uri, "params": self.params},
-                          sort_keys=True, default=str)
 
 
 def check_source_name(name: str) -> str:
@@ -273,23 +283,16 @@ def table_chunks(df: pl.DataFrame, *, path: str, formula_col: str, id_col: str |
 
 def open_source(kind: str, /, **opts) -> Source:
     """The adapter for `matstore ingest KIND ...` (imported lazily: mp-api etc. are optional)."""
+    import importlib
     import inspect
 
     kind = kind.lower()
-    if kind == "csv":
-        from .csv import CsvSource
-        opener = CsvSource.open
-    elif kind == "icsd":
-        from .icsd import open_icsd as opener
-    elif kind == "mp":
-        from .mp import open_mp as opener
-    elif kind == "oqmd":
-        from .oqmd import open_oqmd as opener
-    elif kind == "builtin":
-        from .builtin import BuiltinSource
-        opener = BuiltinSource.open
-    else:
-        raise SourceError(f"unknown source {kind!r}; expected one of oqmd, mp, icsd, csv, builtin")
+    if kind not in SOURCES:
+        raise SourceError(f"unknown source {kind!r}; expected one of {', '.join(SOURCES)}")
+    module, _, attr = SOURCES[kind].opener.partition(":")
+    opener = importlib.import_module(f"{__name__}.{module}")
+    for part in attr.split("."):
+        opener = getattr(opener, part)
     allowed = inspect.signature(opener).parameters
     extra = [k for k in opts if k not in allowed]
     if extra:

@@ -52,7 +52,7 @@ def train(store: Store, preset_name: str, on: str | None = None, epochs: int | N
                                      f"compositions with --on instead of --target-source")
     unknown = set(hyper) - set(p.hyper) - {"optimizer", "weight_decay", "loss", "n_jobs", "schedule"}
     if unknown:
-        raise ValueError(f"preset {p.name} has no hyperparameter(s) {sorted(unknown)} "
+        raise presets.PresetError(f"preset {p.name} has no hyperparameter(s) {sorted(unknown)} "
                          f"(it takes {sorted(p.hyper)})")
     hp = {**p.hyper, **{k: v for k, v in hyper.items() if v is not None}}
     if epochs is not None:
@@ -61,7 +61,7 @@ def train(store: Store, preset_name: str, on: str | None = None, epochs: int | N
         hp["batch_size"] = batch_size
     for k in ("epochs", "batch_size"):
         if k in hp and int(hp[k]) < 1:
-            raise ValueError(f"{k} must be at least 1, got {hp[k]}")
+            raise presets.PresetError(f"{k} must be at least 1, got {hp[k]}")
     max_rows = at_least_one("train: max_rows", max_rows, allow_none=True)
     max_steps = at_least_one("train: max_steps", max_steps, allow_none=True)
     dev = resolve_device(device) if p.kind in models.TORCH_KINDS else None

@@ -23,6 +23,10 @@ from ..store import Store, frame
 _SAFE_SOURCE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")  # a source name we may write into SQL text
 
 
+class SelectionError(MatstoreError, ValueError):
+    """A training selection that returns no usable rows; the message shows the query."""
+
+
 class TargetSourceError(MatstoreError, ValueError):
     """No single source to take a training target from, or a source that does not have it."""
 
@@ -125,12 +129,12 @@ def load(store: Store, selection: str, target: str | None = None, max_rows: int 
         with store.connect(write=False, guarded=True) as con:
             df = frame(con, sql)
     except duckdb.Error as e:
-        raise ValueError(f"training selection must be a query returning composition_id; "
+        raise SelectionError(f"training selection must be a query returning composition_id; "
                          f"{selection.strip()!r} failed: {e}") from None
     n = df.height
     if n == 0:
         what = f" with a {target} value from source {source}" if target else ""
-        raise ValueError(f"training selection {selection.strip()!r} returned no compositions{what} "
+        raise SelectionError(f"training selection {selection.strip()!r} returned no compositions{what} "
                          f"in {store.path}")
     keep = np.arange(n)
     if max_rows is not None and n > max_rows:
@@ -159,7 +163,7 @@ class Split:
 def split(n: int, seed: int = 0, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> Split:
     """Seeded train/val/test indices; val and test get at least one row each when n >= 3."""
     if n < 3:
-        raise ValueError(f"need at least 3 rows to split into train/val/test, got {n}")
+        raise SelectionError(f"need at least 3 rows to split into train/val/test, got {n}")
     perm = np.random.default_rng(seed).permutation(n)
     n_val = max(1, int(round(n * fractions[1])))
     n_test = max(1, int(round(n * fractions[2])))

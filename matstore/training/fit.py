@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..models.autoencoder import decodable, dice_loss
+from ..models.errors import ModelConfigError
 
 _console = Console(stderr=True)
 
@@ -84,7 +85,7 @@ def _optimizer(name: str, params, lr: float, weight_decay: float = 0.0, betas=(0
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=betas)
     if name == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"unknown optimizer {name!r} (adam, adamw, rmsprop)")
+    raise ModelConfigError(f"unknown optimizer {name!r} (adam, adamw, rmsprop)")
 
 
 def _batches(n: int, batch_size: int, gen: torch.Generator, device) -> list[torch.Tensor]:
@@ -168,7 +169,7 @@ def fit_regressor(module, x_train: np.ndarray, y_train: np.ndarray, x_val: np.nd
     elif schedule == "cosine":
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     else:
-        raise ValueError(f"schedule {schedule!r}: expected 'plateau' or 'cosine'")
+        raise ModelConfigError(f"schedule {schedule!r}: expected 'plateau' or 'cosine'")
     return _fit_loop(module, len(xt), lambda idx: loss_fn(module(xt[idx]), yt[idx]),
                      lambda: float((_eval_in_batches(module, xv) - yv).abs().mean()),
                      opt=opt, sched=sched, epochs=epochs, batch_size=batch_size, patience=patience,
@@ -232,7 +233,7 @@ def reproducible(threads: int | None = DEFAULT_TRAIN_THREADS):
     try:
         if threads is not None:
             if int(threads) < 1:
-                raise ValueError(f"threads must be at least 1, got {threads}")
+                raise ModelConfigError(f"threads must be at least 1, got {threads}")
             torch.set_num_threads(int(threads))
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False

@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..errors import MatstoreError
 from ..models.autoencoder import AutoencoderConfig
 from ..models.cnn import CNNConfig
 from ..models.elemnet import ElemNetConfig
@@ -33,6 +34,10 @@ from ..models.forest import ForestConfig
 from ..models.gan import WGANConfig
 
 PROPERTIES = ("formation_energy_per_atom", "band_gap")
+
+
+class PresetError(MatstoreError, ValueError):
+    """An unknown preset name; the message names the presets."""
 
 
 def _source(source: str) -> str:
@@ -63,6 +68,7 @@ def magpie_dnn() -> ElemNetConfig:
     """ElemNet-style DNN for fractions+magpie inputs (218; n_inputs is set from the data)."""
     return ElemNetConfig(n_inputs=218, widths=(512, 256, 128, 64), dropouts=(0.1, 0.1, 0.0, 0.0),
                          scale_inputs=True)
+# The one list of training presets (the CLI's `train --model` choices).
 PRESETS: dict[str, Preset] = {p.name: p for p in [
     Preset("gan-oqmd", "wgan", WGANConfig.oqmd, _source("oqmd"), featurizer="onehot",
            hyper=dict(epochs=1000, batch_size=512, lr_g=1e-4, lr_d=1e-4, n_critic=5, gp_lambda=10.0,
@@ -107,4 +113,4 @@ def get(name: str) -> Preset:
     try:
         return PRESETS[name]
     except KeyError:
-        raise ValueError(f"unknown preset {name!r} (presets: {', '.join(PRESETS)})") from None
+        raise PresetError(f"unknown preset {name!r} (presets: {', '.join(PRESETS)})") from None

@@ -1,0 +1,60 @@
+"""The `matstore` command: parse options, call the library, print. No logic lives here.
+
+One module per command group (store, ingest, compute, results, models); choices come from the
+plug-in registries (matstore.sources.SOURCES, matstore.features.FEATURIZERS,
+matstore.training.presets.PRESETS, matstore.validity.OXIDATION_SETS), never from lists here.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import duckdb
+
+from ..errors import MatstoreError
+from . import compute, ingest, models, results, store
+from .options import console
+
+
+class MatstoreGroup(click.Group):
+    """matstore's own errors (MatstoreError) and DuckDB's (explained) become one line; anything
+    else is a bug and keeps its traceback."""
+
+    def invoke(self, ctx):
+        from ..query import friendly  # noqa: PLC0415
+
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise  # click's own: usage errors, --help (exit 0), ctrl-c
+        except duckdb.Error as e:
+            fail(str(friendly(e, "error")))
+        except (MatstoreError, FileNotFoundError) as e:
+            fail(f"error: {e}")
+
+
+def fail(line: str) -> None:
+    console.print(line, markup=False, highlight=False, soft_wrap=True)  # one line, unwrapped
+    sys.exit(1)
+
+
+@click.group(cls=MatstoreGroup)
+@click.version_option(package_name="matstore")
+@click.option("--read-only", is_flag=True, envvar="MATSTORE_READ_ONLY",
+              help="Never write to the store: commands that would write fail instead.")
+@click.pass_context
+def main(ctx, read_only):
+    """Materials discovery in one DuckDB file."""
+    if read_only:  # every Store this command makes is read-only; reset when the command ends
+        from ..store import READ_ONLY  # noqa: PLC0415
+
+        token = READ_ONLY.set(True)
+        ctx.call_on_close(lambda: READ_ONLY.reset(token))
+
+
+for _group in (store, ingest, compute, results, models):
+    for _command in _group.COMMANDS:
+        main.add_command(_command)
+
+__all__ = ["main"]

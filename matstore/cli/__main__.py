@@ -1,0 +1,5 @@
+"""`python -m matstore.cli ...` == `matstore ...`."""
+
+from . import main
+
+main()

@@ -1,0 +1,143 @@
+"""`matstore generate | predict | stability | featurize | validate`: fill the store's
+computed tables (choices from the featurizer and oxidation-set registries)."""
+
+from __future__ import annotations
+
+import click
+
+from ..features import FEATURIZERS
+from ..store import Store
+from ..validity import DEFAULT_SET, OXIDATION_SETS
+from .options import (POSITIVE, TOLERANCE, console, device_option, no_progress_option, param_option,
+                      store_option, where_option)
+
+
+@click.command()
+@store_option
+@click.option("--model", "model", default=None, help="Generator NAME[@VERSION] or model id.")
+@click.option("-n", "n", type=POSITIVE, default=None, help="Samples to draw.")
+@click.option("--batch-size", type=POSITIVE, default=None,
+              help="Samples per batch and transaction (default: 8192 on CPU, 262144 on CUDA).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the sampling.")
+@device_option
+@click.option("--tolerance", type=TOLERANCE, default=None,
+              help="Decoding tolerance, 0 < T < 1 (default: matstore.features.onehot's).")
+@click.option("--resume", "resume_id", type=int, default=None,
+              help="Continue an interrupted run from its last committed batch.")
+@no_progress_option
+@click.option("--validate", is_flag=True, help="Also store validity flags of new compositions.")
+@click.option("--featurize", "featurizers", multiple=True,
+              help="Also store this featurizer's vectors of new compositions (repeatable).")
+@click.option("--predict", "predictors", multiple=True,
+              help="Also predict with this model NAME[@VERSION] (repeatable).")
+@click.option("--stability", "stability_ref", default=None, metavar="SOURCE",
+              help="Also place the --predict formation energies on the hull of SOURCE's known phases.")
+def generate(db, model, n, batch_size, seed, device, tolerance, resume_id, no_progress, quiet,
+             validate, featurizers, predictors, stability_ref):
+    """Sample a generator into the store, one transaction per batch (--validate, --featurize,
+    --predict: the full pipeline per batch, for the batch's compositions that lack it)."""
+    from .. import runner
+
+    store = Store(db)
+    no_progress = no_progress or quiet
+    if resume_id is not None:
+        res = runner.resume(store, resume_id, device=device, progress=not no_progress)
+    else:
+        if not model or not n:
+            raise click.UsageError("generate needs --model NAME and -n N (or --resume RUN_ID)")
+        stages = runner.Stages(validate, tuple(featurizers), tuple(predictors), stability_ref)
+        res = runner.generate(store, model, n, batch_size=batch_size, seed=seed, device=device,
+                              tolerance=tolerance, progress=not no_progress, stages=stages)
+    console.print(f"run {res.run_id} {res.status}: {res.n_samples:,} samples, "
+                  f"{res.n_decodable:,} decodable, {res.n_new_compositions:,} new compositions, "
+                  f"{res.samples_per_s:,.0f} samples/s"
+                  + ("" if not res.written else
+                     ", rows written: " + ", ".join(f"{k} {v:,}" for k, v in res.written.items())))
+
+
+@click.command()
+@store_option
+@click.option("--model", "model", required=True, help="Predictor NAME[@VERSION] or model id.")
+@click.option("--where", default=None,
+              help="SQL condition on compositions (alias c), e.g. "
+                   "\"composition_id IN (SELECT composition_id FROM candidates)\"; values "
+                   "as $NAME with -p NAME=VALUE.")
+@param_option
+@device_option
+@click.option("--batch-size", type=POSITIVE, default=65536, show_default=True,
+              help="Compositions per prediction batch and transaction.")
+@click.option("--chunk-size", type=POSITIVE, default=None, hidden=True, help="Old name of --batch-size.")
+@no_progress_option
+def predict(db, model, where, params, device, batch_size, chunk_size, no_progress, quiet):
+    """Predict a property for compositions lacking that model version's predictions."""
+    from ..predict import predict as run_predict
+    from ..query import parse_params
+
+    res = run_predict(Store(db), model, where=where, chunk_size=chunk_size or batch_size, device=device,
+                      progress=not (no_progress or quiet), params=parse_params(params))
+    console.print(f"{res.model}: {res.n_predicted:,} {res.property} predictions "
+                  f"({res.n_null:,} not featurizable) in {res.seconds:.1f} s")
+
+
+@click.command()
+@store_option
+@click.option("--model", "model", default=None,
+              help="Formation-energy predictor NAME[@VERSION] or id (default: the known phases).")
+@click.option("--reference", default=None,
+              help="materials.source whose known phases make the hull (default: the only one "
+                   "with formation energies).")
+@no_progress_option
+def stability(db, model, reference, no_progress, quiet):
+    """Energy above the convex hull of a source's known phases, with decomposition products."""
+    from ..stability import compute
+
+    res = compute(Store(db), model=model, reference=reference, progress=not (no_progress or quiet))
+    console.print(f"stability of {res.model or 'the known phases'} vs {res.reference} "
+                  f"({res.n_phases:,} reference phases): {res.n_computed:,} rows, "
+                  f"{res.n_below:,} below the known hull, in {res.seconds:.1f} s"
+                  + (f" (run {res.run_id})" if res.run_id else ""))
+
+
+@click.command()
+@store_option
+@click.option("--featurizer", "featurizer", required=True,
+              type=click.Choice(list(FEATURIZERS)), help="Featurizer to compute.")
+@where_option
+@param_option
+@click.option("--batch-size", type=POSITIVE, default=100_000, show_default=True,
+              help="Compositions per batch and transaction.")
+@no_progress_option
+def featurize(db, featurizer, where, params, batch_size, no_progress, quiet):
+    """Compute a featurizer for compositions lacking its current version's rows."""
+    from ..featurize import featurize_store
+    from ..query import parse_params
+
+    r = featurize_store(Store(db), featurizer, where=where, batch_size=batch_size,
+                        progress=not (no_progress or quiet), params=parse_params(params))
+    console.print(f"{featurizer} v{r.version}: {r.written:,} rows written for {r.pending:,} pending "
+                  f"compositions ({r.not_encodable:,} not encodable, empty vector) in {r.seconds:.1f} s")
+
+
+@click.command()
+@store_option
+@where_option
+@param_option
+@click.option("--batch-size", type=POSITIVE, default=100_000, show_default=True,
+              help="Compositions per batch and transaction.")
+@no_progress_option
+@click.option("--oxidation-set", type=click.Choice(list(OXIDATION_SETS)), default=DEFAULT_SET,
+              show_default=True, help="smact oxidation-state set (the views use the default).")
+def validate(db, where, params, batch_size, no_progress, quiet, oxidation_set):
+    """Charge neutrality / electronegativity / smact_validity and an oxidation-state assignment
+    for compositions lacking them under one oxidation-state set."""
+    from ..featurize import validate_store
+    from ..query import parse_params
+
+    r = validate_store(Store(db), where=where, batch_size=batch_size,
+                       progress=not (no_progress or quiet), oxidation_set=oxidation_set,
+                       params=parse_params(params))
+    console.print(f"checker {r.version}: {r.written:,} rows written for {r.pending:,} pending "
+                  f"compositions ({r.not_encodable:,} outside smact's data: NULL flags) in {r.seconds:.1f} s")
+
+
+COMMANDS = [generate, predict, stability, featurize, validate]

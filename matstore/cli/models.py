@@ -1,0 +1,121 @@
+"""`matstore train` and `matstore models ...`: training presets (matstore.training.presets)
+and the model registry (matstore.registry)."""
+
+from __future__ import annotations
+
+import click
+
+from .. import output
+from ..store import Store
+from .options import POSITIVE, RegistryChoice, console, device_option, no_progress_option, output_options, store_option
+
+
+def preset_names():
+    from ..training.presets import PRESETS  # noqa: PLC0415 (imports torch)
+
+    return PRESETS
+
+
+@click.command()
+@store_option
+@click.option("--model", "preset", required=True, type=RegistryChoice(preset_names),
+              help="Training preset (matstore.training.presets).")
+@click.option("--on", "on", default=None, help="SQL returning composition_id: the training rows.")
+@click.option("--target-source", default=None,
+              help="Predictors: the source whose values to learn (default: the one DFT source).")
+@click.option("--name", default=None, help="Registry name (default: the preset's).")
+@click.option("--epochs", type=POSITIVE, default=None, help="Epochs (default: the preset's).")
+@click.option("--batch-size", type=POSITIVE, default=None, help="Rows per step (default: the preset's).")
+@click.option("--lr", type=float, default=None, help="Learning rate (predictors, autoencoder).")
+@click.option("--max-rows", type=POSITIVE, default=None, help="Train on a seeded random subset.")
+@click.option("--max-steps", type=POSITIVE, default=None, help="Stop after this many optimizer steps.")
+@click.option("--clip", type=float, default=None, help="GANs: weight clipping to ±CLIP instead of GP.")
+@device_option
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the split and training.")
+@no_progress_option
+def train(db, preset, on, target_source, name, epochs, batch_size, lr, max_rows, max_steps, clip, device,
+          seed, no_progress, quiet):
+    """Train a preset on the store's data and save it as a new model version."""
+    import json
+
+    from ..training import train as run_train
+
+    extra = {k: v for k, v in (("lr", lr), ("clip", clip)) if v is not None}
+    mv = run_train(Store(db), preset, on=on, target_source=target_source, epochs=epochs, device=device,
+                   seed=seed, max_rows=max_rows, batch_size=batch_size, name=name, max_steps=max_steps,
+                   progress=not (no_progress or quiet), **extra)
+    shown = {k: v for k, v in mv.metrics.items() if k not in ("history",)}
+    console.print(f"saved {mv.ref} (model id {mv.model_id}, {mv.kind}): {json.dumps(shown)}")
+
+
+@click.group()
+def models():
+    """List, show, export and import model versions."""
+
+
+@models.command("list")
+@store_option
+@output_options
+def models_list(db, fmt, parquet, limit_rows):
+    """One row per model version (shown: a summary of the metrics; --json/--csv: all of them)."""
+    import polars as pl
+
+    from ..registry import list_models
+
+    df = list_models(Store(db))
+    if not parquet and fmt not in ("csv", "json"):
+        df = df.with_columns(pl.col("metrics").map_elements(output.json_summary, return_dtype=pl.Utf8))
+    output.emit(df, fmt, parquet, max_rows=limit_rows)
+
+
+@models.command("show")
+@click.argument("ref")
+@store_option
+def models_show(ref, db):
+    """Everything recorded about NAME[@VERSION] or a model id (weights left out), as JSON."""
+    import json
+
+    from ..registry import show_model
+
+    click.echo(json.dumps(show_model(Store(db), ref), indent=2, default=str))
+
+
+@models.command("export")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("refs", nargs=-1)
+@store_option
+def models_export(file, refs, db):
+    """Write model versions REFS (default: all), weights included, to one Parquet FILE."""
+    from ..registry import export_models
+
+    n = export_models(Store(db), file, list(refs) or None)
+    console.print(f"exported {n} model version(s) to {file}")
+
+
+@models.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@store_option
+def models_import(file, db):
+    """Read model versions from an export FILE (same weights under the same name: skipped)."""
+    from ..registry import import_models
+
+    r = import_models(Store(db), file)
+    for mv in r.imported:
+        console.print(f"imported {mv.ref} (model id {mv.model_id})")
+    for s in r.skipped:
+        console.print(f"skipped {s}")
+
+
+@models.command("convert")
+@click.argument("refs", nargs=-1)
+@click.option("--trust", is_flag=True, help="I trust where this store came from (reads pickles).")
+@store_option
+def models_convert(refs, trust, db):
+    """Rewrite forests pickled by an older matstore (REFS, default: all) as plain arrays."""
+    from ..registry import convert_forests
+
+    done = convert_forests(Store(db), list(refs) or None, trust=trust)
+    console.print(f"converted {', '.join(done)}" if done else "no pickled forests to convert")
+
+
+COMMANDS = [train, models]

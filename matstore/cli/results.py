@@ -1,0 +1,54 @@
+"""`matstore screen | report | demo`: look at what the store found."""
+
+from __future__ import annotations
+
+import click
+
+from .. import output
+from ..store import Store
+from .options import POSITIVE, console, device_option, output_options, store_option
+
+
+@click.command()
+@click.argument("name", required=False)
+@store_option
+@output_options
+def screen(name, db, fmt, parquet, limit_rows):
+    """Run the screen_NAME view (no NAME: list the screens)."""
+    from ..report import run_screen
+
+    df = run_screen(Store(db), name)
+    output.emit(df, fmt, parquet, max_rows=limit_rows)
+
+
+@click.command()
+@store_option
+@click.option("--run", "run_id", type=int, default=None, help="Generation run (default: latest).")
+@click.option("--out", "out", type=click.Path(file_okay=False), required=True,
+              help="Folder to write the report into.")
+def report(db, run_id, out):
+    """Write PNG plots and an index.html about a generation run."""
+    from ..report import write_report
+
+    path = write_report(Store(db), out, run_id=run_id)
+    console.print(f"report written to {path}")
+
+
+@click.command()
+@store_option
+@click.option("--samples", type=POSITIVE, default=20000, show_default=True, help="Samples to generate.")
+@click.option("--gan-epochs", type=POSITIVE, default=None, help="GAN epochs (default: the demo's).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed of every step.")
+@device_option
+@click.option("--top", type=POSITIVE, default=20, show_default=True, help="Candidates shown at the end.")
+@click.option("--gan-rows", type=click.IntRange(min=0), default=4000, show_default=True,
+              help="MP compositions the demo GAN trains on (0: all).")
+def demo(db, samples, gan_epochs, seed, device, top, gan_rows):
+    """The whole pipeline on the builtin data: ingest, train, generate, validate, predict, screen."""
+    from ..pipeline import run_demo
+
+    run_demo(Store(db or "demo.duckdb"), samples=samples, gan_epochs=gan_epochs,
+             seed=seed, device=device, top=top, console=console, gan_rows=gan_rows or None)
+
+
+COMMANDS = [screen, report, demo]
