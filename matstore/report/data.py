@@ -187,12 +187,13 @@ def report_data(store: Store, run_id: int) -> ReportData:
         params = [run_id, *train_params]
         n_el = frame(con, f"""SELECT s.set, c.n_elements, count(*) AS n FROM ({both}) s
                               JOIN compositions c USING (composition_id) GROUP BY ALL ORDER BY ALL""", params)
-        freq = frame(con, f"""
-            WITH s AS ({both}),
-                 sizes AS (SELECT set, count(*) AS n_set FROM s GROUP BY set)
-            SELECT e.set, e.element, count(*) AS n, any_value(sizes.n_set) AS n_set
-            FROM (SELECT s.set, unnest(c.elements) AS element FROM s JOIN compositions c USING (composition_id)) e
-            JOIN sizes USING (set) GROUP BY ALL ORDER BY ALL""", params)
+        # elements are counted in polars: DuckDB 2.0.0 raises an INTERNAL error ("dict-surviving
+        # cache") on unnest(elements) joined with the set sizes, intermittently, with threads > 1
+        members = frame(con, f"""SELECT s.set, c.elements FROM ({both}) s
+                                 JOIN compositions c USING (composition_id)""", params)
+        freq = (members.with_columns(pl.len().over("set").alias("n_set")).explode("elements")
+                .group_by("set", pl.col("elements").alias("element"))
+                .agg(pl.len().alias("n"), pl.first("n_set")).sort("set", "element"))
         curve = frame(con, "SELECT * FROM uniqueness_curve WHERE run_id = ? ORDER BY batch_no", [run_id])
         recovery = frame(con, """
             WITH fs AS (SELECT composition_id, min(batch_no) AS batch_no FROM generated
