@@ -4,6 +4,9 @@
 -- placed on the hull (stability), each named: fe_model (whose predicted formation energy was
 -- placed on the hull of `reference`'s phases) and band_gap_model (the latest band-gap
 -- prediction, candidates' rule: highest run id, then model id). ions: the stored oxidation states.
+-- decomposes_to_elements: the hull under it is made of elements only (the reference knows no
+-- compound there), so e_above_hull is just the predicted formation energy: far below 0 it is an
+-- extrapolation or a gap in the reference, not evidence of stability.
 -- depends: candidates, model_refs
 -- key: composition_id, fe_model, reference
 WITH bg AS (
@@ -26,6 +29,8 @@ SELECT c.composition_id,
        s.reference,
        s.reference_ingests,
        s.decomposition,
+       list_bool_and(list_transform(s.decomposition,
+                                    lambda d: regexp_full_match(d.formula, '[A-Z][a-z]?[0-9]*'))) AS decomposes_to_elements,
        c.times_generated,
        c.first_run,
        c.generated_by

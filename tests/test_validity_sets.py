@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import re
 import warnings
 
 import duckdb
@@ -298,6 +299,12 @@ STABILITY_COLS = ["composition_id", "model_id", "reference", "reference_ingests"
                   "e_above_hull", "decomposition", "run_id"]
 
 
+ELEMENTS_ONLY = [{"composition_id": 1, "formula": "Fe", "fraction": 0.4},
+                 {"composition_id": 2, "formula": "O2", "fraction": 0.6}]
+WITH_COMPOUND = [{"composition_id": 3, "formula": "Fe2O3", "fraction": 0.7},
+                 {"composition_id": 2, "formula": "O2", "fraction": 0.3}]
+
+
 def test_screen_stable_semiconductors_matches_recount(store, read_formulas):
     from matstore import runner
 
@@ -328,7 +335,7 @@ def test_screen_stable_semiconductors_matches_recount(store, read_formulas):
         "reference_ingests": [[1]] * (n + len(ids[::2]) + 50),
         "formation_energy_per_atom": rng.normal(-1, 0.5, n + len(ids[::2]) + 50),
         "e_above_hull": rng.uniform(-0.05, 0.3, n + len(ids[::2]) + 50),
-        "decomposition": [[{"composition_id": 1, "formula": "X", "fraction": 1.0}]] * (n + len(ids[::2]) + 50),
+        "decomposition": [ELEMENTS_ONLY if i % 2 else WITH_COMPOUND for i in range(n + len(ids[::2]) + 50)],
         "run_id": 5}, schema_overrides={"model_id": pl.Int32, "run_id": pl.Int32,
                                          "reference_ingests": pl.List(pl.Int32)})
     stab = stab.unique(["composition_id", "model_id", "reference"])
@@ -361,3 +368,7 @@ def test_screen_stable_semiconductors_matches_recount(store, read_formulas):
     assert np.allclose(m["pred_band_gap"].to_numpy(), m["bg"].to_numpy())
     assert np.allclose(m["pred_formation_energy_per_atom"].to_numpy(), m["formation_energy_per_atom"].to_numpy())
     assert got["ions"].null_count() == 0 and all(" " in s for s in got["ions"].to_list())
+    # a hull of elements only (the reference knows no compound under it) is flagged
+    elements_only = [all(re.fullmatch(r"[A-Z][a-z]?\d*", d["formula"]) for d in dec)
+                     for dec in m["decomposition_right"].to_list()]
+    assert m["decomposes_to_elements"].to_list() == elements_only and 0 < sum(elements_only) < m.height
