@@ -62,7 +62,7 @@ class RunResult:
     n_new_compositions: int
     seconds: float
     written: dict | None = None   # after-generator stages: rows appended per table
-    n_key_collisions: int = 0     # samples dropped: their key names another map (runner.key_check)
+    n_key_collisions: int = 0     # samples dropped: their key names another map (samples.key_check)
 
 
     @property
@@ -170,9 +170,7 @@ def _execute(store: Store, run_id: int, loaded, params: dict, seed: int, device:
     known, by_formula = known_keys(store)
     t_start = time.perf_counter()
     tally = {"drawn": 0, "decodable": 0, "new": 0, "key_collisions": 0}
-    written = {"validity": 0, "features": 0, "predictions": 0}
-    if pipe is not None and pipe.reference is not None:
-        written["stability"] = 0
+    written = pipe.no_rows() if pipe else {}
     bar = progress_bars.bar(progress, "samples")
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"matstore-run-{run_id}")
     inflight: list = []          # [(future, samples, decodable)] of the batch being committed

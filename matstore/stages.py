@@ -199,12 +199,15 @@ class Pipeline:
         chunk, self.buffer, self.buffered, self.last_flush = self.buffer, [], 0, time.monotonic()
         return chunk
 
+    def no_rows(self) -> dict[str, int]:
+        """Rows written per table, all zero: the tables this run's stages write."""
+        return dict.fromkeys(("validity", "features", "predictions")
+                             + (("stability",) if self.reference is not None else ()), 0)
+
     def write(self, con, run_id: int, chunk: list[dict]) -> dict[str, int]:
         """Append a take()n chunk inside the caller's transaction (anti-join: a concurrent
         writer's rows are not duplicated); returns rows written per table."""
-        n = {"validity": 0, "features": 0, "predictions": 0}
-        if self.reference is not None:
-            n["stability"] = 0
+        n = self.no_rows()
         if not chunk:
             return n
         for st in (st for st in chunk[0] if st != "keys"):

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import polars as pl
 
@@ -60,3 +63,50 @@ def trained_store(tmp_path_factory, read_formulas, name: str, cnn: bool = False)
     if cnn:
         models.append(training.train(store, "cnn-fe", max_rows=600, epochs=1, progress=False))
     return store, formulas, models
+
+
+def small_study(tmp_path_factory, read_formulas, name: str) -> Path:
+    """A small real study, for tests that copy it (copy_store) and attack or query the copy: 400
+    MP formulas with formation energies, an RF predictor, a generation run (some novel
+    candidates), validity and the candidates' predictions. Returns the file's path."""
+    from matstore import runner, training
+    from matstore.featurize import validate_store
+    from matstore.predict import predict
+
+    store = Store.init(tmp_path_factory.mktemp(name) / "template.duckdb")
+    formulas, values = mp_formulas(read_formulas, 600)
+    load_compositions(store, formulas[:400], "mp", values[:400])
+    mv = training.train(store, "rf-fe", max_rows=350, config={"n_estimators": 10, "n_jobs": 1},
+                        progress=False)
+    runner.generate(store, ReplayGenerator(formulas), 1200, batch_size=600, seed=5, device="cpu",
+                    progress=False)
+    validate_store(store, progress=False)
+    predict(store, mv.ref, where="composition_id IN (SELECT composition_id FROM candidates)",
+            device="cpu", progress=False)
+    return Path(store.path)
+
+
+def copy_store(template: Path, path: Path) -> Store:
+    """A private copy of a store file (and its WAL) at path."""
+    shutil.copy(template, path)
+    if Path(str(template) + ".wal").exists():
+        shutil.copy(str(template) + ".wal", str(path) + ".wal")
+    return Store(path)
+
+
+# A narrow Table 3.2 GAN for tests about the runner, not about GAN quality.
+TINY_GAN = {"generator": {"latent_dim": 16, "fc_channels": 8,
+                          "deconvs": [[8, 5, 5, 2, 2], [8, 3, 3, 2, 1], [4, 3, 3, 2, 1], [1, 3, 3, 2, 1]]},
+            "critic": {"convs": [[4, 3, 3, 2, 1], [8, 3, 3, 2, 1], [8, 3, 3, 2, 1], [8, 5, 5, 2, 2]]}}
+
+
+def decode_tolerance_for(store: Store, ref: str) -> float:
+    """A few training steps do not make a GAN's maps decodable at MatGAN's 0.2 threshold: put the
+    threshold at the typical 4th-highest cell so most samples decode to 1-8 elements."""
+    import torch
+
+    from matstore.registry import load_model
+
+    s = load_model(store, ref).sample(512, torch.Generator().manual_seed(0), "cpu").numpy()
+    fourth = np.sort(s.reshape(len(s), -1), axis=1)[:, -4]
+    return float(1 - np.median(fourth))
