@@ -54,29 +54,11 @@ elif kind == "featurize":
     featurize_store(store, "fractions", batch_size=cfg["chunk"], progress=False)
     validate_store(store, batch_size=cfg["chunk"], progress=False)
 elif kind == "generate":
-    import polars as pl, torch
-    from matstore import compositions, runner
-    from matstore.features import onehot
+    import polars as pl
+    from matstore import runner
+    from matstore.testing import ReplayGenerator
 
-    class Replay:
-        kind, latent_dim, model_id, ref = "wgan", 4, 1, "replay@1"
-
-        def __init__(self, formulas):
-            maps, ok = onehot.encode(compositions.CompositionBatch.from_formulas(formulas))
-            self.maps = torch.as_tensor(maps[ok])
-
-        def sample(self, n, generator, device):
-            idx = torch.randint(len(self.maps), (n,), generator=generator)
-            out = self.maps[idx].clone()
-            u = torch.rand(n, generator=generator)
-            j = torch.randint(0, 3, (n,), generator=generator)
-            e = torch.randint(0, 85, (n,), generator=generator)
-            add = u < 0.3
-            out[add.nonzero().squeeze(1), j[add], e[add]] = 0.95
-            out[u > 0.9] = 0.0
-            return out.to(device)
-
-    gen = Replay(pl.read_csv(csv)["formula"].to_list()[:3000])
+    gen = ReplayGenerator(pl.read_csv(csv)["formula"].to_list()[:3000])
     existing = store.query("SELECT run_id FROM runs")["run_id"].to_list() if phase == "resume" else []
     if existing:
         runner.resume(store, existing[0], model=gen, progress=False)

@@ -62,6 +62,7 @@ from matstore import compositions, runner
 from matstore.features import onehot
 from matstore.models.gan import Generator, GeneratorConfig, SMALL_GENERATOR
 from matstore.store import Store, append
+from matstore.testing import ReplayGenerator
 
 DATA = Path(os.environ.get("MATSTORE_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 FLOP_PER_SAMPLE = None  # filled by _count_flops
@@ -107,20 +108,10 @@ class StoredSamples:
 
 
 def stored_maps(n: int, seed: int = 0) -> tuple[torch.Tensor, pl.DataFrame]:
+    """n replayed maps of 60,000 real MP compositions (matstore.testing.ReplayGenerator's mix)."""
     df = pl.read_csv(DATA / "mp" / "e_form.csv").sample(fraction=1.0, shuffle=True, seed=seed).head(60000)
-    formulas = df["formula"].to_list()
-    batch = compositions.CompositionBatch.from_formulas(formulas)
-    maps, ok = onehot.encode(batch)
-    maps = torch.as_tensor(maps[ok])
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randint(len(maps), (n,), generator=g)
-    out = maps[idx].clone()
-    u = torch.rand(n, generator=g)
-    add = u < 0.3
-    out[add.nonzero().squeeze(1), torch.randint(0, 3, (n,), generator=g)[add],
-        torch.randint(0, 85, (n,), generator=g)[add]] = 0.95
-    out[u > 0.9] = 0.0
-    return out, df
+    replay = ReplayGenerator(df["formula"].to_list())
+    return replay.sample(n, torch.Generator().manual_seed(seed), "cpu"), df
 
 
 def fresh_store(data: pl.DataFrame, fe_rows: int = 0) -> Store:
@@ -241,7 +232,7 @@ def _time_generator(gen: Generator, n: int, bs: int, dev: str) -> float:
 def _reduced_precision_row(args, gen: Generator, flops: float) -> None:
     """1b. the generator in tf32/bf16, and whether the decoded compositions change (the issue
     allows reduced precision only if they do not)."""
-    from matstore.runner import decode_batch
+    from matstore.samples import decode_batch
 
     import copy
 

@@ -16,10 +16,12 @@ import numpy as np
 import pyarrow as pa
 
 from .compositions import Z_OF, CompositionBatch
+from .progress import bar as progress_bar
 from .store import Store, append_new
 
 DEFAULT_BATCH = 100_000
-_SYMBOL_Z = {s: z for s, z in Z_OF.items()}
+FEATURE_KEY = ["composition_id", "featurizer", "version"]
+VALIDITY_KEY = ["composition_id", "checker_version"]
 
 
 @dataclass
@@ -31,31 +33,34 @@ class StoreResult:
     seconds: float = 0.0
 
 
-def _pending(store: Store, missing_sql: str, params: list, where: str | None,
-             where_params: dict | None = None) -> pa.Table:
-    """Compositions lacking rows (missing_sql), optionally only those matching the user's SQL
-    condition `where`: that is checked to be one condition and evaluated on a guarded read-only
+def pending(store: Store, missing_sql: str, params: list, where: str | None,
+            where_params: dict | None = None, label: str = "--where", error=None,
+            ordered: bool = False) -> pa.Table:
+    """(composition_id, elements, counts) of compositions lacking rows (missing_sql: a correlated
+    condition on compositions alias c), optionally only those matching the user's SQL condition
+    `where`: that is checked to be one condition and evaluated on a guarded read-only
     connection, so it never reaches a write connection (which only gets the ids, as Arrow).
-    where_params: values of the condition's `$name` placeholders, bound (query.where_params)."""
-    import duckdb
+    where_params: values of the condition's `$name` placeholders, bound (query.where_params).
+    A bad condition raises error (default query.QueryError) naming label and the condition."""
+    import duckdb  # noqa: PLC0415
 
-    from .query import QueryError, check_condition, where_params as bind
+    from .query import QueryError, check_condition, where_params as bind  # noqa: PLC0415
 
     if where:
-        check_condition(where)
-    missing_sql, params = bind(missing_sql, params, where, where_params)
+        check_condition(where, label)
+    missing_sql, params = bind(missing_sql, params, where, where_params, label)
     with store.connect(write=True):  # an older store is migrated before the read below
         pass
     cond = f"AND ({where})" if where else ""
     sql = (f"SELECT c.composition_id, c.elements, c.counts FROM compositions c "
-           f"WHERE NOT EXISTS ({missing_sql}) {cond}")
+           f"WHERE NOT EXISTS ({missing_sql}) {cond}" + (" ORDER BY c.composition_id" if ordered else ""))
     with store.connect(write=False, guarded=True) as con:
         try:
             return con.sql(sql, params=params).to_arrow_table()
         except duckdb.Error as e:
             if where:
-                raise QueryError(f"--where {where!r} is not a valid condition on compositions: "
-                                 f"{str(e).splitlines()[0]}") from None
+                raise (error or QueryError)(f"{label} {where!r} is not a valid condition on "
+                                            f"compositions: {str(e).splitlines()[0]}") from None
             raise
 
 
@@ -70,7 +75,7 @@ def batch_from_arrow(table: pa.Table) -> CompositionBatch:
     lengths = np.diff(offsets)
     k = int(lengths.max()) if n else 1
     flat = el.flatten().dictionary_encode()
-    z_of_dict = np.array([_SYMBOL_Z[s] for s in flat.dictionary.to_pylist()], dtype=np.int16)
+    z_of_dict = np.array([Z_OF[s] for s in flat.dictionary.to_pylist()], dtype=np.int16)
     zflat = z_of_dict[np.asarray(flat.indices, dtype=np.int64)] if len(flat) else np.zeros(0, np.int16)
     cflat = np.asarray(ct.flatten(), dtype=np.int64)
     rows = np.repeat(np.arange(n), lengths)
@@ -80,14 +85,6 @@ def batch_from_arrow(table: pa.Table) -> CompositionBatch:
     z[rows, cols] = zflat
     c[rows, cols] = cflat
     return CompositionBatch(ids, z, c)
-
-
-def _progress(enabled: bool, total: int, label: str):
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    console=Console(stderr=True), disable=not enabled or total == 0, transient=False)
 
 
 def vectors(values: np.ndarray, ok: np.ndarray) -> pa.Array:
@@ -103,6 +100,15 @@ def vectors(values: np.ndarray, ok: np.ndarray) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), data)
 
 
+def feature_rows(ids: np.ndarray, feat, values: np.ndarray, ok: np.ndarray) -> pa.Table:
+    """features-table rows of one featurizer: (n, ...) values of compositions ids, empty
+    vectors where not ok (the featurizer cannot encode them)."""
+    return pa.table({"composition_id": pa.array(np.asarray(ids, np.int64), pa.int64()),
+                     "featurizer": pa.array([feat.name] * len(ids), pa.string()),
+                     "version": pa.array([feat.version] * len(ids), pa.string()),
+                     "vector": vectors(values, ok)})
+
+
 def featurize_store(store: Store, featurizer_name: str, where: str | None = None,
                     batch_size: int = DEFAULT_BATCH, progress: bool = True,
                     params: dict | None = None) -> StoreResult:
@@ -116,24 +122,17 @@ def featurize_store(store: Store, featurizer_name: str, where: str | None = None
     batch_size = at_least_one("featurize: the batch size", batch_size)
     feat = get(featurizer_name)
     t0 = time.perf_counter()
-    pending = _pending(store, "SELECT 1 FROM features f WHERE f.composition_id = c.composition_id "
-                       "AND f.featurizer = ? AND f.version = ?", [feat.name, feat.version], where, params)
-    res = StoreResult(pending=pending.num_rows, written=0, version=feat.version)
-    with _progress(progress, pending.num_rows, f"featurize {feat.name}") as bar:
-        task = bar.add_task("", total=pending.num_rows)
-        for s in range(0, pending.num_rows, batch_size):
-            batch = batch_from_arrow(pending.slice(s, batch_size))
+    todo = pending(store, "SELECT 1 FROM features f WHERE f.composition_id = c.composition_id "
+                   "AND f.featurizer = ? AND f.version = ?", [feat.name, feat.version], where, params)
+    res = StoreResult(pending=todo.num_rows, written=0, version=feat.version)
+    with progress_bar(progress and todo.num_rows > 0, "compositions") as bar:
+        task = bar.add_task(f"featurize {feat.name}", total=todo.num_rows)
+        for s in range(0, todo.num_rows, batch_size):
+            batch = batch_from_arrow(todo.slice(s, batch_size))
             ok = feat.encodable(batch)
-            values = feat.transform(batch)
-            rows = pa.table({
-                "composition_id": pa.array(batch.composition_id, pa.int64()),
-                "featurizer": pa.array([feat.name] * len(batch), pa.string()),
-                "version": pa.array([feat.version] * len(batch), pa.string()),
-                "vector": vectors(values, ok),
-            })
+            rows = feature_rows(batch.composition_id, feat, feat.transform(batch), ok)
             with store.transaction() as con:
-                res.written += append_new(con, "features", rows,
-                                          key=["composition_id", "featurizer", "version"], distinct=False)
+                res.written += append_new(con, "features", rows, key=FEATURE_KEY, distinct=False)
             res.not_encodable += int((~ok).sum())
             bar.advance(task, len(batch))
     res.seconds = time.perf_counter() - t0
@@ -144,7 +143,7 @@ def validity_rows(batch: CompositionBatch, oxidation_set: str) -> pa.Table:
     """validity-table rows for a batch under one oxidation-state set. Flags are NULL where smact
     has no data for an element (it would raise); oxidation_states lists one state per element in
     the batch's slot order (= compositions.elements for batches from batch_from_arrow or
-    runner.canonical), NULL where the composition is not electronegativity-balanced."""
+    compositions.canonical), NULL where the composition is not electronegativity-balanced."""
     from .validity import check, checker_version
 
     flags = check(batch, oxidation_set, assign=True)
@@ -193,17 +192,16 @@ def validate_store(store: Store, where: str | None = None, batch_size: int = DEF
     oxidation_set = oxidation_set or DEFAULT_SET
     version = checker_version(oxidation_set)
     t0 = time.perf_counter()
-    pending = _pending(store, "SELECT 1 FROM validity v WHERE v.composition_id = c.composition_id "
-                       "AND v.checker_version = ?", [version], where, params)
-    res = StoreResult(pending=pending.num_rows, written=0, version=version)
-    with _progress(progress, pending.num_rows, f"validate {oxidation_set}") as bar:
-        task = bar.add_task("", total=pending.num_rows)
-        for s in range(0, pending.num_rows, batch_size):
-            batch = batch_from_arrow(pending.slice(s, batch_size))
+    todo = pending(store, "SELECT 1 FROM validity v WHERE v.composition_id = c.composition_id "
+                   "AND v.checker_version = ?", [version], where, params)
+    res = StoreResult(pending=todo.num_rows, written=0, version=version)
+    with progress_bar(progress and todo.num_rows > 0, "compositions") as bar:
+        task = bar.add_task(f"validate {oxidation_set}", total=todo.num_rows)
+        for s in range(0, todo.num_rows, batch_size):
+            batch = batch_from_arrow(todo.slice(s, batch_size))
             rows = validity_rows(batch, oxidation_set)
             with store.transaction() as con:
-                res.written += append_new(con, "validity", rows, key=["composition_id", "checker_version"],
-                                          distinct=False)
+                res.written += append_new(con, "validity", rows, key=VALIDITY_KEY, distinct=False)
             res.not_encodable += int(rows.column("smact_valid").null_count)
             bar.advance(task, len(batch))
     with store.transaction() as con:

@@ -447,11 +447,8 @@ class _Progress:
         self.source = source
         self.p = None
         if enabled:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                       TimeElapsedColumn)
-            from rich.console import Console
-            self.p = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                              console=Console(stderr=True), transient=False)
+            from . import progress
+            self.p = progress.bar(True)
             self.task = self.p.add_task(label, total=source.total)
 
     def __enter__(self):

@@ -57,7 +57,7 @@ from . import compositions as C
 from . import locking, migrations
 from .errors import MatstoreError
 from .recovery import pid_alive, this_process_start
-from .store import Store, _is_lock_error
+from .store import Store, is_lock_error as _is_lock_error
 
 SRC = "_matstore_merge_src"
 COPY_PREFIX = ".matstore-merge-"

@@ -60,26 +60,47 @@ def mark_interrupted(con: duckdb.DuckDBPyConnection) -> int:
 def interrupted_work(store) -> "pl.DataFrame":
     """Runs and ingests left interrupted/failed, with the command that completes each.
 
-    A generate run resumes from its last committed batch; an ingest re-run with the same source,
-    file and options resumes from its cursor (its last committed chunk or page).
+    A generate run resumes from its last committed batch; predict and stability runs complete by
+    running the same command again (it computes only the rows still missing); an ingest re-run
+    with the same source, file and options resumes from its cursor (its last committed chunk or
+    page).
     """
     import polars as pl  # noqa: PLC0415
 
-    from .store import frame  # noqa: PLC0415 (store imports recovery lazily)
+    def frame(con, sql: str) -> pl.DataFrame:
+        return pl.from_arrow(con.sql(sql).to_arrow_table())
 
     with store.connect(write=False) as con:
         ingests = frame(con, """
             SELECT 'ingest' AS what, ingest_id AS id, status, source AS kind, cursor,
-                   rows_kept AS rows_written, started_at, uri
+                   rows_kept AS rows_written, started_at, uri, NULL::VARCHAR AS params
             FROM ingests WHERE status IN ('interrupted', 'failed') ORDER BY ingest_id""")
         runs = frame(con, """
             SELECT 'run' AS what, run_id AS id, status, kind,
                    (SELECT count(*) FROM run_batches b WHERE b.run_id = r.run_id)::VARCHAR AS cursor,
-                   n_written AS rows_written, started_at, NULL::VARCHAR AS uri
+                   n_written AS rows_written, started_at, NULL::VARCHAR AS uri, params::VARCHAR AS params
             FROM runs r WHERE status IN ('interrupted', 'failed') ORDER BY run_id""")
     out = pl.concat([ingests, runs], how="vertical_relaxed")
-    hint = (pl.when(pl.col("what") == "run")
-            .then(pl.format("matstore generate --resume {}", pl.col("id")))
-            .otherwise(pl.format("matstore ingest {} ... (same file and options; resumes at {})",
-                                 pl.col("kind"), pl.col("cursor").fill_null("the start"))))
-    return out.with_columns(hint.alias("resume_with"))
+    hints = [resume_hint(r) for r in out.iter_rows(named=True)]
+    return out.drop("params").with_columns(pl.Series("resume_with", hints, pl.String))
+
+
+def resume_hint(work: dict) -> str:
+    """The command that completes one row of interrupted_work (what, id, kind, cursor, params)."""
+    import json  # noqa: PLC0415
+
+    if work["what"] == "ingest":
+        return f"matstore ingest {work['kind']} ... (same file and options; resumes at " \
+               f"{work['cursor'] or 'the start'})"
+    if work["kind"] == "generate":
+        return f"matstore generate --resume {work['id']}"
+    p = json.loads(work["params"] or "{}")
+    if work["kind"] == "predict":
+        where = f" --where {json.dumps(p['where'])}" if p.get("where") else ""
+        binds = "".join(f" -p {k}={v}" for k, v in (p.get("params") or {}).items())
+        return f"matstore predict --model {p.get('model')}{where}{binds} (predicts only what is missing)"
+    if work["kind"] == "stability":
+        model = f" --model {p['model']}" if p.get("model") else ""
+        ref = f" --reference {p['reference']}" if p.get("reference") else ""
+        return f"matstore stability{model}{ref} (computes only what is missing)"
+    return f"matstore {work['kind']} ... (the same command again; it skips what is stored)"

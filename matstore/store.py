@@ -24,6 +24,7 @@ import pyarrow as pa
 from . import locking, migrations
 from .views import package_views, view_definitions, view_question  # noqa: F401 (re-exported)
 from .errors import MatstoreError
+from .recovery import mark_interrupted
 
 DEFAULT_PATH = "matstore.duckdb"
 _PREPARED: set[str] = set()  # paths migrated + views refreshed by this process
@@ -43,7 +44,7 @@ def default_path() -> str:
     return os.environ.get("MATSTORE_DB", DEFAULT_PATH)
 
 
-def _is_lock_error(e: Exception) -> bool:
+def is_lock_error(e: Exception) -> bool:
     text = str(e)
     return "lock" in text.lower() and ("Conflicting" in text or "Could not set lock" in text)
 
@@ -154,8 +155,8 @@ class Store:
             except locking.GateTimeout as e:
                 raise StoreError(f"{e} for {self.lock_timeout:.0f} s (MATSTORE_LOCK_TIMEOUT)") from e
             except duckdb.IOException as e:
-                if not _is_lock_error(e) or time.monotonic() > deadline:
-                    if _is_lock_error(e):
+                if not is_lock_error(e) or time.monotonic() > deadline:
+                    if is_lock_error(e):
                         raise StoreError(f"store {self.path} stayed locked by another process for "
                                          f"{self.lock_timeout:.0f} s: {e}") from e
                     raise StoreError(f"cannot open store {self.path}: {e}") from e
@@ -199,14 +200,17 @@ class Store:
             finally:
                 con.close()
 
+    def forget_prepared(self) -> None:
+        """Prepare this path again on the next write open (migrate, views, mark dead runs
+        interrupted), as a fresh process would."""
+        _PREPARED.discard(self.path)
+
     def _prepare(self, con: duckdb.DuckDBPyConnection) -> None:
         if self.path in _PREPARED:
             return
         migrations.migrate(con, self.path)
         create_views(con)
         drop_shadowing_macros(con)
-        from .recovery import mark_interrupted  # noqa: PLC0415 (recovery imports store)
-
         mark_interrupted(con)
         _PREPARED.add(self.path)
 

@@ -1,13 +1,17 @@
-"""Helpers for the runner/predict/view tests: real compositions into a store, a replay generator."""
+"""Helpers for the runner/predict/view tests: real compositions into a store, the replay generator
+(matstore.testing, shared with the benchmarks), a trained store."""
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import polars as pl
-import torch
 
 from matstore import compositions
 from matstore.store import Store, append
+from matstore.testing import ReplayGenerator  # noqa: F401 (the tests import it from here)
 
 
 def load_compositions(store: Store, formulas: list[str], source: str = "mp",
@@ -40,41 +44,69 @@ def load_compositions(store: Store, formulas: list[str], source: str = "mp",
     return mdf
 
 
-class ReplayGenerator:
-    """A stand-in generator with the LoadedModel face: maps of real compositions, some with an
-    extra element cell (mostly novel compositions) and some blank (undecodable). Deterministic
-    given the torch.Generator, like a real GAN."""
-
-    kind = "wgan"
-    latent_dim = 4
-
-    def __init__(self, formulas: list[str], model_id: int = 1, fail_after: int | None = None):
-        from matstore.features import onehot
-
-        batch = compositions.CompositionBatch.from_formulas(formulas)
-        maps, ok = onehot.encode(batch)
-        self.maps = torch.as_tensor(maps[ok])
-        self.model_id = model_id
-        self.ref = f"replay@{model_id}"
-        self.calls = 0
-        self.fail_after = fail_after
-
-    def sample(self, n, generator, device):
-        self.calls += 1
-        if self.fail_after is not None and self.calls > self.fail_after:
-            raise KeyboardInterrupt("simulated interrupt")
-        idx = torch.randint(len(self.maps), (n,), generator=generator)
-        out = self.maps[idx].clone()
-        u = torch.rand(n, generator=generator)
-        cell_j = torch.randint(0, 3, (n,), generator=generator)
-        cell_e = torch.randint(0, 85, (n,), generator=generator)
-        add = u < 0.3
-        out[add.nonzero().squeeze(1), cell_j[add], cell_e[add]] = 0.95
-        out[u > 0.9] = 0.0
-        return out.to(device)
-
-
 def mp_formulas(read_formulas, n: int, offset: int = 0) -> tuple[list[str], np.ndarray]:
     df = read_formulas("mp/e_form.csv")  # the file is sorted by target: take a seeded shuffle
     df = df.sample(fraction=1.0, shuffle=True, seed=0).slice(offset, n)
     return df["formula"].to_list(), df[df.columns[1]].to_numpy()
+
+
+def trained_store(tmp_path_factory, read_formulas, name: str, cnn: bool = False):
+    """A store of 2,000 real MP compositions with formation energies and an rf-fe model trained
+    on them (and a 1-epoch cnn-fe where cnn): (store, formulas, [model refs])."""
+    from matstore import training
+
+    store = Store.init(tmp_path_factory.mktemp(name) / f"{name}.duckdb")
+    formulas, values = mp_formulas(read_formulas, 2000)
+    load_compositions(store, formulas, "mp", values)
+    models = [training.train(store, "rf-fe", max_rows=1500, config={"n_estimators": 20, "n_jobs": 1},
+                             progress=False)]
+    if cnn:
+        models.append(training.train(store, "cnn-fe", max_rows=600, epochs=1, progress=False))
+    return store, formulas, models
+
+
+def small_study(tmp_path_factory, read_formulas, name: str) -> Path:
+    """A small real study, for tests that copy it (copy_store) and attack or query the copy: 400
+    MP formulas with formation energies, an RF predictor, a generation run (some novel
+    candidates), validity and the candidates' predictions. Returns the file's path."""
+    from matstore import runner, training
+    from matstore.featurize import validate_store
+    from matstore.predict import predict
+
+    store = Store.init(tmp_path_factory.mktemp(name) / "template.duckdb")
+    formulas, values = mp_formulas(read_formulas, 600)
+    load_compositions(store, formulas[:400], "mp", values[:400])
+    mv = training.train(store, "rf-fe", max_rows=350, config={"n_estimators": 10, "n_jobs": 1},
+                        progress=False)
+    runner.generate(store, ReplayGenerator(formulas), 1200, batch_size=600, seed=5, device="cpu",
+                    progress=False)
+    validate_store(store, progress=False)
+    predict(store, mv.ref, where="composition_id IN (SELECT composition_id FROM candidates)",
+            device="cpu", progress=False)
+    return Path(store.path)
+
+
+def copy_store(template: Path, path: Path) -> Store:
+    """A private copy of a store file (and its WAL) at path."""
+    shutil.copy(template, path)
+    if Path(str(template) + ".wal").exists():
+        shutil.copy(str(template) + ".wal", str(path) + ".wal")
+    return Store(path)
+
+
+# A narrow Table 3.2 GAN for tests about the runner, not about GAN quality.
+TINY_GAN = {"generator": {"latent_dim": 16, "fc_channels": 8,
+                          "deconvs": [[8, 5, 5, 2, 2], [8, 3, 3, 2, 1], [4, 3, 3, 2, 1], [1, 3, 3, 2, 1]]},
+            "critic": {"convs": [[4, 3, 3, 2, 1], [8, 3, 3, 2, 1], [8, 3, 3, 2, 1], [8, 5, 5, 2, 2]]}}
+
+
+def decode_tolerance_for(store: Store, ref: str) -> float:
+    """A few training steps do not make a GAN's maps decodable at MatGAN's 0.2 threshold: put the
+    threshold at the typical 4th-highest cell so most samples decode to 1-8 elements."""
+    import torch
+
+    from matstore.registry import load_model
+
+    s = load_model(store, ref).sample(512, torch.Generator().manual_seed(0), "cpu").numpy()
+    fourth = np.sort(s.reshape(len(s), -1), axis=1)[:, -4]
+    return float(1 - np.median(fourth))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 from pathlib import Path
 
 import click
@@ -22,7 +21,7 @@ from matstore.cli import MatstoreGroup, main
 from matstore.query import run_query
 from matstore.store import Store
 
-from _runner_helpers import ReplayGenerator, load_compositions, mp_formulas
+from _runner_helpers import copy_store, small_study
 
 OUTPUT_FLAGS = {"--table", "--records", "--csv", "--json", "--parquet", "--limit-rows"}
 
@@ -44,30 +43,12 @@ def _cli(*args, env=None):
 def template(tmp_path_factory, read_formulas) -> Path:
     """A small real study: MP formulas with formation energies, an RF predictor, a generation run
     (some novel candidates), validity and predictions."""
-    from matstore import runner, training
-    from matstore.featurize import validate_store
-    from matstore.predict import predict
-
-    store = Store.init(tmp_path_factory.mktemp("cli") / "template.duckdb")
-    formulas, values = mp_formulas(read_formulas, 600)
-    load_compositions(store, formulas[:400], "mp", values[:400])
-    mv = training.train(store, "rf-fe", max_rows=350, config={"n_estimators": 10, "n_jobs": 1},
-                        progress=False)
-    runner.generate(store, ReplayGenerator(formulas), 1200, batch_size=600, seed=5, device="cpu",
-                    progress=False)
-    validate_store(store, progress=False)
-    predict(store, mv.ref, where="composition_id IN (SELECT composition_id FROM candidates)",
-            device="cpu", progress=False)
-    return Path(store.path)
+    return small_study(tmp_path_factory, read_formulas, "cli")
 
 
 @pytest.fixture
 def study(template, tmp_path) -> Store:
-    path = tmp_path / "study.duckdb"
-    shutil.copy(template, path)
-    if Path(str(template) + ".wal").exists():
-        shutil.copy(str(template) + ".wal", str(path) + ".wal")
-    return Store(path)
+    return copy_store(template, tmp_path / "study.duckdb")
 
 
 # --- help -------------------------------------------------------------------------------------

@@ -99,7 +99,6 @@ def test_kill_inside_a_transaction_leaves_only_committed_batches(tmp_path):
 def test_a_reused_pid_does_not_keep_dead_work_running(tmp_path):
     """A run whose pid now belongs to another process (another start time) is dead: it is marked
     interrupted on the next write-open and resumes; the same pid with its own start time is not."""
-    from matstore import store as store_mod
     from matstore.recovery import pid_alive, process_start
 
     me = process_start(os.getpid())
@@ -114,7 +113,7 @@ def test_a_reused_pid_does_not_keep_dead_work_running(tmp_path):
                     [os.getpid(), host, me - 3600, os.getpid(), host, me])
         con.execute("INSERT INTO ingests (ingest_id, source, status, started_at, pid, host, pid_started) "
                     "VALUES (1, 'csv', 'running', now(), ?, ?, ?)", [os.getpid(), host, me - 3600])
-    store_mod._PREPARED.discard(s.path)
+    s.forget_prepared()
     with s.connect(write=True):
         pass
     assert dict(s.query("SELECT run_id, status FROM runs").rows()) == {1: "interrupted", 2: "running"}
@@ -122,7 +121,6 @@ def test_a_reused_pid_does_not_keep_dead_work_running(tmp_path):
 
 
 def test_dead_running_work_is_marked_interrupted_on_next_write_open(tmp_path):
-    from matstore import store as store_mod
 
     path = tmp_path / "r.duckdb"
     s = Store.init(path)
@@ -136,7 +134,7 @@ def test_dead_running_work_is_marked_interrupted_on_next_write_open(tmp_path):
                     [int(dead), host, os.getpid(), host])
         con.execute("INSERT INTO ingests (ingest_id, source, status, started_at, pid, host) VALUES "
                     "(1, 'csv', 'running', now(), ?, ?)", [int(dead), host])
-    store_mod._PREPARED.discard(s.path)  # a new process would prepare again
+    s.forget_prepared()  # a new process would prepare again
     with s.connect(write=True):
         pass
     runs = dict(s.query("SELECT run_id, status FROM runs").rows())
@@ -150,3 +148,22 @@ def test_dead_running_work_is_marked_interrupted_on_next_write_open(tmp_path):
     from matstore.provenance import provenance
 
     assert "unfinished work" in provenance(s).tables()
+
+
+def test_interrupted_predict_and_stability_runs_name_their_own_command(tmp_path):
+    """`generate --resume` refuses other kinds: an interrupted predict or stability run is
+    completed by the same command again, with the options it was started with."""
+    from matstore.recovery import interrupted_work
+
+    s = Store.init(tmp_path / "k.duckdb")
+    with s.transaction() as con:
+        con.execute("INSERT INTO runs (run_id, kind, status, started_at, params) VALUES "
+                    "(1, 'predict', 'interrupted', now(), ?), (2, 'stability', 'failed', now(), ?), "
+                    "(3, 'generate', 'interrupted', now(), '{}')",
+                    ['{"where": "n_elements = $n", "params": {"n": "3"}, "model": "rf-fe@2"}',
+                     '{"model": null, "reference": "mp"}'])
+    hint = dict(interrupted_work(s).select("id", "resume_with").rows())
+    assert hint[1].startswith('matstore predict --model rf-fe@2 --where "n_elements = $n" -p n=3')
+    assert hint[2].startswith("matstore stability --reference mp")
+    assert hint[3] == "matstore generate --resume 3"
+    assert not any("--resume" in hint[k] for k in (1, 2))

@@ -10,20 +10,14 @@ from matstore import runner
 from matstore.compositions import CompositionBatch
 from matstore.predict import PredictError, predict
 from matstore.registry import load_model
-from _runner_helpers import ReplayGenerator, load_compositions, mp_formulas
+from _runner_helpers import ReplayGenerator, trained_store
 
 
 @pytest.fixture(scope="module")
 def screened(tmp_path_factory, read_formulas):
-    from matstore import training
     from matstore.featurize import validate_store
-    from matstore.store import Store
 
-    store = Store.init(tmp_path_factory.mktemp("pred") / "p.duckdb")
-    formulas, values = mp_formulas(read_formulas, 2000)
-    load_compositions(store, formulas, "mp", values)
-    mv = training.train(store, "rf-fe", max_rows=1500, config={"n_estimators": 20, "n_jobs": 1},
-                        progress=False)
+    store, formulas, (mv,) = trained_store(tmp_path_factory, read_formulas, "pred")
     run = runner.generate(store, ReplayGenerator(formulas), 3000, batch_size=1000, seed=5,
                           device="cpu", progress=False)
     validate_store(store, progress=False)

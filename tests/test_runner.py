@@ -127,3 +127,13 @@ def test_bad_arguments(store):
         runner.generate(store, ReplayGenerator(["NaCl"]), 0, device="cpu")
     with pytest.raises(runner.RunError, match="no run 99"):
         runner.resume(store, 99)
+
+
+def test_progress_bar_goes_to_stderr_and_ends_full(store, read_formulas, capsys):
+    """stdout carries data: the run's bar (matstore.progress) is drawn on stderr."""
+    formulas, _ = mp_formulas(read_formulas, 300)
+    res = runner.generate(store, ReplayGenerator(formulas), 600, batch_size=300, seed=1, device="cpu",
+                          progress=True)
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert f"run {res.run_id}" in err and "600/600" in err and "samples/s" in err

@@ -7,7 +7,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from matstore import compositions, runner
+from matstore import compositions
 from matstore.features import onehot
 
 
@@ -31,7 +31,7 @@ def _noisy_maps(read_formulas, n=6000, seed=0):
 def test_decode_numpy_equals_onehot_decode(read_formulas, tol):
     maps = _noisy_maps(read_formulas)
     want = onehot.decode(maps, tol)
-    got = runner.decode_numpy(maps, tol)
+    got = onehot.decode_numpy(maps, tol)
     for w, g in zip(want, got):
         assert np.array_equal(np.asarray(w), g)
     assert 0 < got[2].sum() < len(maps)
@@ -41,7 +41,7 @@ def test_decode_numpy_equals_onehot_decode(read_formulas, tol):
 
 
 def _check_rows(z, c):
-    tab = pl.from_arrow(runner.composition_rows(z, c))
+    tab = pl.from_arrow(compositions.composition_rows(z, c))
     ref = [compositions.from_arrays(z[i], c[i]) for i in range(len(z))]
     assert tab["formula"].to_list() == [r.formula for r in ref]
     assert tab["composition_id"].to_list() == [r.composition_id for r in ref]
@@ -54,7 +54,7 @@ def _check_rows(z, c):
 
 def test_composition_rows_equal_from_arrays_on_decoded_real_maps(read_formulas):
     maps = _noisy_maps(read_formulas, seed=1)
-    z, c, ok = runner.decode_numpy(maps)
+    z, c, ok = onehot.decode_numpy(maps)
     tab = _check_rows(z[ok], c[ok])
     assert tab["formula"].str.contains(r"\(").sum() > 0    # polyanion formulas were exercised
 
@@ -94,7 +94,7 @@ def test_decode_numpy_dense_maps_equal_onehot_decode():
     maps[:1000] = (maps[:1000] > 0.995) * np.float32(0.9)     # sparse rows in the same batch
     for tol in (0.8, 0.2):
         want = onehot.decode(maps, tol)
-        got = runner.decode_numpy(maps, tol)
+        got = onehot.decode_numpy(maps, tol)
         for w, g in zip(want, got):
             assert np.array_equal(np.asarray(w), g)
         assert got[2].any()

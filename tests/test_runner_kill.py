@@ -9,28 +9,11 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
-import torch
 
 from matstore import runner
 from matstore.store import Store
-from _runner_helpers import load_compositions, mp_formulas
-
-# A narrow Table 3.2 GAN: this test is about the runner, not about GAN quality.
-TINY = {"generator": {"latent_dim": 16, "fc_channels": 8,
-                      "deconvs": [[8, 5, 5, 2, 2], [8, 3, 3, 2, 1], [4, 3, 3, 2, 1], [1, 3, 3, 2, 1]]},
-        "critic": {"convs": [[4, 3, 3, 2, 1], [8, 3, 3, 2, 1], [8, 3, 3, 2, 1], [8, 5, 5, 2, 2]]}}
-
-
-def _tolerance(store, ref) -> float:
-    """A few training steps do not make a GAN's maps decodable at MatGAN's 0.2 threshold: put the
-    threshold at the typical 4th-highest cell so most samples decode to 1-8 elements."""
-    from matstore.registry import load_model
-
-    s = load_model(store, ref).sample(512, torch.Generator().manual_seed(0), "cpu").numpy()
-    fourth = np.sort(s.reshape(len(s), -1), axis=1)[:, -4]
-    return float(1 - np.median(fourth))
+from _runner_helpers import TINY_GAN, decode_tolerance_for, load_compositions, mp_formulas
 
 
 def _content(store, run_id):
@@ -45,9 +28,9 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path, read_formulas):
     store = Store.init(tmp_path / "kill.duckdb")
     formulas, values = mp_formulas(read_formulas, 1500)
     load_compositions(store, formulas, "mp", values)
-    mv = train(store, "gan-mp", epochs=1, max_steps=2, batch_size=64, config=TINY, device="cpu",
+    mv = train(store, "gan-mp", epochs=1, max_steps=2, batch_size=64, config=TINY_GAN, device="cpu",
                progress=False)
-    tol = _tolerance(store, mv.ref)
+    tol = decode_tolerance_for(store, mv.ref)
     n, bs = 512 * 48, 512
     full = runner.generate(store, mv.ref, n, batch_size=bs, seed=1, device="cpu", tolerance=tol,
                            progress=False)

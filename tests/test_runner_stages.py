@@ -8,25 +8,18 @@ import polars as pl
 import pytest
 
 from matstore import runner
+from matstore import stages as stages_mod
 from matstore.featurize import featurize_store, validate_store
 from matstore.predict import predict
-from _runner_helpers import ReplayGenerator, load_compositions, mp_formulas
+from _runner_helpers import ReplayGenerator, trained_store
 
 RUN_COMPS = "composition_id IN (SELECT composition_id FROM generated WHERE run_id = {})"
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, read_formulas):
-    from matstore import training
-    from matstore.store import Store
-
-    store = Store.init(tmp_path_factory.mktemp("stages") / "s.duckdb")
-    formulas, values = mp_formulas(read_formulas, 2000)
-    load_compositions(store, formulas, "mp", values)
-    rf = training.train(store, "rf-fe", max_rows=1500, config={"n_estimators": 20, "n_jobs": 1},
-                        progress=False)
-    cnn = training.train(store, "cnn-fe", max_rows=600, epochs=1, progress=False)
-    return store, formulas, [rf.ref, cnn.ref]
+    store, formulas, models = trained_store(tmp_path_factory, read_formulas, "stages", cnn=True)
+    return store, formulas, [m.ref for m in models]
 
 
 def _rows(store):
@@ -108,7 +101,7 @@ def test_buffered_rows_lost_to_a_kill_come_back_on_resume(trained, monkeypatch):
                             device="cpu", progress=False, stages=stages)
     want = _rows(store)
     _clear(store)
-    monkeypatch.setattr(runner, "FLUSH_ROWS", 400)    # flush every batch or two, as a long run would
+    monkeypatch.setattr(stages_mod, "FLUSH_ROWS", 400)    # flush every batch or two, as a long run would
     with pytest.raises(KeyboardInterrupt):
         runner.generate(store, ReplayGenerator(formulas, fail_after=3), 3000, batch_size=500,
                         seed=11, device="cpu", progress=False, stages=stages)

@@ -42,9 +42,8 @@ def test_newer_schema_is_refused_and_file_unchanged(tmp_path):
     con.execute("INSERT INTO schema_migrations VALUES (999, 'from_the_future', now())")
     con.close()
     before = path.read_bytes()
-    import matstore.store as st
 
-    st._PREPARED.discard(str(path))  # as a fresh process would
+    Store(path).forget_prepared()  # as a fresh process would
     for write in (False, True):
         with pytest.raises(migrations.SchemaTooNewError, match="schema version 999"):
             with Store(path).connect(write=write):

@@ -158,8 +158,9 @@ def compute(store: Store, model=None, reference: str | None = None, chunk_size: 
             progress: bool = True, ref: Reference | None = None) -> StabilityResult:
     """Energy above the hull of reference's known phases for every composition with a
     formation-energy prediction of model (None: the reference's own phases) lacking a row."""
-    from ..featurize import _progress, batch_from_arrow  # noqa: PLC0415
-    from ..runs import close_run, count, open_run  # noqa: PLC0415
+    from ..featurize import batch_from_arrow  # noqa: PLC0415
+    from ..progress import bar as progress_bar  # noqa: PLC0415
+    from ..runs import count, open_run, tracked  # noqa: PLC0415
 
     t0 = time.perf_counter()
     reference = reference or (ref.source if ref else default_reference(store))
@@ -180,38 +181,30 @@ def compute(store: Store, model=None, reference: str | None = None, chunk_size: 
                       {"model": model_ref, "reference": reference, "reference_ingests": ref.ingests,
                        "n_reference_phases": h.n_phases}, "cpu", n_todo)
     result.run_id = run_id
-    status = "failed"
-    try:
-        label = f"stability vs {reference} ({model_ref or 'known phases'})"
-        with _progress(progress, n_todo, label) as prog:
-            task = prog.add_task(label, total=n_todo)
+    label = f"stability vs {reference} ({model_ref or 'known phases'})"
+    with tracked(store, run_id), progress_bar(progress, "compositions") as prog:
+        task = prog.add_task(label, total=n_todo)
+        if model_id == 0:
+            idx = np.flatnonzero(todo)
+            z_all = np.where(h.phase_ranks < (1 << 30), _z_of_ranks(h.phase_ranks), 0)
+        for a in range(0, n_todo, chunk_size):
             if model_id == 0:
-                idx = np.flatnonzero(todo)
-                z_all = np.where(h.phase_ranks < (1 << 30), _z_of_ranks(h.phase_ranks), 0)
-            for a in range(0, n_todo, chunk_size):
-                if model_id == 0:
-                    sel = idx[a:a + chunk_size]
-                    tab = rows(ref, h.phase_ids[sel], z_all[sel], h.phase_frac[sel],
-                               h.phase_energy[sel], 0, run_id)
-                else:
-                    part = pend.slice(a, chunk_size)
-                    b = batch_from_arrow(part)
-                    energy = part.column("energy").to_numpy(zero_copy_only=False)
-                    tab = rows(ref, b.composition_id, b.z, b.counts, energy, model_id, run_id)
-                with store.transaction() as con:
-                    n = append_new(con, "stability", tab, KEY, distinct=False)
-                    count(con, run_id, n, (result.n_computed + n) / max(time.perf_counter() - t0, 1e-9))
-                result.n_computed += n
-                e = tab.column("e_above_hull").to_numpy(zero_copy_only=False)
-                result.n_below += int(np.sum(np.nan_to_num(e, nan=0.0) < 0))
-                prog.update(task, advance=tab.num_rows)
-        status = "done"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    finally:
-        result.seconds = time.perf_counter() - t0
-        close_run(store, run_id, status)
+                sel = idx[a:a + chunk_size]
+                tab = rows(ref, h.phase_ids[sel], z_all[sel], h.phase_frac[sel],
+                           h.phase_energy[sel], 0, run_id)
+            else:
+                part = pend.slice(a, chunk_size)
+                b = batch_from_arrow(part)
+                energy = part.column("energy").to_numpy(zero_copy_only=False)
+                tab = rows(ref, b.composition_id, b.z, b.counts, energy, model_id, run_id)
+            with store.transaction() as con:
+                n = append_new(con, "stability", tab, KEY, distinct=False)
+                count(con, run_id, n, (result.n_computed + n) / max(time.perf_counter() - t0, 1e-9))
+            result.n_computed += n
+            e = tab.column("e_above_hull").to_numpy(zero_copy_only=False)
+            result.n_below += int(np.sum(np.nan_to_num(e, nan=0.0) < 0))
+            prog.update(task, advance=tab.num_rows)
+    result.seconds = time.perf_counter() - t0
     return result
 
 

@@ -26,7 +26,7 @@ LOW = 21
 
 def per_element(symbol: str, counts: np.ndarray) -> np.ndarray:
     z = np.uint64(C.Z_OF[symbol])
-    return C._mix64((z << np.uint64(32)) | counts.astype(np.uint64))
+    return C.mix64((z << np.uint64(32)) | counts.astype(np.uint64))
 
 
 def pair_list(e1: str, e2: str, negate: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -21,7 +21,7 @@ from matstore.export import ExportError, export_parquet
 from matstore.store import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # tests/_runner_helpers.py
-from _runner_helpers import load_compositions, mp_formulas  # noqa: E402
+from _runner_helpers import TINY_GAN, decode_tolerance_for, load_compositions, mp_formulas  # noqa: E402
 
 
 def _cli(*args, cwd=None, env=None, timeout=180):
@@ -133,22 +133,6 @@ def test_export_overwrite_refuses_a_forged_or_edited_manifest(small, tmp_path):
 
 
 # --- finding 11: resume with --predict equals a clean run exactly --------------------------------
-TINY_GAN = {"generator": {"latent_dim": 16, "fc_channels": 8,
-                          "deconvs": [[8, 5, 5, 2, 2], [8, 3, 3, 2, 1], [4, 3, 3, 2, 1], [1, 3, 3, 2, 1]]},
-            "critic": {"convs": [[4, 3, 3, 2, 1], [8, 3, 3, 2, 1], [8, 3, 3, 2, 1], [8, 5, 5, 2, 2]]}}
-
-
-def _tolerance(store, ref) -> float:
-    """Put the decoding threshold at the typical 4th-highest cell of an barely trained GAN's maps,
-    so most samples decode (as tests/test_runner_kill.py does)."""
-    import torch
-
-    from matstore.registry import load_model
-
-    s = load_model(store, ref).sample(512, torch.Generator().manual_seed(0), "cpu").numpy()
-    return float(1 - np.median(np.sort(s.reshape(len(s), -1), axis=1)[:, -4]))
-
-
 def _predictions(store):
     return store.query("SELECT composition_id, model_id, property, value FROM predictions "
                        "ORDER BY model_id, composition_id")
@@ -164,7 +148,7 @@ def test_sigkill_then_resume_with_predict_equals_a_clean_run_exactly(tmp_path, r
     gan = training.train(base, "gan-mp", epochs=1, max_steps=2, batch_size=64, config=TINY_GAN,
                          device="cpu", progress=False)
     cnn = training.train(base, "cnn-fe", max_rows=600, epochs=1, device="cpu", progress=False)
-    tol = _tolerance(base, gan.ref)
+    tol = decode_tolerance_for(base, gan.ref)
     shutil.copy(base.path, tmp_path / "killed.duckdb")
     clean, killed = base, Store(tmp_path / "killed.duckdb")
     n, bs = 512 * 40, 512

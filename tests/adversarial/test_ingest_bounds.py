@@ -182,7 +182,7 @@ def test_collision_inside_one_file_keeps_the_first_map(tmp_path, store):
 
 
 def _decoded(formulas: list[str], batch_no: int = 0):
-    from matstore.runner import DecodedBatch
+    from matstore.samples import DecodedBatch
 
     b = C.CompositionBatch.from_formulas(formulas)
     z = np.zeros((len(formulas), 8), np.int64)
@@ -192,7 +192,7 @@ def _decoded(formulas: list[str], batch_no: int = 0):
 
 
 def test_generate_runner_drops_samples_whose_key_names_another_map():
-    from matstore.runner import key_check
+    from matstore.samples import key_check
 
     known: dict[int, int] = {}
     batch, dropped, uniq, first, new = key_check(_decoded([IN_BOUNDS_A, "NaCl", IN_BOUNDS_B, IN_BOUNDS_A]), known)
@@ -213,12 +213,12 @@ def test_generate_runner_drops_samples_whose_key_names_another_map():
 def test_generate_runner_compares_large_stored_maps_by_formula(tmp_path, store):
     """A stored map where key + fingerprint could be forged (beyond FP_EXACT_*: A has counts
     > 1024) is compared by formula: its own map passes, the collider is dropped."""
-    from matstore.runner import _known_keys, key_check
+    from matstore.samples import key_check, known_keys
 
     path = tmp_path / "a.csv"
     path.write_text(f"formula,{FE}\n{IN_BOUNDS_A},-0.5\nNaCl,-2.1\n")
     ingest(store, open_source("csv", file=str(path)))
-    known, by_formula = _known_keys(store)
+    known, by_formula = known_keys(store)
     key = C.parse(IN_BOUNDS_A).composition_id
     assert by_formula == {key: C.parse(IN_BOUNDS_A).formula} and known[key] == -2
     batch, dropped, _, _, new = key_check(_decoded([IN_BOUNDS_B, "NaCl"]), known, by_formula)
@@ -233,7 +233,7 @@ def test_composition_inserts_compare_maps_in_sql(store):
     """insert_new (ingest) rejects; insert_unseen (runner, another writer raced it) raises."""
     import pyarrow as pa
 
-    from matstore.runner import composition_rows
+    from matstore.compositions import composition_rows
 
     with store.transaction() as con:
         n, taken = C.insert_new(con, pa.Table.from_pylist([_row(IN_BOUNDS_A)]).cast(_schema()))

@@ -23,7 +23,7 @@ from matstore.cli import main
 from matstore.query import QueryError, run_query
 from matstore.store import Store
 
-from _runner_helpers import ReplayGenerator, load_compositions, mp_formulas
+from _runner_helpers import copy_store, small_study
 
 # finding 2: closes the wrapper's WHERE, deletes, and reopens so the rest of the wrapper parses
 WHERE_PAYLOAD = "true) c WHERE false; DELETE FROM properties; SELECT 1 FROM (SELECT 1 WHERE (true"
@@ -41,31 +41,13 @@ TABLES = ("properties", "materials", "compositions", "features", "validity", "pr
 def template(tmp_path_factory, read_formulas) -> Path:
     """A small real study: MP formulas with formation energies, an RF predictor, generated
     candidates (some novel), validity and predictions. Copied for every test that attacks it."""
-    from matstore import runner, training
-    from matstore.featurize import validate_store
-    from matstore.predict import predict
-
-    store = Store.init(tmp_path_factory.mktemp("adv_sql") / "template.duckdb")
-    formulas, values = mp_formulas(read_formulas, 600)
-    load_compositions(store, formulas[:400], "mp", values[:400])
-    mv = training.train(store, "rf-fe", max_rows=350, config={"n_estimators": 10, "n_jobs": 1},
-                        progress=False)
-    runner.generate(store, ReplayGenerator(formulas), 1200, batch_size=600, seed=5, device="cpu",
-                    progress=False)
-    validate_store(store, progress=False)
-    predict(store, mv.ref, where="composition_id IN (SELECT composition_id FROM candidates)",
-            device="cpu", progress=False)
-    return Path(store.path)
+    return small_study(tmp_path_factory, read_formulas, "adv_sql")
 
 
 @pytest.fixture
 def study(template, tmp_path) -> Store:
     """A private copy of the template, named S.duckdb as in the issue."""
-    path = tmp_path / "S.duckdb"
-    shutil.copy(template, path)
-    if Path(str(template) + ".wal").exists():
-        shutil.copy(str(template) + ".wal", str(path) + ".wal")
-    return Store(path)
+    return copy_store(template, tmp_path / "S.duckdb")
 
 
 def _counts(path) -> dict[str, int]:
