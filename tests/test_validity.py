@@ -33,6 +33,7 @@ def real_and_generated(read_formulas):
     return _batch(gen + oqmd + mp)
 
 
+@pytest.mark.slow
 def test_smact_valid_equals_smact_validity(real_and_generated):
     comps, batch = real_and_generated
     ours = validity.check(batch)

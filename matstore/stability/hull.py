@@ -183,9 +183,3 @@ class Hulls:
         above = energy - hull
         above[np.abs(above) < IN_SIMPLEX_TOL] = 0.0   # on the hull, not a rounding error off it
         return HullResult(hull, above, offsets, prod, fr)
-
-    def evaluate_known(self) -> tuple[np.ndarray, HullResult]:
-        """Every known phase (ground state per composition) against the hull: (ids, result)."""
-        return self.phase_ids, self.evaluate(
-            np.where(self.phase_ranks < PAD, Z_OF_RANK[np.minimum(self.phase_ranks, N_EL - 1)], 0),
-            self.phase_frac, self.phase_energy)

@@ -49,11 +49,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .kernel import assign_states, check_unique
-from .sets import (CHECKER_VERSION, DEFAULT_SET, KERNEL_VERSION, OXIDATION_SETS,  # noqa: F401
+from .sets import (CHECKER_VERSION, DEFAULT_SET, KERNEL_VERSION, OXIDATION_SETS,
                    SMACT_DEFAULT_SET, OxidationSetError, checker_version, tables)
 
 if TYPE_CHECKING:
     from ..compositions import CompositionBatch
+
+__all__ = ["CHECKER_VERSION", "DEFAULT_SET", "KERNEL_VERSION", "OXIDATION_SETS", "SMACT_DEFAULT_SET",
+           "OxidationSetError", "check", "checker_version", "ions", "tables"]
 
 
 def __getattr__(name: str):

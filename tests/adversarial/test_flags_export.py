@@ -250,6 +250,7 @@ def _no_gpu():
         pytest.skip("a GPU is present: --device cuda is valid here")
 
 
+@pytest.mark.slow
 def test_device_cuda_without_a_gpu_is_a_clear_error_for_generate_predict_and_train(small):
     _no_gpu()
     from matstore import runner, training
