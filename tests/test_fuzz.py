@@ -127,6 +127,7 @@ GOOD_ROWS = [("NaCl", "1.5"), ("Fe2O3", "-3"), ("LiCoO2", "")]   # real formulas
        header=st.sampled_from([("formula", "target"), ("formula", "band_gap"), ("composition", "x"),
                                ("a", "b"), ("formula", "formula")]),
        at=st.integers(0, 15))
+@pytest.mark.slow
 def test_csv_files_with_bad_cells_are_rejected_with_reasons(fuzz_store, tmp_path_factory, rows, header, at):
     """Known-good rows mixed into fuzzed ones: a file with a formula column is read, its good rows
     are stored with their values, every row whose formula does not parse is a reject with a reason;
