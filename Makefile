@@ -1,12 +1,13 @@
 # The two commands for a fresh machine (see README):
 #   make demo   set up, then run the whole pipeline on the offline builtin data
-#   make test   set up, then run the tests
+#   make test   set up, then run the tests (all of them: what CI runs)
+#   make test-fast  the edit loop: every test not marked slow, on 2 cores (under 90 s)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 DB     ?= demo.duckdb
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test test-fast bench clean
 
 setup: $(VENV)/.installed
 
@@ -23,6 +24,10 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q -ra
+
+# two workers, one test file each at a time (module fixtures are built once)
+test-fast: setup
+	$(BIN)/python -m pytest -q -ra -m "not slow" -n 2 --dist loadfile
 
 bench: setup
 	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done

@@ -36,7 +36,7 @@ def run(name: str, formulas: list[str], ref_n: int, oxidation_set: str) -> None:
 
     comps = [c for c in map(try_parse, formulas) if isinstance(c, Composition)]
     batch = CompositionBatch.from_compositions(comps)
-    validity._exact_one.cache_clear()
+    validity.kernel.exact_one.cache_clear()
     ours = validity.check(batch, oxidation_set)["smact_valid"]
     ours_rate = len(batch) / _timed(lambda: validity.check(batch, oxidation_set))
     assign_rate = len(batch) / _timed(lambda: validity.check(batch, oxidation_set, assign=True))

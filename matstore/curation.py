@@ -67,18 +67,8 @@ class Curation:
         return d
 
     @property
-    def has_row_rules(self) -> bool:
-        return bool(self.exclude_elements or self.matgan_elements or self.single_element)
-
-    @property
     def has_set_rules(self) -> bool:
         return self.fe_sigma is not None or self.lowest_fe
-
-    def enabled(self) -> list[str]:
-        on = {"exclude_elements": bool(self.exclude_elements), "matgan_elements": self.matgan_elements,
-              "single_element": self.single_element, "fe_outliers": self.fe_sigma is not None,
-              "lowest_fe": self.lowest_fe}
-        return [r for r in RULES if on[r]]
 
 
 def apply_row_rules(df: pl.DataFrame, cur: Curation,

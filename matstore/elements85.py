@@ -12,8 +12,6 @@ ELEMENTS_85: tuple[str, ...] = (
     "Ho", "Er", "Tm", "Yb", "Lu", "Hf", "Ta", "W", "Re", "Os", "Ir", "Pt", "Au", "Hg", "Tl",
     "Pb", "Bi", "Ac", "Th", "Pa", "U", "Np", "Pu",
 )
-ELEMENT_SET_85 = frozenset(ELEMENTS_85)
-INDEX_85 = {s: i for i, s in enumerate(ELEMENTS_85)}
 MAX_COUNT = 8  # largest per-element count the 8-row one-hot can hold
 
 assert len(ELEMENTS_85) == 85

@@ -7,10 +7,8 @@ from dataclasses import dataclass
 import polars as pl
 
 from . import migrations
+from .export import base_tables
 from .store import Store, frame
-
-TABLES = ["compositions", "materials", "properties", "rejects", "curated", "ingests", "features", "validity",
-          "model_versions", "runs", "run_batches", "generated", "predictions"]
 
 
 @dataclass
@@ -24,11 +22,11 @@ class StoreInfo:
 
 
 def store_info(store: Store) -> StoreInfo:
+    """Row counts of every table the store's schema has (read from the file, not a hand list that
+    drifts when a migration adds one), rows per source, and the ingests."""
     with store.connect(guarded=True) as con:
-        existing = {r[0] for r in con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema='main'").fetchall()}
-        counts = [(t, con.execute(f'SELECT count(*) FROM "{t}"').fetchall()[0][0])
-                  for t in TABLES if t in existing]
+        tables = base_tables(con)  # the file's own: a guarded connection adds views only
+        counts = [(t, con.execute(f'SELECT count(*) FROM "{t}"').fetchall()[0][0]) for t in tables]
         return StoreInfo(
             path=store.path,
             schema_version=migrations.current_version(con),

@@ -76,7 +76,7 @@ def _existing(store: Store, name: str) -> str | None:
 
 
 def run_demo(store: Store, samples: int = 20000, gan_epochs: int | None = None,
-             fe_epochs: int | None = None, seed: int = 0, device: str | None = None, top: int = 20,
+             seed: int = 0, device: str | None = None, top: int = 20,
              console: Console | None = None, progress: bool = True, batch_size: int = 4096,
              gan_rows: int | None = 4000) -> DemoResult:
     import polars as pl  # noqa: PLC0415
@@ -120,7 +120,7 @@ def run_demo(store: Store, samples: int = 20000, gan_epochs: int | None = None,
 
     t = step(f"train formation-energy predictor {FE_NAME} (random forest on Magpie)")
     fe = _existing(store, FE_NAME)
-    if fe is None or fe_epochs is not None:
+    if fe is None:
         mv = training.train(store, "rf-fe", on=EXP_FE_SELECTION, target_source="builtin", name=FE_NAME,
                             seed=seed, config={"n_jobs": 2}, progress=progress)
         fe = mv.ref

@@ -17,6 +17,7 @@ def all_formulas(read_formulas):
     return sorted(fs)
 
 
+@pytest.mark.slow
 def test_reduced_formula_matches_pymatgen_on_all_shared_data(all_formulas):
     from pymatgen.core import Composition
 
@@ -38,6 +39,7 @@ def test_reduced_formula_matches_pymatgen_on_all_shared_data(all_formulas):
     assert mismatched == []
 
 
+@pytest.mark.slow
 def test_keys_unique_per_composition_and_batch_kernel_agrees(all_formulas):
     comps = [C.parse(f) for f in all_formulas]
     by_key = {}

@@ -81,6 +81,7 @@ def _finish(p: subprocess.Popen, timeout: float = 120) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_reader_process_sees_growing_whole_batches_while_writer_process_commits(tmp_path):
     path = tmp_path / "shared.duckdb"
     Store.init(path)
@@ -109,6 +110,7 @@ def test_reader_process_sees_growing_whole_batches_while_writer_process_commits(
     assert w["open_wait_max"] < 5.0, w
 
 
+@pytest.mark.slow
 def test_cli_query_during_a_run_shows_progress_and_no_lock_error(tmp_path):
     path = tmp_path / "shared.duckdb"
     Store.init(path)
@@ -215,6 +217,7 @@ print(json.dumps({"snaps": snaps, "errors": errors}))
 """
 
 
+@pytest.mark.slow
 def test_reader_process_while_generate_runs(tmp_path, shared_data):
     """The real runner as the writer (a replay generator of real compositions, batches of 300)."""
     import importlib.util

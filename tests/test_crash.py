@@ -43,12 +43,14 @@ def _ok(t) -> None:
     assert t.rows_lost == 0 and t.partial_rows == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["ingest", "generate", "featurize"])
 def test_kill_at_a_random_moment_then_resume_equals_clean_run(bench, kind):
     t = bench.trial(kind, random.Random(hash(kind) % 1000), 0)
     _ok(t)
 
 
+@pytest.mark.slow
 def test_ingest_killed_before_its_first_chunk_resumes_the_same_ingest(bench):
     """The widest window of a whole-file ingest: the ingests row exists, nothing written yet."""
     t = bench.trial("ingest", random.Random(1), 1, kill_when="SELECT count(*) = 1 FROM ingests")
@@ -56,6 +58,7 @@ def test_ingest_killed_before_its_first_chunk_resumes_the_same_ingest(bench):
     assert t.marked_interrupted
 
 
+@pytest.mark.slow
 def test_generate_killed_mid_run_is_marked_interrupted_and_keeps_whole_batches(bench):
     t = bench.trial("generate", random.Random(2), 2,
                     kill_when="SELECT count(*) >= 3 FROM run_batches")
@@ -82,6 +85,7 @@ for b in range(1000):
 """
 
 
+@pytest.mark.slow
 def test_kill_inside_a_transaction_leaves_only_committed_batches(tmp_path):
     store = Store.init(tmp_path / "t.duckdb")
     p = subprocess.Popen([sys.executable, "-c", TXN, store.path, "3"], stdout=subprocess.PIPE, text=True)

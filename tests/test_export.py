@@ -112,6 +112,7 @@ def test_empty_store_exports_empty_tables_that_read_back(tmp_path):
         assert checksum(plain, parquet_relation(tmp_path / "e", t))[0] == 0
 
 
+@pytest.mark.slow
 def test_cli_export_parquet(study, tmp_path):
     out = tmp_path / "cli"
     r = subprocess.run([sys.executable, "-m", "matstore.cli", "export", "parquet", str(out), "--db", study.path],

@@ -46,7 +46,7 @@ def _compare(ours, ref):
     return float(rel.max())
 
 
-@pytest.mark.parametrize("impute_nan", [True, False])
+@pytest.mark.parametrize("impute_nan", [pytest.param(True, marks=pytest.mark.slow), False])
 def test_magpie_equals_matminer(magpie_formulas, impute_nan):
     from matminer.featurizers.composition import ElementProperty
     from pymatgen.core import Composition as PmgComposition
@@ -77,6 +77,7 @@ def test_magpie_matrix_layout():
     assert m[1, 0, 5] == 8                                               # mode: O has most atoms
 
 
+@pytest.mark.slow
 def test_onehot_roundtrip_oqmd(read_formulas):
     formulas = read_formulas("oqmd/formation_enthalpy_train.csv")["formula"].to_list()
     _, batch = _comps(formulas)

@@ -177,6 +177,7 @@ def test_unreadable_file_leaves_store_as_it_was(tmp_path, store, case):
     assert table_count(store, "ingests") == 0
 
 
+@pytest.mark.slow
 def test_builtin_counts_and_per_atom_conversion(store):
     from importlib import resources
     import gzip

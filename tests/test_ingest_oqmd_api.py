@@ -80,6 +80,7 @@ def test_api_pages_500_and_stall(tmp_path, api_rows):
     assert json.loads(rejects["raw"][0])["name"].startswith("Qq")
 
 
+@pytest.mark.slow
 def test_interrupt_then_resume_equals_uninterrupted(tmp_path, api_rows):
     with FakeOqmd(api_rows) as server:
         whole = Store.init(tmp_path / "whole.duckdb")
@@ -109,6 +110,7 @@ def test_interrupt_then_resume_equals_uninterrupted(tmp_path, api_rows):
     assert_same(snapshot(whole), snapshot(cut))
 
 
+@pytest.mark.slow
 def test_outage_fails_then_resumes(tmp_path, api_rows):
     store = Store.init(tmp_path / "s.duckdb")
     with FakeOqmd(api_rows) as server:
@@ -159,6 +161,7 @@ def test_not_found_is_not_retried(tmp_path, api_rows):
         assert len(server.requests) == 0
 
 
+@pytest.mark.slow
 def test_killed_process_is_resumed(tmp_path, api_rows):
     """An ingest left 'running' by a process that no longer exists is picked up where it stopped."""
     import subprocess

@@ -258,6 +258,7 @@ def test_bad_merge_inputs_are_clear_errors(built, tmp_path):
     assert _fingerprint(a.path) == before
 
 
+@pytest.mark.slow
 def test_cli_merge(built, tmp_path):
     _, s = built
     a = _fresh_copy(s["A"], tmp_path / "a.duckdb")

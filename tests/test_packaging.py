@@ -29,6 +29,7 @@ def test_wheel_carries_sql_and_migrations(wheel):
     assert "matstore/cli/__init__.py" in names and "matstore/cli/__main__.py" in names
 
 
+@pytest.mark.slow
 def test_installed_wheel_runs_from_a_temporary_directory(wheel, tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)

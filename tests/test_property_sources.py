@@ -184,6 +184,7 @@ def test_tio2_keeps_oqmd_dft_gap_beside_the_experimental_one(tmp_path, gap_files
     assert per == [("expt", "experiment", None, pytest.approx(3.3)), ("oqmd", "dft", "PBE", pytest.approx(1.965))]
 
 
+@pytest.mark.slow
 def test_dft_columns_follow_the_declared_order_not_the_lowest_value(tmp_path, read_formulas):
     """oqmd before mp, whichever is lower; mp's values stay readable per source."""
     s = Store.init(tmp_path / "o.duckdb")

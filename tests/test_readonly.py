@@ -116,6 +116,7 @@ def test_cli_query_write_attempt_is_a_clear_error_and_changes_nothing(filled):
     assert _fingerprint(filled.path) == before
 
 
+@pytest.mark.slow
 def test_global_read_only_refuses_writing_commands_and_never_touches_the_file(filled, tmp_path):
     before = _fingerprint(filled.path)
     r = _cli("--read-only", "query", "--write", "--db", filled.path, "DELETE FROM compositions")

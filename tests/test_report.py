@@ -117,6 +117,7 @@ def test_numbers_are_formatted_for_people():
     assert fmt(None) == "–" and fmt(float("nan")) == "–" and fmt(True) == "yes"
 
 
+@pytest.mark.slow
 def test_report_has_every_section_with_tables_and_real_pngs(study, report):
     store, run_id, _ = study
     index, page = report
@@ -144,6 +145,7 @@ def test_report_has_every_section_with_tables_and_real_pngs(study, report):
         assert f.read_bytes()[:8] == PNG_MAGIC and f.stat().st_size > 5000, src
 
 
+@pytest.mark.slow
 def test_top_hits_are_the_screens_rows_with_oxidation_states_and_models(study, report):
     from matstore.report import run_screen
 
@@ -165,6 +167,7 @@ def test_top_hits_are_the_screens_rows_with_oxidation_states_and_models(study, r
                for r in rows)
 
 
+@pytest.mark.slow
 def test_parity_is_recomputed_on_the_registered_test_split(study):
     from matstore.report.data import report_data
 
@@ -218,6 +221,7 @@ def test_sections_without_data_say_so_in_one_line(tmp_path, read_formulas):
 
 @pytest.mark.skipif(find_browser() is None, reason="no chromium binary on PATH (apt-get install chromium): "
                                                  "the report is not rendered in a browser here")
+@pytest.mark.slow
 def test_report_renders_in_headless_chromium(report, tmp_path):
     import matplotlib.image as mpimg
 
@@ -237,6 +241,7 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     assert grey[:, 2 * WINDOW[0] // 3:].std() > 0.05
 
 
+@pytest.mark.slow
 def test_screenshot_without_a_browser_is_a_clear_error(report, tmp_path, monkeypatch):
     from matstore.report import ReportError
 

@@ -185,10 +185,10 @@ def test_edge_cases_match_pymatgen(oqmd, monkeypatch):
             d = _ours(res, hulls, j)
             assert set(d) == set(d_pm) and all(abs(d[k] - d_pm[k]) <= 1e-9 for k in d), (meth, f, d, d_pm)
     # the simplex's rows it cannot settle go to the qhull path: same answers
-    from matstore.stability import hull as hull_mod
+    from matstore.stability import simplex as simplex_mod
 
     full = hulls.evaluate(cb.z, cb.counts, e, method="qhull")
-    monkeypatch.setattr(hull_mod, "_MAX_PIVOTS", 1)
+    monkeypatch.setattr(simplex_mod, "MAX_PIVOTS", 1)
     few = hulls.evaluate(cb.z, cb.counts, e)
     assert np.allclose(few.e_above_hull, full.e_above_hull, atol=1e-12)
     assert [_ours(few, hulls, j).keys() for j in range(len(e))] == \

@@ -45,9 +45,6 @@ from .parse import (MAX_ATOMS, MAX_COUNT, MAX_ELEMENTS, MAX_EXPONENT, MAX_FORMUL
                     MAX_NUMBER_CHARS, Composition, FormulaError, from_arrays, parse, parse_amounts,
                     reduce_amounts, reduced_formula, try_parse)
 
-# old private names still read by merge.py (C._sort_order) and stability/hull.py (_SORT_X), files
-# being split on another branch: to go once those read sort_order / SORT_X
-_SORT_X, _sort_order = SORT_X, sort_order
 
 __all__ = ["CompositionBatch", "Composition", "FormulaError", "KeyCollision", "MAX_ATOMS", "MAX_COUNT",
            "MAX_ELEMENTS", "MAX_EXPONENT", "MAX_FORMULA_CHARS", "MAX_NUMBER_CHARS", "MAX_Z",

@@ -33,7 +33,6 @@ from .transfer import ImportResult, convert_forests, export_models, import_model
 from .versions import PREDICT_ROWS, LoadedModel, load_model, predict_module, save_model
 from .weights import CARD_FORMAT, WEIGHTS_FORMAT, model_card, rebuild, serialize, state_dict_of
 
-_rebuild = rebuild   # merge.py's older name (its room: switch to registry.rebuild)
 
 __all__ = ["CARD_FORMAT", "COLUMNS", "PREDICT_ROWS", "WEIGHTS_FORMAT", "ImportResult", "LoadedModel",
            "ModelError", "ModelVersion", "convert_forests", "export_models", "get_record",

@@ -203,6 +203,7 @@ def test_prediction_of_a_row_does_not_depend_on_the_rows_batched_with_it(tmp_pat
             assert np.array_equal(predict_module(m, x[idx], "cpu"), whole[idx]), (kind, size)
 
 
+@pytest.mark.slow
 def test_fused_predictions_equal_the_separate_predict_command_exactly(tmp_path, read_formulas):
     """generate --predict (per-batch passes) and `matstore predict` (one pass over all) write the
     same values, bit for bit, for a neural predictor (they differed by ~1 float32 ulp)."""
@@ -234,6 +235,7 @@ def _no_gpu():
         pytest.skip("a GPU is present: --device cuda is valid here")
 
 
+@pytest.mark.slow
 def test_device_cuda_without_a_gpu_is_a_clear_error_for_generate_predict_and_train(small):
     _no_gpu()
     from matstore import runner, training

@@ -160,7 +160,9 @@ ESCAPES = [
 ]
 
 
-@pytest.mark.parametrize("mode", [["--read-only", "query"], ["query"], ["query", "--write"]])
+# the fast tier tries every escape in one mode; the other two modes run with the slow tests
+@pytest.mark.parametrize("mode", [pytest.param(["--read-only", "query"], marks=pytest.mark.slow), ["query"],
+                                  pytest.param(["query", "--write"], marks=pytest.mark.slow)])
 @pytest.mark.parametrize("sql", ESCAPES)
 def test_user_sql_reaches_no_other_file(study, tmp_path, monkeypatch, sql, mode):
     other = tmp_path / "other" / "other.duckdb"
@@ -184,6 +186,7 @@ def test_user_sql_reaches_no_other_file(study, tmp_path, monkeypatch, sql, mode)
     assert _files(tmp_path) == files_before
 
 
+@pytest.mark.slow
 def test_install_creates_nothing_in_home(study, tmp_path):
     home = tmp_path / "home"
     home.mkdir()
