@@ -155,12 +155,3 @@ COMMENT ON COLUMN predictions.run_id IS 'Prediction run (runs.run_id)';
 COMMENT ON COLUMN predictions.property IS 'Property predicted: formation_energy_per_atom or band_gap';
 COMMENT ON COLUMN predictions.value IS 'Predicted value (formation_energy_per_atom: eV/atom; band_gap: eV)';
 
-COMMENT ON TABLE stability IS 'Placement on the convex hull of known phases per composition, energy source and reference';
-COMMENT ON COLUMN stability.composition_id IS 'The composition (compositions.composition_id)';
-COMMENT ON COLUMN stability.model_id IS 'Formation-energy predictor version placed on the hull; 0 = the reference source''s own DFT energy';
-COMMENT ON COLUMN stability.reference IS 'Source of the reference phases (materials.source), e.g. oqmd';
-COMMENT ON COLUMN stability.reference_ingests IS 'Ingests the reference phases came from (ingests.ingest_id)';
-COMMENT ON COLUMN stability.formation_energy_per_atom IS 'Formation energy placed on the hull (eV/atom)';
-COMMENT ON COLUMN stability.e_above_hull IS 'Energy above the hull (eV/atom); may be negative (below the known hull)';
-COMMENT ON COLUMN stability.decomposition IS 'Reference phases it decomposes into, with fractions';
-COMMENT ON COLUMN stability.run_id IS 'Run that computed it (runs.run_id)';

@@ -203,9 +203,7 @@ def test_a_store_with_another_migration_under_a_known_number_is_refused(tmp_path
     con = duckdb.connect(str(path))
     con.execute("UPDATE schema_migrations SET name = 'someone_elses' WHERE version = ?", [last.version])
     con.close()
-    from matstore import store as store_mod
-
-    store_mod._PREPARED.discard(str(path))  # noqa: SLF001 (as a fresh process would)
+    Store(path).forget_prepared()  # as a fresh process would
     with pytest.raises(SchemaMismatchError, match=rf"migration {last.version:04d}_someone_elses.*"
                                                  rf"is '{last.name}'"):
         Store(path).query("SELECT 1")

@@ -107,7 +107,7 @@ class _Figures:
     def __call__(self, fig, name: str, caption: str, empty: str, wide: bool = False) -> str:
         if fig is None:
             return _empty(empty)
-        plt = plots._plt()
+        plt = plots.pyplot()
         fig.tight_layout()
         fig.savefig(self.out / name, dpi=110)
         plt.close(fig)

@@ -12,7 +12,7 @@ FE_MAX, BG_MIN, BG_MAX = 0.0, 1.0, 2.0   # the screening window (eV/atom, eV, eV
 GEN, TRAIN = "#1f77b4", "#ff7f0e"
 
 
-def _plt():
+def pyplot():
     import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg")
@@ -26,7 +26,7 @@ def parity(p: Parity):
     ok = np.isfinite(p.y_pred) & np.isfinite(p.y_true)
     if not ok.any():
         return None
-    plt = _plt()
+    plt = pyplot()
     y, f = p.y_true[ok], p.y_pred[ok]
     mae = float(np.mean(np.abs(f - y)))
     ss = float(np.sum((y - y.mean()) ** 2))
@@ -52,7 +52,7 @@ def fe_vs_bg(d: ReportData):
     c = d.candidates.drop_nulls(["pred_formation_energy_per_atom", "pred_band_gap"])
     if c.height == 0:
         return None
-    plt = _plt()
+    plt = pyplot()
     fe = c["pred_formation_energy_per_atom"].to_numpy()
     bg = c["pred_band_gap"].to_numpy()
     inside = (fe < FE_MAX) & (bg >= BG_MIN) & (bg <= BG_MAX)
@@ -83,7 +83,7 @@ def band_gap_histograms(d: ReportData):
     panels = [(t, v[np.isfinite(v)]) for t, v in panels if np.isfinite(v).any()]
     if not panels:
         return None
-    plt = _plt()
+    plt = pyplot()
     hi = max(float(v.max()) for _, v in panels)
     bins = np.linspace(0, max(hi, 1.0), 41)
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False,
@@ -103,7 +103,7 @@ def element_counts(d: ReportData):
     df = d.n_elements
     if df.height == 0:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.2, 4.0))
     for name, label, off, color in (("generated", f"generated, run {d.run_id}", -0.2, GEN),
                                     ("training", d.train_label, 0.2, TRAIN)):
@@ -129,7 +129,7 @@ def element_frequency(d: ReportData):
     df = d.element_freq
     if df.height == 0:
         return None
-    plt = _plt()
+    plt = pyplot()
     df = df.with_columns(pct=100 * pl.col("n") / pl.col("n_set"))
     share = {name: dict(zip(g["element"].to_list(), g["pct"].to_list()))
              for (name,), g in df.group_by("set")}
@@ -157,7 +157,7 @@ def uniqueness(d: ReportData):
     c = d.curve
     if c.height == 0:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.2, 4.0))
     ax.plot(c["samples_drawn"].cast(pl.Float64), 100 * c["unique_fraction"].cast(pl.Float64).fill_null(0),
             marker="o", ms=3, color=GEN)
@@ -173,7 +173,7 @@ def recovery(d: ReportData):
     r = d.recovery
     if r.height == 0:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.2, 4.0))
     for name in r["set_name"].unique(maintain_order=True).to_list():
         s = r.filter(pl.col("set_name") == name)
