@@ -1,5 +1,7 @@
 -- Which distinct compositions have the generators produced, are they novel (not in `known`),
 -- chemically valid (the default oxidation-state set's checker), and what do the latest predictions say?
+-- Each predicted column names the model version it came from (pred_*_model): when two versions
+-- predicted, the latest run's value is shown, with its version, never an unnamed mix.
 -- depends: composition_validity, known, model_refs
 -- key: composition_id
 WITH g AS (
@@ -24,7 +26,9 @@ v AS (  -- the default oxidation-state set's checker (validity_checkers), as com
 p AS (  -- latest prediction per property: the highest run id (then model id)
     SELECT composition_id,
            arg_max(value, [coalesce(run_id, 0), model_id]) FILTER (WHERE property = 'formation_energy_per_atom') AS pred_formation_energy_per_atom,
+           arg_max(model_id, [coalesce(run_id, 0), model_id]) FILTER (WHERE property = 'formation_energy_per_atom') AS fe_model_id,
            arg_max(value, [coalesce(run_id, 0), model_id]) FILTER (WHERE property = 'band_gap') AS pred_band_gap,
+           arg_max(model_id, [coalesce(run_id, 0), model_id]) FILTER (WHERE property = 'band_gap') AS bg_model_id,
            arg_max(value, [coalesce(run_id, 0), model_id]) FILTER (WHERE property = 'energy_above_hull') AS pred_energy_above_hull,
            list(DISTINCT model_id ORDER BY model_id) AS predicted_by
     FROM predictions
@@ -43,7 +47,9 @@ SELECT c.composition_id,
        v.charge_neutral AND v.electronegativity_balanced AS valid,
        v.ions,
        p.pred_formation_energy_per_atom,
+       fm.ref AS pred_formation_energy_model,
        p.pred_band_gap,
+       bm.ref AS pred_band_gap_model,
        p.pred_energy_above_hull,
        g.generated_by,
        p.predicted_by
@@ -52,3 +58,5 @@ JOIN compositions c USING (composition_id)
 LEFT JOIN known k USING (composition_id)
 LEFT JOIN v USING (composition_id)
 LEFT JOIN p USING (composition_id)
+LEFT JOIN model_refs fm ON fm.model_id = p.fe_model_id
+LEFT JOIN model_refs bm ON bm.model_id = p.bg_model_id

@@ -92,3 +92,33 @@ def test_report_writes_pngs_and_html(screened, tmp_path):
     assert all((tmp_path / "rep" / p).stat().st_size > 5000 for p in pngs)
     n = store.query("SELECT n_samples FROM generation_stats WHERE run_id = ?", [run.run_id])["n_samples"][0]
     assert f"<td class=num>{int(n):,}</td>" in page
+
+
+def test_candidates_name_the_model_version_behind_each_predicted_value(screened, tmp_path):
+    """Two versions of a predictor over the same compositions: the column shows the latest run's
+    value and names that version, row by row (a recount from the predictions table)."""
+    store, mv, _, _ = screened
+    second = store.query("SELECT composition_id FROM candidates ORDER BY composition_id LIMIT 40")
+    ids = second["composition_id"].to_list()
+    # a second version's rows for 40 compositions, from a later run: copy v1's values shifted
+    with store.transaction() as con:
+        con.execute("INSERT INTO model_versions (name, version, kind, config, weights, weights_sha256, "
+                    "created_at) SELECT name, version + 1, kind, config, weights, weights_sha256, now() "
+                    "FROM model_versions WHERE model_id = ?", [mv.model_id])
+        v2 = con.execute("SELECT max(model_id) FROM model_versions").fetchall()[0][0]
+        run = con.execute("INSERT INTO runs (kind, model_id, status, started_at) VALUES "
+                          "('predict', ?, 'done', now()) RETURNING run_id", [v2]).fetchall()[0][0]
+        con.execute("INSERT INTO predictions SELECT composition_id, ?, ?, property, value + 1 "
+                    "FROM predictions WHERE model_id = ? AND composition_id IN (SELECT unnest(?))",
+                    [v2, run, mv.model_id, ids])
+    got = store.query("SELECT composition_id, pred_formation_energy_per_atom AS v, "
+                      "pred_formation_energy_model AS m FROM candidates")
+    preds = store.query("SELECT p.composition_id, p.value, r.ref FROM predictions p "
+                        "JOIN model_refs r USING (model_id) ORDER BY coalesce(run_id, 0), model_id")
+    latest = preds.group_by("composition_id", maintain_order=True).last()
+    m = got.join(latest, on="composition_id")
+    assert m.height == got.height and (m["m"] == m["ref"]).all()
+    assert np.allclose(np.nan_to_num(m["v"].to_numpy(), nan=9), np.nan_to_num(m["value"].to_numpy(), nan=9))
+    refs = set(got["m"].drop_nulls().to_list())
+    assert refs == {mv.ref, f"{mv.name}@{mv.version + 1}"}
+    assert got.filter(pl.col("m") == f"{mv.name}@{mv.version + 1}").height == len(ids)
