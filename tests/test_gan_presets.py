@@ -86,6 +86,6 @@ def test_train_cli_reports_decodable_and_warns_on_stderr(mp_store):
                                     "--max-steps", "1", "--no-progress", "--hyper", "output_bias=-30",
                                     "--hyper", "n_eval_samples=100"])
     assert res.exit_code == 0, res.output
-    assert "warning: train dark-cli: only 0.0% of 100 samples" in res.stderr
+    assert "warning: train dark-cli@1: only 0.0% of 100 samples" in res.stderr
     assert "train longer" in res.stderr
     assert "0.0% of 100 samples decodable" in res.stderr

@@ -139,7 +139,6 @@ def train(store: Store, preset_name: str, on: str | None = None, epochs: int | N
                                                known_ids=known,
                                                leave_out_ids=ds.batch.composition_id[sp.test])
         metrics["history"] = hist.to_dict()
-        warn_low_decodable(name or p.name, p.name, metrics["sample"])
     metrics["train_seconds"] = round(time.perf_counter() - t0, 3)
     check_finite_metrics(name or p.name, metrics)
     hyperparams = {"preset": p.name, "property": p.property, "featurizer": p.featurizer,
@@ -148,9 +147,12 @@ def train(store: Store, preset_name: str, on: str | None = None, epochs: int | N
     split = {**sp.to_dict(), "n_selected": ds.n_selected, "n_not_encodable": n_dropped}
     ids = ds.batch.composition_id
     # the query as run (selection + the target source's join) is what the version was trained on
-    return save_model(store, name or p.name, p.kind, module, cfg, hyperparams, ds.query, len(ds),
-                      ds.data_hash, split, metrics, str(dev) if dev is not None else "cpu", seed,
-                      split_ids={"train": ids[sp.train], "val": ids[sp.val], "test": ids[sp.test]})
+    mv = save_model(store, name or p.name, p.kind, module, cfg, hyperparams, ds.query, len(ds),
+                    ds.data_hash, split, metrics, str(dev) if dev is not None else "cpu", seed,
+                    split_ids={"train": ids[sp.train], "val": ids[sp.val], "test": ids[sp.test]})
+    if "sample" in metrics:   # saved all the same: it may be trained further or inspected
+        warn_low_decodable(mv.ref, p.name, metrics["sample"])
+    return mv
 
 
 def warn_low_decodable(name: str, preset: str, sample: dict) -> None:
