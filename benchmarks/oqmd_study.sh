@@ -35,11 +35,10 @@ step "matstore train --model elemnet-magpie-fe --target-source oqmd --epochs $FE
 step "matstore train --model rf-bg --target-source oqmd --max-rows $BG_ROWS"
 step "python - <<'PY'
 from matstore import training
-from matstore.pipeline import DEMO_GAN_CONFIG, DEMO_GAN_HYPER
 from matstore.store import Store
 
-mv = training.train(Store('study.duckdb'), 'gan-mp', name='gan-mp-small', max_rows=$GAN_ROWS, seed=0,
-                    config=DEMO_GAN_CONFIG, fractions=(0.9, 0.05, 0.05), **{**DEMO_GAN_HYPER, 'epochs': $GAN_EPOCHS})
+mv = training.train(Store('study.duckdb'), 'gan-mp-small', max_rows=$GAN_ROWS, seed=0,
+                    fractions=(0.9, 0.05, 0.05), epochs=$GAN_EPOCHS)
 s = mv.metrics['sample']
 print(f\"{mv.ref}: {mv.metrics['train_seconds']:.0f} s; {s['decodable_pct']:.1f}% decodable, \"
       f\"{s['uniqueness_pct']:.1f}% unique, {s['validity_pct']:.1f}% valid, {s['novelty_pct']:.1f}% novel\")

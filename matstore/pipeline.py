@@ -30,30 +30,8 @@ MP_SELECTION = ("SELECT DISTINCT composition_id FROM materials "
 # The builtin experimental formation enthalpies (named as the target source: not DFT).
 EXP_FE_SELECTION = ("SELECT p.composition_id FROM composition_properties_by_source p WHERE "
                     "p.source = 'builtin' AND p.formation_energy_per_atom IS NOT NULL")
-# A narrower Table 3.2 GAN (same layer pattern, fewer channels) so a CPU trains it in minutes.
-DEMO_GAN_CONFIG = {
-    "generator": {"latent_dim": 32, "fc_channels": 32,
-                  "deconvs": [[16, 5, 5, 2, 2], [16, 3, 3, 2, 1], [8, 3, 3, 2, 1], [1, 3, 3, 2, 1]]},
-    "critic": {"convs": [[8, 3, 3, 2, 1], [16, 3, 3, 2, 1], [16, 3, 3, 2, 1], [32, 5, 5, 2, 2]]},
-}
-# WGAN-GP (lambda 10, layer-norm critic), faster rates than the thesis (TTUR: critic 1e-3,
-# generator 5e-4) and the generator's output bias started at -4 (all cells below the decode
-# threshold, near the maps' density; from 0 the fresh generator sets all 680 cells and did not
-# learn to clear them in minutes). Measured on the demo's 4,000 seeded MP rows, seed 0, 1 training
-# thread, 10,000 samples, MatGAN's decode tolerance 0.8 (decodable / unique of decodable / valid):
-#   before (lr 1e-3/1e-3, bias 0), 14 epochs:            4.2% /  0.4% (3 compositions) /  4.1%
-#   lr 1e-3/1e-3, bs 32, n_critic 2, 10 epochs:          100% /  1.1% / 95%   (collapsed)
-#   lr 5e-4/5e-4, bs 32, n_critic 5, 12 ep (bias 0):       0% (every cell set)
-#   critic without norm (leaky ReLU), bias 0, 10-12 ep:  0-98% /  <2% / ~0%
-#   lr 1e-3/1e-3, bias -4, 12 epochs:                    69.8% / 57.7% / 27.0%
-#   lr 1e-3/1e-3, bias -6, 14 epochs:                    74.3% / 69.0% / 64.6%
-#   lr_g 5e-4, lr_d 1e-3, bias -4, 14 epochs (chosen):   74.5% / 77.4% / 59.9%, 91 s of training
-#   (same, after 4 / 8 / 12 epochs: 78/59/38, 66/62/62, 70/73/47: early epochs swing).
-# The whole `matstore demo` (20,000 samples, uniqueness of decodable, validity of distinct):
-#   seed 0: 74.1% / 73.6% / 72.0%, demo 73 s (GAN 54 s) on a quiet 2-core box, same numbers and
-#   weights under load; seed 1: 70.6% / 58.5% / 75.1%; seed 2: 73.2% / 68.5% / 59.6%.
-DEMO_GAN_HYPER = {"epochs": 14, "batch_size": 64, "lr_g": 5e-4, "lr_d": 1e-3, "n_critic": 3,
-                  "clip": None, "output_bias": -4.0, "threads": 1}
+# The GAN: preset gan-mp-small (matstore.training.presets: its config, rates and measurements).
+GAN_PRESET = "gan-mp-small"
 
 
 @dataclass
@@ -105,10 +83,9 @@ def run_demo(store: Store, samples: int = 20000, gan_epochs: int | None = None,
              + (f" (a seeded {gan_rows:,} of them)" if gan_rows else ""))
     gan = _existing(store, GAN_NAME)
     if gan is None or gan_epochs is not None:
-        hyper = {**DEMO_GAN_HYPER, **({"epochs": gan_epochs} if gan_epochs else {})}
-        mv = training.train(store, "gan-mp", on=MP_SELECTION, name=GAN_NAME, device=device,
-                            seed=seed, config=DEMO_GAN_CONFIG, progress=progress, max_rows=gan_rows,
-                            fractions=(0.9, 0.05, 0.05), **hyper)
+        mv = training.train(store, GAN_PRESET, on=MP_SELECTION, name=GAN_NAME, device=device,
+                            seed=seed, epochs=gan_epochs or None, progress=progress,
+                            max_rows=gan_rows, fractions=(0.9, 0.05, 0.05))
         gan = mv.ref
         m = mv.metrics.get("sample", {})
         console.print(f"{gan}: {mv.metrics.get('train_seconds', 0):.0f} s; of {m.get('n_samples', 0):,} "

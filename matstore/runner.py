@@ -39,6 +39,11 @@ __all__ = ["DEFAULT_BATCH_SIZE", "DecodedBatch", "RunError", "RunResult", "Stage
 # samples per batch (= per transaction) when none is given: on a CPU ~4 s of generator work (a
 # kill loses little); on a GPU ~50 ms at 5M samples/s, and each commit fills whole row groups
 DEFAULT_BATCH_SIZE = {"cpu": 8192, "cuda": 262_144}
+# A run stops (RunError, status 'failed', committed batches kept) once its first batches decode
+# nothing: 1,000 samples, or 2 batches of at least 200 samples in all. A generator decoding 1% of
+# its samples passes (0.99^1000 = 4e-5); one decoding none would fill the store with nothing.
+REFUSE_AFTER_SAMPLES = 1000
+REFUSE_AFTER_BATCHES = (2, 200)
 _MASK63 = (1 << 63) - 1
 
 
@@ -174,6 +179,7 @@ def _execute(store: Store, run_id: int, loaded, params: dict, seed: int, device:
     bar = progress_bars.bar(progress, "samples")
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"matstore-run-{run_id}")
     inflight: list = []          # [(future, samples, decodable)] of the batch being committed
+    seen = {"batches": 0, "samples": 0, "decodable": 0}   # this call's batches so far, uncommitted too
 
     def commit(batch: DecodedBatch | None, new_rows, chunk, seconds: float):
         with store.transaction() as con:
@@ -214,6 +220,7 @@ def _execute(store: Store, run_id: int, loaded, params: dict, seed: int, device:
                     settle(advance)
                     inflight.append((pool.submit(commit, batch, new_rows, chunk, time.perf_counter() - t0),
                                      m, len(batch.keys)))
+                    _refuse_if_nothing_decodes(loaded.ref, seen, b, m, len(batch.keys), tol)
                 settle(advance)
             if pipe and pipe.buffer:
                 _count(written, commit(None, None, pipe.take(), 0.0)[1])
@@ -236,6 +243,24 @@ def _execute(store: Store, run_id: int, loaded, params: dict, seed: int, device:
                       f"names another element/count map (compositions.insert_new)", RuntimeWarning)
     return RunResult(run_id, "done", tally["drawn"], tally["decodable"], tally["new"], seconds,
                      written if pipe else None, tally["key_collisions"])
+
+
+def _refuse_if_nothing_decodes(ref: str, seen: dict, batch_no: int, m: int, n_decodable: int,
+                               tol: float | None) -> None:
+    """Raise RunError when this call's first batches (REFUSE_AFTER_*) decoded no sample at all."""
+    seen["batches"] += 1
+    seen["samples"] += m
+    seen["decodable"] += n_decodable
+    n_batches, min_samples = REFUSE_AFTER_BATCHES
+    enough = (seen["samples"] >= REFUSE_AFTER_SAMPLES
+              or (seen["batches"] >= n_batches and seen["samples"] >= min_samples))
+    if seen["decodable"] or not enough:
+        return
+    raise RunError(f"generate: the first {seen['samples']:,} samples of {ref} (batches up to "
+                   f"{batch_no}) decode to no composition; stopped (the batches drawn are kept): "
+                   f"the generator's output never reaches the decoding threshold"
+                   f"{'' if tol is None else f' (tolerance {tol})'}: train longer, use a preset such "
+                   f"as gan-mp-small, or check --tolerance")
 
 
 def _count(total: dict[str, int], more: dict[str, int]) -> None:

@@ -137,3 +137,35 @@ def test_progress_bar_goes_to_stderr_and_ends_full(store, read_formulas, capsys)
     out, err = capsys.readouterr()
     assert out == ""
     assert f"run {res.run_id}" in err and "600/600" in err and "samples/s" in err
+
+
+class _BlankGenerator(ReplayGenerator):
+    """Real compositions' maps scaled below the decode threshold: nothing decodes (a generator
+    whose output never reaches 1 - tolerance, like an untrained GAN with a low output bias)."""
+
+    def sample(self, n, generator, device):
+        return super().sample(n, generator, device) * 0.1   # 1 -> 0.1 < 0.2
+
+
+def test_a_run_whose_first_batches_decode_nothing_is_refused_and_keeps_its_batches(mp_store):
+    store, formulas = mp_store
+    with pytest.raises(runner.RunError, match="decode to no composition.*gan-mp-small.*--tolerance"):
+        runner.generate(store, _BlankGenerator(formulas), 5000, batch_size=300, seed=2, device="cpu",
+                        progress=False)
+    run = store.query("SELECT run_id, status FROM runs ORDER BY run_id DESC LIMIT 1").row(0, named=True)
+    assert run["status"] == "failed"
+    batches = store.query("SELECT batch_no, n_samples, n_decodable FROM run_batches WHERE run_id = ? "
+                          "ORDER BY batch_no", [run["run_id"]])
+    # stopped after 2 batches (600 samples >= 200): both committed, none decodable, 5000 not drawn
+    assert batches["batch_no"].to_list() == [0, 1]
+    assert batches["n_samples"].to_list() == [300, 300]
+    assert batches["n_decodable"].sum() == 0
+    assert store.query("SELECT count(*) AS n FROM generated WHERE run_id = ?", [run["run_id"]])["n"][0] == 0
+    # a generator that decodes some samples passes the same check (ReplayGenerator: 10% blank)
+    # one big batch: refused after the first 1,000 samples
+    with pytest.raises(runner.RunError, match="first 1,500 samples"):
+        runner.generate(store, _BlankGenerator(formulas), 3000, batch_size=1500, seed=2, device="cpu",
+                        progress=False)
+    ok = runner.generate(store, ReplayGenerator(formulas), 1200, batch_size=300, seed=2, device="cpu",
+                         progress=False)
+    assert ok.status == "done" and ok.n_decodable > 0

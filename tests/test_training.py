@@ -160,10 +160,10 @@ def test_generation_metrics_on_real_matgan_samples(read_formulas):
 def test_gan_training_is_reproducible_whatever_the_threads_and_global_rng(small_store):
     """Same seed -> bit-identical weights, though the caller's thread count and global RNG differ
     (CPU conv gradients depend on the thread count; a GAN turns that into another model)."""
-    from matstore.pipeline import DEMO_GAN_CONFIG
+    from matstore.training.presets import SMALL_GAN_CONFIG
 
     kw = dict(epochs=2, device="cpu", seed=3, max_steps=4, max_rows=150, batch_size=16,
-              progress=False, n_eval_samples=50, config=DEMO_GAN_CONFIG)
+              progress=False, n_eval_samples=50, config=SMALL_GAN_CONFIG)
     shas = []
     for name, threads in (("gan-repro-a", 1), ("gan-repro-b", 2)):
         torch.set_num_threads(threads)
@@ -186,11 +186,11 @@ def test_gan_training_is_reproducible_whatever_the_threads_and_global_rng(small_
 
 def test_gan_output_bias_starts_the_generator_below_the_decode_threshold(small_store):
     from matstore.features import onehot
-    from matstore.pipeline import DEMO_GAN_CONFIG
+    from matstore.training.presets import SMALL_GAN_CONFIG
 
     mv = train(small_store, "gan-icsd", name="gan-bias", epochs=1, device="cpu", max_steps=1,
                max_rows=60, batch_size=16, progress=False, n_eval_samples=20, output_bias=-4.0,
-               config=DEMO_GAN_CONFIG)
+               config=SMALL_GAN_CONFIG)
     g = load_model(small_store, "gan-bias").module.generator
     last = [m for m in g.modules() if isinstance(m, torch.nn.ConvTranspose2d)][-1]
     assert last.bias.item() == pytest.approx(-4.0, abs=0.05)  # one Adam step (lr 1e-4) away

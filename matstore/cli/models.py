@@ -30,22 +30,45 @@ def preset_names():
 @click.option("--max-rows", type=POSITIVE, default=None, help="Train on a seeded random subset.")
 @click.option("--max-steps", type=POSITIVE, default=None, help="Stop after this many optimizer steps.")
 @click.option("--clip", type=float, default=None, help="GANs: weight clipping to ±CLIP instead of GP.")
+@click.option("--hyper", "hyper", multiple=True, metavar="KEY=VALUE",
+              help="Any hyperparameter or config field of the preset (VALUE as JSON; nested config "
+                   "fields dotted: critic.norm=batch). Repeatable.")
 @device_option
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the split and training.")
 @no_progress_option
-def train(db, preset, on, target_source, name, epochs, batch_size, lr, max_rows, max_steps, clip, device,
-          seed, no_progress, quiet):
+def train(db, preset, on, target_source, name, epochs, batch_size, lr, max_rows, max_steps, clip, hyper,
+          device, seed, no_progress, quiet):
     """Train a preset on the store's data and save it as a new model version."""
     import json
+    import warnings
 
-    from ..training import train as run_train
+    from ..training import LowDecodableWarning, train as run_train
+    from ..training.presets import PresetError, parse_overrides
 
-    extra = {k: v for k, v in (("lr", lr), ("clip", clip)) if v is not None}
-    mv = run_train(Store(db), preset, on=on, target_source=target_source, epochs=epochs, device=device,
-                   seed=seed, max_rows=max_rows, batch_size=batch_size, name=name, max_steps=max_steps,
-                   progress=not (no_progress or quiet), **extra)
+    extra, config = parse_overrides(preset, hyper)
+    for key, value in (("lr", lr), ("clip", clip), ("epochs", epochs), ("batch_size", batch_size)):
+        if value is None:
+            continue
+        if key in extra:
+            raise PresetError(f"--hyper {key}: given twice (also as --{key.replace('_', '-')})")
+        extra[key] = value
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", LowDecodableWarning)
+        mv = run_train(Store(db), preset, on=on, target_source=target_source, device=device, seed=seed,
+                       epochs=extra.pop("epochs", None), batch_size=extra.pop("batch_size", None),
+                       max_rows=max_rows, name=name, max_steps=max_steps, config=config or None,
+                       progress=not (no_progress or quiet), **extra)
+    for w in caught:
+        if issubclass(w.category, LowDecodableWarning):
+            click.echo(f"warning: {w.message}", err=True)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     shown = {k: v for k, v in mv.metrics.items() if k not in ("history",)}
     console.print(f"saved {mv.ref} (model id {mv.model_id}, {mv.kind}): {json.dumps(shown)}")
+    if "sample" in mv.metrics:
+        s = mv.metrics["sample"]
+        console.print(f"{mv.ref}: {s['decodable_pct']:.1f}% of {s['n_samples']:,} samples decodable, "
+                      f"{s['uniqueness_pct']:.1f}% unique, {s['validity_pct']:.1f}% valid")
 
 
 @click.group()

@@ -25,8 +25,15 @@ from . import data, presets
 from .fit import (autoencoder_metrics, fit_autoencoder, fit_regressor, fit_wgan, generation_metrics,
                   regression_metrics, resolve_device)
 
-__all__ = ["train", "presets", "PRESETS", "TrainingError"]
+__all__ = ["train", "presets", "PRESETS", "TrainingError", "LowDecodableWarning", "LOW_DECODABLE_PCT"]
 PRESETS = presets.PRESETS
+# A GAN whose evaluation samples decode below this share gets a LowDecodableWarning: its
+# generate runs would store few or no compositions.
+LOW_DECODABLE_PCT = 50.0
+
+
+class LowDecodableWarning(UserWarning):
+    """A trained GAN whose samples mostly decode to no composition."""
 
 
 def _onehot(batch) -> tuple[np.ndarray, np.ndarray]:
@@ -50,7 +57,7 @@ def train(store: Store, preset_name: str, on: str | None = None, epochs: int | N
     if target_source is not None and p.property is None:
         raise data.TargetSourceError(f"preset {p.name} ({p.kind}) has no target property; choose its "
                                      f"compositions with --on instead of --target-source")
-    unknown = set(hyper) - set(p.hyper) - {"optimizer", "weight_decay", "loss", "n_jobs", "schedule"}
+    unknown = set(hyper) - set(p.hyper) - presets.OPTIONAL_HYPER
     if unknown:
         raise presets.PresetError(f"preset {p.name} has no hyperparameter(s) {sorted(unknown)} "
                          f"(it takes {sorted(p.hyper)})")
@@ -140,9 +147,27 @@ def train(store: Store, preset_name: str, on: str | None = None, epochs: int | N
     split = {**sp.to_dict(), "n_selected": ds.n_selected, "n_not_encodable": n_dropped}
     ids = ds.batch.composition_id
     # the query as run (selection + the target source's join) is what the version was trained on
-    return save_model(store, name or p.name, p.kind, module, cfg, hyperparams, ds.query, len(ds),
-                      ds.data_hash, split, metrics, str(dev) if dev is not None else "cpu", seed,
-                      split_ids={"train": ids[sp.train], "val": ids[sp.val], "test": ids[sp.test]})
+    mv = save_model(store, name or p.name, p.kind, module, cfg, hyperparams, ds.query, len(ds),
+                    ds.data_hash, split, metrics, str(dev) if dev is not None else "cpu", seed,
+                    split_ids={"train": ids[sp.train], "val": ids[sp.val], "test": ids[sp.test]})
+    if "sample" in metrics:   # saved all the same: it may be trained further or inspected
+        warn_low_decodable(mv.ref, p.name, metrics["sample"])
+    return mv
+
+
+def warn_low_decodable(name: str, preset: str, sample: dict) -> None:
+    """Warn when fewer than LOW_DECODABLE_PCT % of a GAN's evaluation samples decode."""
+    pct = float(sample.get("decodable_pct", 0.0))
+    if pct >= LOW_DECODABLE_PCT:
+        return
+    import warnings  # noqa: PLC0415
+
+    small = f"{preset}-small" if f"{preset}-small" in PRESETS else "gan-mp-small"
+    hint = ("train longer (--epochs)" if preset.endswith("-small")
+            else f"try --model {small} (the demo's recipe), or train longer")
+    warnings.warn(f"train {name}: only {pct:.1f}% of {sample.get('n_samples', 0):,} samples decode to a "
+                  f"composition (< {LOW_DECODABLE_PCT:.0f}%): generate would store few or none; {hint}",
+                  LowDecodableWarning, stacklevel=3)
 
 
 class TrainingError(MatstoreError, RuntimeError):
