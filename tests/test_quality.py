@@ -160,3 +160,4 @@ def test_cli_quality_prints_the_row_and_generate_prints_the_summary(runs, tmp_pa
     assert len(line) == 1 and "CN " in line[0] and "TV(count)" in line[0] and "Fréchet" in line[0]
     new = store.query("SELECT max(run_id) AS r FROM generation_quality")["r"][0]
     assert new > run_ids[1] and f"quality of run {new}:" in line[0]
+
