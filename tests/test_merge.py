@@ -16,6 +16,7 @@ import polars as pl
 import pytest
 
 from matstore import compositions as C
+from matstore import quality
 from matstore.export import checksum
 from matstore.merge import KEYS, MergeError, merge
 from matstore.migrations import SchemaTooNewError
@@ -118,6 +119,7 @@ def built(tmp_path_factory, read_formulas):
         s = Store.init(d / f"{name}.duckdb")
         for part in parts:
             build_part(s, part, d, read_formulas, gan)
+        quality.refresh(s)  # generation_quality rows travel too
         stores[name] = s
     return d, stores
 
@@ -163,6 +165,10 @@ def test_merge_of_two_sources_equals_one_store_built_from_both(built, tmp_path):
     # runs still point at the right model version after remapping
     assert a.query("SELECT r.run_id, m.data_hash FROM runs r JOIN model_versions m USING (model_id) "
                    "ORDER BY r.run_id").rows() == [(1, "data-A"), (2, "data-B")]
+    # B's quality row arrives under B's remapped run and model ids, its measurements unchanged
+    q = "SELECT * EXCLUDE (run_id, model_id) FROM generation_quality WHERE run_id = ?"
+    assert a.query("SELECT run_id, model_id FROM generation_quality ORDER BY run_id").rows() == [(1, 1), (2, 2)]
+    assert a.query(q, [1]).equals(s["A"].query(q, [1])) and a.query(q, [2]).equals(s["B"].query(q, [1]))
 
 
 def test_merging_the_same_file_twice_changes_nothing(built, tmp_path):

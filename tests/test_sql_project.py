@@ -33,6 +33,16 @@ SCHEMA = {  # table -> 'column TYPE' in order: the schema every migration adds u
     'features': [
         'composition_id BIGINT', 'featurizer VARCHAR', 'version VARCHAR', 'vector FLOAT[]',
     ],
+    'generation_quality': [
+        'run_id INTEGER', 'model_id INTEGER', 'reference VARCHAR', 'checker_version VARCHAR',
+        'n_samples BIGINT', 'n_decodable BIGINT', 'n_unique BIGINT', 'unique_pct DOUBLE',
+        'n_novel BIGINT', 'novel_pct DOUBLE', 'n_checked BIGINT', 'charge_neutral_pct DOUBLE',
+        'electronegativity_balanced_pct DOUBLE', 'both_valid_pct DOUBLE', 'train_size BIGINT',
+        'train_recovered BIGINT', 'train_recovery_pct DOUBLE', 'leave_out_size BIGINT',
+        'leave_out_recovered BIGINT', 'leave_out_recovery_pct DOUBLE', 'tv_element_count DOUBLE',
+        'tv_element_frequency DOUBLE', 'frechet_magpie DOUBLE', 'frechet_n_generated BIGINT',
+        'frechet_n_reference BIGINT', 'frechet_seed BIGINT', 'computed_at TIMESTAMP',
+    ],
     'generated': [
         'run_id INTEGER', 'batch_no INTEGER', 'sample_no BIGINT', 'composition_id BIGINT',
     ],

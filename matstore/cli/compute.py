@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import click
 
+from .. import output
 from ..features import FEATURIZERS
 from ..store import Store
 from ..validity import DEFAULT_SET, OXIDATION_SETS
-from .options import (POSITIVE, TOLERANCE, console, device_option, no_progress_option, param_option,
-                      store_option, where_option)
+from .options import (POSITIVE, TOLERANCE, console, device_option, no_progress_option, output_options,
+                      param_option, store_option, where_option)
 
 
 @click.command()
@@ -53,6 +54,10 @@ def generate(db, model, n, batch_size, seed, device, tolerance, resume_id, no_pr
                   f"{res.samples_per_s:,.0f} samples/s"
                   + ("" if not res.written else
                      ", rows written: " + ", ".join(f"{k} {v:,}" for k, v in res.written.items())))
+    if not quiet:  # measured after the run is committed (seconds: Fréchet fit on <= 20k per side)
+        from ..quality import measure, summary
+
+        console.print(summary(measure(store, res.run_id)), markup=False, highlight=False, soft_wrap=True)
 
 
 @click.command()
@@ -140,4 +145,16 @@ def validate(db, where, params, batch_size, no_progress, quiet, oxidation_set):
                   f"compositions ({r.not_encodable:,} outside smact's data: NULL flags) in {r.seconds:.1f} s")
 
 
-COMMANDS = [generate, predict, stability, featurize, validate]
+@click.command()
+@store_option
+@click.option("--run", "run_id", type=int, default=None, help="Generation run (default: every one).")
+@output_options
+def quality(db, run_id, fmt, parquet, limit_rows):
+    """Measure generation quality (validity, uniqueness, novelty, recovery, distribution distances
+    to the training set) into generation_quality and print the rows."""
+    from ..quality import refresh
+
+    output.emit(refresh(Store(db), run_id), fmt, parquet, max_rows=limit_rows)
+
+
+COMMANDS = [generate, quality, predict, stability, featurize, validate]

@@ -39,6 +39,8 @@ REFERENCES = [
     ("stability", "composition_id", "compositions", "composition_id"),
     ("stability", "run_id", "runs", "run_id"),
     ("curated", "ingest_id", "ingests", "ingest_id"),
+    ("generation_quality", "run_id", "runs", "run_id"),
+    ("generation_quality", "model_id", "model_versions", "model_id"),
 ]
 UNIQUE = {"ingests": ["ingest_id"], "model_versions": ["model_id"], "runs": ["run_id"],
           "compositions": ["composition_id"], "materials": ["material_id"]}

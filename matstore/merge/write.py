@@ -28,6 +28,7 @@ KEYS = {
     "composition_sets": ["set_name", "composition_id", "model_id", "role"],
     "sources": ["name"],  # one kind per source name: a different one is refused (_check_sources)
     "stability": ["composition_id", "model_id", "reference"],
+    "generation_quality": ["run_id"],
 }
 # id columns where 0 means "none" (stability.model_id 0: the reference's own energies): kept as 0
 ZERO_MEANS_NONE = {("stability", "model_id")}
