@@ -22,6 +22,10 @@ from matstore.merge import KEYS, MergeError, merge
 from matstore.migrations import SchemaTooNewError
 from matstore.store import Store, append, append_new
 
+# merging whole built stores takes seconds per test: the fast tier covers merge through
+# tests/adversarial/test_received_store.py and test_property_sources.py
+pytestmark = pytest.mark.slow
+
 PARTS = {
     "A": {"file": "oqmd/bandgap_val.csv", "rows": 1500, "prop": "band_gap=target:eV", "gen": (0, 500),
           "at": datetime(2026, 1, 5, 10, 0, 0, 123456)},

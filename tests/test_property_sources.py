@@ -323,6 +323,7 @@ def test_curation_drops_are_kept_with_their_rule(tmp_path, read_formulas):
     assert j.height == lows.height and (j["fe"] >= j["best"]).all()
 
 
+@pytest.mark.slow
 def test_paged_curation_drops_are_kept(tmp_path, read_formulas):
     from oqmd_server import FakeOqmd, rows_from_csv
 
