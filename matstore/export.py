@@ -35,7 +35,8 @@ import duckdb
 import polars as pl
 
 from . import migrations
-from .store import Store, view_definitions, view_question
+from .store import Store, view_question
+from .views import package_views, referenced_relations
 from .errors import MatstoreError
 
 PARTITION_BY = {"generated": "run_id"}
@@ -179,32 +180,24 @@ def write_views(tmp: Path, tables: list[str]) -> list[dict]:
     """Write views/<name>.sql for every package view that rebuilds over the exported tables
     (checked: each is created in a fresh in-memory DuckDB over the Parquet files just written);
     returns the manifest entries in dependency order (a view after every view it reads)."""
-    defs = view_definitions()            # the package's SQL, never the store's
     con = duckdb.connect()
     try:
         for t in tables:
             con.execute(f'CREATE VIEW "{t}" AS SELECT * FROM {parquet_relation(tmp, t)}')
-        order, pending = [], dict(defs)
-        while pending:
-            made = [name for name, body in pending.items() if _try_view(con, name, body)]
-            if not made:
-                break                    # the rest read tables that were not exported
-            for name in made:
-                order.append(name)
-                del pending[name]
+        # the package's views (never the store's) in declared dependency order; a view that reads
+        # a table or view not exported does not build and is left out
+        made = [v for v in package_views() if _try_view(con, v.name, v.body)]
     finally:
         con.close()
-    if not order:
+    if not made:
         return []
     (tmp / VIEWS).mkdir()
     entries, known = [], set(tables)
-    for name in order:
-        body = defs[name]
-        (tmp / VIEWS / f"{name}.sql").write_text(body + "\n")
-        reads = sorted(n for n in known if re.search(rf"\b{re.escape(n)}\b", _strip_comments(body)))
-        entries.append({"name": name, "sql": f"{VIEWS}/{name}.sql", "question": view_question(body),
-                        "reads": reads})
-        known.add(name)
+    for v in made:
+        (tmp / VIEWS / f"{v.name}.sql").write_text(v.body + "\n")
+        entries.append({"name": v.name, "sql": f"{VIEWS}/{v.name}.sql", "question": view_question(v.body),
+                        "reads": sorted(referenced_relations(v.body) & known)})
+        known.add(v.name)
     return entries
 
 
@@ -215,10 +208,6 @@ def _try_view(con: duckdb.DuckDBPyConnection, name: str, body: str) -> bool:
         return True
     except duckdb.Error:
         return False
-
-
-def _strip_comments(sql: str) -> str:
-    return re.sub(r"--[^\n]*", "", sql)
 
 
 def previous_export(out: Path) -> list[str]:

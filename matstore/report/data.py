@@ -65,18 +65,10 @@ def _hits(con, run_id: int) -> tuple[str | None, pl.DataFrame]:
         return None, pl.DataFrame()
     df = df.head(TOP_HITS)
     extra = frame(con, """
-        WITH p AS (
-            SELECT composition_id, property,
-                   arg_max(model_id, [coalesce(run_id, 0), model_id]) AS model_id
-            FROM predictions WHERE composition_id IN (SELECT unnest(?::BIGINT[]))
-            GROUP BY ALL)
-        SELECT c.composition_id, c.ions,
-               any_value(mv.name || '@' || mv.version) FILTER (WHERE p.property = 'formation_energy_per_atom') AS fe_model,
-               any_value(mv.name || '@' || mv.version) FILTER (WHERE p.property = 'band_gap') AS band_gap_model
-        FROM candidates c LEFT JOIN p USING (composition_id)
-        LEFT JOIN model_versions mv ON mv.model_id = p.model_id
-        WHERE c.composition_id IN (SELECT unnest(?::BIGINT[]))
-        GROUP BY ALL""", [df["composition_id"].to_list()] * 2)
+        SELECT composition_id, ions, pred_formation_energy_model AS fe_model,
+               pred_band_gap_model AS band_gap_model
+        FROM candidates WHERE composition_id IN (SELECT unnest(?::BIGINT[]))""",
+                  [df["composition_id"].to_list()])
     extra = extra.select(["composition_id"] + [c for c in extra.columns if c not in df.columns])
     df = df.join(extra, on="composition_id", how="left", maintain_order="left")
     keep = [c for c in ("formula", "ions", "e_above_hull", "pred_formation_energy_per_atom",
@@ -156,14 +148,14 @@ def report_data(store: Store, run_id: int) -> ReportData:
             raise ReportError(f"run {run_id} is not a generation run in {store.path}")
         model_id = con.execute("SELECT model_id FROM runs WHERE run_id = ?", [run_id]).fetchall()[0][0]
         models = frame(con, """
-            SELECT model_id, name || '@' || version AS ref, kind,
+            SELECT model_id, r.ref, kind,
                    json_extract_string(hyperparams, '$.property') AS property,
                    json_extract_string(hyperparams, '$.featurizer') AS featurizer,
                    json_extract_string(hyperparams, '$.target_source') AS target_source,
                    training_rows, json_extract(metrics, '$.test.mae')::DOUBLE AS test_mae,
                    json_extract(metrics, '$.test.r2')::DOUBLE AS test_r2,
                    created_at
-            FROM model_versions
+            FROM model_versions JOIN model_refs r USING (model_id)
             WHERE model_id = ? OR model_id IN (SELECT DISTINCT model_id FROM predictions
                   WHERE composition_id IN (SELECT composition_id FROM generated WHERE run_id = ?))
             ORDER BY model_id""", [model_id, run_id])
