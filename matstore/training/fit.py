@@ -16,13 +16,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from .. import progress
 from ..models.autoencoder import decodable, dice_loss
 from ..models.errors import ModelConfigError
-
-_console = Console(stderr=True)
 
 
 def resolve_device(device: str | None = None) -> torch.device:
@@ -37,16 +34,14 @@ def _progress(total: int, label: str, enabled: bool):
     if not enabled:
         yield None
         return
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=_console,
-                  transient=False) as p:
-        yield p, p.add_task(label, total=total, info="")
+    with progress.bar(True, "epochs") as p:
+        yield p, p.add_task(label, total=total), label
 
 
 def _tick(bar, info: str) -> None:
     if bar is not None:
-        p, task = bar
-        p.update(task, advance=1, info=info)
+        p, task, label = bar
+        p.update(task, advance=1, description=f"{label} {info}".rstrip())
 
 
 @dataclass
