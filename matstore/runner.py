@@ -155,8 +155,11 @@ def resume(store: Store, run_id: int, device: str | None = None, progress: bool 
 
 
 def _load(store: Store, model, device: str):
+    from .pretrained import ensure  # noqa: PLC0415
     from .registry import load_model  # noqa: PLC0415
 
+    if not hasattr(model, "sample"):
+        ensure(store, model)  # a shipped generator the store lacks is imported first
     loaded = load_model(store, model, device=device) if not hasattr(model, "sample") else model
     if getattr(loaded, "kind", "wgan") not in models.GENERATOR_KINDS:
         raise RunError(f"model {loaded.ref} is a {loaded.kind}, not a generator (wgan/autoencoder)")

@@ -116,17 +116,44 @@ def models_export(file, refs, db):
 
 
 @models.command("import")
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=click.Path(dir_okay=False), required=False)
+@click.option("--pretrained", "pretrained_name", metavar="NAME",
+              help="Import a model that ships with matstore (see `matstore models pretrained`).")
 @store_option
-def models_import(file, db):
-    """Read model versions from an export FILE (same weights under the same name: skipped)."""
+def models_import(file, pretrained_name, db):
+    """Read model versions from an export FILE, or a shipped one with --pretrained NAME
+    (same weights under the same name: skipped)."""
     from ..registry import import_models
 
-    r = import_models(Store(db), file)
+    if bool(file) == bool(pretrained_name):
+        raise click.UsageError("give an export FILE or --pretrained NAME (one of them)")
+    if pretrained_name:
+        from ..pretrained import import_pretrained
+
+        r = import_pretrained(Store(db), pretrained_name)
+    else:
+        r = import_models(Store(db), file)
     for mv in r.imported:
         console.print(f"imported {mv.ref} (model id {mv.model_id})")
     for s in r.skipped:
         console.print(f"skipped {s}")
+
+
+@models.command("pretrained")
+@output_options
+def models_pretrained(fmt, parquet, limit_rows):
+    """List the models that ship with matstore: training data, selection and metrics."""
+    import json
+
+    import polars as pl
+
+    from ..pretrained import manifest
+
+    rows = [{"name": k, "model": e["model"], "mib": round(e["bytes"] / 2**20, 2),
+             "data": ", ".join(e["data"]), "metrics": json.dumps(e["metrics"]), "script": e["script"]}
+            for k, e in sorted(manifest().items())]
+    schema = {c: pl.Utf8 for c in ("name", "model", "data", "metrics", "script")} | {"mib": pl.Float64}
+    output.emit(pl.DataFrame(rows, schema=schema), fmt, parquet, max_rows=limit_rows)
 
 
 @models.command("convert")

@@ -1,0 +1,113 @@
+"""Model versions that ship inside the package, so a new user predicts and generates without training.
+
+Each is a model export file (registry.export_models: one Parquet file, weights included) in this
+folder plus an entry in MANIFEST.json: the file's sha256, the script that made it (rerun it on
+../shared/data to reproduce), the data files' sha256, the training selection and the metrics.
+Importing checks the file's sha256 against the manifest, then goes through import_models, which
+rebuilds and checks every version before writing (weights load without pickle).
+
+Scripts write entries with ``record(...)``; users ``import_pretrained(store, name)`` or let
+``ensure(store, ref)`` do it when a command names a shipped model the store does not have yet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from ..errors import MatstoreError
+from ..store import Store
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+MANIFEST = PACKAGE_DIR / "MANIFEST.json"
+# All shipped files together stay small enough for a wheel (tens of MB).
+MAX_TOTAL_BYTES = 40 * 1024 * 1024
+
+
+class PretrainedError(MatstoreError, LookupError):
+    """An unknown pretrained name, or a shipped file that does not match its manifest."""
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def manifest() -> dict[str, dict]:
+    """name -> entry (file, sha256, model, script, data, selection, metrics, ...)."""
+    if not MANIFEST.is_file():
+        return {}
+    return json.loads(MANIFEST.read_text())
+
+
+def names() -> list[str]:
+    return sorted(manifest())
+
+
+def entry(name: str) -> dict:
+    m = manifest()
+    if name not in m:
+        known = ", ".join(sorted(m)) or "none"
+        raise PretrainedError(f"no pretrained model {name!r} ships with matstore (shipped: {known})")
+    return m[name]
+
+
+def path(name: str) -> Path:
+    """The shipped export file of ``name``, checked against the manifest's sha256."""
+    e = entry(name)
+    p = PACKAGE_DIR / e["file"]
+    if p.parent != PACKAGE_DIR or not p.is_file():
+        raise PretrainedError(f"pretrained {name!r}: file {e['file']!r} is missing from {PACKAGE_DIR}")
+    if sha256_file(p) != e["sha256"]:
+        raise PretrainedError(f"pretrained {name!r}: {p.name} does not match its manifest sha256")
+    return p
+
+
+def import_pretrained(store: Store, name: str):
+    """Import the shipped model ``name`` into ``store`` (same weights already there: skipped)."""
+    from ..registry import import_models  # noqa: PLC0415 (imports torch)
+
+    return import_models(store, path(name))
+
+
+def _ref_name(ref) -> str | None:
+    if not isinstance(ref, str):
+        return None
+    return ref.split("@", 1)[0]
+
+
+def ensure(store: Store, ref) -> bool:
+    """Import the shipped model a ref names when the store has no model of that name; True when
+    it did. A ref the store knows, or that names nothing shipped, is left to the loader."""
+    name = _ref_name(ref)
+    if name is None or name not in manifest():
+        return False
+    with store.connect() as con:
+        have = con.execute("SELECT count(*) FROM model_versions WHERE name = ?", [name]).fetchone()[0]
+    if have:
+        return False
+    import_pretrained(store, name)
+    return True
+
+
+def record(name: str, export_file: str | Path, *, model: str, script: str, data: dict[str, str],
+           selection: str, metrics: dict, **extra) -> dict:
+    """Add or replace ``name``'s manifest entry (called by the scripts that train shipped models).
+
+    export_file must already sit in this folder; data maps each data file used to its sha256."""
+    p = Path(export_file).resolve()
+    if p.parent != PACKAGE_DIR:
+        raise PretrainedError(f"{p} is not inside {PACKAGE_DIR}")
+    m = manifest()
+    m[name] = {"file": p.name, "sha256": sha256_file(p), "bytes": p.stat().st_size, "model": model,
+               "script": script, "data": data, "selection": selection, "metrics": metrics, **extra}
+    total = sum(v["bytes"] for v in m.values())
+    if total > MAX_TOTAL_BYTES:
+        raise PretrainedError(f"shipped models would take {total / 2**20:.1f} MiB "
+                              f"(limit {MAX_TOTAL_BYTES / 2**20:.0f} MiB)")
+    MANIFEST.write_text(json.dumps(m, indent=2, sort_keys=True) + "\n")
+    return m[name]

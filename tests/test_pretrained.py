@@ -1,0 +1,79 @@
+"""The shipped-model mechanism: a manifest entry checked by sha256, import into a fresh store,
+`ensure` importing a shipped model only when the store has none of that name."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from matstore import pretrained
+from matstore.cli import main
+from matstore.compositions import CompositionBatch
+from matstore import models
+from matstore.registry import export_models, load_model, save_model
+from matstore.store import Store
+
+
+def _elemnet(seed: int):
+    import torch
+
+    torch.manual_seed(seed)
+    m = models.build("elemnet", {"n_inputs": 86})
+    m.fit_scaling(np.zeros((2, 86)), np.array([-1.0, 1.0]), minmax=False)
+    return m.eval()
+
+
+def _save(store, name, module):
+    return save_model(store, name, "elemnet", module, models.config_dict(module.config),
+                      {"property": "formation_energy_per_atom", "featurizer": "fractions"},
+                      "SELECT 1", 10, "abc", {"seed": 0}, {"test": {"mae": 0.1}}, "cpu", 0)
+
+
+@pytest.fixture
+def shipped(tmp_path, monkeypatch, store):
+    """A package folder holding one exported model and its manifest entry."""
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    monkeypatch.setattr(pretrained, "PACKAGE_DIR", pkg)
+    monkeypatch.setattr(pretrained, "MANIFEST", pkg / "MANIFEST.json")
+    _save(store, "fe-shipped", _elemnet(7))
+    export_models(store, pkg / "fe-shipped.parquet", ["fe-shipped@1"])
+    pretrained.record("fe-shipped", pkg / "fe-shipped.parquet", model="fe-shipped@1",
+                      script="tests/test_pretrained.py", data={"none": "0"}, selection="SELECT 1",
+                      metrics={"test": {"mae": 0.1}})
+    return store
+
+
+def test_import_into_a_fresh_store_predicts_the_same(shipped, tmp_path, read_formulas):
+    batch = CompositionBatch.from_formulas(
+        read_formulas("oqmd/formation_enthalpy_train.csv")["formula"].to_list()[:100])
+    fresh = Store.init(tmp_path / "fresh.duckdb")
+    assert pretrained.names() == ["fe-shipped"]
+    assert pretrained.ensure(fresh, "fe-shipped@1") is True
+    assert pretrained.ensure(fresh, "fe-shipped") is False          # already there
+    assert pretrained.ensure(fresh, "not-shipped") is False
+    a, b = load_model(shipped, "fe-shipped"), load_model(fresh, "fe-shipped")
+    assert a.record["weights_sha256"] == b.record["weights_sha256"]
+    assert np.array_equal(a.predict(batch), b.predict(batch))
+
+
+def test_a_changed_shipped_file_is_refused(shipped, tmp_path):
+    f = pretrained.PACKAGE_DIR / "fe-shipped.parquet"
+    f.write_bytes(f.read_bytes() + b"x")
+    with pytest.raises(pretrained.PretrainedError, match="does not match its manifest"):
+        pretrained.import_pretrained(Store.init(tmp_path / "fresh.duckdb"), "fe-shipped")
+    with pytest.raises(pretrained.PretrainedError, match="no pretrained model 'nope'.*fe-shipped"):
+        pretrained.path("nope")
+
+
+def test_cli_lists_and_imports(shipped, tmp_path):
+    db = str(tmp_path / "cli.duckdb")
+    Store.init(db)
+    r = CliRunner().invoke(main, ["models", "pretrained", "--csv"])
+    assert r.exit_code == 0 and "fe-shipped,fe-shipped@1" in r.output
+    r = CliRunner().invoke(main, ["models", "import", "--pretrained", "fe-shipped", "--db", db])
+    assert r.exit_code == 0, r.output
+    assert load_model(Store(db), "fe-shipped").version == 1
+    r = CliRunner().invoke(main, ["models", "import", "--db", db])
+    assert r.exit_code != 0 and "one of them" in r.output
