@@ -61,6 +61,7 @@ class Preset:
     target_source: str | None = None      # whose values (None: the store's one DFT source)
     hyper: dict = field(default_factory=dict)
     description: str = ""
+    two_stage: bool = False               # metal classifier + non-metal regressor (band gaps)
 
 
 FE, BG = PROPERTIES
@@ -101,7 +102,7 @@ def small_gan() -> WGANConfig:
 
 
 # Hyperparameters every preset of a kind accepts though its defaults leave them out.
-OPTIONAL_HYPER = {"optimizer", "weight_decay", "loss", "n_jobs", "schedule"}
+OPTIONAL_HYPER = {"optimizer", "weight_decay", "loss", "n_jobs", "schedule", "metal_gap"}
 
 
 # The one list of training presets (the CLI's `train --model` choices).
@@ -145,6 +146,12 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            property=BG, hyper=dict(epochs=150, batch_size=256, lr=1e-3, patience=150, loss="l1",
                                    schedule="cosine"),
            description="ElemNet-style DNN on element fractions + Magpie statistics -> band gap"),
+    Preset("bg-two-stage", "elemnet", magpie_dnn, _with(BG), featurizer="fractions+magpie",
+           property=BG, two_stage=True,
+           hyper=dict(epochs=150, batch_size=256, lr=1e-3, patience=150, loss="l1",
+                      schedule="cosine", metal_gap=0.0),
+           description="two-stage band gap: an ElemNet-magpie metal classifier (gap <= metal_gap) + "
+                       "an ElemNet-magpie regressor on the non-metals; 0 where p_metal >= 0.5"),
     Preset("rf-fe", "rf", ForestConfig, _with(FE), featurizer="magpie", property=FE,
            description="random forest on Magpie features -> formation energy (baseline)"),
     Preset("rf-bg", "rf", ForestConfig, _with(BG), featurizer="magpie", property=BG,
