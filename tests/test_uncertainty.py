@@ -176,6 +176,33 @@ def test_predict_and_the_fused_generate_stage_store_the_same_mean_std_and_p_meta
     assert fe["p_metal"].null_count() == fe.height and fe["std"].null_count() < fe.height
 
 
+def test_a_forest_ensemble_is_its_trees(template, tmp_path):
+    """rf --ensemble K: one forest of K trees whose spread is the std; the value and std equal
+    a recomputation from sklearn's own trees; the trees' seeds are recorded."""
+    path, refs, formulas = template
+    store = copy_store(path, tmp_path / "rf.duckdb")
+    mv = training.train(store, "rf-bg", target_source="oqmd", ensemble=12, config={"n_jobs": 1},
+                        progress=False)
+    lm = load_model(store, mv.ref)
+    trees = lm.module.estimator.estimators_
+    assert len(trees) == 12 and lm.members.k == 12 and lm.members.resample == "bootstrap"
+    assert len(set(lm.members.seeds)) == 12          # each tree's own bootstrap seed, recorded
+    assert "within_1sigma" in mv.metrics["test"]
+    batch = CompositionBatch.from_formulas(formulas[:300])
+    from matstore import models
+
+    x = models.featurize("rf", "magpie", batch).reshape(len(batch), -1)
+    per_tree = np.stack([t.predict(x) for t in trees], axis=1)
+    got = lm.predict_outputs(batch, device="cpu")
+    assert np.allclose(got.value, per_tree.mean(axis=1), atol=1e-9)
+    assert np.allclose(got.std, per_tree.std(axis=1, ddof=1), atol=1e-9)
+    predict(store, mv.ref, where="composition_id IN (SELECT composition_id FROM materials "
+                                 "WHERE source = 'mp' ORDER BY 1 LIMIT 200)", device="cpu", progress=False)
+    n = store.query("SELECT count(value) AS v, count(std) AS s FROM predictions WHERE model_id = ?",
+                    [mv.model_id]).row(0, named=True)
+    assert n["v"] == n["s"] > 150
+
+
 # --- two-stage band gap ----------------------------------------------------------------------------
 def test_two_stage_metrics_and_stored_p_metal(study):
     store, refs, formulas = study
@@ -357,8 +384,32 @@ def test_cli_trains_an_ensemble_and_screens_on_its_spread(template, tmp_path):
                                     "--ensemble", "2", "--target-source", "oqmd", "--quiet"])
     assert res.exit_code == 0, res.output
     assert "within_1sigma" in res.output
-    res = CliRunner().invoke(main, ["train", "--db", str(db), "--model", "rf-bg", "--ensemble", "2"])
-    assert res.exit_code != 0 and "needs a torch property predictor" in res.output
+    res = CliRunner().invoke(main, ["train", "--db", str(db), "--model", "rf-bg", "--two-stage"])
+    assert res.exit_code != 0 and "two-stage needs a torch kind" in res.output
+    res = CliRunner().invoke(main, ["train", "--db", str(db), "--model", "gan-mp-small", "--ensemble", "2"])
+    assert res.exit_code != 0 and "needs a property predictor" in res.output
     res = CliRunner().invoke(main, ["train", "--db", str(db), "--model", "elemnet-magpie-fe",
                                     "--two-stage", "--target-source", "mp"])
     assert res.exit_code != 0 and "two-stage" in res.output
+
+
+def test_a_model_file_whose_members_do_not_fit_its_weights_is_refused(template, tmp_path, store):
+    """An export whose recorded members were edited (more members than weights, a huge K, two
+    stages the weights lack) is refused by name before anything is written or built."""
+    import json
+
+    from matstore.registry import ModelError
+
+    path, refs, _ = template
+    f = tmp_path / "ens.parquet"
+    export_models(Store(path), f, [refs["fe_ens"].ref])
+    df = pl.read_parquet(f)
+    hp = json.loads(df["hyperparams"][0])
+    for members, match in (({"k": 4, "seeds": [0, 1, 2, 3]}, "missing"),
+                           ({"k": 10 ** 6, "seeds": list(range(10 ** 6))}, "at most|<= 64"),
+                           ({"k": 3, "seeds": [0, 1, 2], "two_stage": True}, "missing")):
+        bad = tmp_path / "bad.parquet"
+        df.with_columns(pl.lit(json.dumps({**hp, "members": members})).alias("hyperparams")).write_parquet(bad)
+        with pytest.raises(ModelError, match=match):
+            import_models(store, bad)
+    assert store.query("SELECT count(*) AS n FROM model_versions")["n"][0] == 0

@@ -2,6 +2,9 @@
 stages (a metal / non-metal classifier + a regressor trained on the non-metals), and how their
 outputs combine into a value, a standard deviation and a metal probability.
 
+A forest (kind rf) trained as an ensemble is one forest whose trees are the members (bootstrap
+resamples, ``resample="bootstrap"``, the trees' own seeds recorded): no extra weights.
+
 A composite is stored as one model version of the member's kind: the record's ``kind`` and
 ``config`` are the member's (so featurizing and input shapes are the member's), and
 ``hyperparams["members"]`` (see ``spec``) says how many members there are, their seeds and
@@ -26,6 +29,8 @@ from torch import nn
 
 NON_NEGATIVE = frozenset({"band_gap"})   # a negative band gap is not a gap: clamp at 0
 METAL_THRESHOLD = 0.5                    # p_metal >= this: the member predicts 0 (a metal)
+MAX_MEMBERS = 64                         # a stored spec asking for more is refused (a received
+                                         # store's hyperparams must not make us build 10^6 networks)
 
 
 @dataclass(frozen=True)
@@ -35,7 +40,8 @@ class Spec:
     k: int
     seeds: tuple[int, ...]
     two_stage: bool = False
-    resample: str = "seeds"     # members differ by seed (init, batch order, dropout), same rows
+    resample: str = "seeds"     # "seeds": networks differing by seed (init, batch order, dropout),
+                                # same rows; "bootstrap": a forest's trees (bootstrap resamples)
 
     def to_dict(self) -> dict:
         return {"k": self.k, "seeds": list(self.seeds), "two_stage": self.two_stage,
@@ -56,7 +62,8 @@ def spec(hyperparams: dict | None) -> Spec | None:
     if k < 1 or len(seeds) != k:
         from .errors import ModelConfigError  # noqa: PLC0415
 
-        raise ModelConfigError(f"members: k={k} with {len(seeds)} seeds; expected k >= 1 seeds")
+        raise ModelConfigError(f"members: k={k} with {len(seeds)} seeds; expected k >= 1 and one "
+                               f"seed per member")
     return Spec(k, seeds, bool(m.get("two_stage")), str(m.get("resample", "seeds")))
 
 
@@ -74,6 +81,11 @@ class Members(nn.Module):
     @classmethod
     def build(cls, kind: str, config, s: Spec) -> "Members":
         from . import build  # noqa: PLC0415
+
+        if s.k > MAX_MEMBERS:
+            from .errors import ModelConfigError  # noqa: PLC0415
+
+            raise ModelConfigError(f"members: k={s.k}; at most {MAX_MEMBERS} networks")
 
         regs = [build(kind, config, seed=seed) for seed in s.seeds]
         clfs = [build(kind, config, seed=seed) for seed in s.seeds] if s.two_stage else None

@@ -80,9 +80,10 @@ def rebuild(record: dict):
     kind = record["kind"]
     try:
         members = ensemble.spec(record.get("hyperparams"))
-        if members is not None and kind not in models.TORCH_KINDS:
-            raise ValueError(f"members of a {kind} are not supported (torch kinds only)")
-        module = (ensemble.Members.build(kind, record["config"], members) if members is not None
+        if members is not None and members.two_stage and kind not in models.TORCH_KINDS:
+            raise ValueError(f"a two-stage {kind} is not supported (torch kinds only)")
+        module = (ensemble.Members.build(kind, record["config"], members)
+                  if members is not None and kind in models.TORCH_KINDS
                   else models.build(kind, record["config"], seed=record.get("seed") or 0))
     except (ValueError, TypeError) as e:
         raise ModelError(f"model {ref}: stored config does not build a {kind}: {e}") from None
@@ -99,7 +100,11 @@ def rebuild(record: dict):
         module.eval()
         return module
     try:
-        return forest.load_forest(weights, module.config, seed=record.get("seed") or 0)
+        loaded = forest.load_forest(weights, module.config, seed=record.get("seed") or 0)
+        n_trees = len(loaded.estimator.estimators_)
+        if members is not None and members.k != n_trees:   # the trees are the members
+            raise ModelError(f"model {ref}: records {members.k} members, its forest has {n_trees} trees")
+        return loaded
     except forest.LegacyPickleError as e:
         raise ModelError(f"model {ref}: {e}; retrain it, or if you trust where this store came "
                          f"from convert it with `matstore models convert "

@@ -11,6 +11,7 @@ The store is only opened to read the selection and, at the end, in one short wri
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 
@@ -96,6 +97,8 @@ def train(store: Store, preset_name: str, on: str | None = None, epochs: int | N
     sp = data.split(len(ds), seed, fractions)
     members = _members_spec(p, ensemble, two_stage, seed)
     cfg = models.config_dict(models.make_config(p.kind, _config(p, x, config)))
+    if members is not None and p.kind == "rf":   # --ensemble K of a forest: K trees
+        cfg["n_estimators"] = members.k
     if p.kind in models.TORCH_KINDS:  # initial weights from the seed, not the process's RNG state
         import torch  # noqa: PLC0415
 
@@ -106,7 +109,7 @@ def train(store: Store, preset_name: str, on: str | None = None, epochs: int | N
     t0 = time.perf_counter()
     common = dict(device=dev, seed=seed, progress=progress, label=f"train {name or p.name}")
     metrics: dict = {}
-    if members is not None:   # K members and/or two stages in one version
+    if members is not None and p.kind != "rf":   # K networks and/or two stages in one version
         from . import composite  # noqa: PLC0415
 
         module, metrics = composite.fit(p.kind, cfg, x, ds.y, sp, hp, members, p.property, device=dev,
@@ -116,8 +119,17 @@ def train(store: Store, preset_name: str, on: str | None = None, epochs: int | N
         if "n_jobs" in hp:
             module.estimator.set_params(n_jobs=hp["n_jobs"])
         module.fit(x[sp.train], ds.y[sp.train])
-        metrics["val"] = regression_metrics(ds.y[sp.val], clamp(p.property, module.predict(x[sp.val])))
-        metrics["test"] = regression_metrics(ds.y[sp.test], clamp(p.property, module.predict(x[sp.test])))
+        if members is not None:   # the trees as members: mean, spread and its calibration
+            from . import composite  # noqa: PLC0415
+
+            members = dataclasses.replace(members, seeds=tuple(
+                int(t.random_state) for t in module.estimator.estimators_))
+            for role, idx in (("val", sp.val), ("test", sp.test)):
+                metrics[role] = composite.composite_metrics(
+                    ds.y[idx], module.predict_trees(x[idx])[..., None], p.property, False)
+        else:
+            metrics["val"] = regression_metrics(ds.y[sp.val], clamp(p.property, module.predict(x[sp.val])))
+            metrics["test"] = regression_metrics(ds.y[sp.test], clamp(p.property, module.predict(x[sp.test])))
     elif p.kind in ("cnn", "elemnet"):
         hist = fit_regressor(module, x[sp.train], ds.y[sp.train], x[sp.val], ds.y[sp.val],
                              epochs=hp["epochs"], batch_size=hp["batch_size"], lr=hp["lr"],
@@ -171,18 +183,26 @@ def _members_spec(p: presets.Preset, ensemble: int | None, two_stage: bool | Non
                   seed: int):
     """The composite a run makes (None: one model): K members seeded seed, seed+1, ...; refused
     for kinds and properties it does not fit."""
-    from ..models.ensemble import Spec  # noqa: PLC0415
+    from ..models.ensemble import MAX_MEMBERS, Spec  # noqa: PLC0415
 
     from .composite import TWO_STAGE_PROPERTIES  # noqa: PLC0415
 
     k = at_least_one("train: ensemble", ensemble, allow_none=True) or 1
+    if k > MAX_MEMBERS and p.kind != "rf":
+        raise presets.PresetError(f"--ensemble {k}: at most {MAX_MEMBERS} members")
     two = p.two_stage if two_stage is None else bool(two_stage)
     if k == 1 and not two:
         return None
     what = f"--ensemble {k}" if k > 1 else "--two-stage"
-    if p.property is None or p.kind not in models.TORCH_KINDS:
-        raise presets.PresetError(f"preset {p.name} ({p.kind}): {what} needs a torch property "
-                                  f"predictor (kinds {', '.join(sorted(models.PREDICTOR_KINDS & models.TORCH_KINDS))})")
+    if p.property is None or p.kind not in models.PREDICTOR_KINDS:
+        raise presets.PresetError(f"preset {p.name} ({p.kind}): {what} needs a property predictor "
+                                  f"(kinds {', '.join(sorted(models.PREDICTOR_KINDS))})")
+    if p.kind not in models.TORCH_KINDS:
+        if two:
+            raise presets.PresetError(f"preset {p.name} ({p.kind}): two-stage needs a torch kind "
+                                      f"({', '.join(sorted(models.PREDICTOR_KINDS & models.TORCH_KINDS))})")
+        # a forest: K trees are the members (their seeds are known once it is fit)
+        return Spec(k, (), False, "bootstrap")
     if two and p.property not in TWO_STAGE_PROPERTIES:
         raise presets.PresetError(f"preset {p.name}: two-stage (metal classifier + regressor) is for "
                                   f"{', '.join(sorted(TWO_STAGE_PROPERTIES))}, not {p.property}")

@@ -11,6 +11,10 @@ Hyperparameters follow the seeds where they work and say so where they do not:
   Magpie statistics, min-max scaled; Adam 1e-3 annealed to 0 over 150 epochs (cosine), batch 256.
   The best FE predictor in benchmarks/predictors.py (RF-magpie MAE x0.67 on 41k OQMD rows).
 - RF: 100 trees on the flattened 22x6 Magpie matrix.
+- bg-two-stage: ElemNet-magpie twice (a metal classifier on gap <= metal_gap, 0.0: OQMD and MP
+  store metals as exactly 0; a regressor on the non-metals), ElemNet-magpie-bg's schedule. Any
+  band-gap preset becomes two-stage with ``train(..., two_stage=True)`` (``--two-stage``), any
+  predictor an ensemble with ``ensemble=K`` (matstore.training.composite).
 - GANs train with a fixed intra-op thread count (``threads``, recorded with the version): CPU
   convolution gradients depend on it in the last bits and a GAN amplifies that into a different
   model; 1 thread is also the fastest for these small convolutions on a shared 2-core machine.
