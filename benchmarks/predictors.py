@@ -6,6 +6,7 @@ Magpie), same rows, same seeded split.
     python benchmarks/predictors.py --neural dnn          # RF + ElemNet-magpie only (~6 min)
     python benchmarks/predictors.py --task bg --rows 20000                    # band gap
     python benchmarks/predictors.py --epochs 1000 --elemnet elemnet17 --device cuda   # on a GPU
+    python benchmarks/predictors.py --uncertainty bg,fe --epochs 60   # issue 13: two-stage BG, ensemble
 
 Prints test MAE / RMSE / R² and training time per model, and each model's MAE relative to RF.
 Goal (issue 4): the best neural FE model beats RF-magpie by >= 30% MAE. Reference on 239k OQMD

@@ -76,6 +76,7 @@ def train(store: Store, preset_name: str, on: str | None = None, epochs: int | N
             raise presets.PresetError(f"{k} must be at least 1, got {hp[k]}")
     max_rows = at_least_one("train: max_rows", max_rows, allow_none=True)
     max_steps = at_least_one("train: max_steps", max_steps, allow_none=True)
+    members = _members_spec(p, ensemble, two_stage, seed)   # refused before any data is read
     dev = resolve_device(device) if p.kind in models.TORCH_KINDS else None
     selection = (on or p.selection).strip().rstrip(";")
     target = (data.target_source(store, p.property, target_source or p.target_source)
@@ -95,7 +96,6 @@ def train(store: Store, preset_name: str, on: str | None = None, epochs: int | N
         ds = ds.subset(np.flatnonzero(ok))
         x = models.featurize(p.kind, p.featurizer, ds.batch)
     sp = data.split(len(ds), seed, fractions)
-    members = _members_spec(p, ensemble, two_stage, seed)
     cfg = models.config_dict(models.make_config(p.kind, _config(p, x, config)))
     if members is not None and p.kind == "rf":   # --ensemble K of a forest: K trees
         cfg["n_estimators"] = members.k
