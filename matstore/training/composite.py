@@ -3,7 +3,8 @@
 Members differ by seed (``seeds = seed, seed+1, ...``: initial weights, minibatch order, dropout)
 and all see the same training rows, as deep ensembles do (Lakshminarayanan et al. 2017): bootstrap
 resamples would leave each member ~37% fewer distinct rows, which costs a network more accuracy
-than it buys spread. Member 0 is the single model ``train`` makes with the same seed.
+than it buys spread. Member 0 is trained exactly as the single model ``train`` makes with
+the same seed (same initial weights, batches and schedule).
 
 Two-stage (band gaps): per member, a classifier of the same kind (its output read as the metal
 logit, trained with binary cross-entropy on "gap <= metal_gap", early-stopped on the validation
