@@ -384,6 +384,10 @@ def test_cli_trains_an_ensemble_and_screens_on_its_spread(template, tmp_path):
                                     "--ensemble", "2", "--target-source", "oqmd", "--quiet"])
     assert res.exit_code == 0, res.output
     assert "within_1sigma" in res.output
+    res = CliRunner().invoke(main, ["screen", "stable_novel", "--db", str(db), "--max-std", "0.5", "--csv"])
+    assert res.exit_code == 0 and "pred_formation_energy_std" in res.output, res.output
+    res = CliRunner().invoke(main, ["screen", "--db", str(db), "--max-std", "0.5"])
+    assert res.exit_code != 0 and "name the screen" in res.output
     res = CliRunner().invoke(main, ["train", "--db", str(db), "--model", "rf-bg", "--two-stage"])
     assert res.exit_code != 0 and "two-stage needs a torch kind" in res.output
     res = CliRunner().invoke(main, ["train", "--db", str(db), "--model", "gan-mp-small", "--ensemble", "2"])
