@@ -44,16 +44,23 @@ class PredictResult:
     seconds: float
 
 
-def prediction_rows(ids: np.ndarray, model, run_id: int, values: np.ndarray) -> pa.Table:
+def prediction_rows(ids: np.ndarray, model, run_id: int, values: np.ndarray,
+                    std: np.ndarray | None = None, p_metal: np.ndarray | None = None) -> pa.Table:
     """predictions-table rows of one model (model_id, property) for compositions ids; a value
-    that is not finite (the model cannot featurize the composition) is NULL."""
+    that is not finite (the model cannot featurize the composition) is NULL, and so are std (one
+    model, not an ensemble) and p_metal (not a two-stage model) where not finite or not given."""
     values = np.asarray(values, np.float64).reshape(-1)
     n = len(values)
+
+    def column(v):
+        v = np.full(n, np.nan) if v is None else np.asarray(v, np.float64).reshape(-1)
+        return pa.array(v, mask=~np.isfinite(v), type=pa.float64())
+
     return pa.table({"composition_id": pa.array(np.asarray(ids, np.int64)),
                      "model_id": pa.array(np.full(n, model.model_id, np.int32)),
                      "run_id": pa.array(np.full(n, run_id, np.int32)),
                      "property": pa.array([model.property] * n, pa.string()),
-                     "value": pa.array(values, mask=~np.isfinite(values))})
+                     "value": column(values), "std": column(std), "p_metal": column(p_metal)})
 
 
 def pending(store: Store, model_id: int, where: str | None = None,
@@ -95,8 +102,9 @@ def predict(store: Store, model, where: str | None = None, chunk_size: int = DEF
         task = prog.add_task(f"predict {loaded.property} ({loaded.ref})", total=todo.num_rows)
         for i in range(0, todo.num_rows, chunk_size):
             batch = batch_from_arrow(todo.slice(i, chunk_size))
-            values = np.asarray(loaded.predict(batch, device=device), dtype=np.float64).reshape(-1)
-            rows = prediction_rows(batch.composition_id, loaded, run_id, values)
+            out = loaded.predict_outputs(batch, device=device)
+            values = out.value
+            rows = prediction_rows(batch.composition_id, loaded, run_id, values, out.std, out.p_metal)
             with store.transaction() as con:
                 append(con, "predictions", rows)
                 count(con, run_id, len(batch), (result.n_predicted + len(batch)) /

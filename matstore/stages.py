@@ -23,6 +23,7 @@ from . import models
 from .compositions import CompositionBatch, canonical
 from .featurize import (FEATURE_KEY, VALIDITY_KEY, batch_from_arrow, feature_rows, register_checker,
                         validity_rows)
+from .models.ensemble import Outputs
 from .predict import is_predictor, prediction_rows
 from .runs import RunError
 from .store import Store, append_new
@@ -151,11 +152,13 @@ class Pipeline:
         for lm in self.models:
             m = need[("predictions", lm.model_id)]
             good = ok[lm.featurizer][m]
-            v = np.full(int(m.sum()), np.nan)
+            o = Outputs.empty(int(m.sum()))
             if good.any():
                 x = models.shape_input(lm.kind, _rows_of(_rows_of(vals[lm.featurizer], m), good))
-                v[good] = np.asarray(lm.predict_features(x, device=self.device), np.float64).reshape(-1)
-            out[("predictions", lm.model_id)] = (lm, ids[m], v)   # the run_id is set in write()
+                o.put(good, lm.predict_features_outputs(x, device=self.device))
+            v = o.value
+            # the run_id is set in write()
+            out[("predictions", lm.model_id)] = (lm, ids[m], v, o.std, o.p_metal)
             if lm in self.hull_models:   # keys predicted here (stored ones: `matstore stability`)
                 from .stability import rows as stability_rows  # noqa: PLC0415
 
@@ -228,9 +231,9 @@ class Pipeline:
                                      pa.array(np.full(tab.num_rows, run_id, np.int32)))
                 n["stability"] += append_new(con, "stability", tab,
                                               ["composition_id", "model_id", "reference"], distinct=False)
-            else:                                   # (model, keys, values) per batch
+            else:                                   # (model, keys, values, std, p_metal) per batch
                 tab = prediction_rows(np.concatenate([p[1] for p in parts]), parts[0][0], run_id,
-                                      np.concatenate([p[2] for p in parts]))
+                                      *(np.concatenate([p[i] for p in parts]) for i in (2, 3, 4)))
                 n["predictions"] += append_new(con, "predictions", tab, ["composition_id", "model_id"],
                                                 distinct=False)
         return n

@@ -1,7 +1,8 @@
 -- Which distinct compositions have the generators produced, are they novel (not in `known`),
 -- chemically valid (the default oxidation-state set's checker), and what do the latest predictions say?
 -- Each predicted column names the model version it came from (pred_*_model): when two versions
--- predicted, the latest run's value is shown, with its version, never an unnamed mix.
+-- predicted, the latest run's value is shown, with its version, never an unnamed mix; its _std
+-- (an ensemble's spread, NULL for one model) and p_metal (two-stage band gaps) come from that row.
 -- depends: composition_validity, known, model_refs
 -- key: composition_id
 WITH g AS (
@@ -23,12 +24,14 @@ v AS (  -- the default oxidation-state set's checker (validity_checkers), as com
     FROM composition_validity
     GROUP BY composition_id
 ),
-p AS (  -- latest prediction per property: the highest run id (then model id)
+p AS (  -- latest prediction per property: the highest run id (then model id); value, std, p_metal
+        -- and model id taken from that one row together (a struct), so a NULL value or std of the
+        -- latest version never lets an older version's number through under the latest's name
     SELECT composition_id,
-           arg_max(value, [coalesce(run_id, 0), model_id]) FILTER (WHERE property = 'formation_energy_per_atom') AS pred_formation_energy_per_atom,
-           arg_max(model_id, [coalesce(run_id, 0), model_id]) FILTER (WHERE property = 'formation_energy_per_atom') AS fe_model_id,
-           arg_max(value, [coalesce(run_id, 0), model_id]) FILTER (WHERE property = 'band_gap') AS pred_band_gap,
-           arg_max(model_id, [coalesce(run_id, 0), model_id]) FILTER (WHERE property = 'band_gap') AS bg_model_id,
+           arg_max({'value': value, 'std': std, 'p_metal': p_metal, 'model_id': model_id},
+                   [coalesce(run_id, 0), model_id]) FILTER (WHERE property = 'formation_energy_per_atom') AS fe,
+           arg_max({'value': value, 'std': std, 'p_metal': p_metal, 'model_id': model_id},
+                   [coalesce(run_id, 0), model_id]) FILTER (WHERE property = 'band_gap') AS bg,
            arg_max(value, [coalesce(run_id, 0), model_id]) FILTER (WHERE property = 'energy_above_hull') AS pred_energy_above_hull,
            list(DISTINCT model_id ORDER BY model_id) AS predicted_by
     FROM predictions
@@ -46,9 +49,12 @@ SELECT c.composition_id,
        v.smact_valid,
        v.charge_neutral AND v.electronegativity_balanced AS valid,
        v.ions,
-       p.pred_formation_energy_per_atom,
+       p.fe.value AS pred_formation_energy_per_atom,
+       p.fe.std AS pred_formation_energy_std,
        fm.ref AS pred_formation_energy_model,
-       p.pred_band_gap,
+       p.bg.value AS pred_band_gap,
+       p.bg.std AS pred_band_gap_std,
+       p.bg.p_metal AS pred_band_gap_p_metal,
        bm.ref AS pred_band_gap_model,
        p.pred_energy_above_hull,
        g.generated_by,
@@ -58,5 +64,5 @@ JOIN compositions c USING (composition_id)
 LEFT JOIN known k USING (composition_id)
 LEFT JOIN v USING (composition_id)
 LEFT JOIN p USING (composition_id)
-LEFT JOIN model_refs fm ON fm.model_id = p.fe_model_id
-LEFT JOIN model_refs bm ON bm.model_id = p.bg_model_id
+LEFT JOIN model_refs fm ON fm.model_id = p.fe.model_id
+LEFT JOIN model_refs bm ON bm.model_id = p.bg.model_id

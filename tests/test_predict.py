@@ -108,7 +108,8 @@ def test_candidates_name_the_model_version_behind_each_predicted_value(screened,
         v2 = con.execute("SELECT max(model_id) FROM model_versions").fetchall()[0][0]
         run = con.execute("INSERT INTO runs (kind, model_id, status, started_at) VALUES "
                           "('predict', ?, 'done', now()) RETURNING run_id", [v2]).fetchall()[0][0]
-        con.execute("INSERT INTO predictions SELECT composition_id, ?, ?, property, value + 1 "
+        con.execute("INSERT INTO predictions (composition_id, model_id, run_id, property, value) "
+                    "SELECT composition_id, ?, ?, property, value + 1 "
                     "FROM predictions WHERE model_id = ? AND composition_id IN (SELECT unnest(?))",
                     [v2, run, mv.model_id, ids])
     got = store.query("SELECT composition_id, pred_formation_energy_per_atom AS v, "

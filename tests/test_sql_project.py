@@ -64,7 +64,7 @@ SCHEMA = {  # table -> 'column TYPE' in order: the schema every migration adds u
     ],
     'predictions': [
         'composition_id BIGINT', 'model_id INTEGER', 'run_id INTEGER', 'property VARCHAR',
-        'value DOUBLE',
+        'value DOUBLE', 'std DOUBLE', 'p_metal DOUBLE',
     ],
     'properties': [
         'material_id BIGINT', 'composition_id BIGINT', 'name VARCHAR', 'value DOUBLE',

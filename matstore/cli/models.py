@@ -33,11 +33,17 @@ def preset_names():
 @click.option("--hyper", "hyper", multiple=True, metavar="KEY=VALUE",
               help="Any hyperparameter or config field of the preset (VALUE as JSON; nested config "
                    "fields dotted: critic.norm=batch). Repeatable.")
+@click.option("--ensemble", "ensemble", type=POSITIVE, default=None, metavar="K",
+              help="Predictors: train K members (seeds SEED..SEED+K-1) in one version; predictions "
+                   "store their mean and standard deviation.")
+@click.option("--two-stage/--one-stage", "two_stage", default=None,
+              help="Band-gap predictors: a metal classifier + a regressor on the non-metals "
+                   "(default: the preset's; bg-two-stage is two-stage).")
 @device_option
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the split and training.")
 @no_progress_option
 def train(db, preset, on, target_source, name, epochs, batch_size, lr, max_rows, max_steps, clip, hyper,
-          device, seed, no_progress, quiet):
+          ensemble, two_stage, device, seed, no_progress, quiet):
     """Train a preset on the store's data and save it as a new model version."""
     import json
     import warnings
@@ -57,13 +63,14 @@ def train(db, preset, on, target_source, name, epochs, batch_size, lr, max_rows,
         mv = run_train(Store(db), preset, on=on, target_source=target_source, device=device, seed=seed,
                        epochs=extra.pop("epochs", None), batch_size=extra.pop("batch_size", None),
                        max_rows=max_rows, name=name, max_steps=max_steps, config=config or None,
-                       progress=not (no_progress or quiet), **extra)
+                       progress=not (no_progress or quiet), ensemble=ensemble, two_stage=two_stage,
+                       **extra)
     for w in caught:
         if issubclass(w.category, LowDecodableWarning):
             click.echo(f"warning: {w.message}", err=True)
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    shown = {k: v for k, v in mv.metrics.items() if k not in ("history",)}
+    shown = {k: v for k, v in mv.metrics.items() if k not in ("history", "members")}
     console.print(f"saved {mv.ref} (model id {mv.model_id}, {mv.kind}): {json.dumps(shown)}")
     if "sample" in mv.metrics:
         s = mv.metrics["sample"]

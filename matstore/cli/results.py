@@ -12,12 +12,15 @@ from .options import POSITIVE, console, device_option, output_options, store_opt
 @click.command()
 @click.argument("name", required=False)
 @store_option
+@click.option("--max-std", type=float, default=None, metavar="X",
+              help="Keep rows whose every predicted spread (*_std: ensembles) is <= X; a single "
+                   "model's prediction has no spread and is dropped.")
 @output_options
-def screen(name, db, fmt, parquet, limit_rows):
+def screen(name, db, max_std, fmt, parquet, limit_rows):
     """Run the screen_NAME view (no NAME: list the screens)."""
     from ..report import run_screen
 
-    df = run_screen(Store(db), name)
+    df = run_screen(Store(db), name, max_std=max_std)
     output.emit(df, fmt, parquet, max_rows=limit_rows)
 
 

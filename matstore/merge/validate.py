@@ -44,7 +44,8 @@ REFERENCES = [
 ]
 UNIQUE = {"ingests": ["ingest_id"], "model_versions": ["model_id"], "runs": ["run_id"],
           "compositions": ["composition_id"], "materials": ["material_id"]}
-FINITE = [("properties", "value"), ("predictions", "value"), ("stability", "e_above_hull"),
+FINITE = [("properties", "value"), ("predictions", "value"), ("predictions", "std"),
+          ("predictions", "p_metal"), ("stability", "e_above_hull"),
           ("stability", "formation_energy_per_atom")]
 # Limits of a received composition: the ingest's own (compositions.MAX_COUNT per element; atoms
 # per formula unit where compositions defines MAX_ATOMS, else what the INTEGER counts allow).

@@ -105,6 +105,29 @@ class ForestRegressor:
             return np.concatenate(list(pool.map(part, starts)))
 
 
+    def predict_trees(self, x: np.ndarray) -> np.ndarray:
+        """Each tree's prediction, (n, n_trees) float64: the members of the forest as an
+        ensemble (bootstrap resamples), for a spread; threads over row chunks as predict."""
+        x = np.ascontiguousarray(np.asarray(x, dtype=np.float32).reshape(len(x), -1))
+        est = self.estimator
+        if len(x) and x.shape[1] != est.n_features_in_:
+            raise ModelConfigError(f"forest expects {est.n_features_in_} features, got {x.shape[1]}")
+        trees = est.estimators_
+
+        def part(lo: int) -> np.ndarray:
+            xc = x[lo:lo + _CHUNK]
+            return np.stack([t.predict(xc, check_input=False) for t in trees], axis=1).astype(np.float64)
+
+        starts = range(0, len(x), _CHUNK)
+        if not len(starts):
+            return np.zeros((0, len(trees)))
+        threads = min(len(starts), os.cpu_count() or 1 if est.n_jobs in (None, -1) else max(1, est.n_jobs))
+        if threads <= 1:
+            return np.concatenate([part(lo) for lo in starts])
+        with ThreadPoolExecutor(threads) as pool:
+            return np.concatenate(list(pool.map(part, starts)))
+
+
 def _new_estimator(config: ForestConfig, seed: int) -> RandomForestRegressor:
     return RandomForestRegressor(
         n_estimators=config.n_estimators, max_features=config.max_features,

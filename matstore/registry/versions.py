@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 
 from .. import models
+from ..models import ensemble
 from ..store import Store, append
 from .records import ModelError, ModelVersion, get_record, insert_version, software_versions, to_json
 from .weights import model_card, rebuild, serialize
@@ -58,6 +59,7 @@ class LoadedModel:
         hp = record.get("hyperparams") or {}
         self.property: str | None = hp.get("property")
         self.featurizer: str | None = hp.get("featurizer")
+        self.members = ensemble.spec(hp)   # None: one model; else K members (two-stage or not)
         self.device = "cpu"
 
     def __repr__(self) -> str:
@@ -79,23 +81,50 @@ class LoadedModel:
 
     def predict(self, batch, device=None, batch_size: int | None = None) -> np.ndarray:
         """Property values (n,) for a CompositionBatch (NaN where the featurizer cannot encode a row)."""
+        return self.predict_outputs(batch, device, batch_size).value
+
+    def predict_outputs(self, batch, device=None, batch_size: int | None = None) -> ensemble.Outputs:
+        """Value, std and p_metal (n,) for a CompositionBatch (NaN where the featurizer cannot
+        encode a row; std NaN for one model, p_metal NaN unless two-stage)."""
         if self.kind not in models.PREDICTOR_KINDS:
             raise ModelError(f"model {self.ref} is a {self.kind}, not a property predictor")
         from .. import features  # noqa: PLC0415
 
         ok = np.asarray(features.get(self.featurizer).encodable(batch), bool)
-        out = np.full(len(batch), np.nan, dtype=np.float64)
+        out = ensemble.Outputs.empty(len(batch))
         if ok.any():
             b = batch if ok.all() else type(batch)(batch.composition_id[ok], batch.z[ok], batch.counts[ok])
             x = models.featurize(self.kind, self.featurizer, b)
-            out[ok] = self.predict_features(x, device=device, batch_size=batch_size)
+            out.put(ok, self.predict_features_outputs(x, device=device, batch_size=batch_size))
         return out
 
     def predict_features(self, x: np.ndarray, device=None, batch_size: int | None = None) -> np.ndarray:
-        """Predictions for an already featurized input (training and benchmarks use this)."""
+        """Predictions for an already featurized input (training and benchmarks use this): the
+        value (an ensemble's mean; band gaps never negative)."""
+        return self.predict_features_outputs(x, device, batch_size).value
+
+    def member_outputs(self, x: np.ndarray, device=None, batch_size: int | None = None) -> np.ndarray:
+        """A composite's raw member outputs (n, K, C) for featurized x (see models.ensemble)."""
+        if self.members is None:
+            raise ModelError(f"model {self.ref} is one model, not a composite of members")
+        out = predict_module(self.module, x, device or self.device, batch_size)
+        return out.reshape(len(x), self.members.k, 2 if self.members.two_stage else 1)
+
+    def predict_features_outputs(self, x: np.ndarray, device=None,
+                                 batch_size: int | None = None) -> ensemble.Outputs:
+        """Value, std and p_metal for featurized x; the one place a version's outputs are made,
+        used by predict and the fused generate stage alike."""
+        if self.members is not None and not models.KINDS[self.kind].torch:   # a forest's trees
+            return ensemble.combine(self.module.predict_trees(x)[..., None], self.property, False)
+        if self.members is not None:
+            return ensemble.combine(self.member_outputs(x, device, batch_size), self.property,
+                                    self.members.two_stage)
         if not models.KINDS[self.kind].torch:   # the forest predicts on numpy itself
-            return self.module.predict(x)
-        return predict_module(self.module, x, device or self.device, batch_size)
+            v = self.module.predict(x)
+        else:
+            v = predict_module(self.module, x, device or self.device, batch_size)
+        n = len(v)
+        return ensemble.Outputs(ensemble.clamp(self.property, v), np.full(n, np.nan), np.full(n, np.nan))
 
     def sample(self, n: int, generator=None, device=None):
         """(n, 8, 85) probabilities from the generator (wgan) or decoder of a random latent."""

@@ -8,7 +8,7 @@ import io
 from typing import Any
 
 from .. import models
-from ..models import forest
+from ..models import ensemble, forest
 from .records import ModelError
 
 CARD_FORMAT = "matstore-model-card/1"
@@ -49,6 +49,8 @@ def model_card(kind: str, config, hyperparams: dict | None, module=None) -> dict
     prop = hp.get("property")
     card["target"] = {"property": prop, "unit": UNITS.get(prop), "source": hp.get("target_source"),
                       "source_kind": hp.get("target_kind"), "method": hp.get("target_method")}
+    if hp.get("members"):   # a composite: K members (two-stage: classifier + regressor each)
+        card["members"] = hp["members"]
     return card
 
 
@@ -77,7 +79,12 @@ def rebuild(record: dict):
                          f"the recorded {str(record.get('weights_sha256'))[:12]}...)")
     kind = record["kind"]
     try:
-        module = models.build(kind, record["config"], seed=record.get("seed") or 0)
+        members = ensemble.spec(record.get("hyperparams"))
+        if members is not None and members.two_stage and kind not in models.TORCH_KINDS:
+            raise ValueError(f"a two-stage {kind} is not supported (torch kinds only)")
+        module = (ensemble.Members.build(kind, record["config"], members)
+                  if members is not None and kind in models.TORCH_KINDS
+                  else models.build(kind, record["config"], seed=record.get("seed") or 0))
     except (ValueError, TypeError) as e:
         raise ModelError(f"model {ref}: stored config does not build a {kind}: {e}") from None
     if kind in models.TORCH_KINDS:
@@ -93,7 +100,11 @@ def rebuild(record: dict):
         module.eval()
         return module
     try:
-        return forest.load_forest(weights, module.config, seed=record.get("seed") or 0)
+        loaded = forest.load_forest(weights, module.config, seed=record.get("seed") or 0)
+        n_trees = len(loaded.estimator.estimators_)
+        if members is not None and members.k != n_trees:   # the trees are the members
+            raise ModelError(f"model {ref}: records {members.k} members, its forest has {n_trees} trees")
+        return loaded
     except forest.LegacyPickleError as e:
         raise ModelError(f"model {ref}: {e}; retrain it, or if you trust where this store came "
                          f"from convert it with `matstore models convert "

@@ -11,6 +11,7 @@ The store is only opened to read the selection and, at the end, in one short wri
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 
@@ -18,6 +19,7 @@ import numpy as np
 
 from .. import models
 from ..errors import MatstoreError
+from ..models.ensemble import clamp
 from ..registry import ModelVersion, save_model
 from ..options import at_least_one
 from ..store import Store
@@ -47,12 +49,15 @@ def train(store: Store, preset_name: str, on: str | None = None, epochs: int | N
           device: str | None = None, seed: int = 0, *, max_rows: int | None = None,
           batch_size: int | None = None, name: str | None = None, max_steps: int | None = None,
           fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), config: dict | None = None,
-          progress: bool = True, target_source: str | None = None, **hyper) -> ModelVersion:
+          progress: bool = True, target_source: str | None = None, ensemble: int | None = None,
+          two_stage: bool | None = None, **hyper) -> ModelVersion:
     """Train a preset on the store's data and register the result. ``on`` replaces the preset's
     selection (any SQL returning composition_id); ``target_source`` names the source whose values
     a predictor learns (default: the preset's, else the store's one DFT source with the property);
     ``config`` overrides module config fields; other keyword arguments override the preset's
-    hyperparameters (lr, patience, clip, ...)."""
+    hyperparameters (lr, patience, clip, ...). ``ensemble=K`` trains K members (seeds seed..seed+K-1)
+    into one version whose predictions carry a std; ``two_stage`` (default: the preset's) makes a
+    band-gap predictor a metal classifier + a non-metal regressor (see training.composite)."""
     p = presets.get(preset_name)
     if target_source is not None and p.property is None:
         raise data.TargetSourceError(f"preset {p.name} ({p.kind}) has no target property; choose its "
@@ -71,6 +76,7 @@ def train(store: Store, preset_name: str, on: str | None = None, epochs: int | N
             raise presets.PresetError(f"{k} must be at least 1, got {hp[k]}")
     max_rows = at_least_one("train: max_rows", max_rows, allow_none=True)
     max_steps = at_least_one("train: max_steps", max_steps, allow_none=True)
+    members = _members_spec(p, ensemble, two_stage, seed)   # refused before any data is read
     dev = resolve_device(device) if p.kind in models.TORCH_KINDS else None
     selection = (on or p.selection).strip().rstrip(";")
     target = (data.target_source(store, p.property, target_source or p.target_source)
@@ -91,6 +97,8 @@ def train(store: Store, preset_name: str, on: str | None = None, epochs: int | N
         x = models.featurize(p.kind, p.featurizer, ds.batch)
     sp = data.split(len(ds), seed, fractions)
     cfg = models.config_dict(models.make_config(p.kind, _config(p, x, config)))
+    if members is not None and p.kind == "rf":   # --ensemble K of a forest: K trees
+        cfg["n_estimators"] = members.k
     if p.kind in models.TORCH_KINDS:  # initial weights from the seed, not the process's RNG state
         import torch  # noqa: PLC0415
 
@@ -101,12 +109,27 @@ def train(store: Store, preset_name: str, on: str | None = None, epochs: int | N
     t0 = time.perf_counter()
     common = dict(device=dev, seed=seed, progress=progress, label=f"train {name or p.name}")
     metrics: dict = {}
-    if p.kind == "rf":
+    if members is not None and p.kind != "rf":   # K networks and/or two stages in one version
+        from . import composite  # noqa: PLC0415
+
+        module, metrics = composite.fit(p.kind, cfg, x, ds.y, sp, hp, members, p.property, device=dev,
+                                        max_steps=max_steps, progress=progress,
+                                        label=f"train {name or p.name}")
+    elif p.kind == "rf":
         if "n_jobs" in hp:
             module.estimator.set_params(n_jobs=hp["n_jobs"])
         module.fit(x[sp.train], ds.y[sp.train])
-        metrics["val"] = regression_metrics(ds.y[sp.val], module.predict(x[sp.val]))
-        metrics["test"] = regression_metrics(ds.y[sp.test], module.predict(x[sp.test]))
+        if members is not None:   # the trees as members: mean, spread and its calibration
+            from . import composite  # noqa: PLC0415
+
+            members = dataclasses.replace(members, seeds=tuple(
+                int(t.random_state) for t in module.estimator.estimators_))
+            for role, idx in (("val", sp.val), ("test", sp.test)):
+                metrics[role] = composite.composite_metrics(
+                    ds.y[idx], module.predict_trees(x[idx])[..., None], p.property, False)
+        else:
+            metrics["val"] = regression_metrics(ds.y[sp.val], clamp(p.property, module.predict(x[sp.val])))
+            metrics["test"] = regression_metrics(ds.y[sp.test], clamp(p.property, module.predict(x[sp.test])))
     elif p.kind in ("cnn", "elemnet"):
         hist = fit_regressor(module, x[sp.train], ds.y[sp.train], x[sp.val], ds.y[sp.val],
                              epochs=hp["epochs"], batch_size=hp["batch_size"], lr=hp["lr"],
@@ -117,7 +140,7 @@ def train(store: Store, preset_name: str, on: str | None = None, epochs: int | N
         from ..registry import predict_module  # noqa: PLC0415
 
         for role, idx in (("val", sp.val), ("test", sp.test)):
-            metrics[role] = regression_metrics(ds.y[idx], predict_module(module, x[idx], dev))
+            metrics[role] = regression_metrics(ds.y[idx], clamp(p.property, predict_module(module, x[idx], dev)))
         metrics["history"] = hist.to_dict()
     elif p.kind == "autoencoder":
         hist = fit_autoencoder(module, x[sp.train], x[sp.val], epochs=hp["epochs"],
@@ -143,7 +166,8 @@ def train(store: Store, preset_name: str, on: str | None = None, epochs: int | N
     check_finite_metrics(name or p.name, metrics)
     hyperparams = {"preset": p.name, "property": p.property, "featurizer": p.featurizer,
                    "max_rows": max_rows, "max_steps": max_steps,
-                   **(target.to_dict() if target else {}), **hp}
+                   **(target.to_dict() if target else {}), **hp,
+                   **({"members": members.to_dict()} if members is not None else {})}
     split = {**sp.to_dict(), "n_selected": ds.n_selected, "n_not_encodable": n_dropped}
     ids = ds.batch.composition_id
     # the query as run (selection + the target source's join) is what the version was trained on
@@ -153,6 +177,36 @@ def train(store: Store, preset_name: str, on: str | None = None, epochs: int | N
     if "sample" in metrics:   # saved all the same: it may be trained further or inspected
         warn_low_decodable(mv.ref, p.name, metrics["sample"])
     return mv
+
+
+def _members_spec(p: presets.Preset, ensemble: int | None, two_stage: bool | None,
+                  seed: int):
+    """The composite a run makes (None: one model): K members seeded seed, seed+1, ...; refused
+    for kinds and properties it does not fit."""
+    from ..models.ensemble import MAX_MEMBERS, Spec  # noqa: PLC0415
+
+    from .composite import TWO_STAGE_PROPERTIES  # noqa: PLC0415
+
+    k = at_least_one("train: ensemble", ensemble, allow_none=True) or 1
+    if k > MAX_MEMBERS and p.kind != "rf":
+        raise presets.PresetError(f"--ensemble {k}: at most {MAX_MEMBERS} members")
+    two = p.two_stage if two_stage is None else bool(two_stage)
+    if k == 1 and not two:
+        return None
+    what = f"--ensemble {k}" if k > 1 else "--two-stage"
+    if p.property is None or p.kind not in models.PREDICTOR_KINDS:
+        raise presets.PresetError(f"preset {p.name} ({p.kind}): {what} needs a property predictor "
+                                  f"(kinds {', '.join(sorted(models.PREDICTOR_KINDS))})")
+    if p.kind not in models.TORCH_KINDS:
+        if two:
+            raise presets.PresetError(f"preset {p.name} ({p.kind}): two-stage needs a torch kind "
+                                      f"({', '.join(sorted(models.PREDICTOR_KINDS & models.TORCH_KINDS))})")
+        # a forest: K trees are the members (their seeds are known once it is fit)
+        return Spec(k, (), False, "bootstrap")
+    if two and p.property not in TWO_STAGE_PROPERTIES:
+        raise presets.PresetError(f"preset {p.name}: two-stage (metal classifier + regressor) is for "
+                                  f"{', '.join(sorted(TWO_STAGE_PROPERTIES))}, not {p.property}")
+    return Spec(k, tuple(seed + i for i in range(k)), two)
 
 
 def warn_low_decodable(name: str, preset: str, sample: dict) -> None:

@@ -11,6 +11,10 @@ Hyperparameters follow the seeds where they work and say so where they do not:
   Magpie statistics, min-max scaled; Adam 1e-3 annealed to 0 over 150 epochs (cosine), batch 256.
   The best FE predictor in benchmarks/predictors.py (RF-magpie MAE x0.67 on 41k OQMD rows).
 - RF: 100 trees on the flattened 22x6 Magpie matrix.
+- bg-two-stage: ElemNet-magpie twice (a metal classifier on gap <= metal_gap, 0.0: OQMD and MP
+  store metals as exactly 0; a regressor on the non-metals), ElemNet-magpie-bg's schedule. Any
+  band-gap preset becomes two-stage with ``train(..., two_stage=True)`` (``--two-stage``), any
+  predictor an ensemble with ``ensemble=K`` (matstore.training.composite).
 - GANs train with a fixed intra-op thread count (``threads``, recorded with the version): CPU
   convolution gradients depend on it in the last bits and a GAN amplifies that into a different
   model; 1 thread is also the fastest for these small convolutions on a shared 2-core machine.
@@ -61,6 +65,7 @@ class Preset:
     target_source: str | None = None      # whose values (None: the store's one DFT source)
     hyper: dict = field(default_factory=dict)
     description: str = ""
+    two_stage: bool = False               # metal classifier + non-metal regressor (band gaps)
 
 
 FE, BG = PROPERTIES
@@ -101,7 +106,7 @@ def small_gan() -> WGANConfig:
 
 
 # Hyperparameters every preset of a kind accepts though its defaults leave them out.
-OPTIONAL_HYPER = {"optimizer", "weight_decay", "loss", "n_jobs", "schedule"}
+OPTIONAL_HYPER = {"optimizer", "weight_decay", "loss", "n_jobs", "schedule", "metal_gap"}
 
 
 # The one list of training presets (the CLI's `train --model` choices).
@@ -145,6 +150,12 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            property=BG, hyper=dict(epochs=150, batch_size=256, lr=1e-3, patience=150, loss="l1",
                                    schedule="cosine"),
            description="ElemNet-style DNN on element fractions + Magpie statistics -> band gap"),
+    Preset("bg-two-stage", "elemnet", magpie_dnn, _with(BG), featurizer="fractions+magpie",
+           property=BG, two_stage=True,
+           hyper=dict(epochs=150, batch_size=256, lr=1e-3, patience=150, loss="l1",
+                      schedule="cosine", metal_gap=0.0),
+           description="two-stage band gap: an ElemNet-magpie metal classifier (gap <= metal_gap) + "
+                       "an ElemNet-magpie regressor on the non-metals; 0 where p_metal >= 0.5"),
     Preset("rf-fe", "rf", ForestConfig, _with(FE), featurizer="magpie", property=FE,
            description="random forest on Magpie features -> formation energy (baseline)"),
     Preset("rf-bg", "rf", ForestConfig, _with(BG), featurizer="magpie", property=BG,

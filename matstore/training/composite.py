@@ -1,0 +1,180 @@
+"""Training composite predictors (matstore.models.ensemble): K members and/or two stages.
+
+Members differ by seed (``seeds = seed, seed+1, ...``: initial weights, minibatch order, dropout)
+and all see the same training rows, as deep ensembles do (Lakshminarayanan et al. 2017): bootstrap
+resamples would leave each member ~37% fewer distinct rows, which costs a network more accuracy
+than it buys spread. Member 0 is trained exactly as the single model ``train`` makes with
+the same seed (same initial weights, batches and schedule).
+
+Two-stage (band gaps): per member, a classifier of the same kind (its output read as the metal
+logit, trained with binary cross-entropy on "gap <= metal_gap", early-stopped on the validation
+rows' cross-entropy) and a regressor trained and early-stopped on the non-metal rows only.
+
+Metrics of a composite (val and test): the value's MAE/RMSE/R²; with K > 1 the calibration of its
+std (fraction of rows with |error| <= 1 and 2 std: ~0.68 / 0.95 when well calibrated); two-stage:
+classification accuracy and ROC-AUC of p_metal, MAE on the non-metal rows. ``members`` lists each
+member's seed, test MAE and training history summary.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import models
+from ..models import ensemble
+from ..models.ensemble import Members, Spec
+from .fit import _eval_in_batches, _fit_loop, _optimizer, fit_regressor, regression_metrics, resolve_device
+
+TWO_STAGE_PROPERTIES = frozenset({"band_gap"})   # where "metal" means a value of 0
+
+
+def metal_labels(y: np.ndarray, metal_gap: float) -> np.ndarray:
+    """1.0 where the gap is <= metal_gap (OQMD and MP store metals as exactly 0.0), else 0.0."""
+    return (np.asarray(y, np.float64) <= metal_gap).astype(np.float32)
+
+
+def fit_classifier(module, x_train, labels_train, x_val, labels_val, *, epochs, batch_size, lr,
+                   patience, optimizer="adam", weight_decay=0.0, schedule="plateau",
+                   max_steps=None, device=None, seed=0, progress=True, label="train"):
+    """Fit a regressor module as a binary classifier: its output is the logit (target scaling set
+    to the base rate's log-odds, scale 1, so the fresh network starts at the prior)."""
+    import torch  # noqa: PLC0415
+
+    from ..models.errors import ModelConfigError  # noqa: PLC0415
+
+    device = resolve_device(device)
+    torch.manual_seed(seed)
+    labels_train = np.asarray(labels_train, np.float32)
+    if hasattr(module, "fit_scaling"):
+        module.fit_scaling(x_train, labels_train)
+    if hasattr(module, "y_mean"):
+        rate = float(np.clip(labels_train.mean(), 1e-4, 1 - 1e-4))
+        with torch.no_grad():
+            module.y_mean.fill_(math.log(rate / (1 - rate)))
+            module.y_std.fill_(1.0)
+    module.to(device)
+    xt = torch.as_tensor(x_train, dtype=torch.float32, device=device)
+    yt = torch.as_tensor(labels_train, dtype=torch.float32, device=device)
+    xv = torch.as_tensor(x_val, dtype=torch.float32, device=device)
+    yv = torch.as_tensor(np.asarray(labels_val, np.float32), dtype=torch.float32, device=device)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    opt = _optimizer(optimizer, module.parameters(), lr, weight_decay)
+    if schedule == "plateau":
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(2, patience // 3))
+    elif schedule == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    else:
+        raise ModelConfigError(f"schedule {schedule!r}: expected 'plateau' or 'cosine'")
+    return _fit_loop(module, len(xt), lambda idx: loss_fn(module(xt[idx]).reshape(-1), yt[idx]),
+                     lambda: float(loss_fn(_eval_in_batches(module, xv).reshape(-1), yv)),
+                     opt=opt, sched=sched, epochs=epochs, batch_size=batch_size, patience=patience,
+                     max_steps=max_steps, seed=seed, device=device, progress=progress, label=label,
+                     shown="bce")
+
+
+def _loop_args(hp: dict) -> dict:
+    return dict(epochs=hp["epochs"], batch_size=hp["batch_size"], lr=hp["lr"], patience=hp["patience"],
+                optimizer=hp.get("optimizer", "adam"), weight_decay=hp.get("weight_decay", 0.0),
+                schedule=hp.get("schedule", "plateau"))
+
+
+def _fresh(kind: str, cfg: dict, seed: int):
+    import torch  # noqa: PLC0415
+
+    torch.manual_seed(seed)   # initial weights from the member's seed
+    return models.build(kind, cfg, seed=seed)
+
+
+def fit(kind: str, cfg: dict, x: np.ndarray, y: np.ndarray, sp, hp: dict, spec: Spec, prop: str,
+        *, device, max_steps=None, progress=True, label="train") -> tuple[Members, dict]:
+    """Train spec.k members (two-stage or not) on split sp of (x, y); -> (module, metrics)."""
+    regs, clfs, members = [], [], []
+    metal_gap = float(hp.get("metal_gap", 0.0))
+    labels = metal_labels(y, metal_gap) if spec.two_stage else None
+    for i, s in enumerate(spec.seeds):
+        tag = f"{label} member {i + 1}/{spec.k}" if spec.k > 1 else label
+        info: dict = {"seed": s}
+        common = dict(device=device, seed=s, progress=progress, max_steps=max_steps)
+        if spec.two_stage:
+            clf = _fresh(kind, cfg, s)
+            h = fit_classifier(clf, x[sp.train], labels[sp.train], x[sp.val], labels[sp.val],
+                               label=f"{tag} classifier", **_loop_args(hp), **common)
+            info["classifier_history"] = _summary(h)
+            clfs.append(clf)
+            tr = sp.train[labels[sp.train] == 0]   # the regressor learns the non-metals' gaps
+            va = sp.val[labels[sp.val] == 0]
+            if len(tr) < 2 or len(va) < 1 or labels[sp.train].min() == labels[sp.train].max():
+                from . import TrainingError  # noqa: PLC0415
+
+                raise TrainingError(f"{label}: a two-stage model needs metals (gap <= {metal_gap}) "
+                                    f"and non-metals among the training and validation rows; got "
+                                    f"{len(tr)} / {len(va)} non-metals of {len(sp.train)} / "
+                                    f"{len(sp.val)} rows")
+        else:
+            tr, va = sp.train, sp.val
+        reg = _fresh(kind, cfg, s)
+        h = fit_regressor(reg, x[tr], y[tr], x[va], y[va], loss=hp.get("loss", "l1"),
+                          label=f"{tag} regressor" if spec.two_stage else tag, **_loop_args(hp), **common)
+        info["history"] = _summary(h)
+        regs.append(reg)
+        members.append(info)
+    module = Members(regs, clfs or None)
+    module.eval()
+    metrics: dict = {}
+    from ..registry import predict_module  # noqa: PLC0415
+
+    for role, idx in (("val", sp.val), ("test", sp.test)):
+        raw = predict_module(module, x[idx], device).reshape(len(idx), spec.k, 2 if spec.two_stage else 1)
+        metrics[role] = composite_metrics(y[idx], raw, prop, spec.two_stage, metal_gap)
+        if role == "test":
+            vals, _ = ensemble.member_values(raw, prop, spec.two_stage)
+            for info, col in zip(members, vals.T):
+                info["test_mae"] = float(np.abs(col - np.asarray(y[idx], np.float64)).mean())
+    metrics["members"] = members
+    return module, metrics
+
+
+def _summary(h) -> dict:
+    d = h.to_dict()
+    return {k: d[k] for k in ("epochs_run", "best_epoch", "best_val", "steps", "seconds")}
+
+
+def calibration(y: np.ndarray, mean: np.ndarray, std: np.ndarray) -> dict:
+    """Fractions of rows whose |error| is within 1 and 2 standard deviations (std 0 counts only an
+    exact hit), and the mean std."""
+    err = np.abs(np.asarray(y, np.float64) - mean)
+    return {"within_1sigma": float((err <= std).mean()), "within_2sigma": float((err <= 2 * std).mean()),
+            "mean_std": float(std.mean())}
+
+
+def composite_metrics(y: np.ndarray, raw: np.ndarray, prop: str, two_stage: bool,
+                      metal_gap: float = 0.0) -> dict:
+    """Metrics of a composite's raw (n, K, C) outputs against targets y (see the module docstring)."""
+    y = np.asarray(y, np.float64)
+    out = ensemble.combine(raw, prop, two_stage)
+    m = regression_metrics(y, out.value)
+    if raw.shape[1] > 1:
+        m.update(calibration(y, out.value, out.std))
+    if two_stage:
+        metal = metal_labels(y, metal_gap).astype(bool)
+        nonmetal = ~metal
+        m["accuracy"] = float(((out.p_metal >= ensemble.METAL_THRESHOLD) == metal).mean())
+        m["metal_fraction"] = float(metal.mean())
+        m["roc_auc"] = _roc_auc(metal, out.p_metal)
+        m["n_nonmetal"] = int(nonmetal.sum())
+        m["mae_nonmetal"] = (float(np.abs(out.value[nonmetal] - y[nonmetal]).mean())
+                             if nonmetal.any() else None)
+        r2 = regression_metrics(y[nonmetal], out.value[nonmetal])["r2"] if nonmetal.sum() > 1 else None
+        m["r2_nonmetal"] = r2 if r2 is not None and math.isfinite(r2) else None
+    return m
+
+
+def _roc_auc(truth: np.ndarray, score: np.ndarray) -> float | None:
+    """ROC-AUC of score for truth; None where the rows hold one class only (undefined)."""
+    if truth.all() or not truth.any():
+        return None
+    from sklearn.metrics import roc_auc_score  # noqa: PLC0415
+
+    return float(roc_auc_score(truth, score))
