@@ -194,7 +194,7 @@ def run_uncertainty(args) -> None:
               f"(metal if pred < 0.05 eV: accuracy {((pred < 0.05) == metal).mean():.4f}) "
               f"{h.seconds:.0f} s, epochs {h.best_epoch}/{h.epochs_run}", flush=True)
         t = time.perf_counter()
-        _, mt = composite.fit("elemnet", dnn(x), x, y, sp, hp, Spec(1, (args.seed,), True), "band_gap",
+        _, mt, _ = composite.fit("elemnet", dnn(x), x, y, sp, hp, Spec(1, (args.seed,), True), "band_gap",
                               device=args.device or "cpu", progress=not args.no_progress,
                               label="two-stage BG")
         te = mt["test"]
@@ -213,7 +213,7 @@ def run_uncertainty(args) -> None:
         print(f"\n== formation energy ensemble, K={k}: {len(y):,} compositions (train {len(sp.train):,} "
               f"/ test {len(sp.test):,}), features in {time.perf_counter() - t0:.1f} s", flush=True)
         t = time.perf_counter()
-        _, mt = composite.fit("elemnet", dnn(x), x, y, sp, hp,
+        _, mt, _ = composite.fit("elemnet", dnn(x), x, y, sp, hp,
                               Spec(k, tuple(args.seed + i for i in range(k))), FE,
                               device=args.device or "cpu", progress=not args.no_progress,
                               label=f"ensemble K={k}")
@@ -221,7 +221,9 @@ def run_uncertainty(args) -> None:
         members = ", ".join(f"{m['test_mae']:.4f}" for m in mt["members"])
         print(f"  ElemNet-magpie FE ensemble K={k}: MAE {te['mae']:.4f} R2 {te['r2']:.4f}; members' MAE "
               f"{members}; within 1 sigma {te['within_1sigma']:.3f} (well calibrated ~0.68), within 2 "
-              f"sigma {te['within_2sigma']:.3f} (~0.95), mean sigma {te['mean_std']:.4f} eV/atom "
+              f"sigma {te['within_2sigma']:.3f} (~0.95), mean sigma {te['mean_std']:.4f} eV/atom; the "
+              f"members' spread before scaling by {mt['std_scale']:.2f} (fitted on val): within 1 / 2 "
+              f"spreads {te['within_1sigma_unscaled']:.3f} / {te['within_2sigma_unscaled']:.3f} "
               f"({time.perf_counter() - t:.0f} s)", flush=True)
 
 

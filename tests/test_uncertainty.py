@@ -103,7 +103,10 @@ def test_an_ensemble_is_one_version_recording_its_members(template):
     import json
 
     hp, card = json.loads(rec["hp"]), json.loads(rec["card"])
+    scale = hp["members"].pop("std_scale")
     assert hp["members"] == {"k": 3, "seeds": [0, 1, 2], "two_stage": False, "resample": "seeds"}
+    assert scale == mv.metrics["std_scale"] > 0
+    hp["members"]["std_scale"] = scale
     assert card["members"] == hp["members"] and rec["seed"] == 0
     assert store.query("SELECT count(*) AS n FROM model_versions WHERE name = 'elemnet-magpie-fe'")["n"][0] == 1
     state = _members_state(store, mv.ref)
@@ -124,9 +127,10 @@ def test_ensemble_mean_and_std_equal_a_numpy_recomputation_from_each_members_wei
     x = models.featurize("elemnet", "fractions+magpie", batch)
     state = _members_state(store, ref)
     members = np.stack([_numpy_elemnet(state, f"regressors.{i}.", x) for i in range(3)], axis=1)
-    got = load_model(store, ref).predict_outputs(batch, device="cpu")
+    lm = load_model(store, ref)
+    got = lm.predict_outputs(batch, device="cpu")
     assert np.allclose(got.value, members.mean(axis=1), atol=1e-5)
-    assert np.allclose(got.std, members.std(axis=1, ddof=1), atol=1e-5)
+    assert np.allclose(got.std, members.std(axis=1, ddof=1) * lm.members.std_scale, atol=1e-5)
     assert np.isnan(got.p_metal).all()
     assert (got.std > 0).all()
 
@@ -151,6 +155,30 @@ def test_ensemble_calibration_metrics_match_the_test_split(template):
     assert test["within_1sigma"] == pytest.approx((err <= out.std).mean(), abs=1e-9)
     assert test["within_2sigma"] == pytest.approx((err <= 2 * out.std).mean(), abs=1e-9)
     assert 0 <= test["within_1sigma"] <= test["within_2sigma"] <= 1
+    unscaled = out.std / mv.metrics["std_scale"]
+    assert test["within_1sigma_unscaled"] == pytest.approx((err <= unscaled).mean(), abs=1e-9)
+
+
+def test_std_scale_is_the_validation_rows_rms_z_score(template):
+    """The std reported is the members' spread times sqrt(mean((error / spread)^2)) over the
+    validation rows of the version's own split: recomputed here from the stored val set."""
+    path, refs, _ = template
+    store = Store(path)
+    mv = refs["fe_ens"]
+    rows = store.query(f"""
+        SELECT c.composition_id, c.elements, c.counts, p.formation_energy_per_atom AS y
+        FROM composition_sets s JOIN compositions c USING (composition_id)
+        JOIN composition_properties_by_source p USING (composition_id)
+        WHERE s.set_name = '{mv.ref}/val' AND p.source = 'mp' ORDER BY c.composition_id""")
+    from matstore.featurize import batch_from_arrow
+
+    lm = load_model(store, mv.ref)
+    out = lm.predict_outputs(batch_from_arrow(rows.to_arrow()), device="cpu")
+    spread = out.std / lm.members.std_scale
+    z = (rows["y"].to_numpy() - out.value) / spread
+    assert rows.height == mv.metrics["val"]["n"] > 0
+    assert lm.members.std_scale == pytest.approx(float(np.sqrt(np.mean(z ** 2))), rel=1e-5)
+    assert mv.metrics["val"]["within_1sigma"] == pytest.approx((np.abs(z) <= lm.members.std_scale).mean(), abs=1e-9)
 
 
 def test_predict_and_the_fused_generate_stage_store_the_same_mean_std_and_p_metal(template, tmp_path):
@@ -195,7 +223,7 @@ def test_a_forest_ensemble_is_its_trees(template, tmp_path):
     per_tree = np.stack([t.predict(x) for t in trees], axis=1)
     got = lm.predict_outputs(batch, device="cpu")
     assert np.allclose(got.value, per_tree.mean(axis=1), atol=1e-9)
-    assert np.allclose(got.std, per_tree.std(axis=1, ddof=1), atol=1e-9)
+    assert np.allclose(got.std, per_tree.std(axis=1, ddof=1) * lm.members.std_scale, atol=1e-9)
     predict(store, mv.ref, where="composition_id IN (SELECT composition_id FROM materials "
                                  "WHERE source = 'mp' ORDER BY 1 LIMIT 200)", device="cpu", progress=False)
     n = store.query("SELECT count(value) AS v, count(std) AS s FROM predictions WHERE model_id = ?",
@@ -237,7 +265,7 @@ def test_two_stage_metrics_and_stored_p_metal(study):
     got = store.query("SELECT value, std, p_metal FROM predictions WHERE model_id = ? AND value IS NOT NULL "
                       "ORDER BY composition_id", [refs["bg_ens"].model_id])
     assert np.allclose(got["value"].to_numpy(), gaps.mean(axis=1), atol=1e-6)
-    assert np.allclose(got["std"].to_numpy(), gaps.std(axis=1, ddof=1), atol=1e-6)
+    assert np.allclose(got["std"].to_numpy(), gaps.std(axis=1, ddof=1) * ens.members.std_scale, atol=1e-6)
     assert np.allclose(got["p_metal"].to_numpy(), p2.mean(axis=1), atol=1e-6)
 
 

@@ -15,7 +15,8 @@ Combination (``combine``), per composition, float64:
 - a member's value: two-stage: 0 where its p_metal = sigmoid(logit) >= 0.5, else its regressor's
   value; a property that cannot be negative (``NON_NEGATIVE``: band gaps) is clamped at 0 first;
 - value = mean over members; std = sample standard deviation over members (ddof=1: K draws
-  estimate the spread), NaN for one member; p_metal = mean of the members' p_metal (NaN when not
+  estimate the spread) times the version's ``std_scale`` (a deep ensemble's spread is too
+  narrow; the scale is fitted on the validation rows), NaN for one member; p_metal = mean of the members' p_metal (NaN when not
   two-stage).
 """
 
@@ -42,10 +43,12 @@ class Spec:
     two_stage: bool = False
     resample: str = "seeds"     # "seeds": networks differing by seed (init, batch order, dropout),
                                 # same rows; "bootstrap": a forest's trees (bootstrap resamples)
+    std_scale: float = 1.0      # the members' spread times this is the std reported (fitted on
+                                # the validation rows after training: training.composite)
 
     def to_dict(self) -> dict:
         return {"k": self.k, "seeds": list(self.seeds), "two_stage": self.two_stage,
-                "resample": self.resample}
+                "resample": self.resample, "std_scale": self.std_scale}
 
 
 def spec(hyperparams: dict | None) -> Spec | None:
@@ -64,7 +67,12 @@ def spec(hyperparams: dict | None) -> Spec | None:
 
         raise ModelConfigError(f"members: k={k} with {len(seeds)} seeds; expected k >= 1 and one "
                                f"seed per member")
-    return Spec(k, seeds, bool(m.get("two_stage")), str(m.get("resample", "seeds")))
+    scale = float(m.get("std_scale", 1.0))
+    if not (np.isfinite(scale) and scale > 0):
+        from .errors import ModelConfigError  # noqa: PLC0415
+
+        raise ModelConfigError(f"members: std_scale={scale}; expected a finite number > 0")
+    return Spec(k, seeds, bool(m.get("two_stage")), str(m.get("resample", "seeds")), scale)
 
 
 class Members(nn.Module):
@@ -137,9 +145,9 @@ def member_values(out: np.ndarray, prop: str | None, two_stage: bool) -> tuple[n
     return np.where(p >= METAL_THRESHOLD, 0.0, reg), p
 
 
-def combine(out: np.ndarray, prop: str | None, two_stage: bool) -> Outputs:
+def combine(out: np.ndarray, prop: str | None, two_stage: bool, std_scale: float = 1.0) -> Outputs:
     """(n, K, C) member outputs -> Outputs (see the module docstring)."""
     vals, p = member_values(out, prop, two_stage)
     n, k = vals.shape
-    std = vals.std(axis=1, ddof=1) if k > 1 else np.full(n, np.nan)
+    std = vals.std(axis=1, ddof=1) * std_scale if k > 1 else np.full(n, np.nan)
     return Outputs(vals.mean(axis=1), std, p.mean(axis=1) if p is not None else np.full(n, np.nan))

@@ -115,10 +115,11 @@ class LoadedModel:
         """Value, std and p_metal for featurized x; the one place a version's outputs are made,
         used by predict and the fused generate stage alike."""
         if self.members is not None and not models.KINDS[self.kind].torch:   # a forest's trees
-            return ensemble.combine(self.module.predict_trees(x)[..., None], self.property, False)
+            return ensemble.combine(self.module.predict_trees(x)[..., None], self.property, False,
+                                    self.members.std_scale)
         if self.members is not None:
             return ensemble.combine(self.member_outputs(x, device, batch_size), self.property,
-                                    self.members.two_stage)
+                                    self.members.two_stage, self.members.std_scale)
         if not models.KINDS[self.kind].torch:   # the forest predicts on numpy itself
             v = self.module.predict(x)
         else:

@@ -112,9 +112,10 @@ def train(store: Store, preset_name: str, on: str | None = None, epochs: int | N
     if members is not None and p.kind != "rf":   # K networks and/or two stages in one version
         from . import composite  # noqa: PLC0415
 
-        module, metrics = composite.fit(p.kind, cfg, x, ds.y, sp, hp, members, p.property, device=dev,
-                                        max_steps=max_steps, progress=progress,
-                                        label=f"train {name or p.name}")
+        module, metrics, scale = composite.fit(p.kind, cfg, x, ds.y, sp, hp, members, p.property,
+                                               device=dev, max_steps=max_steps, progress=progress,
+                                               label=f"train {name or p.name}")
+        members = dataclasses.replace(members, std_scale=scale)
     elif p.kind == "rf":
         if "n_jobs" in hp:
             module.estimator.set_params(n_jobs=hp["n_jobs"])
@@ -122,11 +123,15 @@ def train(store: Store, preset_name: str, on: str | None = None, epochs: int | N
         if members is not None:   # the trees as members: mean, spread and its calibration
             from . import composite  # noqa: PLC0415
 
-            members = dataclasses.replace(members, seeds=tuple(
+            trees = {role: module.predict_trees(x[idx])[..., None]
+                     for role, idx in (("val", sp.val), ("test", sp.test))}
+            scale = composite.fit_std_scale(ds.y[sp.val], trees["val"], p.property, False)
+            members = dataclasses.replace(members, std_scale=scale, seeds=tuple(
                 int(t.random_state) for t in module.estimator.estimators_))
+            metrics["std_scale"] = scale
             for role, idx in (("val", sp.val), ("test", sp.test)):
-                metrics[role] = composite.composite_metrics(
-                    ds.y[idx], module.predict_trees(x[idx])[..., None], p.property, False)
+                metrics[role] = composite.composite_metrics(ds.y[idx], trees[role], p.property,
+                                                            False, std_scale=scale)
         else:
             metrics["val"] = regression_metrics(ds.y[sp.val], clamp(p.property, module.predict(x[sp.val])))
             metrics["test"] = regression_metrics(ds.y[sp.test], clamp(p.property, module.predict(x[sp.test])))
