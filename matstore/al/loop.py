@@ -87,9 +87,10 @@ def start(store: Store, autoencoder, oracle: str, *, property: str = "band_gap",
             base_source=source.source, base_ids=ds.batch.composition_id, params=params, seed=seed)
 
 
-def training_set(store: Store, campaign: Campaign) -> pl.DataFrame:
-    """What the GP learns from: (composition_id, value, source) of the base set (base source's
-    values) and of every label of the campaign, ordered by composition_id."""
+def training_set(store: Store, campaign: Campaign, ae=None) -> pl.DataFrame:
+    """What the GP learns from: (composition_id, value, source, vector) of the base set (the base
+    source's values) and of every label of the campaign, where the autoencoder can encode the
+    composition (8x85 map), ordered by composition_id."""
     prop = campaign.property
     if prop not in ("band_gap", "formation_energy_per_atom", "energy_above_hull"):
         raise ALError(f"campaign property {prop!r} is not a property column")
@@ -100,8 +101,10 @@ def training_set(store: Store, campaign: Campaign) -> pl.DataFrame:
                           f"AND cp.{prop} IS NOT NULL",
                      [campaign.base_set, campaign.base_source])
         labs = labels.training_labels(con, campaign.campaign_id)
-    df = pl.concat([base, labs], how="vertical_relaxed")
-    return df.unique(subset="composition_id", keep="last").sort("composition_id")
+    df = pl.concat([base, labs], how="vertical_relaxed").unique(subset="composition_id", keep="last")
+    ae = ae or _load_ae(store, campaign.autoencoder_id)
+    lat = latents.ensure(store, ae, df["composition_id"].to_numpy())
+    return df.join(lat, on="composition_id", how="inner").sort("composition_id")
 
 
 def training_hash(df: pl.DataFrame) -> str:
@@ -112,11 +115,8 @@ def training_hash(df: pl.DataFrame) -> str:
 
 
 def fit_surrogate(store: Store, campaign: Campaign, ae=None, seed: int = 0):
-    """(surrogate, training frame with latents, latent matrix) for the campaign as stored now."""
-    ae = ae or _load_ae(store, campaign.autoencoder_id)
-    train = training_set(store, campaign)
-    lat = latents.ensure(store, ae, train["composition_id"].to_numpy())
-    train = train.join(lat, on="composition_id", how="inner").sort("composition_id")
+    """(surrogate, training frame, latent matrix) for the campaign as stored now."""
+    train = training_set(store, campaign, ae)
     x = latents.matrix(train)
     y = campaign.target.objective(train["value"].to_numpy())
     return surrogate.fit(x, y, seed=seed), train, x
@@ -174,9 +174,7 @@ def propose(store: Store, c: Campaign, ae=None) -> StepResult:
     rng = np.random.default_rng(seed)
     p = {**DEFAULTS, **c.params}
     if c.acquisition == "random":      # the baseline: no GP, uniform picks from the same candidates
-        train = training_set(store, c)
-        lat = latents.ensure(store, ae, train["composition_id"].to_numpy())
-        train = train.join(lat, on="composition_id", how="inner")
+        train = training_set(store, c, ae)
         x = latents.matrix(train)
         gp, box = None, surrogate.Box.of(x)
     else:
