@@ -181,6 +181,19 @@ def holdout_metrics(store, ref):
     return regression_metrics(y[ok], pred[ok])
 
 
+def screen_scores(pred, oracle_ids, threshold):
+    """pred: (composition_id, value) of the whole pool, best first. Candidates: value >=
+    threshold; recovery: share of the oracle's candidates among them; precision: share of them
+    that are the oracle's; top-K: the screen's K best (K = number of oracle candidates) vs the
+    oracle's (threshold-free)."""
+    ids = pred["composition_id"].to_numpy()
+    cand = set(ids[pred["value"].to_numpy() >= threshold].tolist())
+    top = set(ids[:len(oracle_ids)].tolist())
+    hit = len(cand & oracle_ids)
+    return dict(cand=len(cand), rec=100 * hit / max(len(oracle_ids), 1), prec=100 * hit / max(len(cand), 1),
+                topk=100 * len(top & oracle_ids) / max(len(oracle_ids), 1))
+
+
 def one_repeat(store, args, n_base, rep, oracle_ids):
     from matstore import al, training
 
@@ -191,32 +204,28 @@ def one_repeat(store, args, n_base, rep, oracle_ids):
         t = time.time()
         cid = al.start(store, "ae-al", "model:oracle-bg", base_selection=UNIVERSE, base_rows=n_base,
                        seed=rep, batch_size=args.batch, kappa=args.kappa,
-                       acquisition="ucb" if method == "AL" else "random",
+                       acquisition=args.acquisition if method == "AL" else "random",
                        name=f"{method.lower()}-{tag}", n_candidates=args.candidates)
         steps = al.run(store, cid, rounds=args.proposals // args.batch,
                        progress=lambda r: log(f"  {method} {tag} round {r.round_no}: {r.proposed} proposed, "
                                               f"{r.decodable} decodable, {r.labelled} labelled, "
                                               f"GP on {r.n_train}, {r.seconds:.0f} s"))
         fin = al.finish(store, cid, preset="rf-bg", name=f"{method.lower()}-{tag}", pool=POOL,
-                        threshold=args.threshold, **screen_kw)
-        cand = set(fin.candidates["composition_id"].to_list())
+                        threshold=-1e300, **screen_kw)      # every prediction, best first
         m = holdout_metrics(store, fin.model)
         out[method] = dict(n=fin.training_rows, r2=m["r2"], mae=m["mae"],
                            decodable=sum(s.decodable for s in steps), proposed=sum(s.proposed for s in steps),
-                           cand=len(cand), rec=100 * len(cand & oracle_ids) / max(len(oracle_ids), 1),
-                           seconds=time.time() - t)
+                           **screen_scores(fin.candidates, oracle_ids, args.threshold), seconds=time.time() - t)
         log(f"{method} {tag}: {out[method]}")
         if method == "AL":
             base_set = al.get(store, cid).base_set
     mv = training.train(store, "rf-bg", on=f"SELECT composition_id FROM composition_sets WHERE set_name = '{base_set}'",
                         target_source="mp", name=f"bs-{tag}", seed=rep, progress=False, **screen_kw)
-    n_pool, c = al.screen(store, mv.ref, POOL, "max", args.threshold)
-    cand = set(c["composition_id"].to_list())
+    n_pool, c = al.screen(store, mv.ref, POOL, "max", -1e300)
     m = holdout_metrics(store, mv.ref)
     with store.connect() as con:
         n_rows = con.execute("SELECT training_rows FROM model_versions WHERE model_id = ?", [mv.model_id]).fetchall()[0][0]
-    out["BS"] = dict(n=n_rows, r2=m["r2"], mae=m["mae"], cand=len(cand),
-                     rec=100 * len(cand & oracle_ids) / max(len(oracle_ids), 1))
+    out["BS"] = dict(n=n_rows, r2=m["r2"], mae=m["mae"], **screen_scores(c, oracle_ids, args.threshold))
     log(f"BS {tag}: {out['BS']}")
     return out
 
@@ -230,13 +239,15 @@ def report(results, n_oracle, args):
     print()
     print(f"Table 1 (seed 001) protocol on mp/gap.csv: pool {args.pool_size} compositions, oracle candidates "
           f"(oracle-bg predicts >= {args.threshold} eV): {n_oracle}; {args.proposals} proposals per campaign "
-          f"(UCB kappa {args.kappa}, batches of {args.batch}); repeats: {args.repeats}; mean ± std")
+          f"({args.acquisition}, kappa {args.kappa}, batches of {args.batch}, {args.candidates} candidates); repeats: {args.repeats}; mean ± std")
     print(f"{'exp':<5} {'model':<7} {'labelled rows':>14} {'R2 hold-out':>16} {'MAE hold-out':>16} "
-          f"{'decodable':>16} {'candidates':>14} {'recovery %':>16} | seed: R2, MAE, cand, recovery %")
+          f"{'decodable':>16} {'candidates':>14} {'recovery %':>16} {'precision %':>16} {'top-K rec. %':>16} | seed: R2, MAE, cand, recovery %")
     for exp, n_base in (("exp2", 1000), ("exp3", 300)):
         if exp not in results:
             continue
         reps = results[exp]
+        if not reps:
+            continue
         for method in ("BS", "AL", "Random"):
             rows = [r[method] for r in reps]
             dec = (fmt([r["decodable"] for r in rows], 1) + f"/{rows[0]['proposed']}") if "decodable" in rows[0] else "-"
@@ -245,7 +256,7 @@ def report(results, n_oracle, args):
                     + (f" ({ref['decodable']} decodable)" if "decodable" in ref else "")) if ref else "-"
             print(f"{exp:<5} {method:<7} {fmt([r['n'] for r in rows], 0):>14} {fmt([r['r2'] for r in rows]):>16} "
                   f"{fmt([r['mae'] for r in rows]):>16} {dec:>16} {fmt([r['cand'] for r in rows], 1):>14} "
-                  f"{fmt([r['rec'] for r in rows], 2):>16} | {seed}")
+                  f"{fmt([r['rec'] for r in rows], 2):>16} {fmt([r['prec'] for r in rows], 2):>16} {fmt([r['topk'] for r in rows], 2):>16} | {seed}")
         wins = sum(r["AL"]["rec"] > r["BS"]["rec"] for r in reps)
         print(f"{exp}: AL recovery > BS recovery in {wins}/{len(reps)} repeats; "
               f"AL > Random in {sum(r['AL']['rec'] > r['Random']['rec'] for r in reps)}/{len(reps)}")
@@ -263,9 +274,10 @@ def main(argv=None):
     ap.add_argument("--pool-noise", type=float, default=0.5)
     ap.add_argument("--threshold", type=float, default=4.0, help="wide gap: band gap >= this (eV)")
     ap.add_argument("--proposals", type=int, default=1000)
-    ap.add_argument("--batch", type=int, default=200)
+    ap.add_argument("--batch", type=int, default=250)
     ap.add_argument("--kappa", type=float, default=10.0)
-    ap.add_argument("--candidates", type=int, default=3000)
+    ap.add_argument("--acquisition", default="ucb", choices=["ucb", "ei", "thompson"])
+    ap.add_argument("--candidates", type=int, default=2000)
     ap.add_argument("--screen-trees", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--exps", default="exp2,exp3")
@@ -286,13 +298,13 @@ def main(argv=None):
     oracle_ids = set(oracle_cand["composition_id"].to_list())
     log(f"oracle candidates: {len(oracle_ids)} of {args.pool_size} pool compositions; "
         f"oracle hold-out {holdout_metrics(store, 'oracle-bg')}")
-    results = {}
-    for exp in args.exps.split(","):
-        n_base = {"exp2": 1000, "exp3": 300}[exp]
-        results[exp] = []
-        for rep in range(args.repeats):
+    results = {exp: [] for exp in args.exps.split(",")}
+    for rep in range(args.repeats):          # repeats outermost: every exp gets repeats early
+        for exp in results:
+            n_base = {"exp2": 1000, "exp3": 300}[exp]
             results[exp].append(one_repeat(store, args, n_base, rep, oracle_ids))
             report(results, len(oracle_ids), args)
+    print("\nFINAL")
     report(results, len(oracle_ids), args)
 
 

@@ -147,19 +147,31 @@ def test_external_oracle_round_trip_uses_exactly_the_file_labels(al_store, tmp_p
     from matstore.al.loop import training_hash, training_set
     from matstore.cli import main
 
-    cid = _start(al_store, "external")
-    r1 = al.step(al_store, cid)
-    assert r1.labelled == 0 and r1.decodable > 0
-    with pytest.raises(al.ALError, match="awaits"):          # labels first
-        al.step(al_store, cid)
-    f = tmp_path / "round1.csv"
-    filled = _label_file(al_store, cid, f)
-    assert filled.height == r1.decodable
-    filled.write_csv(f)
     db = str(al_store.path)
-    res = CliRunner().invoke(main, ["al", "label", str(cid), str(f), "--db", db, "--source", "mylab",
-                                    "--kind", "dft", "--method", "HSE06"])
-    assert res.exit_code == 0, res.output
+
+    def cli(*args):
+        res = CliRunner().invoke(main, ["al", *args, "--db", db])
+        assert res.exit_code == 0, res.output
+        return res.output
+
+    assert "campaign 1 started" in cli("start", "--autoencoder", "ae-t", "--oracle", "external",
+                                       "--base-rows", "150", "--batch-size", "20", "--candidates", "400")
+    cid = 1
+    cli("step", "1")
+    r1 = al.proposals(al_store, cid)
+    n_dec = r1["composition_id"].drop_nulls().len()
+    assert r1.height == 20 and n_dec > 0 and r1["label"].null_count() == 20
+    res = CliRunner().invoke(main, ["al", "step", "1", "--db", db])   # labels first
+    assert res.exit_code == 1 and "awaits" in res.output
+    f = tmp_path / "round1.csv"
+    cli("export", "1", str(f))
+    filled = pl.read_csv(f)
+    filled = filled.with_columns(pl.Series("value", [0.5 + 0.25 * i for i in range(filled.height)]))
+    assert filled.height == n_dec
+    filled.write_csv(f)
+    assert "stored" in cli("label", "1", str(f), "--source", "mylab", "--kind", "dft", "--method", "HSE06")
+    assert "mylab" not in cli("status", "1", "--json") and '"labels"' in cli("status", "1", "--json")
+    assert al.status(al_store, cid)["open_round"].to_list() == [None]      # all labelled: closed
     before = training_set(al_store, al.get(al_store, cid))
 
     r2 = al.step(al_store, cid)                               # the GP of round 2 sees the labels
@@ -276,3 +288,51 @@ def test_targets_and_batch_selection():
     assert picks.tolist() == [0, 2]
     picks, _ = select(mean, cov, np.array([11, 12, 0, 14]), 3, kappa=10, noise=1e-3, exclude={11})
     assert picks[0] == 1
+
+
+_KILLED_STEP = """
+import sys, time
+from matstore import al
+from matstore.al import loop
+from matstore.store import Store
+
+def stall(*a, **k):               # the proposals are committed: wait here to be killed
+    print("proposed", flush=True)
+    time.sleep(600)
+
+loop.label_round = stall
+al.step(Store(sys.argv[1]), 1)
+"""
+
+
+@pytest.mark.slow
+def test_campaign_killed_by_sigkill_after_proposing_resumes_without_duplicates(al_store, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from matstore import al
+
+    cid = _start(al_store)
+    script = tmp_path / "step.py"
+    script.write_text(_KILLED_STEP)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(__import__("pathlib").Path(__file__).parents[1]),
+                                                         os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, str(script), str(al_store.path)], stdout=subprocess.PIPE,
+                            text=True, env=env)
+    try:
+        assert proc.stdout.readline().strip() == "proposed"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    al_store.forget_prepared()
+    props = al.proposals(al_store, cid)
+    assert props.height == 20 and props["label"].null_count() == 20
+    r = al.step(al_store, cid)
+    assert r.resumed and r.round_no == 1 and r.labelled == props["composition_id"].drop_nulls().len()
+    assert al.step(al_store, cid).round_no == 2
+    allp = al.proposals(al_store, cid)
+    assert allp["proposal_id"].n_unique() == allp.height == 40
+    comps = allp["composition_id"].drop_nulls()
+    assert comps.n_unique() == comps.len()

@@ -169,7 +169,11 @@ def propose(store: Store, c: Campaign, ae=None) -> StepResult:
         proposed = {r[0] for r in con.execute(
             "SELECT composition_id FROM al_proposals WHERE campaign_id = ? AND composition_id IS NOT NULL",
             [c.campaign_id]).fetchall()}
-        known = {r[0] for r in con.execute("SELECT composition_id FROM known").fetchall()}
+        # known = in the data (not the labels of this or another campaign: those stay proposable
+        # by other campaigns, whose GP has not seen them)
+        known = {r[0] for r in con.execute(
+            "SELECT DISTINCT m.composition_id FROM materials m JOIN ingests i USING (ingest_id) "
+            f"WHERE i.uri NOT LIKE '{labels.LABEL_URI.split('{')[0]}%'").fetchall()}
     seed = int(c.seed) * 100_003 + round_no
     rng = np.random.default_rng(seed)
     p = {**DEFAULTS, **c.params}
