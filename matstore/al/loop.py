@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import time
 from dataclasses import dataclass, field
 
@@ -228,8 +229,6 @@ def propose(store: Store, c: Campaign, ae=None) -> StepResult:
         formula[comp == 0] = None
         first = next_id(con, "al_proposals", "proposal_id")
         n_dec = int((comp != 0).sum())
-        import json  # noqa: PLC0415
-
         con.execute("INSERT INTO al_rounds (campaign_id, round_no, n_train, train_hash, gp, n_proposed, "
                     "n_decodable, seconds, proposed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [c.campaign_id, round_no, len(train), training_hash(train), json.dumps(hyper),
