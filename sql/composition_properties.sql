@@ -7,7 +7,8 @@
 --   formation_energy_per_atom, band_gap, energy_above_hull (the DFT columns):
 --     1. oqmd, 2. mp, 3. other sources of kind 'dft' by name,
 --     4. sources of kind 'unknown' (files ingested without --kind) by name;
---     sources of kind 'experiment' never fill these columns.
+--     sources of kind 'experiment' never fill these columns, nor do sources of kind 'model'
+--     (active-learning labels of a model oracle, matstore.al: predictions, not data).
 --   formation_energy_experiment, band_gap_experiment: sources of kind 'experiment' by name.
 -- *_kind says which kind filled the column ('dft' or, only where no DFT source has the property,
 -- 'unknown'). Training chooses its source explicitly (matstore.training: target_source).
@@ -24,9 +25,9 @@ ranked AS (
     FROM (SELECT DISTINCT source, kind FROM bs)
 ),
 pick AS (  -- the one source of each column
-    SELECT arg_min(source, rank) FILTER (WHERE kind <> 'experiment' AND formation_energy_per_atom IS NOT NULL) AS fe,
-           arg_min(source, rank) FILTER (WHERE kind <> 'experiment' AND band_gap IS NOT NULL) AS bg,
-           arg_min(source, rank) FILTER (WHERE kind <> 'experiment' AND energy_above_hull IS NOT NULL) AS eh,
+    SELECT arg_min(source, rank) FILTER (WHERE kind NOT IN ('experiment', 'model') AND formation_energy_per_atom IS NOT NULL) AS fe,
+           arg_min(source, rank) FILTER (WHERE kind NOT IN ('experiment', 'model') AND band_gap IS NOT NULL) AS bg,
+           arg_min(source, rank) FILTER (WHERE kind NOT IN ('experiment', 'model') AND energy_above_hull IS NOT NULL) AS eh,
            arg_min(source, rank) FILTER (WHERE kind = 'experiment' AND formation_energy_per_atom IS NOT NULL) AS xfe,
            arg_min(source, rank) FILTER (WHERE kind = 'experiment' AND band_gap IS NOT NULL) AS xbg
     FROM bs JOIN ranked USING (source, kind)

@@ -19,6 +19,27 @@ from matstore.views import ViewError, order_views, package_views, referenced_rel
 from _runner_helpers import ReplayGenerator, load_compositions, mp_formulas
 
 SCHEMA = {  # table -> 'column TYPE' in order: the schema every migration adds up to
+    'al_campaigns': [
+        'campaign_id INTEGER', 'name VARCHAR', 'property VARCHAR', 'target JSON',
+        'acquisition VARCHAR', 'kappa DOUBLE', 'batch_size INTEGER', 'oracle VARCHAR',
+        'oracle_model_id INTEGER', 'autoencoder_id INTEGER', 'base_selection VARCHAR',
+        'base_source VARCHAR', 'base_rows BIGINT', 'params JSON', 'seed BIGINT',
+        'created_at TIMESTAMP',
+    ],
+    'al_labels': [
+        'proposal_id BIGINT', 'campaign_id INTEGER', 'composition_id BIGINT', 'value DOUBLE',
+        'source VARCHAR', 'model_id INTEGER', 'material_id BIGINT', 'labelled_at TIMESTAMP',
+    ],
+    'al_proposals': [
+        'proposal_id BIGINT', 'campaign_id INTEGER', 'round_no INTEGER', 'rank INTEGER',
+        'latent FLOAT[]', 'composition_id BIGINT', 'formula VARCHAR', 'acquisition DOUBLE',
+        'mean DOUBLE', 'std DOUBLE',
+    ],
+    'al_rounds': [
+        'campaign_id INTEGER', 'round_no INTEGER', 'n_train BIGINT', 'train_hash VARCHAR',
+        'gp JSON', 'n_proposed INTEGER', 'n_decodable INTEGER', 'seconds DOUBLE',
+        'proposed_at TIMESTAMP', 'closed_at TIMESTAMP',
+    ],
     'composition_sets': [
         'set_name VARCHAR', 'composition_id BIGINT', 'model_id INTEGER', 'role VARCHAR',
         'created_at TIMESTAMP',
@@ -51,6 +72,9 @@ SCHEMA = {  # table -> 'column TYPE' in order: the schema every migration adds u
         'cursor VARCHAR', 'started_at TIMESTAMP', 'finished_at TIMESTAMP', 'rows_seen BIGINT',
         'rows_kept BIGINT', 'rows_rejected BIGINT', 'rows_curated BIGINT', 'rows_duplicate BIGINT',
         'curation JSON', 'pid INTEGER', 'host VARCHAR', 'pid_started DOUBLE',
+    ],
+    'latents': [
+        'composition_id BIGINT', 'model_id INTEGER', 'vector FLOAT[]',
     ],
     'materials': [
         'material_id BIGINT', 'ingest_id INTEGER', 'source VARCHAR', 'external_id VARCHAR',

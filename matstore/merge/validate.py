@@ -41,12 +41,26 @@ REFERENCES = [
     ("curated", "ingest_id", "ingests", "ingest_id"),
     ("generation_quality", "run_id", "runs", "run_id"),
     ("generation_quality", "model_id", "model_versions", "model_id"),
+    ("latents", "composition_id", "compositions", "composition_id"),
+    ("latents", "model_id", "model_versions", "model_id"),
+    ("al_campaigns", "autoencoder_id", "model_versions", "model_id"),
+    ("al_campaigns", "oracle_model_id", "model_versions", "model_id"),
+    ("al_rounds", "campaign_id", "al_campaigns", "campaign_id"),
+    ("al_proposals", "campaign_id", "al_campaigns", "campaign_id"),
+    ("al_proposals", "composition_id", "compositions", "composition_id"),
+    ("al_labels", "proposal_id", "al_proposals", "proposal_id"),
+    ("al_labels", "campaign_id", "al_campaigns", "campaign_id"),
+    ("al_labels", "composition_id", "compositions", "composition_id"),
+    ("al_labels", "material_id", "materials", "material_id"),
+    ("al_labels", "model_id", "model_versions", "model_id"),
 ]
 UNIQUE = {"ingests": ["ingest_id"], "model_versions": ["model_id"], "runs": ["run_id"],
-          "compositions": ["composition_id"], "materials": ["material_id"]}
+          "compositions": ["composition_id"], "materials": ["material_id"],
+          "al_campaigns": ["campaign_id"], "al_proposals": ["proposal_id"]}
 FINITE = [("properties", "value"), ("predictions", "value"), ("predictions", "std"),
           ("predictions", "p_metal"), ("stability", "e_above_hull"),
-          ("stability", "formation_energy_per_atom")]
+          ("stability", "formation_energy_per_atom"), ("al_labels", "value"),
+          ("al_proposals", "acquisition"), ("al_proposals", "mean"), ("al_proposals", "std")]
 # Limits of a received composition: the ingest's own (compositions.MAX_COUNT per element; atoms
 # per formula unit where compositions defines MAX_ATOMS, else what the INTEGER counts allow).
 MAX_COUNT = C.MAX_COUNT

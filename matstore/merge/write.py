@@ -13,8 +13,14 @@ ID_TABLES = {
     "ingests": ("ingest_id", ["source", "uri", "params", "started_at"], None),
     "model_versions": ("model_id", ["name", "kind", "created_at", "weights_sha256"], "model_id_seq"),
     "runs": ("run_id", ["kind", "started_at", "host", "pid"], "run_id_seq"),
+    # active learning: a campaign is the same when made at the same moment with the same seed
+    # and selection; a proposal by its (remapped) campaign, round and rank
+    "al_campaigns": ("campaign_id", ["name", "property", "created_at", "seed", "base_selection"], None),
+    "al_proposals": ("proposal_id", ["campaign_id", "round_no", "rank"], None),
 }
-REMAP = {"ingest_id": "ingests", "model_id": "model_versions", "run_id": "runs"}
+REMAP = {"ingest_id": "ingests", "model_id": "model_versions", "run_id": "runs",
+         "autoencoder_id": "model_versions", "oracle_model_id": "model_versions",
+         "campaign_id": "al_campaigns", "proposal_id": "al_proposals"}
 # Natural keys of the other tables (after remapping); a table not listed is keyed by all columns.
 KEYS = {
     "compositions": ["composition_id"],
@@ -29,10 +35,13 @@ KEYS = {
     "sources": ["name"],  # one kind per source name: a different one is refused (_check_sources)
     "stability": ["composition_id", "model_id", "reference"],
     "generation_quality": ["run_id"],
+    "latents": ["composition_id", "model_id"],
+    "al_rounds": ["campaign_id", "round_no"],
+    "al_labels": ["proposal_id"],
 }
 # id columns where 0 means "none" (stability.model_id 0: the reference's own energies): kept as 0
 ZERO_MEANS_NONE = {("stability", "model_id")}
-ORDER = ["ingests", "model_versions", "runs"]  # maps first; then the rest
+ORDER = ["ingests", "model_versions", "runs", "al_campaigns", "al_proposals"]  # maps first
 SKIP = {"schema_migrations", "validity_checkers"}  # local bookkeeping: which checker our views use
 
 
@@ -89,8 +98,14 @@ def _merge_keyed(con, table: str, cols: list[str]) -> int:
 def _merge_id_table(con, table: str, cols: list[str]) -> tuple[dict[int, int], int]:
     id_col, identity, seq = ID_TABLES[table]
     cast = {"params": "::VARCHAR"}
-    on = " AND ".join(f"t.{ident(k)}{cast.get(k, '')} IS NOT DISTINCT FROM s.{ident(k)}{cast.get(k, '')}"
-                      for k in identity)
+
+    def theirs(k: str) -> str:   # an identity column that is itself an id compares remapped
+        target = REMAP.get(k)
+        if target and target != table:
+            return f"(SELECT _m.new FROM _merge_map_{target} _m WHERE _m.old = s.{ident(k)})"
+        return f"s.{ident(k)}{cast.get(k, '')}"
+
+    on = " AND ".join(f"t.{ident(k)}{cast.get(k, '')} IS NOT DISTINCT FROM {theirs(k)}" for k in identity)
     pairs = con.execute(f"""
         SELECT s.{ident(id_col)}, min(t.{ident(id_col)}) FROM {SRC}.{ident(table)} s
         LEFT JOIN {ident(table)} t ON {on} GROUP BY s.{ident(id_col)} ORDER BY s.{ident(id_col)} """).fetchall()
@@ -98,9 +113,9 @@ def _merge_id_table(con, table: str, cols: list[str]) -> tuple[dict[int, int], i
     fresh = [old for old, new in pairs if new is None]
     for old, new in zip(fresh, _new_ids(con, table, id_col, seq, len(fresh))):
         mapping[old] = new
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _merge_map_{table} (old INTEGER, new INTEGER)")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _merge_map_{table} (old BIGINT, new BIGINT)")
     if mapping:
-        con.execute(f"INSERT INTO _merge_map_{table} SELECT unnest(?::INTEGER[]), unnest(?::INTEGER[])",
+        con.execute(f"INSERT INTO _merge_map_{table} SELECT unnest(?::BIGINT[]), unnest(?::BIGINT[])",
                     [list(mapping), list(mapping.values())])
     if table == "runs":
         _refresh_matched_runs(con, [old for old, new in pairs if new is not None])
@@ -116,7 +131,7 @@ def _merge_id_table(con, table: str, cols: list[str]) -> tuple[dict[int, int], i
         joins += ' JOIN _merge_versions _ver ON _ver.old = s."model_id"'
     col_list = ", ".join(ident(c) for c in cols)
     con.execute(f"""INSERT INTO {ident(table)} ({col_list}) SELECT {select} FROM {SRC}.{ident(table)} s {joins}
-                    WHERE s.{ident(id_col)} IN (SELECT unnest(?::INTEGER[]))""", [fresh])
+                    WHERE s.{ident(id_col)} IN (SELECT unnest(?::BIGINT[]))""", [fresh])
     return mapping, len(fresh)
 
 

@@ -49,11 +49,13 @@ def train(store: Store, preset_name: str, on: str | None = None, epochs: int | N
           device: str | None = None, seed: int = 0, *, max_rows: int | None = None,
           batch_size: int | None = None, name: str | None = None, max_steps: int | None = None,
           fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), config: dict | None = None,
-          progress: bool = True, target_source: str | None = None, ensemble: int | None = None,
-          two_stage: bool | None = None, **hyper) -> ModelVersion:
+          progress: bool = True, target_source: str | list[str] | None = None,
+          ensemble: int | None = None, two_stage: bool | None = None, **hyper) -> ModelVersion:
     """Train a preset on the store's data and register the result. ``on`` replaces the preset's
     selection (any SQL returning composition_id); ``target_source`` names the source whose values
-    a predictor learns (default: the preset's, else the store's one DFT source with the property);
+    a predictor learns (default: the preset's, else the store's one DFT source with the property;
+    a list of sources: each composition's value from the first that has one, recorded as
+    hyperparams target_sources);
     ``config`` overrides module config fields; other keyword arguments override the preset's
     hyperparameters (lr, patience, clip, ...). ``ensemble=K`` trains K members (seeds seed..seed+K-1)
     into one version whose predictions carry a std; ``two_stage`` (default: the preset's) makes a
@@ -79,10 +81,14 @@ def train(store: Store, preset_name: str, on: str | None = None, epochs: int | N
     members = _members_spec(p, ensemble, two_stage, seed)   # refused before any data is read
     dev = resolve_device(device) if p.kind in models.TORCH_KINDS else None
     selection = (on or p.selection).strip().rstrip(";")
-    target = (data.target_source(store, p.property, target_source or p.target_source)
+    several = isinstance(target_source, (list, tuple)) and len(target_source) > 1
+    if isinstance(target_source, (list, tuple)) and not several:
+        target_source = target_source[0] if target_source else None
+    targets = data.target_sources(store, p.property, target_source) if several and p.property else None
+    target = (targets[0] if targets else data.target_source(store, p.property, target_source or p.target_source)
               if p.property else None)
     ds = data.load(store, selection, p.property, max_rows=max_rows, seed=seed,
-                   source=target.source if target else None)
+                   source=tuple(t.source for t in targets) if targets else target.source if target else None)
     n_dropped = 0
     if p.kind in models.GENERATIVE_KINDS:
         x, ok = _onehot(ds.batch)
@@ -173,6 +179,9 @@ def train(store: Store, preset_name: str, on: str | None = None, epochs: int | N
                    "max_rows": max_rows, "max_steps": max_steps,
                    **(target.to_dict() if target else {}), **hp,
                    **({"members": members.to_dict()} if members is not None else {})}
+    if targets:  # several explicit sources (e.g. active-learning labels + base data), by priority
+        hyperparams["target_source"] = "+".join(t.source for t in targets)
+        hyperparams["target_sources"] = [t.to_dict() for t in targets]
     split = {**sp.to_dict(), "n_selected": ds.n_selected, "n_not_encodable": n_dropped}
     ids = ds.batch.composition_id
     # the query as run (selection + the target source's join) is what the version was trained on

@@ -99,23 +99,44 @@ class Dataset:
         return h.hexdigest()
 
 
-def selection_sql(selection: str, target: str | None, source: str | None = None) -> str:
-    """The training query; `source` (a checked plain identifier) is the target's one source."""
+def target_sources(store: Store, prop: str, requested) -> list[TargetSource]:
+    """Several sources named explicitly, in priority order (e.g. active-learning labels, then the
+    base data): each is checked as target_source checks one. Never chosen by default."""
+    found = [target_source(store, prop, r) for r in requested]
+    if len({t.source for t in found}) != len(found):
+        raise TargetSourceError(f"target sources {list(requested)}: a source is named twice")
+    return found
+
+
+def selection_sql(selection: str, target: str | None, source: str | tuple | list | None = None) -> str:
+    """The training query; `source` (a checked plain identifier) is the target's one source.
+    A tuple of sources (explicit, in priority order) takes each composition's value from the first
+    of them that has one: the query says so, and the version records the sources."""
     sel = selection.strip().rstrip(";")
     sql = (f"SELECT c.composition_id, c.elements, c.counts"
            f"{', cp.' + target + ' AS y' if target else ''}\n"
            f"FROM (SELECT DISTINCT composition_id FROM ({sel}) s) q\n"
            f"JOIN compositions c USING (composition_id)\n")
     if target:
-        if source is None or not _SAFE_SOURCE.match(source):
-            raise TargetSourceError(f"a training target needs one plain source name, got {source!r}")
-        sql += (f"JOIN composition_properties_by_source cp USING (composition_id)\n"
-                f"WHERE cp.source = '{source}' AND cp.{target} IS NOT NULL\n")
+        several = isinstance(source, (tuple, list))
+        names = list(source) if several else [source]
+        if not names or any(s is None or not _SAFE_SOURCE.match(s) for s in names):
+            raise TargetSourceError(f"a training target needs plain source names, got {source!r}")
+        if several and len(names) > 1:
+            rank = " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(names))
+            sql += (f"JOIN (SELECT * FROM composition_properties_by_source\n"
+                    f"      WHERE source IN ({', '.join(repr(s) for s in names)}) AND {target} IS NOT NULL\n"
+                    f"      QUALIFY row_number() OVER (PARTITION BY composition_id\n"
+                    f"                                 ORDER BY CASE source {rank} END) = 1) cp\n"
+                    f"  USING (composition_id)\n")
+        else:
+            sql += (f"JOIN composition_properties_by_source cp USING (composition_id)\n"
+                    f"WHERE cp.source = '{names[0]}' AND cp.{target} IS NOT NULL\n")
     return sql + "ORDER BY c.composition_id"
 
 
 def load(store: Store, selection: str, target: str | None = None, max_rows: int | None = None,
-         seed: int = 0, source: str | None = None) -> Dataset:
+         seed: int = 0, source: str | tuple | None = None) -> Dataset:
     """Run the selection; targets from `source` (default: target_source's choice); max_rows keeps
     a seeded random subset (still ordered by id).
 

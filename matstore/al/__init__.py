@@ -1,0 +1,22 @@
+"""Active learning in the store (seed 001): campaigns that encode compositions with the
+autoencoder, fit a Gaussian process on the latents, propose batches by an acquisition function,
+decode them, have an oracle label them and retrain a screening predictor on base + labels.
+
+Modules: campaigns (the records), latents (stored autoencoder latents, encode/decode),
+surrogate (the GP), acquisition (targets, UCB/EI/Thompson, batch selection), oracles (the
+registry: model:NAME@N, external), labels (labels as properties of their own source; export
+and label files), loop (start, step, run, finish, screen).
+"""
+
+from __future__ import annotations
+
+from .acquisition import ACQUISITIONS, DEFAULT_KAPPA, Target
+from .campaigns import Campaign, get, proposals, status
+from .errors import ALError
+from .labels import export, ingest_file
+from .loop import FinishResult, StepResult, finish, run, screen, start, step, training_set
+from .oracles import ORACLES
+
+__all__ = ["ACQUISITIONS", "ALError", "Campaign", "DEFAULT_KAPPA", "FinishResult", "ORACLES",
+           "StepResult", "Target", "export", "finish", "get", "ingest_file", "proposals", "run",
+           "screen", "start", "status", "step", "training_set"]

@@ -1,0 +1,156 @@
+"""Targets, acquisition functions and batch selection over a candidate set of latent points.
+
+Targets turn a property into the objective the GP models (larger is better):
+``max`` -> y; ``range:a:b`` (band gap in [a, b]) -> -(distance of y to [a, b]), 0 inside.
+
+Acquisitions (on the GP posterior of the objective, mean m and std s):
+- ``ucb``: m + kappa * s. botorch's UpperConfidenceBound(beta) is m + sqrt(beta) * s, so kappa
+  here is botorch's beta = kappa^2 (the seed's kappa = 10 is beta = 100).
+- ``ei``: expected improvement over the best objective seen.
+- ``thompson``: the argmax of one joint posterior draw per proposal.
+
+Batches: ucb and ei pick greedily with the kriging believer (each pick is believed to take its
+posterior mean, which leaves the mean unchanged and shrinks the covariance by a rank-1 update),
+so one batch spreads out instead of piling onto one peak. The acquisition is optimised over a
+candidate set in the latent box spanned by the data: Sobol points of the whole box plus Gaussian
+steps around labelled points (the box is 128-d: a pure space-filling set rarely lands near the
+decodable region). Candidates that decode to a known or already proposed composition, or to the
+same composition as an earlier pick of the batch, are skipped; ones that do not decode may be
+picked (they are recorded as such).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import ALError
+
+ACQUISITIONS = ("ucb", "ei", "thompson", "random")   # random: the baseline
+DEFAULT_KAPPA = 10.0
+
+
+@dataclass(frozen=True)
+class Target:
+    goal: str                    # max | range
+    low: float | None = None
+    high: float | None = None
+
+    @classmethod
+    def parse(cls, text: "str | dict | Target") -> "Target":
+        """'max' or 'range:A:B' (A <= B), or the stored dict."""
+        if isinstance(text, Target):
+            return text
+        if isinstance(text, dict):
+            return cls(text["goal"], text.get("low"), text.get("high"))
+        parts = str(text).strip().split(":")
+        if parts == ["max"]:
+            return cls("max")
+        if parts[0] == "range" and len(parts) == 3:
+            try:
+                a, b = float(parts[1]), float(parts[2])
+            except ValueError:
+                a = b = math.nan
+            if math.isfinite(a) and math.isfinite(b) and a <= b:
+                return cls("range", a, b)
+        raise ALError(f"target {text!r}: expected 'max' or 'range:A:B' with numbers A <= B "
+                      f"(e.g. range:1.0:2.0)")
+
+    def to_dict(self) -> dict:
+        return {"goal": self.goal} if self.goal == "max" else {
+            "goal": self.goal, "low": self.low, "high": self.high}
+
+    def objective(self, y: np.ndarray) -> np.ndarray:
+        y = np.asarray(y, np.float64)
+        if self.goal == "max":
+            return y
+        return -(np.maximum(self.low - y, 0.0) + np.maximum(y - self.high, 0.0))
+
+    def hit(self, y: np.ndarray) -> np.ndarray:
+        """bool: y meets the target (range: inside [a, b]; max: callers give a threshold)."""
+        y = np.asarray(y, np.float64)
+        return (y >= self.low) & (y <= self.high) if self.goal == "range" else np.isfinite(y)
+
+
+def check(acquisition: str, kappa: float) -> None:
+    if acquisition not in ACQUISITIONS:
+        raise ALError(f"acquisition {acquisition!r}: expected one of {', '.join(ACQUISITIONS)}")
+    if not (math.isfinite(kappa) and kappa >= 0):
+        raise ALError(f"kappa {kappa!r}: expected a finite number >= 0")
+
+
+def candidates(train_unit: np.ndarray, n: int, rng: np.random.Generator, local_fraction: float = 0.5,
+               step: float = 0.1, seed: int = 0) -> np.ndarray:
+    """n points of the unit cube (the data's latent box): Sobol points and Gaussian steps
+    (std `step` in box units) from randomly chosen training points, clipped to the box."""
+    import torch  # noqa: PLC0415
+
+    d = train_unit.shape[1]
+    n_local = int(round(n * local_fraction))
+    sobol = torch.quasirandom.SobolEngine(d, scramble=True, seed=seed).draw(n - n_local).double().numpy()
+    start = train_unit[rng.integers(0, len(train_unit), n_local)]
+    local = np.clip(start + rng.normal(0.0, step, start.shape), 0.0, 1.0)
+    return np.concatenate([sobol, local])
+
+
+def _ei(mean: np.ndarray, std: np.ndarray, best: float) -> np.ndarray:
+    from scipy.stats import norm  # noqa: PLC0415
+
+    s = np.maximum(std, 1e-12)
+    z = (mean - best) / s
+    return (mean - best) * norm.cdf(z) + s * norm.pdf(z)
+
+
+def select(mean: np.ndarray, cov: np.ndarray, keys: np.ndarray, n: int, *, acquisition: str = "ucb",
+           kappa: float = DEFAULT_KAPPA, best: float = 0.0, noise: float = 0.0, exclude=frozenset(),
+           rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Pick n candidates: (indices in pick order, acquisition value at pick time).
+
+    mean (m,), cov (m, m): the joint posterior of the objective at the candidates; keys (m,):
+    what each decodes to (0: does not decode); exclude: keys never to pick (known, proposed).
+    noise: the observation noise variance the kriging believer adds to a believed point."""
+    check(acquisition, kappa)
+    if acquisition == "random":
+        raise ALError("random proposals need no posterior: matstore.al.loop picks them")
+    m = len(mean)
+    allowed = np.array([k == 0 or int(k) not in exclude for k in keys], bool)
+    taken: set[int] = set()
+    picks, values = [], []
+    if acquisition == "thompson":
+        rng = rng or np.random.default_rng(0)
+        jitter = 1e-9 * max(float(np.mean(np.diag(cov))), 1e-12)
+        chol = np.linalg.cholesky(cov + jitter * np.eye(m))
+        for _ in range(n):
+            draw = mean + chol @ rng.standard_normal(m)
+            draw[~allowed] = -np.inf
+            i = int(np.argmax(draw))
+            if not np.isfinite(draw[i]):
+                break
+            picks.append(i)
+            values.append(float(draw[i]))
+            _block(i, keys, allowed, taken)
+        return np.asarray(picks, np.int64), np.asarray(values)
+    cov = np.array(cov, np.float64, copy=True)
+    for _ in range(n):
+        std = np.sqrt(np.maximum(np.diag(cov), 0.0))
+        acq = mean + kappa * std if acquisition == "ucb" else _ei(mean, std, best)
+        acq = np.where(allowed, acq, -np.inf)
+        i = int(np.argmax(acq))
+        if not np.isfinite(acq[i]):
+            break
+        picks.append(i)
+        values.append(float(acq[i]))
+        _block(i, keys, allowed, taken)
+        col = cov[:, i].copy()                      # kriging believer: rank-1 covariance update
+        cov -= np.outer(col, col) / (col[i] + noise + 1e-12)
+    return np.asarray(picks, np.int64), np.asarray(values)
+
+
+def _block(i: int, keys: np.ndarray, allowed: np.ndarray, taken: set) -> None:
+    allowed[i] = False
+    k = int(keys[i])
+    if k != 0 and k not in taken:           # one proposal per composition
+        taken.add(k)
+        allowed[keys == k] = False

@@ -1,0 +1,370 @@
+"""Active learning (issue 16): campaigns resumable after a kill, the external-oracle round trip,
+the GP against an independent fit, label files refused with the problem named."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import polars as pl
+import pytest
+
+# a narrow autoencoder (the paper-scale one does not decode after seconds of CPU training)
+SMALL_AE = {"latent_dim": 16,
+            "encoder": {"convs": [[8, 3, 3, 2, 1], [16, 3, 3, 2, 1], [16, 3, 3, 2, 1], [32, 5, 5, 2, 2]],
+                        "norm": "batch"},
+            "decoder": {"latent_dim": 16, "fc_channels": 32,
+                        "deconvs": [[16, 5, 5, 2, 2], [16, 3, 3, 2, 1], [8, 3, 3, 2, 1], [1, 3, 3, 2, 1]]}}
+
+
+@pytest.fixture(scope="module")
+def al_master(shared_data, tmp_path_factory):
+    """A store with the first 2,000 rows of mp/gap.csv, a small autoencoder and an rf-bg oracle
+    (built once per module; each test works on a copy)."""
+    import torch
+
+    from matstore import training
+    from matstore.ingest import run
+    from matstore.store import Store
+
+    torch.set_num_threads(1)
+    path = tmp_path_factory.mktemp("al") / "master.duckdb"
+    store = Store.init(path)
+    run(store, "mp", file=str(shared_data / "mp" / "gap.csv"), props=["band_gap=target:eV"], limit=2000)
+    training.train(store, "ae", name="ae-t", epochs=5, batch_size=64, lr=3e-3, config=SMALL_AE,
+                   progress=False, device="cpu", seed=0)
+    training.train(store, "rf-bg", name="oracle-t", progress=False, seed=0, n_jobs=1,
+                   config={"n_estimators": 10})
+    return path
+
+
+@pytest.fixture
+def al_store(al_master, tmp_path):
+    from matstore.store import Store
+
+    p = tmp_path / "al.duckdb"
+    shutil.copy(al_master, p)
+    return Store(p)
+
+
+@pytest.fixture(scope="module")
+def al_external_master(al_master, tmp_path_factory):
+    """The master store plus campaign 1 (external oracle) with round 1 proposed."""
+    from matstore import al
+    from matstore.store import Store
+
+    p = tmp_path_factory.mktemp("al_ext") / "external.duckdb"
+    shutil.copy(al_master, p)
+    store = Store(p)
+    _start(store, "external")
+    al.step(store, 1)
+    return p
+
+
+@pytest.fixture
+def al_external(al_external_master, tmp_path):
+    from matstore.store import Store
+
+    p = tmp_path / "ext.duckdb"
+    shutil.copy(al_external_master, p)
+    return Store(p)
+
+
+def _count(store, sql, params=None):
+    with store.connect() as con:
+        return con.execute(sql, params or []).fetchall()[0][0]
+
+
+def _start(store, oracle="model:oracle-t", **kw):
+    from matstore import al
+
+    args = dict(base_rows=150, batch_size=20, seed=0, n_candidates=400)
+    args.update(kw)
+    return al.start(store, "ae-t", oracle, **args)
+
+
+def test_campaign_killed_between_proposals_and_labels_resumes_without_duplicates(al_store, monkeypatch):
+    from matstore import al
+    from matstore.al import loop
+
+    cid = _start(al_store)
+    real = loop.label_round
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt("killed after the proposals were committed")
+
+    monkeypatch.setattr(loop, "label_round", killed)
+    with pytest.raises(KeyboardInterrupt):
+        al.step(al_store, cid)
+    monkeypatch.setattr(loop, "label_round", real)
+    # the round and all its proposals were committed together, nothing labelled yet
+    props = al.proposals(al_store, cid)
+    assert props.height == 20 and props["round_no"].unique().to_list() == [1]
+    assert props["label"].null_count() == 20
+    n_dec = props["composition_id"].drop_nulls().len()
+    assert n_dec > 0
+    assert _count(al_store, "SELECT count(*) FROM al_rounds WHERE closed_at IS NULL") == 1
+
+    r = al.step(al_store, cid)                    # re-run: completes the killed round
+    assert r.resumed and r.round_no == 1 and r.labelled == n_dec and r.proposed == 0
+    again = al.proposals(al_store, cid)
+    assert again.height == 20 and again["label"].null_count() == 20 - n_dec
+    assert again["proposal_id"].to_list() == props["proposal_id"].to_list()
+    # labelling is idempotent: the oracle labelling the round again writes nothing
+    assert loop.label_round(al_store, al.get(al_store, cid), 1) == 0
+
+    r2 = al.step(al_store, cid)                   # the next step is a new round
+    assert r2.round_no == 2 and not r2.resumed and r2.proposed == 20
+    allp = al.proposals(al_store, cid)
+    assert allp["proposal_id"].n_unique() == 40
+    comps = allp["composition_id"].drop_nulls()
+    assert comps.n_unique() == comps.len()        # no composition proposed twice
+    n_labels = _count(al_store, "SELECT count(*) FROM al_labels")
+    assert n_labels == allp["label"].drop_nulls().len()
+    assert _count(al_store, "SELECT count(DISTINCT proposal_id) FROM al_labels") == n_labels
+    # each label is one properties row of the oracle's own source (kind model), never mp
+    assert _count(al_store, "SELECT count(*) FROM properties p JOIN materials m USING (material_id) "
+                            "WHERE m.source = ?", [f"al{cid}-oracle"]) == n_labels
+    assert _count(al_store, "SELECT kind FROM sources WHERE name = ?", [f"al{cid}-oracle"]) == "model"
+    # proposals decode to compositions nobody knew before the campaign
+    known_before = _count(al_store, "SELECT count(*) FROM materials m JOIN al_proposals p "
+                                    "USING (composition_id) WHERE m.source = 'mp'")
+    assert known_before == 0
+    # an oracle's label is a prediction: the labelled proposals are not "known" compositions
+    assert _count(al_store, "SELECT count(*) FROM known k JOIN al_labels l USING (composition_id)") == 0
+
+
+def _label_file(store, cid, path, value=lambda i: 0.5 + 0.25 * i):
+    from matstore import al
+
+    al.export(store, al.get(store, cid), path)
+    df = pl.read_csv(path)
+    return df.with_columns(pl.Series("value", [value(i) for i in range(df.height)], dtype=pl.Float64))
+
+
+def test_external_oracle_round_trip_uses_exactly_the_file_labels(al_store, tmp_path):
+    from click.testing import CliRunner
+
+    from matstore import al
+    from matstore.al.loop import training_hash, training_set
+    from matstore.cli import main
+
+    db = str(al_store.path)
+
+    def cli(*args):
+        res = CliRunner().invoke(main, ["al", *args, "--db", db])
+        assert res.exit_code == 0, res.output
+        return res.output
+
+    assert "campaign 1 started" in cli("start", "--autoencoder", "ae-t", "--oracle", "external",
+                                       "--base-rows", "150", "--batch-size", "20", "--candidates", "400")
+    cid = 1
+    cli("step", "1")
+    r1 = al.proposals(al_store, cid)
+    n_dec = r1["composition_id"].drop_nulls().len()
+    assert r1.height == 20 and n_dec > 0 and r1["label"].null_count() == 20
+    res = CliRunner().invoke(main, ["al", "step", "1", "--db", db])   # labels first
+    assert res.exit_code == 1 and "awaits" in res.output
+    f = tmp_path / "round1.csv"
+    cli("export", "1", str(f))
+    filled = pl.read_csv(f)
+    filled = filled.with_columns(pl.Series("value", [0.5 + 0.25 * i for i in range(filled.height)]))
+    assert filled.height == n_dec
+    filled.write_csv(f)
+    assert "stored" in cli("label", "1", str(f), "--source", "mylab", "--kind", "dft", "--method", "HSE06")
+    assert "mylab" not in cli("status", "1", "--json") and '"labels"' in cli("status", "1", "--json")
+    assert al.status(al_store, cid)["open_round"].to_list() == [None]      # all labelled: closed
+    before = training_set(al_store, al.get(al_store, cid))
+
+    r2 = al.step(al_store, cid)                               # the GP of round 2 sees the labels
+    assert r2.round_no == 2 and r2.n_train == before.height
+    ts = before.filter(pl.col("source") == "mylab").sort("composition_id")
+    expect = filled.select("composition_id", "value").sort("composition_id")
+    assert ts["composition_id"].to_list() == expect["composition_id"].to_list()
+    assert np.array_equal(ts["value"].to_numpy(), expect["value"].to_numpy())
+    stored_hash = _count(al_store, "SELECT train_hash FROM al_rounds WHERE campaign_id = ? AND round_no = 2", [cid])
+    assert stored_hash == training_hash(before)
+    base = before.filter(pl.col("source") == "mp").height
+    assert base + filled.height == r2.n_train            # base + exactly the file's labels
+    assert set(before["source"]) == {"mp", "mylab"}
+    # the labels are properties of source mylab (dft, HSE06); the DFT column stays mp's
+    by_src = al_store.query("SELECT composition_id, band_gap, kind, method FROM composition_properties_by_source "
+                            "WHERE source = 'mylab' ORDER BY composition_id")
+    assert by_src["band_gap"].to_list() == expect["value"].to_list()
+    assert set(by_src["kind"]) == {"dft"} and set(by_src["method"]) == {"HSE06"}
+    assert al_store.query("SELECT DISTINCT band_gap_source FROM composition_properties "
+                          "WHERE band_gap IS NOT NULL")["band_gap_source"].to_list() == ["mp"]
+    # the retrained screen names both selections and both sources
+    fin = al.finish(al_store, cid, preset="rf-bg", n_jobs=1, config={"n_estimators": 5})
+    card = al_store.query("SELECT hyperparams, training_query, training_rows FROM model_versions "
+                          "WHERE model_id = $m", {"m": fin.model_id}).row(0, named=True)
+    import json
+
+    hp = json.loads(card["hyperparams"])
+    assert [t["target_source"] for t in hp["target_sources"]] == ["mylab", "mp"]
+    assert "al_labels" in card["training_query"] and f"al{cid}/base" in card["training_query"]
+
+
+def test_gp_posterior_matches_an_independent_fit(al_store):
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import RBF, ConstantKernel
+
+    from matstore import al
+    from matstore.al.loop import fit_surrogate
+
+    cid = _start(al_store, base_rows=120)
+    gp, train, x = fit_surrogate(al_store, al.get(al_store, cid))
+    h = gp.hyperparameters()
+    assert h["n_train"] == len(x) == train.height > 50
+    u = gp.box.to_unit(x)
+    yn = (train["value"].to_numpy() - h["y_mean"]) / h["y_std"]
+    kernel = ConstantKernel(h["outputscale"], "fixed") * RBF(np.array(h["lengthscale"]), "fixed")
+    ref = GaussianProcessRegressor(kernel, alpha=h["noise"], optimizer=None, normalize_y=False)
+    ref.fit(u, yn - h["mean"])
+    rng = np.random.default_rng(0)
+    elsewhere = gp.box.from_unit(rng.uniform(0, 1, (20, x.shape[1])))
+    for pts in (x, elsewhere):
+        m_ref, s_ref = ref.predict(gp.box.to_unit(pts), return_std=True)
+        mean, var = gp.posterior(pts)
+        np.testing.assert_allclose(mean, (m_ref + h["mean"]) * h["y_std"] + h["y_mean"], rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(np.sqrt(var), s_ref * h["y_std"], rtol=1e-3, atol=1e-4)
+    # the posterior at labelled points is pulled toward the labels (not the prior mean)
+    mean, _ = gp.posterior(x)
+    assert np.corrcoef(mean, train["value"].to_numpy())[0, 1] > 0.5
+
+
+@pytest.mark.parametrize("problem,edit,message", [
+    ("unknown ids", lambda df: df.with_columns(pl.col("proposal_id") + 10_000), "not proposals of campaign"),
+    ("nan", lambda df: df.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(float("nan"))
+                                         .otherwise(pl.col("value")).alias("value")), "finite"),
+    ("inf", lambda df: df.with_columns(pl.when(pl.int_range(pl.len()) == 1).then(float("inf"))
+                                         .otherwise(pl.col("value")).alias("value")), "finite"),
+    ("wrong columns", lambda df: df.rename({"value": "band_gap"}), "missing column"),
+    ("extra column", lambda df: df.with_columns(pl.lit(1).alias("sql")), "unknown column"),
+    ("text values", lambda df: df.with_columns(pl.lit("high").alias("value")), "must be numbers"),
+    ("duplicates", lambda df: pl.concat([df, df.head(1)]), "more than once"),
+    ("formula", lambda df: df.with_columns(pl.lit("NaCl").alias("formula")), "formula does not match"),
+])
+def test_bad_label_files_are_refused_naming_the_problem(al_external, tmp_path, problem, edit, message):
+    from matstore import al
+
+    al_store, cid = al_external, 1
+    f = tmp_path / "labels.csv"
+    edit(_label_file(al_store, cid, f)).write_csv(f)
+    tables = ["al_labels", "properties", "materials", "sources", "ingests"]
+    before = {t: _count(al_store, f"SELECT count(*) FROM {t}") for t in tables}
+    with pytest.raises(al.ALError, match=message):
+        al.ingest_file(al_store, al.get(al_store, cid), f, "mylab")
+    assert {t: _count(al_store, f"SELECT count(*) FROM {t}") for t in tables} == before
+
+
+def test_labels_never_go_to_a_data_source_and_are_never_overwritten(al_external, tmp_path):
+    from matstore import al
+
+    al_store, cid = al_external, 1
+    f = tmp_path / "labels.parquet"
+    df = _label_file(al_store, cid, tmp_path / "x.csv")
+    df.write_parquet(f)
+    with pytest.raises(al.ALError, match="base source"):
+        al.ingest_file(al_store, al.get(al_store, cid), f, "mp")
+    assert al.ingest_file(al_store, al.get(al_store, cid), f, "mylab") == df.height
+    assert al.ingest_file(al_store, al.get(al_store, cid), f, "mylab") == 0       # idempotent
+    df.with_columns(pl.col("value") + 1).write_parquet(f)
+    with pytest.raises(al.ALError, match="never overwritten"):
+        al.ingest_file(al_store, al.get(al_store, cid), f, "mylab")
+    # all labelled: the round closed, and the next step proposes round 2
+    assert al.step(al_store, cid).round_no == 2
+
+
+def test_targets_and_batch_selection():
+    from matstore.al.acquisition import Target, select
+
+    t = Target.parse("range:1:2")
+    assert list(t.objective([0.5, 1.5, 3.0])) == [-0.5, 0.0, -1.0]
+    with pytest.raises(Exception, match="range:A:B"):
+        Target.parse("range:2:1")
+    # two identical candidates: the kriging believer does not pick the second copy's twin twice
+    mean = np.array([0.0, 0.0, 0.0, 0.0])
+    cov = np.array([[1.0, 0.999, 0, 0], [0.999, 1.0, 0, 0], [0, 0, 0.5, 0], [0, 0, 0, 0.2]])
+    picks, _ = select(mean, cov, np.array([11, 12, 0, 14]), 2, kappa=10, noise=1e-3)
+    assert picks.tolist() == [0, 2]
+    picks, _ = select(mean, cov, np.array([11, 12, 0, 14]), 3, kappa=10, noise=1e-3, exclude={11})
+    assert picks[0] == 1
+
+
+_KILLED_STEP = """
+import sys, time
+from matstore import al
+from matstore.al import loop
+from matstore.store import Store
+
+def stall(*a, **k):               # the proposals are committed: wait here to be killed
+    print("proposed", flush=True)
+    time.sleep(600)
+
+loop.label_round = stall
+al.step(Store(sys.argv[1]), 1)
+"""
+
+
+@pytest.mark.slow
+def test_campaign_killed_by_sigkill_after_proposing_resumes_without_duplicates(al_store, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from matstore import al
+
+    cid = _start(al_store)
+    script = tmp_path / "step.py"
+    script.write_text(_KILLED_STEP)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(__import__("pathlib").Path(__file__).parents[1]),
+                                                         os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, str(script), str(al_store.path)], stdout=subprocess.PIPE,
+                            text=True, env=env)
+    try:
+        assert proc.stdout.readline().strip() == "proposed"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    al_store.forget_prepared()
+    props = al.proposals(al_store, cid)
+    assert props.height == 20 and props["label"].null_count() == 20
+    r = al.step(al_store, cid)
+    assert r.resumed and r.round_no == 1 and r.labelled == props["composition_id"].drop_nulls().len()
+    assert al.step(al_store, cid).round_no == 2
+    allp = al.proposals(al_store, cid)
+    assert allp["proposal_id"].n_unique() == allp.height == 40
+    comps = allp["composition_id"].drop_nulls()
+    assert comps.n_unique() == comps.len()
+
+
+def test_a_received_store_with_its_own_campaign_merges_under_new_ids(al_master, tmp_path):
+    """Two stores each run campaign 1; merging one into the other keeps two campaigns, each with
+    its own rounds, proposals and labels (ids remapped, not mixed), and a second merge adds nothing."""
+    from matstore import al
+    from matstore.merge import merge
+    from matstore.store import Store
+
+    a, b = tmp_path / "a.duckdb", tmp_path / "b.duckdb"
+    shutil.copy(al_master, a)
+    shutil.copy(al_master, b)
+    sa, sb = Store(a), Store(b)
+    al.step(sa, _start(sa, seed=0))
+    al.step(sb, _start(sb, seed=1))
+    theirs = al.proposals(sb, 1)
+    merge(sa, b)
+    assert _count(sa, "SELECT count(*) FROM al_campaigns") == 2
+    assert _count(sa, "SELECT count(DISTINCT autoencoder_id) FROM al_campaigns") == 1   # same ae
+    got = al.proposals(sa, 2)
+    assert got.height == theirs.height and got["proposal_id"].n_unique() == got.height
+    cols = ["round_no", "rank", "formula", "acquisition", "label"]
+    assert got.select(cols).sort("rank").equals(theirs.select(cols).sort("rank"))
+    assert al.proposals(sa, 1).height == theirs.height            # ours untouched
+    assert _count(sa, "SELECT count(*) FROM al_labels WHERE campaign_id = 2") == theirs["label"].drop_nulls().len()
+    assert _count(sa, "SELECT count(*) FROM al_rounds") == 2
+    before = {t: _count(sa, f"SELECT count(*) FROM {t}") for t in
+              ("al_campaigns", "al_rounds", "al_proposals", "al_labels", "latents")}
+    merge(sa, b)
+    assert before == {t: _count(sa, f"SELECT count(*) FROM {t}") for t in before}
