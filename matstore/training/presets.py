@@ -11,6 +11,8 @@ Hyperparameters follow the seeds where they work and say so where they do not:
   Magpie statistics, min-max scaled; Adam 1e-3 annealed to 0 over 150 epochs (cosine), batch 256.
   The best FE predictor in benchmarks/predictors.py (RF-magpie MAE x0.67 on 41k OQMD rows).
 - RF: 100 trees on the flattened 22x6 Magpie matrix.
+- attn-fe / attn-bg: the composition attention model (models/attention.py) on element fractions;
+  ATTN_HYPER says what was measured.
 - GANs train with a fixed intra-op thread count (``threads``, recorded with the version): CPU
   convolution gradients depend on it in the last bits and a GAN amplifies that into a different
   model; 1 thread is also the fastest for these small convolutions on a shared 2-core machine.
@@ -29,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..errors import MatstoreError
+from ..models.attention import AttentionConfig
 from ..models.autoencoder import AutoencoderConfig
 from ..models.cnn import CNNConfig
 from ..models.elemnet import ElemNetConfig
@@ -64,6 +67,18 @@ class Preset:
 
 
 FE, BG = PROPERTIES
+
+
+def attention() -> AttentionConfig:
+    """The composition attention model of attn-fe / attn-bg (see ATTN_HYPER for the measurements)."""
+    return AttentionConfig(d_model=128, n_layers=3, n_heads=4, d_ff=256, head=(256, 128, 64))
+
+
+# Composition attention (mat2vec tokens + fractional encodings, 3 transformer layers): AdamW,
+# cosine to 0 over the epochs, batch 256, L1. Measured (benchmarks/predictors.py, 51,242 OQMD FE
+# rows, seed 0, 1 thread): see the module docstring of benchmarks/predictors.py.
+ATTN_HYPER = dict(epochs=100, batch_size=256, lr=1e-3, patience=100, loss="l1", schedule="cosine",
+                  optimizer="adamw", weight_decay=1e-4)
 
 
 def magpie_dnn() -> ElemNetConfig:
@@ -145,6 +160,12 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            property=BG, hyper=dict(epochs=150, batch_size=256, lr=1e-3, patience=150, loss="l1",
                                    schedule="cosine"),
            description="ElemNet-style DNN on element fractions + Magpie statistics -> band gap"),
+    Preset("attn-fe", "attention", attention, _with(FE), featurizer="fractions", property=FE,
+           hyper=dict(ATTN_HYPER),
+           description="composition attention (mat2vec element tokens, transformer) -> formation energy"),
+    Preset("attn-bg", "attention", attention, _with(BG), featurizer="fractions", property=BG,
+           hyper=dict(ATTN_HYPER),
+           description="composition attention (mat2vec element tokens, transformer) -> band gap"),
     Preset("rf-fe", "rf", ForestConfig, _with(FE), featurizer="magpie", property=FE,
            description="random forest on Magpie features -> formation energy (baseline)"),
     Preset("rf-bg", "rf", ForestConfig, _with(BG), featurizer="magpie", property=BG,
