@@ -92,6 +92,40 @@ def _line(r: dict) -> None:
           f"({r['train_s']:.0f} s, epochs {r['epochs']})", flush=True)
 
 
+def pretrained_module(name: str):
+    """The module of a shipped predictor (matstore/pretrained), imported into a throwaway store."""
+    import tempfile  # noqa: PLC0415
+
+    from matstore import pretrained  # noqa: PLC0415
+    from matstore.registry import load_model  # noqa: PLC0415
+    from matstore.store import Store  # noqa: PLC0415
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store.init(Path(tmp) / "init.duckdb")
+        pretrained.import_pretrained(store, name)
+        return load_model(store, name).module.train()
+
+
+def evaluate_shipped(name: str, ids: np.ndarray, sp, x: np.ndarray, y: np.ndarray) -> dict:
+    """Test metrics of shipped predictor ``name`` on this split, after checking that its recorded
+    train/val/test composition sets are this split's (so it never saw these test rows); its
+    training time and epochs come from its manifest (scripts/pretrain_predictors.py)."""
+    from matstore import pretrained  # noqa: PLC0415
+
+    e = pretrained.entry(name)
+    mine = {role: pretrained.ids_sha256(ids[idx]) for role, idx in
+            (("train", sp.train), ("val", sp.val), ("test", sp.test))}
+    if e.get("split_sha256") != mine:
+        raise SystemExit(f"--attn-pretrained {name}: its train/val/test sets are not this benchmark's "
+                         f"split (rows, seed or selection differ); train it here instead")
+    m = pretrained_module(name).eval()
+    pred = predict_module(m, x[sp.test], "cpu")
+    ep = e.get("epochs", {})
+    return {"model": f"Attention-d{m.config.d_model}x{m.config.n_layers} ({name})",
+            **regression_metrics(y[sp.test], pred), "train_s": e["metrics"]["train_seconds"],
+            "epochs": f"{ep.get('best_epoch')}/{ep.get('epochs_run')}"}
+
+
 def run(rel: str, prop: str, args) -> list[dict]:
     t0 = time.perf_counter()
     batch, y = load(rel, args.rows, args.seed, args.max_abs if prop == FE else 0.0)
@@ -136,6 +170,12 @@ def run(rel: str, prop: str, args) -> list[dict]:
                    lr=args.attn_lr or ATTN_HYPER["lr"]) if key == "attn" else dict(lr=args.lr)
         torch.manual_seed(args.seed)
         m = models.build(kind, cfg)
+        if key == "attn" and args.attn_pretrained:   # a shipped version trained on this very split
+            out.append(evaluate_shipped(args.attn_pretrained, batch.composition_id, sp, x, y))
+            _line(out[-1])
+            continue
+        if key == "attn" and args.attn_init:   # fine-tune a shipped attention model's weights
+            m, name = pretrained_module(args.attn_init), f"{name}-from-{args.attn_init}"
         h = fit_regressor(m, x[sp.train], y[sp.train], x[sp.val], y[sp.val], epochs=epochs,
                           patience=patience, schedule=args.schedule, batch_size=args.batch,
                           device=args.device, seed=args.seed, **opt,
@@ -194,6 +234,13 @@ def main() -> None:
     ap.add_argument("--attn-heads", type=int, default=0, help="attention heads (0: the preset's)")
     ap.add_argument("--attn-ff", type=int, default=0, help="feed-forward width (0: the preset's)")
     ap.add_argument("--attn-lr", type=float, default=0.0, help="attention learning rate (0: the preset's)")
+    ap.add_argument("--attn-pretrained", default=None, metavar="PRETRAINED",
+                    help="evaluate a shipped attention predictor instead of training one: its recorded "
+                         "split must be this run's (scripts/pretrain_predictors.py with the same rows "
+                         "and seed), checked by sha256 of the composition ids")
+    ap.add_argument("--attn-init", default=None, metavar="PRETRAINED",
+                    help="start the attention model from a shipped predictor's weights and fine-tune "
+                         "(e.g. --task expt --attn-init oqmd-attn-bg: OQMD DFT gaps -> experimental)")
     ap.add_argument("--bg-rows", type=int, default=-1,
                     help="band-gap compositions (-1: --rows; 0: all 239k)")
     ap.add_argument("--batch", type=int, default=256)
