@@ -27,7 +27,8 @@ script's. Without it, --neural attn trains the preset here: --attn-epochs, --att
                                      Attention, from oqmd-attn-bg 0.3856  0.8245  0.6362    210     50/150
                                      Attention d64x2, scratch     0.3621  0.7806  0.6740     82    126/150
     (d64x2: --attn-d-model 64 --attn-layers 2 --attn-ff 128 --attn-epochs 150; fine-tuning
-    oqmd-attn-bg at --attn-lr 3e-4 for 60 epochs: 0.4233. Only 460 experimental test rows.)
+    oqmd-attn-bg at --attn-lr 3e-4 for 60 epochs: 0.4233; d64x2 over 300 epochs: 0.3650 (best
+    epoch 145). Only 460 experimental test rows.)
 Goals: FE <= 0.060 eV/atom: met (0.0578; CrabNet 0.031 with 239k rows). OQMD band gap <= 0.060 eV
 at 239k rows: not met (0.0738 at 100k rows, 30 epochs: what fit in the session's CPU time).
 Experimental gaps <= 0.35 eV: met by ElemNet-magpie (0.3307, 460 test rows), not by the attention
