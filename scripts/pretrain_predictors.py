@@ -13,6 +13,10 @@ metrics, and a check: predictions of the reloaded version on real test rows, whi
 must reproduce exactly (tests/test_pretrained_shipped.py). The shipped name is ``oqmd-<preset>``
 unless --name says otherwise (one name per preset, given in the same order).
 Data: $MATSTORE_TEST_DATA, else ../shared/data beside the repository.
+
+The shipped files were made with (1 thread, loaded 2-core box):
+    --preset attn-fe                                 # 51,242 rows, 40 epochs, 748 s, MAE 0.0578 eV/atom
+    --preset attn-bg --rows 100000 --epochs 30       # 100k of 239k rows, 1146 s, MAE 0.0738 eV
 """
 
 from __future__ import annotations
