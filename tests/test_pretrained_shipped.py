@@ -52,7 +52,7 @@ def test_predict_imports_a_shipped_attention_model_on_first_use(tmp_path, read_f
     name = ATTENTION[0]
     db = str(tmp_path / "user.duckdb")
     store = Store.init(db)
-    formulas = read_formulas("oqmd/bandgap_val.csv")["formula"].to_list()[:200]   # not FE training rows
+    formulas = read_formulas("oqmd/bandgap_val.csv")["formula"].to_list()[:200]   # real compositions
     load_compositions(store, formulas, "mp")
     r = CliRunner().invoke(main, ["predict", "--model", name, "--db", db, "--quiet"])
     assert r.exit_code == 0, r.output
