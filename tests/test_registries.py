@@ -116,7 +116,7 @@ def test_every_featurizer_is_registered():
 
 # --- model kinds, generators, presets --------------------------------------------------------------
 def test_model_kinds_say_what_each_kind_is():
-    assert models.PREDICTOR_KINDS == {"cnn", "elemnet", "rf"}
+    assert models.PREDICTOR_KINDS == {"cnn", "elemnet", "attention", "rf"}
     assert models.GENERATOR_KINDS == {"wgan", "autoencoder"}
     assert models.TORCH_KINDS == set(models.KINDS) - {"rf"}
     for name, kind in models.KINDS.items():

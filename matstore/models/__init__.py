@@ -1,6 +1,6 @@
 """The model zoo: one explicit config dataclass + one module per kind, and how inputs are made.
 
-kinds: ``wgan`` (gan.py), ``autoencoder``, ``cnn``, ``elemnet`` (torch nn.Modules), ``rf``
+kinds: ``wgan`` (gan.py), ``autoencoder``, ``cnn``, ``elemnet``, ``attention`` (torch nn.Modules), ``rf``
 (scikit-learn forest). ``build(kind, config)`` turns a stored config back into a fresh module;
 ``featurize(kind, featurizer, batch)`` is the one place that turns compositions into a model's
 input array, used by training and by prediction alike.
@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .attention import AttentionConfig, CompositionAttention
 from .autoencoder import Autoencoder, AutoencoderConfig
 from .cnn import CNNConfig, CNNRegressor
 from .elemnet import ElemNet, ElemNetConfig
@@ -45,6 +46,8 @@ KINDS: dict[str, ModelKind] = {k.name: k for k in [
               inputs="matrix"),
     ModelKind("elemnet", ElemNetConfig, ElemNet, torch=True, generator=False, predictor=True,
               inputs="flat"),
+    ModelKind("attention", AttentionConfig, CompositionAttention, torch=True, generator=False,
+              predictor=True, inputs="flat"),
     ModelKind("rf", ForestConfig, ForestRegressor, torch=False, generator=False, predictor=True,
               inputs="flat", seeded=True),
 ]}

@@ -111,3 +111,11 @@ def record(name: str, export_file: str | Path, *, model: str, script: str, data:
                               f"(limit {MAX_TOTAL_BYTES / 2**20:.0f} MiB)")
     MANIFEST.write_text(json.dumps(m, indent=2, sort_keys=True) + "\n")
     return m[name]
+
+
+def ids_sha256(composition_ids) -> str:
+    """sha256 of a set of composition ids (sorted int64, little-endian): a shipped version's split
+    roles are recorded this way, so a benchmark can prove it tests on rows the version never saw."""
+    import numpy as np  # noqa: PLC0415
+
+    return hashlib.sha256(np.sort(np.asarray(composition_ids, dtype="<i8")).tobytes()).hexdigest()

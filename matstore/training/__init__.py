@@ -141,7 +141,7 @@ def train(store: Store, preset_name: str, on: str | None = None, epochs: int | N
         else:
             metrics["val"] = regression_metrics(ds.y[sp.val], clamp(p.property, module.predict(x[sp.val])))
             metrics["test"] = regression_metrics(ds.y[sp.test], clamp(p.property, module.predict(x[sp.test])))
-    elif p.kind in ("cnn", "elemnet"):
+    elif p.kind in ("cnn", "elemnet", "attention"):
         hist = fit_regressor(module, x[sp.train], ds.y[sp.train], x[sp.val], ds.y[sp.val],
                              epochs=hp["epochs"], batch_size=hp["batch_size"], lr=hp["lr"],
                              patience=hp["patience"], loss=hp.get("loss", "l1"),
@@ -276,7 +276,7 @@ def _init_output_bias(gan, value: float) -> None:
 
 def _config(p: presets.Preset, x: np.ndarray, overrides: dict | None) -> dict:
     cfg = models.config_dict(p.config())
-    if p.kind == "elemnet":
+    if p.kind in ("elemnet", "attention"):
         cfg["n_inputs"] = int(x.shape[1])
     elif p.kind == "cnn":
         cfg["n_properties"], cfg["n_stats"] = int(x.shape[1]), int(x.shape[2])
