@@ -102,17 +102,19 @@ def test_sampling_is_a_pure_function_of_seed_and_honours_temperature_and_top_p(t
 
 def test_runs_are_deterministic_per_version_seed_and_batch(trained):
     store, mv, _ = trained
-    runs = [runner.generate(store, mv.ref, 5000, batch_size=1000, seed=s, device="cpu",
+    runs = [runner.generate(store, mv.ref, 3000, batch_size=1000, seed=s, device="cpu",
                             progress=False) for s in (11, 11, 12)]
     q = "SELECT batch_no, sample_no, composition_id FROM generated WHERE run_id = ? ORDER BY sample_no"
     a, b, c = (store.query(q, [r.run_id]) for r in runs)
-    assert runs[0].n_decodable == 5000 and a.height == 5000
+    assert runs[0].n_decodable == 3000 and a.height == 3000
     assert a.equals(b) and not a.equals(c)
-    # batch 3 of the run is the model's sample from batch_seed(11, 3) alone
+    # batch 2 of the run is the model's sample from batch_seed(11, 2) alone
     loaded = load_model(store, mv.ref)
-    z, counts = loaded.sample(1000, torch.Generator().manual_seed(runner.batch_seed(11, 3)), "cpu")
-    direct = loaded.decode((z, counts), None, 3, 3000)
-    assert direct.keys.tolist() == a.filter(pl.col("batch_no") == 3)["composition_id"].to_list()
+    z, counts = loaded.sample(1000, torch.Generator().manual_seed(runner.batch_seed(11, 2)), "cpu")
+    direct = loaded.decode((z, counts), None, 2, 2000)
+    got = a.filter(pl.col("batch_no") == 2)
+    assert direct.keys.tolist() == got["composition_id"].to_list()
+    assert direct.sample_no.tolist() == got["sample_no"].to_list() == list(range(2000, 3000))
 
 
 @pytest.mark.slow
@@ -147,3 +149,22 @@ def test_sigkill_then_resume_matches_uninterrupted(trained):
     assert store.query(q, [run_id]).equals(store.query(q, [full.run_id]))
     b = store.query("SELECT count(*) AS n, sum(n_samples) AS s FROM run_batches WHERE run_id = ?", [run_id])
     assert b["n"][0] == n // bs and b["s"][0] == n
+
+
+def test_train_cli_takes_sampling_and_size_settings_as_hyper(trained):
+    from click.testing import CliRunner
+
+    from matstore.cli import main
+
+    store, _, _ = trained
+    out = CliRunner().invoke(main, ["train", "--db", store.path, "--model", "transformer-mp",
+                                    "--name", "t-cli", "--max-rows", "600", "--epochs", "1",
+                                    "--hyper", "temperature=0.8", "--hyper", "top_p=0.9",
+                                    "--hyper", "d_model=16", "--hyper", "n_heads=2", "--no-progress"])
+    assert out.exit_code == 0, out.output
+    assert "t-cli@1: 100.0% of 1,000 samples decodable" in out.output
+    cfg = load_model(store, "t-cli").config
+    assert (cfg.temperature, cfg.top_p, cfg.d_model) == (0.8, 0.9, 16)
+    bad = CliRunner().invoke(main, ["train", "--db", store.path, "--model", "transformer-mp",
+                                    "--hyper", "top_p=1.5", "--no-progress"])
+    assert bad.exit_code != 0 and "top_p" in bad.output
