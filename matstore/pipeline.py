@@ -1,7 +1,9 @@
 """`matstore demo`: the whole study on the offline builtin data, end to end, in minutes on a CPU.
 
-ingest builtin -> train a small GAN on the builtin Materials Project compositions -> train a
-formation-energy predictor on the builtin experimental formation enthalpies -> generate ->
+ingest builtin -> a generator: the shipped pretrained composition transformer (PRETRAINED, trained
+on the MatGAN-curated MP compositions; imported, no training), or a small GAN trained on the
+builtin Materials Project compositions when the store already has one or gan_epochs asks for
+it -> train a formation-energy predictor on the builtin experimental formation enthalpies -> generate ->
 validate -> predict -> energy above the hull -> screen. The builtin data has no band gaps, so the
 demo's screen is `screen_hull_novel` (novel, charge-neutral and electronegativity-balanced,
 predicted within 0.1 eV/atom of the convex hull of the builtin experimental formation enthalpies,
@@ -32,6 +34,8 @@ EXP_FE_SELECTION = ("SELECT p.composition_id FROM composition_properties_by_sour
                     "p.source = 'builtin' AND p.formation_energy_per_atom IS NOT NULL")
 # The GAN: preset gan-mp-small (matstore.training.presets: its config, rates and measurements).
 GAN_PRESET = "gan-mp-small"
+# The shipped generator the demo uses when it trains none (matstore/pretrained).
+PRETRAINED = "transformer-mp"
 
 
 @dataclass
@@ -42,6 +46,8 @@ class DemoResult:
     n_candidates: int
     n_screened: int
     seconds: dict
+    tv_top: float | None = None         # TV distance: element-count histogram of the screened
+    tv_candidates: float | None = None  # candidates / of all the run's candidates vs the known
 
 
 def _pct(v) -> str:
@@ -59,7 +65,7 @@ def run_demo(store: Store, samples: int = 20000, gan_epochs: int | None = None,
              gan_rows: int | None = 4000) -> DemoResult:
     import polars as pl  # noqa: PLC0415
 
-    from . import output, runner, stability, training  # noqa: PLC0415
+    from . import output, pretrained, runner, stability, training  # noqa: PLC0415
     from .featurize import validate_store  # noqa: PLC0415
     from .ingest import run as ingest_run  # noqa: PLC0415
     from .predict import predict  # noqa: PLC0415
@@ -79,9 +85,18 @@ def run_demo(store: Store, samples: int = 20000, gan_epochs: int | None = None,
     console.print(f"ingest {r.ingest_id}: {r.rows_kept:,} new materials, {r.rows_duplicate:,} already stored")
     secs["ingest"] = time.perf_counter() - t
 
-    t = step(f"train GAN {GAN_NAME} on the builtin MP compositions"
-             + (f" (a seeded {gan_rows:,} of them)" if gan_rows else ""))
     gan = _existing(store, GAN_NAME)
+    if gan is None and gan_epochs is None and PRETRAINED in pretrained.names():
+        t = step(f"generator: the shipped pretrained {PRETRAINED} (no training)")
+        pretrained.ensure(store, PRETRAINED)
+        gan = _existing(store, PRETRAINED)
+        e = pretrained.entry(PRETRAINED)
+        console.print(f"{gan}: {e.get('model')} trained by {e.get('script')} on "
+                      f"{', '.join(e.get('data', {}))} ({e.get('curation', '')})")
+        secs["generator"] = time.perf_counter() - t
+    else:
+        t = step(f"train GAN {GAN_NAME} on the builtin MP compositions"
+                 + (f" (a seeded {gan_rows:,} of them)" if gan_rows else ""))
     if gan is None or gan_epochs is not None:
         mv = training.train(store, GAN_PRESET, on=MP_SELECTION, name=GAN_NAME, device=device,
                             seed=seed, epochs=gan_epochs or None, progress=progress,
@@ -91,9 +106,10 @@ def run_demo(store: Store, samples: int = 20000, gan_epochs: int | None = None,
         console.print(f"{gan}: {mv.metrics.get('train_seconds', 0):.0f} s; of {m.get('n_samples', 0):,} "
                       f"samples {m.get('decodable_pct', 0):.1f}% decodable, {m.get('uniqueness_pct', 0):.1f}% "
                       f"unique, {m.get('validity_pct', 0):.1f}% valid, {m.get('novelty_pct', 0):.1f}% novel")
-    else:
+        secs["train_gan"] = time.perf_counter() - t
+    elif "generator" not in secs:
         console.print(f"reusing {gan}")
-    secs["train_gan"] = time.perf_counter() - t
+        secs["train_gan"] = time.perf_counter() - t
 
     t = step(f"train formation-energy predictor {FE_NAME} (random forest on Magpie)")
     fe = _existing(store, FE_NAME)
@@ -146,8 +162,31 @@ def run_demo(store: Store, samples: int = 20000, gan_epochs: int | None = None,
     output.print_table(shown,
                        title=f"top candidates (screen_hull_novel, {fe} vs the {HULL_REFERENCE} hull: "
                              f"{screened.height:,} of {n_cand:,} candidates)", max_rows=top)
+    tv_top, tv_all = element_count_tv(store, screened["composition_id"].to_list()), element_count_tv(
+        store, store.query("SELECT DISTINCT composition_id FROM generated WHERE run_id = ?",
+                           [run.run_id])["composition_id"].to_list())
+    console.print(f"elements per composition vs the known compositions: total variation "
+                  f"{_tv(tv_top)} for the {screened.height:,} screened candidates, {_tv(tv_all)} for "
+                  f"all {run.n_decodable:,} decodable samples' distinct compositions")
     secs["screen"] = time.perf_counter() - t
     console.print("timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in secs.items()))
     console.print(f"explore further: matstore query --db {store.path} \"SELECT * FROM candidates\"; "
                   f"matstore report --db {store.path} --out report/")
-    return DemoResult(run.run_id, gan, fe, n_cand, screened.height, secs)
+    return DemoResult(run.run_id, gan, fe, n_cand, screened.height, secs, tv_top, tv_all)
+
+
+def _tv(v) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def element_count_tv(store: Store, ids: list[int]) -> float | None:
+    """Total variation distance between the elements-per-composition histogram of ids and that
+    of the known compositions (quality.tv_distance)."""
+    from .quality import tv_distance  # noqa: PLC0415
+
+    if not ids:
+        return None
+    sql = "SELECT n_elements AS k, count(*) AS n FROM compositions WHERE composition_id IN ({}) GROUP BY 1"
+    mine = store.query(sql.format("SELECT unnest(?::BIGINT[])"), [list(ids)])
+    known = store.query(sql.format("SELECT composition_id FROM known"))
+    return tv_distance(dict(mine.iter_rows()), dict(known.iter_rows()))

@@ -162,7 +162,8 @@ def _load(store: Store, model, device: str):
         ensure(store, model)  # a shipped generator the store lacks is imported first
     loaded = load_model(store, model, device=device) if not hasattr(model, "sample") else model
     if getattr(loaded, "kind", "wgan") not in models.GENERATOR_KINDS:
-        raise RunError(f"model {loaded.ref} is a {loaded.kind}, not a generator (wgan/autoencoder)")
+        raise RunError(f"model {loaded.ref} is a {loaded.kind}, not a generator "
+                       f"({'/'.join(sorted(models.GENERATOR_KINDS))})")
     return loaded
 
 
@@ -210,9 +211,8 @@ def _execute(store: Store, run_id: int, loaded, params: dict, seed: int, device:
                     t0 = time.perf_counter()
                     m = min(bs, n - b * bs)
                     gen = torch.Generator(device=device).manual_seed(batch_seed(seed, b))
-                    with torch.inference_mode():
-                        maps = loaded.sample(m, gen, device)
-                        batch = decode_batch(maps, tol, b, b * bs)
+                    with torch.inference_mode():   # the kind decodes its own samples
+                        batch = decode(loaded, loaded.sample(m, gen, device), tol, b, b * bs)
                     batch, n_clash, uniq, first, new = key_check(batch, known, by_formula)
                     tally["key_collisions"] += n_clash
                     new_rows = composition_rows(batch.z[first[new]], batch.counts[first[new]])
@@ -264,6 +264,14 @@ def _refuse_if_nothing_decodes(ref: str, seen: dict, batch_no: int, m: int, n_de
                    f"the generator's output never reaches the decoding threshold"
                    f"{'' if tol is None else f' (tolerance {tol})'}: train longer, use a preset such "
                    f"as gan-mp-small, or check --tolerance")
+
+
+def decode(loaded, samples, tolerance: float | None, batch_no: int, first_sample: int) -> DecodedBatch:
+    """A generator's samples -> DecodedBatch through its kind (LoadedModel.decode); an object
+    with only ``sample`` yields one-hot maps."""
+    if hasattr(loaded, "decode"):
+        return loaded.decode(samples, tolerance, batch_no, first_sample)
+    return decode_batch(samples, tolerance, batch_no, first_sample)
 
 
 def _count(total: dict[str, int], more: dict[str, int]) -> None:

@@ -42,6 +42,17 @@ def decode_batch(maps, tolerance: float | None, batch_no: int, first_sample: int
     return DecodedBatch(batch_no, len(ok), idx.astype(np.int64) + first_sample, keys, z, counts, fp)
 
 
+def decode_rows(z, counts, batch_no: int, first_sample: int) -> DecodedBatch:
+    """Sampled compositions as padded (z, counts) rows (a sequence generator's samples) -> the
+    batch of its rows that hold at least one element."""
+    z, counts = np.asarray(z, np.int64), np.asarray(counts, np.int64)
+    ok = ((z > 0) & (counts > 0)).any(axis=1)
+    idx = np.flatnonzero(ok)
+    z, counts = z[idx], counts[idx]
+    keys, fp = compositions.keys_and_fingerprints(z, counts)
+    return DecodedBatch(batch_no, len(ok), idx.astype(np.int64) + first_sample, keys, z, counts, fp)
+
+
 def _numpy(a) -> np.ndarray:
     return a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)
 

@@ -132,6 +132,6 @@ def test_build_round_trips_config_json():
         assert again == cfg
         models.build(kind, again)
     with pytest.raises(ValueError, match="unknown model kind"):
-        models.build("transformer", {})
+        models.build("diffusion", {})
     with pytest.raises(ValueError, match="does not fit"):
         models.build("cnn", {"kernels": 3})

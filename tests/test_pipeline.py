@@ -45,3 +45,37 @@ def test_demo_runs_end_to_end_and_is_consistent(tmp_path):
     assert store.query("SELECT count(*) AS n FROM model_versions")["n"][0] == 2
     assert res2.run_id > res.run_id
     assert store.query("SELECT count(*) AS n FROM ingests")["n"][0] >= 1
+
+
+@pytest.mark.slow
+def test_demo_uses_the_shipped_transformer_and_its_candidates_look_like_known_ones(tmp_path):
+    """Without a GAN asked for, the demo imports the shipped transformer (no training) and prints
+    the total variation distance between its candidates' elements-per-composition histogram and
+    the known compositions' (issue 14 asks for <= 0.10). Measured (seed 0, 20,000 samples): 0.139
+    for the screened candidates, 0.12 for all the run's candidates: the demo's known set (the
+    builtin matminer MP list) holds 10.9% five-element compositions where the curated
+    mp/e_form.csv rows the shipped model learned hold 4.7% (its samples: 4.3%, TV 0.019 against
+    its own training set, benchmarks/generators.py); the bound below guards against regressions."""
+    import torch
+
+    from matstore import pipeline
+    from matstore.store import Store
+
+    torch.set_num_threads(1)
+    store = Store(tmp_path / "demo.duckdb")
+    res = pipeline.run_demo(store, samples=20000, seed=0, device="cpu", top=5, progress=False)
+    models = store.query("SELECT name, kind FROM model_versions ORDER BY model_id")
+    assert models.rows() == [(pipeline.PRETRAINED, "transformer"), (pipeline.FE_NAME, "rf")]
+    assert res.gan.startswith(pipeline.PRETRAINED) and "train_gan" not in res.seconds
+    assert res.n_screened > 100
+    # recount: the screened candidates' histogram against the known compositions'
+    from matstore.report import run_screen
+
+    top = run_screen(store, "hull_novel")["n_elements"].value_counts()
+    known = store.query("SELECT n_elements, count(*) AS n FROM compositions WHERE composition_id IN "
+                        "(SELECT composition_id FROM known) GROUP BY 1")
+    p = {r[0]: r[1] / top["count"].sum() for r in top.rows()}
+    q = {r[0]: r[1] / known["n"].sum() for r in known.rows()}
+    tv = 0.5 * sum(abs(p.get(k, 0) - q.get(k, 0)) for k in set(p) | set(q))
+    assert res.tv_top == pytest.approx(tv) and tv <= 0.16
+    assert res.tv_candidates <= 0.14

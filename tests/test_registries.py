@@ -117,11 +117,12 @@ def test_every_featurizer_is_registered():
 # --- model kinds, generators, presets --------------------------------------------------------------
 def test_model_kinds_say_what_each_kind_is():
     assert models.PREDICTOR_KINDS == {"cnn", "elemnet", "attention", "rf"}
-    assert models.GENERATOR_KINDS == {"wgan", "autoencoder"}
+    assert models.GENERATOR_KINDS == {"wgan", "autoencoder", "transformer"}
+    assert models.MAP_GENERATOR_KINDS == {"wgan", "autoencoder"}
     assert models.TORCH_KINDS == set(models.KINDS) - {"rf"}
     for name, kind in models.KINDS.items():
         assert kind.name == name and kind.predictor != kind.generator
-        assert (kind.inputs == "maps") == kind.generator
+        assert (kind.inputs in ("maps", "tokens")) == kind.generator
     with pytest.raises(ValueError, match="unknown model kind 'svm'"):
         models.build("svm", {})
     x = np.zeros((4, 132))

@@ -19,7 +19,7 @@ import torch
 from _store_data import fill
 from matstore.report.browser import find_browser, screenshot
 
-SECTIONS = ["summary", "hits", "accuracy", "fe-bg", "band-gaps", "elements", "curves"]
+SECTIONS = ["summary", "hits", "accuracy", "fe-bg", "band-gaps", "elements", "quality", "curves"]
 WINDOW = (1600, 3000)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -143,6 +143,26 @@ def test_report_has_every_section_with_tables_and_real_pngs(study, report):
     for src in page.imgs:
         f = index.parent / src
         assert f.read_bytes()[:8] == PNG_MAGIC and f.stat().st_size > 5000, src
+
+
+def test_quality_section_shows_the_runs_generation_quality_row_first(study, tmp_path):
+    from matstore import quality
+    from matstore.report import write_report
+    from matstore.report.page import fmt
+
+    store, run_id, _ = study
+    page = _parse(write_report(store, tmp_path / "before", run_id=run_id).read_text())
+    assert page.empty["quality"] and f"matstore quality --run {run_id}" in page.empty["quality"][0]
+    row = quality.measure(store, run_id)
+    page = _parse(write_report(store, tmp_path / "after", run_id=run_id).read_text())
+    head, first = page.tables["quality"][0][0], page.tables["quality"][0][1]
+    cells = dict(zip(head, first))
+    assert cells["run"] == str(run_id) and cells["generator"] == "gan-icsd@1"
+    assert cells["samples"] == f"{row['n_samples']:,}"
+    for label, key, digits in (("both %", "both_valid_pct", 1), ("unique %", "unique_pct", 1),
+                               ("TV element count", "tv_element_count", 4)):
+        assert cells[label] == fmt(round(row[key], digits)), label
+    assert not page.empty["quality"]
 
 
 @pytest.mark.slow

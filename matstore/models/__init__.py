@@ -1,6 +1,7 @@
 """The model zoo: one explicit config dataclass + one module per kind, and how inputs are made.
 
-kinds: ``wgan`` (gan.py), ``autoencoder``, ``cnn``, ``elemnet``, ``attention`` (torch nn.Modules), ``rf``
+kinds: ``wgan`` (gan.py), ``transformer`` (a composition language model), ``autoencoder``,
+``cnn``, ``elemnet``, ``attention`` (torch nn.Modules), ``rf``
 (scikit-learn forest). ``build(kind, config)`` turns a stored config back into a fresh module;
 ``featurize(kind, featurizer, batch)`` is the one place that turns compositions into a model's
 input array, used by training and by prediction alike.
@@ -20,6 +21,7 @@ from .elemnet import ElemNet, ElemNetConfig
 from .errors import ModelConfigError
 from .forest import ForestConfig, ForestRegressor
 from .gan import WGAN, WGANConfig
+from .transformer import CompositionTransformer, TransformerConfig
 
 
 @dataclass(frozen=True)
@@ -30,9 +32,10 @@ class ModelKind:
     config: type
     module: type
     torch: bool          # a torch nn.Module (weights: a state_dict); else a scikit-learn forest
-    generator: bool      # samples one-hot composition maps (the runner's `generate --model`)
+    generator: bool      # samples compositions (the runner's `generate --model`)
     predictor: bool      # predicts a property from a featurizer's vectors (`predict --model`)
-    inputs: str          # "maps" (one-hot 8x85), "matrix" (Magpie 22x6) or "flat" (a vector)
+    inputs: str          # "maps" (one-hot 8x85), "tokens" (element/count sequences), "matrix"
+                         # (Magpie 22x6) or "flat" (a vector)
     seeded: bool = False  # the module takes seed= (torch modules are seeded by the trainer)
 
 
@@ -40,6 +43,8 @@ class ModelKind:
 # read it. (Oracles, issue 16, will be a registry of their own beside this one.)
 KINDS: dict[str, ModelKind] = {k.name: k for k in [
     ModelKind("wgan", WGANConfig, WGAN, torch=True, generator=True, predictor=False, inputs="maps"),
+    ModelKind("transformer", TransformerConfig, CompositionTransformer, torch=True, generator=True,
+              predictor=False, inputs="tokens"),
     ModelKind("autoencoder", AutoencoderConfig, Autoencoder, torch=True, generator=True,
               predictor=False, inputs="maps"),
     ModelKind("cnn", CNNConfig, CNNRegressor, torch=True, generator=False, predictor=True,
@@ -55,6 +60,7 @@ TORCH_KINDS = frozenset(k for k, v in KINDS.items() if v.torch)
 GENERATIVE_KINDS = frozenset(k for k, v in KINDS.items() if v.generator)   # the generators
 PREDICTOR_KINDS = frozenset(k for k, v in KINDS.items() if v.predictor)
 GENERATOR_KINDS = GENERATIVE_KINDS
+MAP_GENERATOR_KINDS = frozenset(k for k in GENERATIVE_KINDS if KINDS[k].inputs == "maps")
 
 
 def _kind(kind: str) -> ModelKind:

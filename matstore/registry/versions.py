@@ -128,9 +128,15 @@ class LoadedModel:
         return ensemble.Outputs(ensemble.clamp(self.property, v), np.full(n, np.nan), np.full(n, np.nan))
 
     def sample(self, n: int, generator=None, device=None):
-        """(n, 8, 85) probabilities from the generator (wgan) or decoder of a random latent."""
+        """(n, 8, 85) probabilities from the generator (wgan) or decoder of a random latent;
+        for a transformer, (z, counts) arrays of n sampled compositions. ``decode`` turns
+        either into a batch of compositions."""
         import torch  # noqa: PLC0415
 
+        if self.kind == "transformer":
+            if device is not None and str(device) != self.device:
+                self.to(device)
+            return self.module.sample(n, generator, device or self.device)
         if self.kind == "wgan":
             if device is not None and str(device) != self.device:
                 self.to(device)
@@ -142,7 +148,16 @@ class LoadedModel:
             z = torch.randn(n, self.latent_dim, generator=generator, device=gen_device).to(device)
             with torch.no_grad():
                 return self.module.decode(z)
-        raise ModelError(f"model {self.ref} is a {self.kind}; only wgan/autoencoder sample")
+        raise ModelError(f"model {self.ref} is a {self.kind}; only generators sample")
+
+    def decode(self, samples, tolerance: float | None, batch_no: int, first_sample: int):
+        """What ``sample`` returned -> samples.DecodedBatch (the runner does not look inside):
+        one-hot maps are thresholded (samples.decode_batch), token samples are compositions."""
+        from .. import samples as decoding  # noqa: PLC0415
+
+        if models.KINDS[self.kind].inputs == "maps":
+            return decoding.decode_batch(samples, tolerance, batch_no, first_sample)
+        return decoding.decode_rows(*samples, batch_no, first_sample)
 
 
 # Rows per forward pass. Every pass has exactly this many rows (the last one zero-padded): BLAS

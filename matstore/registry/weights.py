@@ -26,6 +26,14 @@ def model_card(kind: str, config, hyperparams: dict | None, module=None) -> dict
     card = {"format": CARD_FORMAT, "kind": kind,
             "architecture": type(module).__name__ if module is not None else None,
             "config": models.config_dict(config)}
+    if models.KINDS[kind].inputs == "tokens":   # a composition language model
+        cfg = models.make_config(kind, card["config"])
+        card["inputs"] = {"featurizer": "tokens", "shape": [cfg.max_len], "labels": None,
+                          "meaning": "BOS, (element, count) tokens in the config's element order, EOS"}
+        card["outputs"] = {"featurizer": "tokens", "shape": [cfg.vocab], "labels": None,
+                           "meaning": "next-token logits; sample() returns (z, counts) rows"}
+        card["latent_dim"] = None
+        return card
     if kind in models.GENERATIVE_KINDS:   # latent vector in, one-hot composition maps out
         from ..features import onehot  # noqa: PLC0415
 

@@ -47,6 +47,7 @@ class ReportData:
     curve: pl.DataFrame             # uniqueness_curve rows of the run
     recovery: pl.DataFrame          # (set_name, role, set_size, samples_drawn, recovered) per batch
     recovery_final: pl.DataFrame    # novelty_recovery rows of the run
+    quality: pl.DataFrame           # generation_quality rows (every measured run, this one first)
 
 
 def _run_ids_sql() -> str:
@@ -203,6 +204,9 @@ def report_data(store: Store, run_id: int) -> ReportData:
             FROM sizes z CROSS JOIN b LEFT JOIN hits h ON h.set_name = z.set_name AND h.batch_no = b.batch_no
             ORDER BY z.set_name, b.batch_no""", [run_id, model_id, run_id])
         final = frame(con, "SELECT * FROM novelty_recovery WHERE run_id = ?", [run_id])
+        quality = frame(con, """SELECT q.*, r.ref AS model FROM generation_quality q
+                                LEFT JOIN model_refs r USING (model_id)
+                                ORDER BY q.run_id <> ?, q.run_id""", [run_id])
     parity = _parity(store, splits)   # load_model opens its own connection
     return ReportData(run_id, model_id, stats.row(0, named=True), models, sources, hits_screen, hits,
-                      parity, cand, band_gaps, label, n_el, freq, curve, recovery, final)
+                      parity, cand, band_gaps, label, n_el, freq, curve, recovery, final, quality)

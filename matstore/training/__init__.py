@@ -24,8 +24,8 @@ from ..registry import ModelVersion, save_model
 from ..options import at_least_one
 from ..store import Store
 from . import data, presets
-from .fit import (autoencoder_metrics, fit_autoencoder, fit_regressor, fit_wgan, generation_metrics,
-                  regression_metrics, resolve_device)
+from .fit import (autoencoder_metrics, composition_metrics, fit_autoencoder, fit_regressor,
+                  fit_transformer, fit_wgan, generation_metrics, regression_metrics, resolve_device)
 
 __all__ = ["train", "presets", "PRESETS", "TrainingError", "LowDecodableWarning", "LOW_DECODABLE_PCT"]
 PRESETS = presets.PRESETS
@@ -48,7 +48,7 @@ def _onehot(batch) -> tuple[np.ndarray, np.ndarray]:
 def train(store: Store, preset_name: str, on: str | None = None, epochs: int | None = None,
           device: str | None = None, seed: int = 0, *, max_rows: int | None = None,
           batch_size: int | None = None, name: str | None = None, max_steps: int | None = None,
-          fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), config: dict | None = None,
+          fractions: tuple[float, float, float] | None = None, config: dict | None = None,
           progress: bool = True, target_source: str | list[str] | None = None,
           ensemble: int | None = None, two_stage: bool | None = None, **hyper) -> ModelVersion:
     """Train a preset on the store's data and register the result. ``on`` replaces the preset's
@@ -57,9 +57,11 @@ def train(store: Store, preset_name: str, on: str | None = None, epochs: int | N
     a list of sources: each composition's value from the first that has one, recorded as
     hyperparams target_sources);
     ``config`` overrides module config fields; other keyword arguments override the preset's
-    hyperparameters (lr, patience, clip, ...). ``ensemble=K`` trains K members (seeds seed..seed+K-1)
-    into one version whose predictions carry a std; ``two_stage`` (default: the preset's) makes a
-    band-gap predictor a metal classifier + a non-metal regressor (see training.composite)."""
+    hyperparameters (lr, patience, clip, ...). ``fractions`` (train, val, test) default to the
+    preset's (0.8/0.1/0.1 unless it says otherwise). ``ensemble=K`` trains K members (seeds
+    seed..seed+K-1) into one version whose predictions carry a std; ``two_stage`` (default: the
+    preset's) makes a band-gap predictor a metal classifier + a non-metal regressor (see
+    training.composite)."""
     p = presets.get(preset_name)
     if target_source is not None and p.property is None:
         raise data.TargetSourceError(f"preset {p.name} ({p.kind}) has no target property; choose its "
@@ -91,7 +93,10 @@ def train(store: Store, preset_name: str, on: str | None = None, epochs: int | N
                    source=tuple(t.source for t in targets) if targets else target.source if target else None)
     n_dropped = 0
     if p.kind in models.GENERATIVE_KINDS:
-        x, ok = _onehot(ds.batch)
+        x, ok = _onehot(ds.batch)   # every generator learns the rows the 8x85 encoding holds
+        if models.KINDS[p.kind].inputs == "tokens":
+            tokens, ok_t = models.build(p.kind, _config(p, x, config)).encode(ds.batch.z, ds.batch.counts)
+            x, ok = tokens, ok & ok_t
         n_dropped = int((~ok).sum())
         ds, x = ds.subset(np.flatnonzero(ok)), x[ok]
     else:
@@ -101,6 +106,7 @@ def train(store: Store, preset_name: str, on: str | None = None, epochs: int | N
         n_dropped = int((~ok).sum())
         ds = ds.subset(np.flatnonzero(ok))
         x = models.featurize(p.kind, p.featurizer, ds.batch)
+    fractions = tuple(fractions or p.fractions)
     sp = data.split(len(ds), seed, fractions)
     cfg = models.config_dict(models.make_config(p.kind, _config(p, x, config)))
     if members is not None and p.kind == "rf":   # --ensemble K of a forest: K trees
@@ -159,6 +165,20 @@ def train(store: Store, preset_name: str, on: str | None = None, epochs: int | N
                                max_steps=max_steps, **common)
         metrics["train"] = autoencoder_metrics(module, x[sp.train], dev)
         metrics["test"] = autoencoder_metrics(module, x[sp.test], dev)
+        metrics["history"] = hist.to_dict()
+    elif p.kind == "transformer":
+        hist = fit_transformer(module, x[sp.train], x[sp.val], epochs=hp["epochs"],
+                               batch_size=hp["batch_size"], lr=hp["lr"], patience=hp["patience"],
+                               weight_decay=hp.get("weight_decay", 0.0), threads=hp.get("threads"),
+                               max_steps=max_steps, **common)
+        import torch  # noqa: PLC0415
+
+        z, counts = module.sample(int(hp["n_eval_samples"]), torch.Generator(device=dev).manual_seed(seed), dev)
+        known = store.query("SELECT composition_id FROM known")["composition_id"].to_numpy()
+        metrics["sample"] = composition_metrics(z, counts, ds.batch.composition_id[sp.train],
+                                                known_ids=known,
+                                                leave_out_ids=np.concatenate([ds.batch.composition_id[sp.val],
+                                                                              ds.batch.composition_id[sp.test]]))
         metrics["history"] = hist.to_dict()
     else:  # wgan
         hist = fit_wgan(module, x[sp.train], x[sp.val], epochs=hp["epochs"],

@@ -331,6 +331,40 @@ def _fit_wgan(gan, x_train, x_val, *, epochs, batch_size, lr_g, lr_d, betas, n_c
     return hist
 
 
+def fit_transformer(module, tok_train: np.ndarray, tok_val: np.ndarray, *, epochs: int = 50,
+                    batch_size: int = 256, lr: float = 1e-3, patience: int = 5,
+                    weight_decay: float = 0.0, max_steps: int | None = None, device=None,
+                    seed: int = 0, progress: bool = True, threads: int | None = DEFAULT_TRAIN_THREADS,
+                    label: str = "train transformer") -> History:
+    """Teacher forcing with cross-entropy (CompositionTransformer.loss) on token rows; AdamW with
+    a cosine schedule over ``epochs``; keeps the state with the best validation loss and stops
+    after ``patience`` epochs without a better one. Reproducible like fit_wgan (fixed threads)."""
+    device = resolve_device(device)
+    with reproducible(threads):
+        torch.manual_seed(seed)   # dropout draws from the global generator, seeded here
+        module.to(device)
+        tt = torch.as_tensor(tok_train, dtype=torch.long, device=device)
+        tv = torch.as_tensor(tok_val, dtype=torch.long, device=device)
+        opt = _optimizer("adamw", module.parameters(), lr, weight_decay)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+
+        def val_loss() -> float:   # mean per predicted token over all validation rows
+            module.eval()
+            total, n = 0.0, 0
+            with torch.no_grad():
+                for i in range(0, len(tv), 4096):
+                    part = tv[i:i + 4096]
+                    m = int((part[:, 1:] != 0).sum())
+                    total += float(module.loss(part)) * m
+                    n += m
+            return total / max(n, 1)
+
+        return _fit_loop(module, len(tt), lambda idx: module.loss(tt[idx]), val_loss, opt=opt,
+                         sched=sched, epochs=epochs, batch_size=batch_size, patience=patience,
+                         max_steps=max_steps, seed=seed, device=device, progress=progress,
+                         label=label, shown="CE")
+
+
 def generation_metrics(samples: np.ndarray, train_ids: np.ndarray, known_ids: np.ndarray | None = None,
                        leave_out_ids: np.ndarray | None = None, tolerance: float | None = None) -> dict:
     """Validity, uniqueness, novelty (and leave-out recovery) of generated (n, 8, 85) maps.
@@ -340,13 +374,23 @@ def generation_metrics(samples: np.ndarray, train_ids: np.ndarray, known_ids: np
     decodable; novelty: distinct compositions not in the training rows (novelty_known: not in any
     known composition either) / distinct; recovery: share of leave_out_ids generated.
     """
-    from ..compositions import CompositionBatch, keys_from_arrays  # noqa: PLC0415
     from ..features import onehot  # noqa: PLC0415
 
-    n = len(samples)
     tol = onehot.DEFAULT_TOLERANCE if tolerance is None else tolerance
     z, counts, ok = onehot.decode(np.asarray(samples), tol)
-    ok = np.asarray(ok, bool)
+    return composition_metrics(z, counts, train_ids, known_ids, leave_out_ids, ok)
+
+
+def composition_metrics(z: np.ndarray, counts: np.ndarray, train_ids: np.ndarray,
+                        known_ids: np.ndarray | None = None, leave_out_ids: np.ndarray | None = None,
+                        ok: np.ndarray | None = None) -> dict:
+    """generation_metrics of sampled (z, counts) rows; ok marks the decodable ones (default:
+    rows with an element)."""
+    from ..compositions import CompositionBatch, keys_from_arrays  # noqa: PLC0415
+
+    z, counts = np.asarray(z), np.asarray(counts)
+    n = len(z)
+    ok = np.asarray((z > 0).any(axis=1) if ok is None else ok, bool)
     out = {"n_samples": n, "decodable_pct": 100 * float(ok.mean()) if n else 0.0,
            "validity_pct": 0.0, "uniqueness_pct": 0.0, "novelty_pct": 0.0,
            "novelty_known_pct": 0.0, "recovery_pct": 0.0, "n_unique": 0}

@@ -41,6 +41,7 @@ from ..models.cnn import CNNConfig
 from ..models.elemnet import ElemNetConfig
 from ..models.forest import ForestConfig
 from ..models.gan import WGANConfig
+from ..models.transformer import TransformerConfig
 
 PROPERTIES = ("formation_energy_per_atom", "band_gap")
 
@@ -69,6 +70,7 @@ class Preset:
     hyper: dict = field(default_factory=dict)
     description: str = ""
     two_stage: bool = False               # metal classifier + non-metal regressor (band gaps)
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)   # train / val / test split
 
 
 FE, BG = PROPERTIES
@@ -122,6 +124,12 @@ SMALL_GAN_HYPER = dict(epochs=14, batch_size=64, lr_g=5e-4, lr_d=1e-3, n_critic=
                        clip=None, n_eval_samples=1000, threads=1, output_bias=-4.0)
 
 
+# The composition transformer (d 128, 3 layers): AdamW 1e-3 with a cosine schedule, dropout 0.1,
+# early stopping on the validation cross-entropy; 1 training thread (reproducible, see fit_wgan).
+TRANSFORMER_HYPER = dict(epochs=40, batch_size=256, lr=1e-3, patience=4, weight_decay=0.01,
+                         n_eval_samples=1000, threads=1)
+
+
 def small_gan() -> WGANConfig:
     return WGANConfig(**SMALL_GAN_CONFIG)
 
@@ -151,6 +159,10 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
     Preset("gan-icsd-small", "wgan", small_gan, _source("icsd"), featurizer="onehot",
            hyper=dict(SMALL_GAN_HYPER),
            description="gan-mp-small's recipe on the store's ICSD compositions"),
+    Preset("transformer-mp", "transformer", TransformerConfig, _source("mp"),
+           hyper=dict(TRANSFORMER_HYPER), fractions=(0.9, 0.05, 0.05),
+           description="composition transformer (element/count tokens, electronegativity order) on "
+                       "the store's Materials Project compositions; 90% train, 10% left out"),
     Preset("ae", "autoencoder", AutoencoderConfig, "SELECT composition_id FROM known",
            featurizer="onehot", hyper=dict(epochs=1000, batch_size=1024, lr=1e-3, patience=50),
            description="autoencoder, Table 3.5, -Dice loss, on every known composition"),

@@ -1,0 +1,254 @@
+"""A composition transformer: an autoregressive decoder over (element, count) tokens (issue 14).
+
+A composition is the token sequence ``BOS, (e1, c1), ..., (ek, ck), EOS`` with its elements in
+a canonical order, pymatgen's formula order (Pauling electronegativity, then symbol; elements
+without one last: ``compositions.elements.sort_order``), stored in the config so a version says
+what order it learned. One token per (element, count) pair: ``3 + rank * max_count + count - 1``.
+
+Decisions (written once, here):
+- The order is enforced, not only learned: after an element of rank r only elements of rank > r
+  (or EOS) may follow, in training (the cross-entropy is over the allowed tokens) and sampling
+  alike, so every sample is a composition, no element repeats, and each composition has exactly
+  one sequence. EOS is not allowed first; after ``max_elements`` elements only EOS is.
+- The vocabulary is the one-hot encoding's (85 elements, counts 1..8): the transformer trains on
+  the same rows as the GANs and is compared with them on equal terms.
+- Pre-layer-norm blocks, learned positions, causal self-attention; sampling keeps a key/value
+  cache and drops finished rows, so a batch costs about its mean length in forward steps.
+- Sampling: temperature and nucleus (top-p) from the config; each step draws one uniform number
+  per row of the batch from the caller's torch.Generator (all rows, finished or not), so a batch
+  is a pure function of (weights, generator seed, batch size).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..elements85 import ELEMENTS_85, MAX_COUNT
+from .errors import ModelConfigError
+
+PAD, BOS, EOS, FIRST = 0, 1, 2, 3   # FIRST: the first (element, count) token
+
+
+def canonical_order() -> tuple[str, ...]:
+    """The 85 one-hot elements in pymatgen's formula order (electronegativity, then symbol)."""
+    from ..compositions.elements import sort_order  # noqa: PLC0415
+
+    return tuple(sort_order(ELEMENTS_85))
+
+
+@dataclass
+class TransformerConfig:
+    d_model: int = 128
+    n_layers: int = 3
+    n_heads: int = 4
+    d_ff: int = 512
+    dropout: float = 0.1
+    max_elements: int = 8
+    max_count: int = MAX_COUNT
+    order: tuple[str, ...] = field(default_factory=canonical_order)
+    temperature: float = 1.0     # sampling: logits / temperature
+    top_p: float = 1.0           # sampling: smallest token set with this much probability
+
+    def __post_init__(self):
+        self.order = tuple(str(s) for s in self.order)
+        from ..compositions.elements import Z_OF  # noqa: PLC0415
+
+        bad = [s for s in self.order if s not in Z_OF]
+        if bad or len(set(self.order)) != len(self.order):
+            raise ModelConfigError(f"transformer order: unknown or repeated elements {bad[:5]}")
+        if self.d_model % self.n_heads:
+            raise ModelConfigError(f"d_model {self.d_model} is not a multiple of n_heads {self.n_heads}")
+        if not (self.temperature > 0 and 0 < self.top_p <= 1):
+            raise ModelConfigError(f"temperature must be > 0 and top_p in (0, 1], got "
+                                   f"{self.temperature}, {self.top_p}")
+        for k in ("d_model", "n_layers", "n_heads", "d_ff", "max_elements", "max_count"):
+            if int(getattr(self, k)) < 1:
+                raise ModelConfigError(f"transformer {k} must be at least 1")
+
+    @property
+    def vocab(self) -> int:
+        return FIRST + len(self.order) * self.max_count
+
+    @property
+    def max_len(self) -> int:   # BOS + elements (the targets: elements + EOS)
+        return self.max_elements + 1
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["order"] = list(self.order)
+        return d
+
+
+class Block(nn.Module):
+    def __init__(self, c: TransformerConfig):
+        super().__init__()
+        self.h = c.n_heads
+        self.ln1, self.ln2 = nn.LayerNorm(c.d_model), nn.LayerNorm(c.d_model)
+        self.qkv = nn.Linear(c.d_model, 3 * c.d_model)
+        self.proj = nn.Linear(c.d_model, c.d_model)
+        self.ff = nn.Sequential(nn.Linear(c.d_model, c.d_ff), nn.GELU(), nn.Linear(c.d_ff, c.d_model))
+        self.drop = nn.Dropout(c.dropout)
+        self.p = c.dropout
+
+    def _heads(self, x):   # (B, T, 3d) -> three (B, h, T, d/h)
+        b, t, _ = x.shape
+        return x.view(b, t, 3, self.h, -1).permute(2, 0, 3, 1, 4)
+
+    def forward(self, x, cache: list | None = None):
+        """Training (cache None): causal attention over x (B, T, d). Sampling: x is (B, 1, d),
+        cache a [k, v] pair (or [None, None]) of the earlier positions, extended in place."""
+        q, k, v = self._heads(self.qkv(self.ln1(x)))
+        if cache is None:
+            a = F.scaled_dot_product_attention(q, k, v, is_causal=True,
+                                               dropout_p=self.p if self.training else 0.0)
+        else:
+            if cache[0] is not None:
+                k, v = torch.cat([cache[0], k], 2), torch.cat([cache[1], v], 2)
+            cache[0], cache[1] = k, v
+            a = F.scaled_dot_product_attention(q, k, v)   # one query: no mask needed
+        b, _, t, _ = a.shape
+        x = x + self.drop(self.proj(a.transpose(1, 2).reshape(b, t, -1)))
+        return x + self.drop(self.ff(self.ln2(x)))
+
+
+class CompositionTransformer(nn.Module):
+    """tokens (B, T) -> logits (B, T, vocab) of the next token, the disallowed ones at -inf."""
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.config = c = config
+        self.tok = nn.Embedding(c.vocab, c.d_model)
+        self.pos = nn.Embedding(c.max_len, c.d_model)
+        self.blocks = nn.ModuleList(Block(c) for _ in range(c.n_layers))
+        self.ln = nn.LayerNorm(c.d_model)
+        self.head = nn.Linear(c.d_model, c.vocab)
+        self.drop = nn.Dropout(c.dropout)
+        from ..compositions.elements import Z_OF  # noqa: PLC0415
+
+        z_of_rank = torch.tensor([Z_OF[s] for s in c.order], dtype=torch.long)
+        rank_of_z = torch.full((max(Z_OF.values()) + 1,), -1, dtype=torch.long)
+        rank_of_z[z_of_rank] = torch.arange(len(c.order))
+        # not state: rebuilt from the config (the stored weights stay the learned ones only)
+        self.register_buffer("z_of_rank", z_of_rank, persistent=False)
+        self.register_buffer("rank_of_z", rank_of_z, persistent=False)
+        self.register_buffer("token_rank", torch.cat([torch.full((FIRST,), -1), torch.arange(
+            c.vocab - FIRST) // c.max_count]), persistent=False)
+
+    # -- tokens ----------------------------------------------------------------------------
+    def encode(self, z: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Padded compositions (z, counts (n, k)) -> (tokens int64 (n, max_len + 1) as
+        BOS..EOS then PAD, encodable bool (n,)): elements outside the order, counts above
+        max_count or more than max_elements elements are not encodable (rows all PAD)."""
+        c = self.config
+        z = np.asarray(z, np.int64)
+        cnt = np.asarray(counts, np.int64)
+        present = (z > 0) & (cnt > 0)
+        rank = self.rank_of_z.numpy()[np.where(present, z, 0)]
+        ok = ((~present | ((rank >= 0) & (cnt <= c.max_count))).all(1)
+              & (present.sum(1) >= 1) & (present.sum(1) <= c.max_elements))
+        key = np.where(present, rank, np.iinfo(np.int64).max)
+        order = np.argsort(key, axis=1, kind="stable")
+        rank, cnt, present = (np.take_along_axis(a, order, 1) for a in (rank, cnt, present))
+        n, k = z.shape
+        tok = np.zeros((n, c.max_len + 1), np.int64)
+        tok[:, 0] = BOS
+        body = np.where(present, FIRST + rank * c.max_count + cnt - 1, PAD)[:, :c.max_elements]
+        tok[:, 1:1 + body.shape[1]] = body
+        tok[np.arange(n), 1 + present.sum(1).clip(max=c.max_elements)] = EOS
+        tok[~ok] = PAD
+        return tok, ok
+
+    def allowed(self, prev: torch.Tensor, step: int) -> torch.Tensor:
+        """(B, vocab) bool: tokens that may follow prev (B,) at position step (0 = after BOS)."""
+        c = self.config
+        r = self.token_rank[prev]                        # -1 for BOS
+        ok = self.token_rank[None, :] > r[:, None]       # later elements only (specials: -1)
+        ok[:, :FIRST] = False
+        ok[:, EOS] = prev != BOS
+        if step >= c.max_elements:
+            ok[:, FIRST:] = False
+        return ok
+
+    def _mask_all(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, T, vocab) allowed-token mask for every position of teacher-forced inputs."""
+        c = self.config
+        r = self.token_rank[tokens]                      # (B, T)
+        ok = self.token_rank[None, None, :] > r[..., None]
+        ok[..., :FIRST] = False
+        ok[..., EOS] = tokens != BOS
+        if tokens.shape[1] > c.max_elements:
+            ok[:, c.max_elements:, FIRST:] = False
+        return ok
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        t = tokens.shape[1]
+        x = self.drop(self.tok(tokens) + self.pos(torch.arange(t, device=tokens.device)))
+        for blk in self.blocks:
+            x = blk(x)
+        logits = self.head(self.ln(x))
+        return logits.masked_fill(~self._mask_all(tokens), float("-inf"))
+
+    def loss(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced cross-entropy (mean per predicted token, PAD ignored) of (B, T) rows."""
+        inp, tgt = tokens[:, :-1], tokens[:, 1:]
+        logits = self(inp)
+        keep = tgt != PAD
+        return F.cross_entropy(logits[keep], tgt[keep])
+
+    # -- sampling --------------------------------------------------------------------------
+    def _step(self, tok: torch.Tensor, pos: int, caches: list) -> torch.Tensor:
+        x = self.tok(tok)[:, None] + self.pos.weight[pos]
+        for blk, cache in zip(self.blocks, caches):
+            x = blk(x, cache)
+        return self.head(self.ln(x[:, 0]))
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None, device=None,
+               temperature: float | None = None, top_p: float | None = None):
+        """n compositions as (z int64 (n, max_elements), counts int64 (n, max_elements)), numpy,
+        atomic numbers in the canonical order, 0-padded."""
+        c = self.config
+        temperature = c.temperature if temperature is None else float(temperature)
+        top_p = c.top_p if top_p is None else float(top_p)
+        device = torch.device(device) if device is not None else self.head.weight.device
+        gdev = generator.device if generator is not None else device
+        z = torch.zeros(n, c.max_elements, dtype=torch.long, device=device)
+        counts = torch.zeros_like(z)
+        rows = torch.arange(n, device=device)            # the rows still sampling
+        prev = torch.full((n,), BOS, dtype=torch.long, device=device)
+        caches = [[None, None] for _ in self.blocks]
+        for step in range(c.max_elements + 1):
+            u = torch.rand(n, generator=generator, device=gdev).to(device)[rows]
+            if not len(rows):
+                continue   # keep drawing: the generator's state stays independent of the rows
+            logits = self._step(prev, step, caches).float()
+            logits = logits.masked_fill(~self.allowed(prev, step), float("-inf"))
+            tok = _nucleus(logits / temperature, top_p, u)
+            el = tok >= FIRST
+            if step < c.max_elements:
+                k = tok[el] - FIRST
+                z[rows[el], step] = self.z_of_rank[k // c.max_count]
+                counts[rows[el], step] = k % c.max_count + 1
+            if not bool(el.all()):        # finished rows leave the batch and its caches
+                rows, prev = rows[el], tok[el]
+                for cache in caches:
+                    cache[0], cache[1] = cache[0][el], cache[1][el]
+            else:
+                prev = tok
+        return z.cpu().numpy(), counts.cpu().numpy()
+
+
+def _nucleus(logits: torch.Tensor, top_p: float, u: torch.Tensor) -> torch.Tensor:
+    """One token per row: inverse-CDF draw with uniform u from the top-p nucleus of softmax."""
+    p, idx = torch.softmax(logits, -1).sort(dim=-1, descending=True, stable=True)
+    cum = p.cumsum(-1)
+    if top_p < 1:
+        p = p.masked_fill(cum - p >= top_p, 0.0)     # keep the smallest set reaching top_p
+        cum = p.cumsum(-1)
+    pick = torch.searchsorted(cum, (u * cum[:, -1])[:, None]).clamp(max=p.shape[1] - 1)
+    return idx.gather(1, pick)[:, 0]

@@ -1,0 +1,170 @@
+"""The composition transformer (issue 14, item 4): tokens in electronegativity order, teacher
+forcing that learns, samples that are compositions, runs that are a pure function of (version,
+seed, batch number) through the same runner as the GAN, and kill -9 + resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from matstore import models, runner
+from matstore.compositions import CompositionBatch
+from matstore.compositions.elements import SORT_X, SYMBOLS, Z_OF
+from matstore.models.transformer import BOS, EOS, FIRST, PAD, TransformerConfig
+from matstore.registry import load_model
+from matstore.store import Store
+from matstore.training import train
+
+from _runner_helpers import load_compositions, mp_formulas
+
+SMALL = {"d_model": 32, "n_layers": 1, "n_heads": 2, "d_ff": 64}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small matrices: 1 thread is fastest, and a loaded 2-core box stalls torch's thread pool."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, read_formulas):
+    """1,500 real MP compositions and a small transformer trained on them for 2 epochs."""
+    store = Store.init(tmp_path_factory.mktemp("transformer") / "t.duckdb")
+    formulas, values = mp_formulas(read_formulas, 1500)
+    load_compositions(store, formulas, "mp", values)
+    mv = train(store, "transformer-mp", epochs=2, config=SMALL, device="cpu", progress=False)
+    return store, mv, formulas
+
+
+def test_tokens_follow_pymatgen_order_and_round_trip(read_formulas):
+    formulas = read_formulas("mp/e_form.csv")["formula"].to_list()[:400]
+    batch = CompositionBatch.from_formulas(formulas)
+    m = models.build("transformer", TransformerConfig(**SMALL))
+    tok, ok = m.encode(batch.z, batch.counts)
+    cfg = m.config
+    # the order is pymatgen's formula order: electronegativity, then symbol
+    x = [SORT_X[Z_OF[s]] for s in cfg.order]
+    assert all((a, s) <= (b, t) for (a, s), (b, t) in zip(zip(x, cfg.order), zip(x[1:], cfg.order[1:])))
+    for i in np.flatnonzero(ok)[:200]:
+        row = tok[i]
+        assert row[0] == BOS
+        body = row[1:list(row).index(EOS)]
+        ranks = (body - FIRST) // cfg.max_count
+        assert list(ranks) == sorted(ranks) and len(set(ranks)) == len(ranks)
+        got = {cfg.order[r]: int(c) for r, c in zip(ranks, (body - FIRST) % cfg.max_count + 1)}
+        want = {SYMBOLS[z]: int(c) for z, c in zip(batch.z[i], batch.counts[i]) if z}
+        assert got == want
+        assert (row[1 + len(body) + 1:] == PAD).all()
+    # counts above 8 (the one-hot's limit) are not encodable
+    big = (batch.counts > cfg.max_count).any(1)
+    assert big.any() and not ok[big].any() and ok[~big].all()
+
+
+def test_teacher_forcing_learns_and_samples_are_ordered_compositions(trained):
+    store, mv, _ = trained
+    hist = mv.metrics["history"]
+    assert hist["val_loss"][-1] < hist["val_loss"][0]
+    assert mv.metrics["sample"]["decodable_pct"] == 100.0
+    loaded = load_model(store, mv.ref)
+    z, counts = loaded.sample(2000, torch.Generator().manual_seed(3), "cpu")
+    present = z > 0
+    assert present[:, 0].all() and ((counts > 0) == present).all() and counts.max() <= 8
+    rank = {Z_OF[s]: i for i, s in enumerate(loaded.config.order)}
+    for zz in z[:500]:
+        r = [rank[v] for v in zz if v]
+        assert r == sorted(r) and len(set(r)) == len(r)    # canonical order, no repeats
+
+
+def test_sampling_is_a_pure_function_of_seed_and_honours_temperature_and_top_p(trained):
+    store, mv, _ = trained
+    m = load_model(store, mv.ref).module
+    a = m.sample(3000, torch.Generator().manual_seed(5))
+    b = m.sample(3000, torch.Generator().manual_seed(5))
+    c = m.sample(3000, torch.Generator().manual_seed(6))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not np.array_equal(a[0], c[0])
+    # a cold, narrow nucleus concentrates the draws: fewer distinct compositions
+    cold = m.sample(3000, torch.Generator().manual_seed(5), temperature=0.5, top_p=0.5)
+    distinct = lambda s: len({tuple(r) for r in np.concatenate(s, 1)})   # noqa: E731
+    assert distinct(cold) < distinct(a)
+
+
+def test_runs_are_deterministic_per_version_seed_and_batch(trained):
+    store, mv, _ = trained
+    runs = [runner.generate(store, mv.ref, 3000, batch_size=1000, seed=s, device="cpu",
+                            progress=False) for s in (11, 11, 12)]
+    q = "SELECT batch_no, sample_no, composition_id FROM generated WHERE run_id = ? ORDER BY sample_no"
+    a, b, c = (store.query(q, [r.run_id]) for r in runs)
+    assert runs[0].n_decodable == 3000 and a.height == 3000
+    assert a.equals(b) and not a.equals(c)
+    # batch 2 of the run is the model's sample from batch_seed(11, 2) alone
+    loaded = load_model(store, mv.ref)
+    z, counts = loaded.sample(1000, torch.Generator().manual_seed(runner.batch_seed(11, 2)), "cpu")
+    direct = loaded.decode((z, counts), None, 2, 2000)
+    got = a.filter(pl.col("batch_no") == 2)
+    assert direct.keys.tolist() == got["composition_id"].to_list()
+    assert direct.sample_no.tolist() == got["sample_no"].to_list() == list(range(2000, 3000))
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_matches_uninterrupted(trained):
+    store, mv, _ = trained
+    n, bs = 500 * 150, 500
+    full = runner.generate(store, mv.ref, n, batch_size=bs, seed=1, device="cpu", progress=False)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "matstore.cli", "generate", "--db", store.path, "--model", mv.ref,
+           "-n", str(n), "--batch-size", str(bs), "--seed", "1", "--device", "cpu", "--no-progress"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    run_id, committed, deadline = None, 0, time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+            df = store.query("SELECT r.run_id, count(b.batch_no) AS n FROM runs r LEFT JOIN run_batches b "
+                             "USING (run_id) WHERE r.run_id > ? AND r.kind = 'generate' GROUP BY 1",
+                             [full.run_id])
+            if df.height:
+                run_id, committed = int(df["run_id"][0]), int(df["n"][0])
+                if committed >= 3:
+                    break
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        out = proc.communicate()[0].decode()
+    assert run_id is not None and 3 <= committed < n // bs, out
+    res = subprocess.run([sys.executable, "-m", "matstore.cli", "generate", "--db", store.path,
+                          "--resume", str(run_id), "--no-progress"], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    q = "SELECT batch_no, sample_no, composition_id FROM generated WHERE run_id = ? ORDER BY sample_no"
+    assert store.query(q, [run_id]).equals(store.query(q, [full.run_id]))
+    b = store.query("SELECT count(*) AS n, sum(n_samples) AS s FROM run_batches WHERE run_id = ?", [run_id])
+    assert b["n"][0] == n // bs and b["s"][0] == n
+
+
+def test_train_cli_takes_sampling_and_size_settings_as_hyper(trained):
+    from click.testing import CliRunner
+
+    from matstore.cli import main
+
+    store, _, _ = trained
+    out = CliRunner().invoke(main, ["train", "--db", store.path, "--model", "transformer-mp",
+                                    "--name", "t-cli", "--max-rows", "600", "--epochs", "1",
+                                    "--hyper", "temperature=0.8", "--hyper", "top_p=0.9",
+                                    "--hyper", "d_model=16", "--hyper", "n_heads=2", "--no-progress"])
+    assert out.exit_code == 0, out.output
+    assert "t-cli@1: 100.0% of 1,000 samples decodable" in out.output
+    cfg = load_model(store, "t-cli").config
+    assert (cfg.temperature, cfg.top_p, cfg.d_model) == (0.8, 0.9, 16)
+    bad = CliRunner().invoke(main, ["train", "--db", store.path, "--model", "transformer-mp",
+                                    "--hyper", "top_p=1.5", "--no-progress"])
+    assert bad.exit_code != 0 and "top_p" in bad.output
