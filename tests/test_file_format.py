@@ -227,7 +227,7 @@ def test_export_overwrite_replaces_its_views_and_keeps_a_users_files(generated, 
     with pytest.raises(ExportError, match="mine.txt was not written by a matstore export"):
         export_parquet(generated, out, overwrite=True)
     (out / "views" / "mine.txt").unlink()
-    export_parquet(generated, out, overwrite=True, tables=["compositions", "materials"])
+    export_parquet(generated, out, overwrite=True, tables=["compositions", "materials", "sources"])
     manifest = json.loads((out / "manifest.json").read_text())
     assert [v["name"] for v in manifest["views"]] == ["known"]   # the only view these tables build
     assert sorted(p.name for p in (out / "views").iterdir()) == ["known.sql"]
@@ -238,7 +238,7 @@ def test_export_overwrite_replaces_its_views_and_keeps_a_users_files(generated, 
     (other / "views").mkdir()
     (other / "views" / "x.sql").write_text("SELECT 1")
     with pytest.raises(ExportError, match="not part of its previous export"):
-        export_parquet(generated, other, overwrite=True, tables=["compositions", "materials"])
+        export_parquet(generated, other, overwrite=True, tables=["compositions", "materials", "sources"])
     assert (other / "views" / "x.sql").read_text() == "SELECT 1"
 
 
