@@ -66,6 +66,16 @@ def check_rows(store: Store, ref: str, n: int = N_CHECK) -> dict:
     return {"formulas": formulas, "predictions": [float(v) for v in pred]}
 
 
+def epochs_of(metrics: dict) -> dict:
+    """best / run epochs: the model's, or each member's (classifier and regressor) of a composite."""
+    keys = ("best_epoch", "epochs_run")
+    if "history" in metrics:
+        return {k: metrics["history"][k] for k in keys}
+    return {"members": [{part: {k: m[part][k] for k in keys}
+                         for part in ("classifier_history", "history") if part in m}
+                        for m in metrics.get("members", [])]}
+
+
 def split_hashes(store: Store, ref: str) -> dict[str, str]:
     """role -> pretrained.ids_sha256 of the version's split (composition_sets)."""
     df = store.query("SELECT role, composition_id FROM composition_sets WHERE set_name LIKE ? || '/%'", [ref])
@@ -90,9 +100,10 @@ def pretrain(store: Store, preset: str, name: str, *, rows: int | None, epochs: 
     rec = store.query("SELECT training_query, training_rows, split::VARCHAR split, data_hash, hyperparams::VARCHAR hp "
                       "FROM model_versions WHERE model_id = ?", [mv.model_id]).row(0, named=True)
     test = mv.metrics["test"]
+    epochs_run = epochs_of(mv.metrics)
     print(f"{name} ({preset}): {rec['training_rows']:,} rows, test MAE {test['mae']:.4f} RMSE "
           f"{test['rmse']:.4f} R2 {test['r2']:.4f} (n {test['n']}), {mv.metrics['train_seconds']:.0f} s, "
-          f"epochs {mv.metrics['history']['best_epoch']}/{mv.metrics['history']['epochs_run']}", flush=True)
+          f"epochs (best/run) {epochs_run}", flush=True)
     out = out_dir / f"{name}.parquet"
     if not record:
         return {"name": name, "metrics": test}
@@ -102,10 +113,10 @@ def pretrain(store: Store, preset: str, name: str, *, rows: int | None, epochs: 
     entry = pretrained.record(
         name, out, model=mv.ref, script="scripts/pretrain_predictors.py",
         data={rel: pretrained.sha256_file(DATA / rel)}, selection=rec["training_query"],
-        metrics={k: mv.metrics[k] for k in ("val", "test", "train_seconds")},
+        metrics={k: mv.metrics[k] for k in ("val", "test", "train_seconds", "std_scale") if k in mv.metrics},
         preset=preset, kind=p.kind, property=p.property, source="oqmd (DFT, PBE)",
         training_rows=rec["training_rows"], split=json.loads(rec["split"]), split_sha256=split_hashes(store, mv.ref),
-        epochs={k: mv.metrics["history"][k] for k in ("best_epoch", "epochs_run")},
+        epochs=epochs_run,
         hyperparams=json.loads(rec["hp"]), check=check_rows(store, mv.ref))
     print(f"shipped {out.relative_to(REPO) if out.is_relative_to(REPO) else out}: "
           f"{entry['bytes'] / 2**20:.2f} MiB, sha256 {entry['sha256'][:12]}", flush=True)
