@@ -48,7 +48,8 @@ def main(argv=None) -> int:
     from matstore.quality import tv_distance
     from matstore.store import Store
     from matstore.training import _init_output_bias, presets
-    from matstore.training.fit import fit_wgan, generation_metrics
+    from matstore.training.fit import fit_wgan
+    from matstore.training.sample_metrics import generation_metrics
 
     torch.set_num_threads(1)
     store = Store(a.store)

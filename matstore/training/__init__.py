@@ -24,8 +24,9 @@ from ..registry import ModelVersion, save_model
 from ..options import at_least_one
 from ..store import Store
 from . import data, presets
-from .fit import (autoencoder_metrics, composition_metrics, fit_autoencoder, fit_regressor,
-                  fit_transformer, fit_wgan, generation_metrics, regression_metrics, resolve_device)
+from .fit import (autoencoder_metrics, fit_autoencoder, fit_regressor, fit_transformer, fit_wgan,
+                  regression_metrics, resolve_device)
+from .sample_metrics import composition_metrics, generation_metrics
 
 __all__ = ["train", "presets", "PRESETS", "TrainingError", "LowDecodableWarning", "LOW_DECODABLE_PCT"]
 PRESETS = presets.PRESETS
