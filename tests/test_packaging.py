@@ -29,6 +29,19 @@ def test_wheel_carries_sql_and_migrations(wheel):
     assert "matstore/cli/__init__.py" in names and "matstore/cli/__main__.py" in names
 
 
+def test_wheel_carries_the_shipped_models_within_their_size_limit(wheel):
+    """Every pretrained file the manifest lists is in the wheel; all together stay small."""
+    import json
+
+    z = zipfile.ZipFile(wheel)
+    manifest = json.loads(z.read("matstore/pretrained/MANIFEST.json"))
+    assert {"oqmd-attn-fe", "oqmd-bg-two-stage", "transformer-mp"} <= set(manifest)
+    sizes = {i.filename: i.file_size for i in z.infolist()}
+    for name, entry in manifest.items():
+        assert sizes[f"matstore/pretrained/{entry['file']}"] == entry["bytes"], name
+    assert sum(e["bytes"] for e in manifest.values()) < 40 * 2**20
+
+
 @pytest.mark.slow
 def test_installed_wheel_runs_from_a_temporary_directory(wheel, tmp_path):
     venv = tmp_path / "venv"
@@ -53,3 +66,10 @@ def test_installed_wheel_runs_from_a_temporary_directory(wheel, tmp_path):
     assert out.splitlines() == ["n", "0"]
     info = run("info", "--db", "study.duckdb").stderr + run("info", "--db", "study.duckdb").stdout
     assert "schema" in info
+    # a fresh machine generates and predicts with the shipped models, no training
+    run("generate", "--model", "transformer-mp", "-n", "300", "--db", "study.duckdb", "--no-progress")
+    run("predict", "--model", "oqmd-attn-fe", "--db", "study.duckdb", "--no-progress")
+    out = run("query", "SELECT count(DISTINCT p.composition_id) AS n FROM predictions p "
+                       "JOIN model_refs m USING (model_id) WHERE m.name = 'oqmd-attn-fe'",
+              "--db", "study.duckdb", "--csv").stdout
+    assert int(out.splitlines()[1]) > 100
