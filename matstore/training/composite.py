@@ -29,7 +29,8 @@ import numpy as np
 from .. import models
 from ..models import ensemble
 from ..models.ensemble import Members, Spec
-from .fit import _eval_in_batches, _fit_loop, _optimizer, fit_regressor, regression_metrics, resolve_device
+from .fit import (_eval_in_batches, _fit_loop, _optimizer, fit_regressor, regression_metrics,
+                  resolve_device, scheduler)
 
 TWO_STAGE_PROPERTIES = frozenset({"band_gap"})   # where "metal" means a value of 0
 
@@ -45,8 +46,6 @@ def fit_classifier(module, x_train, labels_train, x_val, labels_val, *, epochs, 
     """Fit a regressor module as a binary classifier: its output is the logit (target scaling set
     to the base rate's log-odds, scale 1, so the fresh network starts at the prior)."""
     import torch  # noqa: PLC0415
-
-    from ..models.errors import ModelConfigError  # noqa: PLC0415
 
     device = resolve_device(device)
     torch.manual_seed(seed)
@@ -65,12 +64,7 @@ def fit_classifier(module, x_train, labels_train, x_val, labels_val, *, epochs, 
     yv = torch.as_tensor(np.asarray(labels_val, np.float32), dtype=torch.float32, device=device)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     opt = _optimizer(optimizer, module.parameters(), lr, weight_decay)
-    if schedule == "plateau":
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(2, patience // 3))
-    elif schedule == "cosine":
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
-    else:
-        raise ModelConfigError(f"schedule {schedule!r}: expected 'plateau' or 'cosine'")
+    sched = scheduler(opt, schedule, epochs, patience)
     return _fit_loop(module, len(xt), lambda idx: loss_fn(module(xt[idx]).reshape(-1), yt[idx]),
                      lambda: float(loss_fn(_eval_in_batches(module, xv).reshape(-1), yv)),
                      opt=opt, sched=sched, epochs=epochs, batch_size=batch_size, patience=patience,

@@ -84,6 +84,16 @@ def _optimizer(name: str, params, lr: float, weight_decay: float = 0.0, betas=(0
     raise ModelConfigError(f"unknown optimizer {name!r} (adam, adamw, rmsprop)")
 
 
+def scheduler(opt, schedule: str, epochs: int, patience: int):
+    """"plateau" halves the learning rate when the validation metric stalls (patience // 3
+    epochs, at least 2); "cosine" anneals it to 0 over ``epochs``."""
+    if schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(2, patience // 3))
+    if schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    raise ModelConfigError(f"schedule {schedule!r}: expected 'plateau' or 'cosine'")
+
+
 def _batches(n: int, batch_size: int, gen: torch.Generator, device) -> list[torch.Tensor]:
     perm = torch.randperm(n, generator=gen).to(device)
     return list(perm.split(batch_size))
@@ -160,12 +170,7 @@ def fit_regressor(module, x_train: np.ndarray, y_train: np.ndarray, x_val: np.nd
     yv = torch.as_tensor(y_val, dtype=torch.float32, device=device)
     loss_fn = torch.nn.L1Loss() if loss == "l1" else torch.nn.MSELoss()
     opt = _optimizer(optimizer, module.parameters(), lr, weight_decay)
-    if schedule == "plateau":
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(2, patience // 3))
-    elif schedule == "cosine":
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
-    else:
-        raise ModelConfigError(f"schedule {schedule!r}: expected 'plateau' or 'cosine'")
+    sched = scheduler(opt, schedule, epochs, patience)
     return _fit_loop(module, len(xt), lambda idx: loss_fn(module(xt[idx]), yt[idx]),
                      lambda: float((_eval_in_batches(module, xv) - yv).abs().mean()),
                      opt=opt, sched=sched, epochs=epochs, batch_size=batch_size, patience=patience,
