@@ -23,12 +23,12 @@ DEFAULT_LIMIT = 50
 
 def stdout_console() -> Console:
     """Where data goes: stdout (rich sizes it to the terminal, 80 columns when piped)."""
-    return Console(soft_wrap=False)
+    return Console(soft_wrap=False, emoji=False)   # data is text: ":a:" stays ":a:"
 
 
 def stderr_console() -> Console:
     """Where status, progress and hints go."""
-    return Console(stderr=True)
+    return Console(stderr=True, emoji=False)
 
 
 def _cell(v) -> str:
@@ -63,7 +63,7 @@ def print_table(df: pl.DataFrame, title: str | None = None, max_rows: int = DEFA
     need = console.measure(table, options=console.options.update_width(10**6)).maximum
     if need > console.width:  # console.print(width=) is capped at the console's own width
         console = Console(file=console.file, width=need, force_terminal=console.is_terminal,
-                          soft_wrap=False)
+                          soft_wrap=False, emoji=False)
     console.print(table)
     _more(df, max_rows)
 

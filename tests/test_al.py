@@ -368,3 +368,61 @@ def test_a_received_store_with_its_own_campaign_merges_under_new_ids(al_master, 
               ("al_campaigns", "al_rounds", "al_proposals", "al_labels", "latents")}
     merge(sa, b)
     assert before == {t: _count(sa, f"SELECT count(*) FROM {t}") for t in before}
+
+
+def test_hostile_inputs_are_refused_and_change_nothing(al_external, tmp_path):
+    """What a hostile review found: export over the store or through a link, labels filed under a
+    data source's name, an ingest into a label source, a received campaign's settings that would
+    exhaust memory or cannot be read, a finish whose pool is refused after it trained."""
+    import os
+
+    from matstore import al
+    from matstore.ingest import run
+    from matstore.sources import SourceError
+
+    store, cid = al_external, 1
+    c = al.get(store, cid)
+    store_bytes = open(store.path, "rb").read()[:4096]
+    odd = tmp_path / "st.parquet"                  # a store whose name looks like an export
+    shutil.copy(store.path, odd)
+    from matstore.store import Store
+
+    with pytest.raises(al.ALError, match="is the store"):
+        al.export(Store(odd), c, odd, overwrite=True)
+    link = tmp_path / "trap.csv"
+    os.symlink(store.path, link)
+    with pytest.raises(al.ALError, match="is the store|a link"):
+        al.export(store, c, link)
+    mine = tmp_path / "mine.csv"
+    mine.write_text("keep me")
+    with pytest.raises(al.ALError, match="exists.*--overwrite"):
+        al.export(store, c, mine)
+    assert mine.read_text() == "keep me" and open(store.path, "rb").read()[:4096] == store_bytes
+    assert al.export(store, c, mine, overwrite=True) > 0
+    with pytest.raises(al.ALError, match="no round 99"):
+        al.export(store, c, tmp_path / "r99.csv", round_no=99)
+
+    f = tmp_path / "labels.csv"
+    _label_file(store, cid, tmp_path / "x.csv").write_csv(f)
+    for name in ("oqmd", "builtin", "icsd", "csv"):
+        with pytest.raises(al.ALError, match="name of a data source"):
+            al.ingest_file(store, c, f, name)
+    assert al.ingest_file(store, c, f, "mylab") > 0
+    with pytest.raises(SourceError, match="holds active-learning labels"):
+        run(store, "csv", file=str(f), formula_col="formula", source_name="mylab", kind="dft")
+
+    n_models = _count(store, "SELECT count(*) FROM model_versions")
+    with pytest.raises(al.ALError, match="threshold"):
+        al.finish(store, cid, pool="SELECT composition_id FROM compositions", threshold=float("nan"))
+    assert _count(store, "SELECT count(*) FROM model_versions") == n_models   # nothing trained
+
+    with store.transaction() as con:   # a received store's campaign with settings we would not start
+        con.execute("UPDATE al_campaigns SET params = json_merge_patch(params, "
+                    "'{\"n_candidates\": 1000000000}') WHERE campaign_id = 1")
+    with pytest.raises(al.ALError, match="at most 200,000"):
+        al.step(store, cid, allow_missing=True)
+    with store.transaction() as con:
+        con.execute("UPDATE al_campaigns SET params = json_merge_patch(params, '{\"n_candidates\": 400}'), "
+                    "target = '{\"goal\": \"range\"}' WHERE campaign_id = 1")
+    with pytest.raises(al.ALError, match="range:A:B"):
+        al.step(store, cid, allow_missing=True)

@@ -445,3 +445,13 @@ def test_a_model_file_whose_members_do_not_fit_its_weights_is_refused(template, 
         with pytest.raises(ModelError, match=match):
             import_models(store, bad)
     assert store.query("SELECT count(*) AS n FROM model_versions")["n"][0] == 0
+
+
+def test_an_ensemble_beyond_its_bound_is_refused_before_any_data_is_read(tmp_path):
+    from matstore.training.presets import PresetError
+
+    store = Store.init(tmp_path / "empty.duckdb")
+    with pytest.raises(PresetError, match="at most 64 members"):
+        training.train(store, "elemnet-magpie-fe", ensemble=65, progress=False)
+    with pytest.raises(PresetError, match="at most 5,000 trees"):
+        training.train(store, "rf-bg", ensemble=1_000_000, progress=False)

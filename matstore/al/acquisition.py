@@ -43,8 +43,13 @@ class Target:
         """'max' or 'range:A:B' (A <= B), or the stored dict."""
         if isinstance(text, Target):
             return text
-        if isinstance(text, dict):
-            return cls(text["goal"], text.get("low"), text.get("high"))
+        if isinstance(text, dict):   # a stored target (perhaps a received store's): same checks
+            if text.get("goal") == "max":
+                return cls("max")
+            if text.get("goal") == "range":
+                text = f"range:{text.get('low')}:{text.get('high')}"
+            else:
+                raise ALError(f"stored target {text!r}: expected goal 'max' or 'range'")
         parts = str(text).strip().split(":")
         if parts == ["max"]:
             return cls("max")

@@ -76,8 +76,33 @@ def get(store: Store, campaign_id: int) -> Campaign:
         raise ALError(f"no active-learning campaign {campaign_id} in {store.path} "
                       f"(start one with `matstore al start`)")
     r = rows[0]
-    return Campaign(r[0], r[1], r[2], Target.parse(json.loads(r[3])), r[4], r[5], r[6], r[7], r[8],
-                    r[9], r[10], r[11], r[12], json.loads(r[13] or "{}"), r[14])
+    c = Campaign(r[0], r[1], r[2], Target.parse(json.loads(r[3])), r[4], r[5], r[6], r[7], r[8],
+                 r[9], r[10], r[11], r[12], json.loads(r[13] or "{}"), r[14])
+    check_settings(c.acquisition, c.kappa, c.batch_size, c.params, f"campaign {c.campaign_id}")
+    return c
+
+
+MAX_CANDIDATES = 200_000   # latent points scored per pick: memory grows with it (a received
+                           # store's settings are checked too: a huge count would exhaust memory)
+
+
+def check_settings(acquisition: str, kappa: float, batch_size: int, params: dict, what: str) -> None:
+    """The checks `al start` makes, applied to a stored campaign as well (perhaps a received one)."""
+    import math  # noqa: PLC0415
+
+    from .acquisition import check  # noqa: PLC0415
+
+    check(acquisition, float(kappa))
+    try:
+        n = int(params.get("n_candidates", 0))
+        frac, step = float(params.get("local_fraction", 0.5)), float(params.get("step", 0.1))
+    except (TypeError, ValueError):
+        raise ALError(f"{what}: settings {params!r} are not numbers") from None
+    if not 1 <= int(batch_size) <= n <= MAX_CANDIDATES:
+        raise ALError(f"{what}: batch_size {batch_size} must be >= 1 and <= n_candidates {n}, "
+                      f"at most {MAX_CANDIDATES:,}")
+    if not (0.0 <= frac <= 1.0 and math.isfinite(step) and step > 0):
+        raise ALError(f"{what}: local_fraction must be in [0, 1] and step a finite number > 0")
 
 
 def open_round(con, campaign_id: int) -> int | None:

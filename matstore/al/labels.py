@@ -50,6 +50,11 @@ def _register_source(con, campaign: Campaign, name: str, kind: str, method: str 
     if name == campaign.base_source:
         raise ALError(f"label source {name!r} is the campaign's base source: labels never mix with "
                       f"the base data; name another source")
+    from ..sources import KNOWN_SOURCES  # noqa: PLC0415
+
+    if name in KNOWN_SOURCES:   # a later real ingest of that source would mix with the labels
+        raise ALError(f"label source {name!r} is the name of a data source matstore ingests "
+                      f"({', '.join(sorted(KNOWN_SOURCES))}); name another source, e.g. vasp_pbe")
     other = con.execute("SELECT count(*) FROM ingests WHERE source = ? AND uri NOT LIKE 'al:%'",
                         [name]).fetchall()[0][0]
     if other:
@@ -149,25 +154,42 @@ def _few(ids, n: int = 5) -> str:
 
 # --- external oracle: export and label files ----------------------------------------------------
 
-def export(store: Store, campaign: Campaign, path: str | Path, round_no: int | None = None) -> int:
+def export(store: Store, campaign: Campaign, path: str | Path, round_no: int | None = None,
+           overwrite: bool = False) -> int:
     """Write the round's decodable, unlabelled proposals (default: the open round) to CSV or
-    Parquet (by extension) with an empty value column to fill in; returns the rows written."""
+    Parquet (by extension) with an empty value column to fill in; returns the rows written.
+    An existing file is replaced only with ``overwrite`` and never when it is (or links to) the
+    store or one of its side files; the file appears whole (written aside, then renamed)."""
+    p = Path(path)
+    if p.suffix.lower() not in (".csv", ".parquet"):
+        raise ALError(f"export file {str(p)!r}: name it .csv or .parquet")
+    target = p.resolve()
+    store_file = Path(store.path).resolve()
+    if target == store_file or target.name.startswith(store_file.name + "."):
+        raise ALError(f"export file {str(p)!r} is the store {store.path} (or one of its files)")
+    if p.exists() or p.is_symlink():
+        if not overwrite or p.is_symlink() or not p.is_file():
+            raise ALError(f"export file {str(p)!r} exists{' (a link)' if p.is_symlink() else ''}; "
+                          f"choose another name{'' if p.is_symlink() else ' or pass --overwrite'}")
     with store.connect() as con:
         r = round_no if round_no is not None else open_round(con, campaign.campaign_id)
         if r is None:
             raise ALError(f"campaign {campaign.campaign_id} has no round awaiting labels "
                           f"(run `matstore al step` first)")
+        known = con.execute("SELECT count(*) FROM al_rounds WHERE campaign_id = ? AND round_no = ?",
+                            [campaign.campaign_id, int(r)]).fetchall()[0][0]
+        if not known:
+            raise ALError(f"campaign {campaign.campaign_id} has no round {r}")
         df = unlabelled(con, campaign.campaign_id, int(r))
     out = df.select(pl.col("proposal_id"), pl.lit(campaign.campaign_id).alias("campaign_id"),
                     pl.lit(int(r)).alias("round_no"), "composition_id", "formula",
                     pl.lit(None, pl.Float64).alias("value"))
-    p = Path(path)
+    tmp = p.with_name(p.name + ".partial")
     if p.suffix.lower() == ".parquet":
-        out.write_parquet(p)
-    elif p.suffix.lower() == ".csv":
-        out.write_csv(p)
+        out.write_parquet(tmp)
     else:
-        raise ALError(f"export file {str(p)!r}: name it .csv or .parquet")
+        out.write_csv(tmp)
+    tmp.replace(p)
     return out.height
 
 

@@ -65,11 +65,8 @@ def start(store: Store, autoencoder, oracle: str, *, property: str = "band_gap",
     from ..training import data  # noqa: PLC0415
 
     t = acq.Target.parse(target)
-    acq.check(acquisition, kappa)
-    if int(batch_size) < 1 or int(n_candidates) < int(batch_size):
-        raise ALError(f"batch_size {batch_size} must be >= 1 and <= n_candidates {n_candidates}")
-    if not 0.0 <= local_fraction <= 1.0 or not step > 0:
-        raise ALError("local_fraction must be in [0, 1] and step > 0")
+    campaigns.check_settings(acquisition, kappa, batch_size, {
+        "n_candidates": n_candidates, "local_fraction": local_fraction, "step": step}, "al start")
     ae = _load_ae(store, autoencoder)
     kind, ref = oracles.parse(oracle)
     oracle_model = oracles.load_predictor(store, ref, property) if kind.automatic else None
@@ -278,6 +275,8 @@ def finish(store: Store, campaign_id: int, *, preset: str = "rf-bg", name: str |
     from ..training import train  # noqa: PLC0415
 
     c = campaigns.get(store, campaign_id)
+    if pool is not None:   # checked before training: a refused pool leaves no model behind
+        check_screen_args(pool, c.target, threshold)
     with store.connect() as con:
         sources = [r[0] for r in con.execute(
             "SELECT source FROM al_labels WHERE campaign_id = ? GROUP BY source ORDER BY min(proposal_id)",
@@ -296,18 +295,30 @@ def finish(store: Store, campaign_id: int, *, preset: str = "rf-bg", name: str |
     return res
 
 
+def check_screen_args(pool: str, target, threshold: float | None) -> str:
+    """The pool as one checked SELECT, after the threshold is checked (finish calls this before it
+    trains anything: a bad --pool or --threshold leaves no model behind)."""
+    import math  # noqa: PLC0415
+
+    from ..query import check_selection  # noqa: PLC0415
+
+    t = acq.Target.parse(target)
+    if t.goal == "max" and threshold is None:
+        raise ALError("screening for 'max' needs a threshold (candidates: predicted >= threshold)")
+    if threshold is not None and not math.isfinite(float(threshold)):
+        raise ALError(f"--threshold {threshold}: expected a finite number")
+    return check_selection(pool, "--pool")
+
+
 def screen(store: Store, model: str, pool: str, target, threshold: float | None = None,
            progress: bool = False) -> tuple[int, pl.DataFrame]:
     """Predict the pool (SQL returning composition_id) with `model` and keep what meets the
     target: in [a, b] for a range, >= threshold for max. Returns (pool size, candidates)."""
     from ..predict import predict  # noqa: PLC0415
-    from ..query import check_selection  # noqa: PLC0415
     from ..registry import load_model  # noqa: PLC0415
 
+    sel = check_screen_args(pool, target, threshold)
     t = acq.Target.parse(target)
-    if t.goal == "max" and threshold is None:
-        raise ALError("screening for 'max' needs a threshold (candidates: predicted >= threshold)")
-    sel = check_selection(pool, "--pool")
     predict(store, model, where=f"c.composition_id IN (SELECT composition_id FROM ({sel}))",
             progress=progress)
     m = load_model(store, model)

@@ -94,12 +94,13 @@ def al_status(campaign_id, db, show_proposals, fmt, parquet, limit_rows):
 @click.argument("file", type=click.Path(dir_okay=False))
 @store_option
 @click.option("--round", "round_no", type=POSITIVE, default=None, help="Round (default: the open one).")
-def al_export(campaign_id, file, db, round_no):
+@click.option("--overwrite", is_flag=True, help="Replace FILE if it exists (never the store).")
+def al_export(campaign_id, file, db, round_no, overwrite):
     """Write the round's unlabelled decodable proposals to FILE (.csv or .parquet) to label."""
     from ..al import export, get
 
     store = Store(db)
-    n = export(store, get(store, campaign_id), file, round_no)
+    n = export(store, get(store, campaign_id), file, round_no, overwrite=overwrite)
     console.print(f"wrote {n} proposal(s) to {file}: fill in `value`, then `matstore al label`")
 
 

@@ -119,10 +119,23 @@ def _run_paged(store: Store, source: Source, cur: Curation, res: IngestResult, c
             save(con, res, PAGES_DONE)
 
 
+def _refuse_label_source(store: Store, name: str) -> None:
+    """Data never goes into a source that holds active-learning labels (matstore.al.labels)."""
+    from ..sources import SourceError  # noqa: PLC0415
+
+    with store.connect() as con:
+        n = con.execute("SELECT count(*) FROM ingests WHERE source = ? AND uri LIKE 'al:%'",
+                        [name]).fetchall()[0][0]
+    if n:
+        raise SourceError(f"source {name!r} holds active-learning labels ({n} label batch(es)); "
+                          f"ingest data under another --source-name")
+
+
 def ingest(store: Store, source: Source, curation: Curation | None = None, *, resume: bool = True,
            progress: bool = False, on_chunk: Callable[[IngestResult], None] | None = None) -> IngestResult:
     """Run one ingest of `source` into `store`; see the module docstring for the rules."""
     cur = curation or Curation()
+    _refuse_label_source(store, source.name)
     params = {"source": source.params, "curation": cur.as_dict()}
     res, cursor = open_ingest(store, source, params, resume)
     t0 = datetime.now()

@@ -214,6 +214,9 @@ def train(store: Store, preset_name: str, on: str | None = None, epochs: int | N
     return mv
 
 
+MAX_TREES = 5000
+
+
 def _members_spec(p: presets.Preset, ensemble: int | None, two_stage: bool | None,
                   seed: int):
     """The composite a run makes (None: one model): K members seeded seed, seed+1, ...; refused
@@ -225,6 +228,8 @@ def _members_spec(p: presets.Preset, ensemble: int | None, two_stage: bool | Non
     k = at_least_one("train: ensemble", ensemble, allow_none=True) or 1
     if k > MAX_MEMBERS and p.kind != "rf":
         raise presets.PresetError(f"--ensemble {k}: at most {MAX_MEMBERS} members")
+    if k > MAX_TREES:   # a forest's members are its trees: cheap, but not without end
+        raise presets.PresetError(f"--ensemble {k}: a forest takes at most {MAX_TREES:,} trees")
     two = p.two_stage if two_stage is None else bool(two_stage)
     if k == 1 and not two:
         return None
