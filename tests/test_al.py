@@ -426,3 +426,28 @@ def test_hostile_inputs_are_refused_and_change_nothing(al_external, tmp_path):
                     "target = '{\"goal\": \"range\"}' WHERE campaign_id = 1")
     with pytest.raises(al.ALError, match="range:A:B"):
         al.step(store, cid, allow_missing=True)
+
+
+@pytest.mark.parametrize("forge, message", [
+    ("UPDATE latents SET vector = [1, 2, 3]::FLOAT[] WHERE composition_id = "
+     "(SELECT min(composition_id) FROM latents)", "differ in length"),
+    ("UPDATE al_labels SET value = 99", "disagree with their proposal"),
+    ("UPDATE al_labels SET composition_id = (SELECT min(composition_id) FROM compositions) "
+     "WHERE proposal_id = (SELECT min(proposal_id) FROM al_labels)", "disagree with their proposal"),
+])
+def test_a_received_store_with_forged_active_learning_rows_is_refused(al_master, tmp_path, forge, message):
+    from matstore import al
+    from matstore.merge import MergeError, merge
+    from matstore.store import Store
+
+    a, b = tmp_path / "a.duckdb", tmp_path / "b.duckdb"
+    shutil.copy(al_master, a)
+    shutil.copy(al_master, b)
+    sb = Store(b)
+    al.step(sb, _start(sb, seed=1))
+    with sb.transaction() as con:
+        con.execute(forge)
+    before = open(a, "rb").read()
+    with pytest.raises(MergeError, match=message):
+        merge(Store(a), b)
+    assert open(a, "rb").read() == before

@@ -114,7 +114,32 @@ def validate(con, schema: dict[str, list[tuple[str, str]]], other: str) -> None:
         if n:
             raise MergeError(f"merge: {other}: {n} rows of {table} have a non-finite {col} (inf/NaN)")
     _check_models(con, other)
+    _check_active_learning(con, other)
     check_against_ours(con, schema, other)
+
+
+def _check_active_learning(con, other: str) -> None:
+    """Latents: one finite vector length per autoencoder version; labels: the composition of
+    their proposal and their material, and the value of that material's property row."""
+    n = scalar(con, f"""SELECT count(*) FROM (SELECT model_id FROM {SRC}.latents
+                        GROUP BY model_id HAVING min(len(vector)) <> max(len(vector)))""")
+    bad = scalar(con, f"""SELECT count(*) FROM {SRC}.latents
+                          WHERE len(list_filter(vector, lambda v: NOT isfinite(v))) > 0""")
+    if n or bad:
+        raise MergeError(f"merge: {other}: latents of {n} autoencoder version(s) differ in length, "
+                         f"{bad} hold non-finite values; nothing was merged")
+    n = scalar(con, f"""SELECT count(*) FROM {SRC}.al_labels l
+        LEFT JOIN {SRC}.al_proposals p USING (proposal_id)
+        LEFT JOIN {SRC}.materials m ON m.material_id = l.material_id
+        LEFT JOIN {SRC}.al_campaigns c ON c.campaign_id = l.campaign_id
+        LEFT JOIN {SRC}.properties pr ON pr.material_id = l.material_id AND pr.name = c.property
+        WHERE p.composition_id IS DISTINCT FROM l.composition_id
+           OR m.composition_id IS DISTINCT FROM l.composition_id
+           OR p.campaign_id IS DISTINCT FROM l.campaign_id
+           OR pr.value IS DISTINCT FROM l.value""")
+    if n:
+        raise MergeError(f"merge: {other}: {n} active-learning label(s) disagree with their proposal, "
+                         f"material or property value; nothing was merged")
 
 
 def check_against_ours(con, schema: dict, other: str) -> None:
