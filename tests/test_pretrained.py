@@ -77,3 +77,16 @@ def test_cli_lists_and_imports(shipped, tmp_path):
     assert load_model(Store(db), "fe-shipped").version == 1
     r = CliRunner().invoke(main, ["models", "import", "--db", db])
     assert r.exit_code != 0 and "one of them" in r.output
+
+
+def test_a_store_model_under_a_shipped_name_with_other_weights_warns(shipped, tmp_path):
+    fresh = Store.init(tmp_path / "fresh.duckdb")
+    _save(fresh, "fe-shipped", _elemnet(8))          # same name, other weights
+    with pytest.warns(pretrained.ShadowedPretrainedWarning, match="not the one that ships"):
+        assert pretrained.ensure(fresh, "fe-shipped") is False
+    pretrained.import_pretrained(fresh, "fe-shipped")   # now the shipped weights are there too
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pretrained.ShadowedPretrainedWarning)
+        assert pretrained.ensure(fresh, "fe-shipped") is False

@@ -87,11 +87,30 @@ def ensure(store: Store, ref) -> bool:
     if name is None or name not in manifest():
         return False
     with store.connect() as con:
-        have = con.execute("SELECT count(*) FROM model_versions WHERE name = ?", [name]).fetchone()[0]
+        have = {r[0] for r in con.execute("SELECT weights_sha256 FROM model_versions WHERE name = ?",
+                                          [name]).fetchall()}
     if have:
+        if not have & shipped_weights(name):   # e.g. a received store's model under our name
+            import warnings  # noqa: PLC0415
+
+            warnings.warn(f"the store's model {name!r} is not the one that ships with matstore "
+                          f"(other weights); it is used as the store has it — `matstore models "
+                          f"import --pretrained {name}` adds the shipped one as a new version",
+                          ShadowedPretrainedWarning, stacklevel=2)
         return False
     import_pretrained(store, name)
     return True
+
+
+class ShadowedPretrainedWarning(UserWarning):
+    """A store's model carries a shipped model's name but none of its weights."""
+
+
+def shipped_weights(name: str) -> set[str]:
+    """weights_sha256 of the versions in the shipped file of ``name``."""
+    import polars as pl  # noqa: PLC0415
+
+    return set(pl.read_parquet(path(name), columns=["weights_sha256"])["weights_sha256"].to_list())
 
 
 def record(name: str, export_file: str | Path, *, model: str, script: str, data: dict[str, str],
