@@ -244,13 +244,17 @@ def test_gp_posterior_matches_an_independent_fit(al_store):
     ("text values", lambda df: df.with_columns(pl.lit("high").alias("value")), "must be numbers"),
     ("duplicates", lambda df: pl.concat([df, df.head(1)]), "more than once"),
     ("formula", lambda df: df.with_columns(pl.lit("NaCl").alias("formula")), "formula does not match"),
+    ("huge", lambda df: df.with_columns(pl.lit(1e300).alias("value")), "no property values"),
+    ("parquet float id", lambda df: df.with_columns(pl.col("proposal_id") + 0.7), "must be integers"),
+    ("parquet bool value", lambda df: df.with_columns(pl.lit(True).alias("value")), "must be numbers"),
 ])
 def test_bad_label_files_are_refused_naming_the_problem(al_external, tmp_path, problem, edit, message):
     from matstore import al
 
     al_store, cid = al_external, 1
-    f = tmp_path / "labels.csv"
-    edit(_label_file(al_store, cid, f)).write_csv(f)
+    f = tmp_path / ("labels.parquet" if problem.startswith("parquet") else "labels.csv")
+    bad = edit(_label_file(al_store, cid, tmp_path / "export.csv"))
+    bad.write_parquet(f) if f.suffix == ".parquet" else bad.write_csv(f)
     tables = ["al_labels", "properties", "materials", "sources", "ingests"]
     before = {t: _count(al_store, f"SELECT count(*) FROM {t}") for t in tables}
     with pytest.raises(al.ALError, match=message):

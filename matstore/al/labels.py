@@ -29,6 +29,7 @@ from .campaigns import Campaign, close_round, open_round, unlabelled
 from .errors import ALError
 
 _SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+MAX_ABS_LABEL = 1e4   # eV, eV/atom: a value beyond this is a typo or an attack, not a property
 LABEL_URI = "al:campaign/{cid}"            # ingests.uri of label batches (marks them as labels)
 FILE_COLUMNS = {"proposal_id", "value"}
 OPTIONAL_COLUMNS = {"formula", "campaign_id", "round_no", "composition_id"}
@@ -85,6 +86,10 @@ def write(store: Store, campaign: Campaign, proposal_ids, values, *, source: str
     bad = ids[~np.isfinite(vals)]
     if len(bad):
         raise ALError(f"label values must be finite numbers; proposal(s) {_few(bad)} are not")
+    huge = ids[np.abs(vals) > MAX_ABS_LABEL]
+    if len(huge):   # one absurd label would blow the GP's scale up for the rest of the campaign
+        raise ALError(f"label values beyond ±{MAX_ABS_LABEL:g} are no property values; proposal(s) "
+                      f"{_few(huge)}; nothing was stored")
     now = dt.datetime.now()
     with store.transaction() as con:
         con.register("_al_new", pl.DataFrame({"proposal_id": ids, "value": vals}).to_arrow())
@@ -199,8 +204,9 @@ def read_file(path: str | Path) -> pl.DataFrame:
     if not p.is_file():
         raise ALError(f"label file {str(p)!r} does not exist")
     try:
-        if p.suffix.lower() == ".parquet":
+        if p.suffix.lower() == ".parquet":   # as text, like a CSV: 22.7 is no id, true no value
             df = pl.read_parquet(p)
+            df = df.select(pl.col(c).cast(pl.String) for c in df.columns)
         elif p.suffix.lower() == ".csv":
             df = pl.read_csv(p, infer_schema=False)     # all text: parsed and checked below
         else:
