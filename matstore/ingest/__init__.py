@@ -121,8 +121,12 @@ def _run_paged(store: Store, source: Source, cur: Curation, res: IngestResult, c
 
 def _refuse_label_source(store: Store, name: str) -> None:
     """Data never goes into a source that holds active-learning labels (matstore.al.labels)."""
+    from pathlib import Path  # noqa: PLC0415
+
     from ..sources import SourceError  # noqa: PLC0415
 
+    if not Path(store.path).exists():   # a new store (ingest creates it) holds no labels
+        return
     with store.connect() as con:
         n = con.execute("SELECT count(*) FROM ingests WHERE source = ? AND uri LIKE 'al:%'",
                         [name]).fetchall()[0][0]
