@@ -90,3 +90,11 @@ def test_a_store_model_under_a_shipped_name_with_other_weights_warns(shipped, tm
     with warnings.catch_warnings():
         warnings.simplefilter("error", pretrained.ShadowedPretrainedWarning)
         assert pretrained.ensure(fresh, "fe-shipped") is False
+
+
+def test_a_shipped_file_over_one_mib_is_refused(shipped):
+    big = pretrained.PACKAGE_DIR / "big.parquet"
+    big.write_bytes(b"\0" * (pretrained.MAX_FILE_BYTES + 1))
+    with pytest.raises(pretrained.PretrainedError, match="stays under 1 MiB"):
+        pretrained.record("big", big, model="big@1", script="x", data={}, selection="", metrics={})
+    assert "big" not in pretrained.manifest()

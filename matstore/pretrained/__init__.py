@@ -23,6 +23,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 MANIFEST = PACKAGE_DIR / "MANIFEST.json"
 # All shipped files together stay small enough for a wheel (tens of MB).
 MAX_TOTAL_BYTES = 40 * 1024 * 1024
+MAX_FILE_BYTES = 1024 * 1024   # the project's limit on a tracked file: a shipped model stays small
 
 
 class PretrainedError(MatstoreError, LookupError):
@@ -90,7 +91,11 @@ def ensure(store: Store, ref) -> bool:
         have = {r[0] for r in con.execute("SELECT weights_sha256 FROM model_versions WHERE name = ?",
                                           [name]).fetchall()}
     if have:
-        if not have & shipped_weights(name):   # e.g. a received store's model under our name
+        try:
+            shipped = shipped_weights(name)
+        except PretrainedError:   # the shipped file is being replaced (a pretrain script runs)
+            shipped = have
+        if not have & shipped:   # e.g. a received store's model under our name
             import warnings  # noqa: PLC0415
 
             warnings.warn(f"the store's model {name!r} is not the one that ships with matstore "
@@ -121,6 +126,9 @@ def record(name: str, export_file: str | Path, *, model: str, script: str, data:
     p = Path(export_file).resolve()
     if p.parent != PACKAGE_DIR:
         raise PretrainedError(f"{p} is not inside {PACKAGE_DIR}")
+    if p.stat().st_size > MAX_FILE_BYTES:
+        raise PretrainedError(f"{p.name} is {p.stat().st_size / 2**20:.2f} MiB; a shipped model file "
+                              f"stays under {MAX_FILE_BYTES / 2**20:.0f} MiB (train a smaller config)")
     m = manifest()
     m[name] = {"file": p.name, "sha256": sha256_file(p), "bytes": p.stat().st_size, "model": model,
                "script": script, "data": data, "selection": selection, "metrics": metrics, **extra}
