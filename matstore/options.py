@@ -34,3 +34,19 @@ def decode_tolerance(value, error: type = OptionError):
         raise error(f"tolerance must be a number with 0 < tolerance < 1 (a cell counts as "
                           f"set at >= 1 - tolerance), got {value!r}")
     return float(value)
+
+
+def sampling_overrides(temperature=None, top_p=None, error: type = OptionError) -> dict:
+    """A transformer's sampling settings for one run: temperature > 0 (finite) and top_p in
+    (0, 1]; the ones given (None: the version's own)."""
+    out = {}
+    for name, v, ok in (("temperature", temperature, lambda x: x > 0),
+                        ("top_p", top_p, lambda x: 0 < x <= 1)):
+        if v is None:
+            continue
+        if (isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v)
+                or not ok(v)):
+            raise error(f"{name} must be a number with "
+                        f"{'temperature > 0' if name == 'temperature' else '0 < top_p <= 1'}, got {v!r}")
+        out[name] = float(v)
+    return out

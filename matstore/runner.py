@@ -26,7 +26,7 @@ import pyarrow as pa
 from . import compositions, models, progress as progress_bars
 from .compositions import composition_rows
 from .devices import resolve_device
-from .options import at_least_one, decode_tolerance
+from .options import at_least_one, decode_tolerance, sampling_overrides
 from .runs import RunError, count, get_run, open_run, reopen_run, still_running, tracked
 from .samples import DecodedBatch, decode_batch, key_check, known_keys
 from .stages import Pipeline, Stages
@@ -97,20 +97,29 @@ def default_batch_size(device: str) -> int:
 
 def generate(store: Store, model, n: int, batch_size: int | None = None, seed: int = 0,
              device: str | None = None, tolerance: float | None = None,
-             progress: bool = True, stages: Stages | None = None) -> RunResult:
+             progress: bool = True, stages: Stages | None = None,
+             temperature: float | None = None, top_p: float | None = None) -> RunResult:
     """Draw n samples from a generator model ('name', 'name@N', id or LoadedModel) into a new run.
 
     stages: also validate / featurize / predict each batch's distinct compositions that lack it
-    (the full pipeline in one pass; see Stages for when those rows are written)."""
+    (the full pipeline in one pass; see Stages for when those rows are written).
+    temperature, top_p: a transformer's sampling settings for this run (default: the version's),
+    recorded in the run's params (a resume draws with them)."""
     n = at_least_one("generate: the number of samples (-n)", n, error=RunError)
     batch_size = at_least_one("generate: the batch size", batch_size, allow_none=True, error=RunError)
     tolerance = decode_tolerance(tolerance, error=RunError)
     device = resolve_device(device)
     batch_size = default_batch_size(device) if batch_size is None else batch_size
+    sampling = sampling_overrides(temperature, top_p, error=RunError)
     loaded = _load(store, model, device)
+    if sampling and loaded.kind != "transformer":
+        raise RunError(f"generate: --temperature / --top-p apply to transformer generators; "
+                       f"{loaded.ref} is a {loaded.kind}")
     pipe = Pipeline(store, stages, device) if stages else None
     params = {"n": int(n), "batch_size": int(batch_size), "tolerance": tolerance,
               "model": loaded.ref}
+    if sampling:
+        params["sampling"] = sampling
     if pipe is not None:
         params["stages"] = {"validate": pipe.validate, "featurize": list(pipe.stored),
                             "predict": pipe.refs}
@@ -175,6 +184,10 @@ def _execute(store: Store, run_id: int, loaded, params: dict, seed: int, device:
     import torch  # noqa: PLC0415
 
     n, bs, tol = params["n"], params["batch_size"], params.get("tolerance")
+    stored = params.get("sampling") or {}   # a received store's params are checked like options
+    if not isinstance(stored, dict) or set(stored) - {"temperature", "top_p"}:
+        raise RunError(f"run {run_id}: its sampling settings {stored!r} are not temperature / top_p")
+    sampling = sampling_overrides(stored.get("temperature"), stored.get("top_p"), error=RunError)
     todo = [b for b in range(-(-n // bs)) if b not in done]
     known, by_formula = known_keys(store)
     t_start = time.perf_counter()
@@ -212,7 +225,7 @@ def _execute(store: Store, run_id: int, loaded, params: dict, seed: int, device:
                     m = min(bs, n - b * bs)
                     gen = torch.Generator(device=device).manual_seed(batch_seed(seed, b))
                     with torch.inference_mode():   # the kind decodes its own samples
-                        batch = decode(loaded, loaded.sample(m, gen, device), tol, b, b * bs)
+                        batch = decode(loaded, loaded.sample(m, gen, device, **sampling), tol, b, b * bs)
                     batch, n_clash, uniq, first, new = key_check(batch, known, by_formula)
                     tally["key_collisions"] += n_clash
                     new_rows = composition_rows(batch.z[first[new]], batch.counts[first[new]])

@@ -4,6 +4,7 @@ seed, batch number) through the same runner as the GAN, and kill -9 + resume."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -168,3 +169,58 @@ def test_train_cli_takes_sampling_and_size_settings_as_hyper(trained):
     bad = CliRunner().invoke(main, ["train", "--db", store.path, "--model", "transformer-mp",
                                     "--hyper", "top_p=1.5", "--no-progress"])
     assert bad.exit_code != 0 and "top_p" in bad.output
+
+
+def test_a_runs_temperature_and_top_p_are_recorded_and_a_resume_draws_with_them(trained, monkeypatch):
+    store, mv, _ = trained
+    q = "SELECT batch_no, sample_no, composition_id FROM generated WHERE run_id = ? ORDER BY sample_no"
+    hot = runner.generate(store, mv.ref, 3000, batch_size=1000, seed=4, device="cpu", progress=False,
+                          temperature=1.6, top_p=0.95)
+    plain = runner.generate(store, mv.ref, 3000, batch_size=1000, seed=4, device="cpu", progress=False)
+    params = json.loads(runner.run_status(store, hot.run_id)["params"])
+    assert params["sampling"] == {"temperature": 1.6, "top_p": 0.95}
+    assert not store.query(q, [hot.run_id]).equals(store.query(q, [plain.run_id]))
+    # batch 1 is the module's own draw at that temperature and nucleus
+    loaded = load_model(store, mv.ref)
+    z, counts = loaded.module.sample(1000, torch.Generator().manual_seed(runner.batch_seed(4, 1)),
+                                     temperature=1.6, top_p=0.95)
+    got = store.query(q, [hot.run_id]).filter(pl.col("batch_no") == 1)["composition_id"].to_list()
+    assert loaded.decode((z, counts), None, 1, 1000).keys.tolist() == got
+
+    real = runner.write_batch
+
+    def fail_at_2(con, run_id, batch, new_rows, seconds):
+        if batch.batch_no == 2:
+            raise OSError("disk full (simulated)")
+        return real(con, run_id, batch, new_rows, seconds)
+
+    monkeypatch.setattr(runner, "write_batch", fail_at_2)
+    with pytest.raises(OSError):
+        runner.generate(store, mv.ref, 3000, batch_size=1000, seed=4, device="cpu", progress=False,
+                        temperature=1.6, top_p=0.95)
+    monkeypatch.setattr(runner, "write_batch", real)
+    broken = store.query("SELECT max(run_id) AS r FROM runs")["r"][0]
+    runner.resume(store, broken, device="cpu", progress=False)
+    assert store.query(q, [broken]).equals(store.query(q, [hot.run_id]))
+
+
+def test_sampling_settings_are_checked_and_refused_for_a_gan(trained, tmp_path, read_formulas):
+    from click.testing import CliRunner
+
+    from matstore.cli import main
+    from matstore.errors import MatstoreError
+
+    store, mv, _ = trained
+    for bad in ({"temperature": 0.0}, {"temperature": float("nan")}, {"top_p": 0.0}, {"top_p": 1.5}):
+        with pytest.raises(MatstoreError, match="temperature|top_p"):
+            runner.generate(store, mv.ref, 10, device="cpu", progress=False, **bad)
+    out = CliRunner().invoke(main, ["generate", "--db", store.path, "--model", mv.ref, "-n", "10",
+                                    "--temperature", "-1", "--no-progress"])
+    assert out.exit_code != 0 and "--temperature" in out.output
+    gan_store = Store.init(tmp_path / "g.duckdb")
+    formulas, values = mp_formulas(read_formulas, 300)
+    load_compositions(gan_store, formulas, "mp", values)
+    gan = train(gan_store, "gan-mp-small", epochs=1, device="cpu", progress=False)
+    with pytest.raises(MatstoreError, match="transformer generators"):
+        runner.generate(gan_store, gan.ref, 10, device="cpu", progress=False, temperature=1.2)
+    assert gan_store.query("SELECT count(*) AS n FROM runs WHERE kind = 'generate'")["n"][0] == 0

@@ -23,6 +23,10 @@ from .options import (POSITIVE, TOLERANCE, console, device_option, no_progress_o
 @device_option
 @click.option("--tolerance", type=TOLERANCE, default=None,
               help="Decoding tolerance, 0 < T < 1 (default: matstore.features.onehot's).")
+@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Transformer generators: sampling temperature for this run (default: the version's).")
+@click.option("--top-p", "top_p", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Transformer generators: nucleus (top-p) for this run (default: the version's).")
 @click.option("--resume", "resume_id", type=int, default=None,
               help="Continue an interrupted run from its last committed batch.")
 @no_progress_option
@@ -33,8 +37,8 @@ from .options import (POSITIVE, TOLERANCE, console, device_option, no_progress_o
               help="Also predict with this model NAME[@VERSION] (repeatable).")
 @click.option("--stability", "stability_ref", default=None, metavar="SOURCE",
               help="Also place the --predict formation energies on the hull of SOURCE's known phases.")
-def generate(db, model, n, batch_size, seed, device, tolerance, resume_id, no_progress, quiet,
-             validate, featurizers, predictors, stability_ref):
+def generate(db, model, n, batch_size, seed, device, tolerance, temperature, top_p, resume_id,
+             no_progress, quiet, validate, featurizers, predictors, stability_ref):
     """Sample a generator into the store, one transaction per batch (--validate, --featurize,
     --predict: the full pipeline per batch, for the batch's compositions that lack it)."""
     from .. import runner
@@ -42,13 +46,17 @@ def generate(db, model, n, batch_size, seed, device, tolerance, resume_id, no_pr
     store = Store(db)
     no_progress = no_progress or quiet
     if resume_id is not None:
+        if temperature is not None or top_p is not None:
+            raise click.UsageError("--resume draws with the run's own sampling settings; "
+                                   "drop --temperature / --top-p")
         res = runner.resume(store, resume_id, device=device, progress=not no_progress)
     else:
         if not model or not n:
             raise click.UsageError("generate needs --model NAME and -n N (or --resume RUN_ID)")
         stages = runner.Stages(validate, tuple(featurizers), tuple(predictors), stability_ref)
         res = runner.generate(store, model, n, batch_size=batch_size, seed=seed, device=device,
-                              tolerance=tolerance, progress=not no_progress, stages=stages)
+                              tolerance=tolerance, progress=not no_progress, stages=stages,
+                              temperature=temperature, top_p=top_p)
     console.print(f"run {res.run_id} {res.status}: {res.n_samples:,} samples, "
                   f"{res.n_decodable:,} decodable, {res.n_new_compositions:,} new compositions, "
                   f"{res.samples_per_s:,.0f} samples/s"

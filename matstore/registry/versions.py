@@ -127,16 +127,20 @@ class LoadedModel:
         n = len(v)
         return ensemble.Outputs(ensemble.clamp(self.property, v), np.full(n, np.nan), np.full(n, np.nan))
 
-    def sample(self, n: int, generator=None, device=None):
+    def sample(self, n: int, generator=None, device=None, **sampling):
         """(n, 8, 85) probabilities from the generator (wgan) or decoder of a random latent;
         for a transformer, (z, counts) arrays of n sampled compositions. ``decode`` turns
-        either into a batch of compositions."""
+        either into a batch of compositions. sampling: a transformer's temperature / top_p
+        for this draw (default: the version's config)."""
         import torch  # noqa: PLC0415
 
         if self.kind == "transformer":
             if device is not None and str(device) != self.device:
                 self.to(device)
-            return self.module.sample(n, generator, device or self.device)
+            return self.module.sample(n, generator, device or self.device, **sampling)
+        if sampling:
+            raise ModelError(f"model {self.ref} is a {self.kind}: temperature and top-p apply to "
+                             f"transformer generators only")
         if self.kind == "wgan":
             if device is not None and str(device) != self.device:
                 self.to(device)
