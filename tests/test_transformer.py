@@ -20,7 +20,7 @@ from matstore import models, runner
 from matstore.compositions import CompositionBatch
 from matstore.compositions.elements import SORT_X, SYMBOLS, Z_OF
 from matstore.models.transformer import BOS, EOS, FIRST, PAD, TransformerConfig
-from matstore.registry import load_model
+from matstore.registry import get_record, load_model
 from matstore.store import Store
 from matstore.training import train
 
@@ -224,3 +224,36 @@ def test_sampling_settings_are_checked_and_refused_for_a_gan(trained, tmp_path, 
     with pytest.raises(MatstoreError, match="transformer generators"):
         runner.generate(gan_store, gan.ref, 10, device="cpu", progress=False, temperature=1.2)
     assert gan_store.query("SELECT count(*) AS n FROM runs WHERE kind = 'generate'")["n"][0] == 0
+
+
+def test_valid_only_training_learns_exactly_the_valid_selected_compositions(trained):
+    """--valid-only keeps the selected rows the default checker calls charge-neutral and
+    electronegativity-balanced (MatGAN's GAN-ICSD-filter): the version's split is exactly that
+    set, and it says how many it dropped and under which checker."""
+    store, _, formulas = trained
+    mv = train(store, "transformer-mp", epochs=1, config=SMALL, device="cpu", progress=False,
+               name="t-valid", valid_only=True)
+    sets = store.query("SELECT composition_id FROM composition_sets WHERE model_id = ?",
+                       [mv.model_id])["composition_id"].to_list()
+    flags = store.query("SELECT composition_id, charge_neutral AND electronegativity_balanced AS ok "
+                        "FROM composition_validity WHERE composition_id IN "
+                        "(SELECT DISTINCT composition_id FROM materials WHERE source = 'mp')")
+    selected = store.query("SELECT count(DISTINCT composition_id) AS n FROM materials WHERE source = 'mp'")
+    assert flags.height == selected["n"][0]               # every selected row was validated first
+    valid = set(flags.filter(pl.col("ok"))["composition_id"].to_list())
+    encodable = set(store.query("SELECT composition_id FROM compositions WHERE list_max(counts) <= 8 "
+                                "AND n_elements <= 8")["composition_id"].to_list())
+    assert set(sets) == valid & encodable and len(sets) == len(set(sets))
+    hp = get_record(store, mv.ref, weights=False)["hyperparams"]
+    hp = json.loads(hp) if isinstance(hp, str) else hp
+    assert hp["valid_only"]["n_not_valid"] == flags.height - len(valid) > 0
+    assert hp["valid_only"]["checker_version"] == store.query(
+        "SELECT checker_version FROM validity_checkers WHERE is_default")["checker_version"][0]
+
+
+def test_valid_only_is_refused_for_a_predictor(trained):
+    from matstore.training.presets import PresetError
+
+    store, _, _ = trained
+    with pytest.raises(PresetError, match="valid-only"):
+        train(store, "rf-fe", valid_only=True, progress=False)

@@ -39,11 +39,14 @@ def preset_names():
 @click.option("--two-stage/--one-stage", "two_stage", default=None,
               help="Band-gap predictors: a metal classifier + a regressor on the non-metals "
                    "(default: the preset's; bg-two-stage is two-stage).")
+@click.option("--valid-only/--all-compositions", "valid_only", default=None,
+              help="Generators: learn only the selected compositions that are charge-neutral and "
+                   "electronegativity-balanced (default: the preset's; transformer-mp is valid-only).")
 @device_option
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the split and training.")
 @no_progress_option
 def train(db, preset, on, target_source, name, epochs, batch_size, lr, max_rows, max_steps, clip, hyper,
-          ensemble, two_stage, device, seed, no_progress, quiet):
+          ensemble, two_stage, valid_only, device, seed, no_progress, quiet):
     """Train a preset on the store's data and save it as a new model version."""
     import json
     import warnings
@@ -64,7 +67,7 @@ def train(db, preset, on, target_source, name, epochs, batch_size, lr, max_rows,
                        epochs=extra.pop("epochs", None), batch_size=extra.pop("batch_size", None),
                        max_rows=max_rows, name=name, max_steps=max_steps, config=config or None,
                        progress=not (no_progress or quiet), ensemble=ensemble, two_stage=two_stage,
-                       **extra)
+                       valid_only=valid_only, **extra)
     for w in caught:
         if issubclass(w.category, LowDecodableWarning):
             click.echo(f"warning: {w.message}", err=True)

@@ -51,7 +51,8 @@ def train(store: Store, preset_name: str, on: str | None = None, epochs: int | N
           batch_size: int | None = None, name: str | None = None, max_steps: int | None = None,
           fractions: tuple[float, float, float] | None = None, config: dict | None = None,
           progress: bool = True, target_source: str | list[str] | None = None,
-          ensemble: int | None = None, two_stage: bool | None = None, **hyper) -> ModelVersion:
+          ensemble: int | None = None, two_stage: bool | None = None, valid_only: bool | None = None,
+          **hyper) -> ModelVersion:
     """Train a preset on the store's data and register the result. ``on`` replaces the preset's
     selection (any SQL returning composition_id); ``target_source`` names the source whose values
     a predictor learns (default: the preset's, else the store's one DFT source with the property;
@@ -62,7 +63,9 @@ def train(store: Store, preset_name: str, on: str | None = None, epochs: int | N
     preset's (0.8/0.1/0.1 unless it says otherwise). ``ensemble=K`` trains K members (seeds
     seed..seed+K-1) into one version whose predictions carry a std; ``two_stage`` (default: the
     preset's) makes a band-gap predictor a metal classifier + a non-metal regressor (see
-    training.composite)."""
+    training.composite). ``valid_only`` (generators; default: the preset's) keeps only the
+    selected compositions that are charge-neutral and electronegativity-balanced under the
+    store's default checker (validated first), as MatGAN's GAN-ICSD-filter was trained."""
     p = presets.get(preset_name)
     if target_source is not None and p.property is None:
         raise data.TargetSourceError(f"preset {p.name} ({p.kind}) has no target property; choose its "
@@ -82,6 +85,10 @@ def train(store: Store, preset_name: str, on: str | None = None, epochs: int | N
     max_rows = at_least_one("train: max_rows", max_rows, allow_none=True)
     max_steps = at_least_one("train: max_steps", max_steps, allow_none=True)
     members = _members_spec(p, ensemble, two_stage, seed)   # refused before any data is read
+    valid_only = p.valid_only if valid_only is None else bool(valid_only)
+    if valid_only and p.kind not in models.GENERATIVE_KINDS:
+        raise presets.PresetError(f"preset {p.name} ({p.kind}): --valid-only is for generators "
+                                  f"(it filters what a generator learns to imitate)")
     dev = resolve_device(device) if p.kind in models.TORCH_KINDS else None
     selection = (on or p.selection).strip().rstrip(";")
     several = isinstance(target_source, (list, tuple)) and len(target_source) > 1
@@ -93,6 +100,9 @@ def train(store: Store, preset_name: str, on: str | None = None, epochs: int | N
     ds = data.load(store, selection, p.property, max_rows=max_rows, seed=seed,
                    source=tuple(t.source for t in targets) if targets else target.source if target else None)
     n_dropped = 0
+    validity = _keep_valid(store, ds, progress) if valid_only else None
+    if validity is not None:
+        ds = validity.pop("dataset")
     if p.kind in models.GENERATIVE_KINDS:
         x, ok = _onehot(ds.batch)   # every generator learns the rows the 8x85 encoding holds
         if models.KINDS[p.kind].inputs == "tokens":
@@ -200,10 +210,13 @@ def train(store: Store, preset_name: str, on: str | None = None, epochs: int | N
                    "max_rows": max_rows, "max_steps": max_steps,
                    **(target.to_dict() if target else {}), **hp,
                    **({"members": members.to_dict()} if members is not None else {})}
+    if validity is not None:
+        hyperparams["valid_only"] = validity
     if targets:  # several explicit sources (e.g. active-learning labels + base data), by priority
         hyperparams["target_source"] = "+".join(t.source for t in targets)
         hyperparams["target_sources"] = [t.to_dict() for t in targets]
-    split = {**sp.to_dict(), "n_selected": ds.n_selected, "n_not_encodable": n_dropped}
+    split = {**sp.to_dict(), "n_selected": ds.n_selected, "n_not_encodable": n_dropped,
+             **({"n_not_valid": validity["n_not_valid"]} if validity is not None else {})}
     ids = ds.batch.composition_id
     # the query as run (selection + the target source's join) is what the version was trained on
     mv = save_model(store, name or p.name, p.kind, module, cfg, hyperparams, ds.query, len(ds),
@@ -215,6 +228,26 @@ def train(store: Store, preset_name: str, on: str | None = None, epochs: int | N
 
 
 MAX_TREES = 5000
+
+
+def _keep_valid(store: Store, ds, progress: bool) -> dict:
+    """The rows of ds that are charge-neutral and electronegativity-balanced under the default
+    oxidation-state set (validity rows written for those that lack them): {dataset, checker
+    version, rows kept and dropped}. Rows smact cannot judge (NULL flags) are dropped."""
+    from ..featurize import validate_store  # noqa: PLC0415
+
+    ids = ds.batch.composition_id.astype(np.int64).tolist()
+    res = validate_store(store, where="composition_id IN (SELECT unnest($ids::BIGINT[]))",
+                         params={"ids": ids}, progress=progress)
+    ok = store.query("SELECT composition_id FROM validity WHERE checker_version = ? AND charge_neutral "
+                     "AND electronegativity_balanced AND composition_id IN (SELECT unnest(?::BIGINT[]))",
+                     [res.version, ids])["composition_id"].to_numpy()
+    keep = np.flatnonzero(np.isin(ds.batch.composition_id, ok))
+    if not len(keep):
+        raise data.SelectionError(f"--valid-only: none of the {len(ids):,} selected compositions is "
+                                  f"charge-neutral and electronegativity-balanced ({res.version})")
+    return {"dataset": ds.subset(keep), "checker_version": res.version, "n_valid": int(len(keep)),
+            "n_not_valid": int(len(ids) - len(keep)), "rule": "charge_neutral AND electronegativity_balanced"}
 
 
 def _members_spec(p: presets.Preset, ensemble: int | None, two_stage: bool | None,

@@ -71,6 +71,7 @@ class Preset:
     description: str = ""
     two_stage: bool = False               # metal classifier + non-metal regressor (band gaps)
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)   # train / val / test split
+    valid_only: bool = False              # generators: learn only charge-neutral, EN-balanced rows
 
 
 FE, BG = PROPERTIES
