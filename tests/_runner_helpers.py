@@ -110,3 +110,40 @@ def decode_tolerance_for(store: Store, ref: str) -> float:
     s = load_model(store, ref).sample(512, torch.Generator().manual_seed(0), "cpu").numpy()
     fourth = np.sort(s.reshape(len(s), -1), axis=1)[:, -4]
     return float(1 - np.median(fourth))
+
+
+def kill_generate_then_resume(store: Store, model: str, n: int, batch_size: int, seed: int,
+                              after_run: int, extra: tuple[str, ...] = (), min_batches: int = 3):
+    """Start `matstore generate` in a subprocess, SIGKILL it once min_batches batches of its run
+    are committed (reading the store between its batches), then `generate --resume` the run.
+    Returns (run_id, batches committed at the kill, the resume's CompletedProcess)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "matstore.cli", "generate", "--db", str(store.path), "--model", model,
+           "-n", str(n), "--batch-size", str(batch_size), "--seed", str(seed), "--device", "cpu",
+           "--no-progress", *extra]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    run_id, committed, deadline = None, 0, time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+            df = store.query("SELECT r.run_id, count(b.batch_no) AS n FROM runs r LEFT JOIN run_batches b "
+                             "USING (run_id) WHERE r.run_id > ? AND r.kind = 'generate' GROUP BY 1",
+                             [after_run])
+            if df.height:
+                run_id, committed = int(df["run_id"][0]), int(df["n"][0])
+                if committed >= min_batches:
+                    break
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        out = proc.communicate()[0].decode()
+    assert run_id is not None and min_batches <= committed < -(-n // batch_size), out
+    res = subprocess.run([sys.executable, "-m", "matstore.cli", "generate", "--db", str(store.path),
+                          "--resume", str(run_id), "--no-progress"], env=env, capture_output=True,
+                         text=True, timeout=300)
+    return run_id, committed, res

@@ -5,11 +5,6 @@ seed, batch number) through the same runner as the GAN, and kill -9 + resume."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import polars as pl
@@ -24,7 +19,7 @@ from matstore.registry import get_record, load_model
 from matstore.store import Store
 from matstore.training import train
 
-from _runner_helpers import load_compositions, mp_formulas
+from _runner_helpers import kill_generate_then_resume, load_compositions, mp_formulas
 
 SMALL = {"d_model": 32, "n_layers": 1, "n_heads": 2, "d_ff": 64}
 
@@ -123,28 +118,7 @@ def test_sigkill_then_resume_matches_uninterrupted(trained):
     store, mv, _ = trained
     n, bs = 500 * 150, 500
     full = runner.generate(store, mv.ref, n, batch_size=bs, seed=1, device="cpu", progress=False)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "matstore.cli", "generate", "--db", store.path, "--model", mv.ref,
-           "-n", str(n), "--batch-size", str(bs), "--seed", "1", "--device", "cpu", "--no-progress"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    run_id, committed, deadline = None, 0, time.monotonic() + 240
-    try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.1)
-            df = store.query("SELECT r.run_id, count(b.batch_no) AS n FROM runs r LEFT JOIN run_batches b "
-                             "USING (run_id) WHERE r.run_id > ? AND r.kind = 'generate' GROUP BY 1",
-                             [full.run_id])
-            if df.height:
-                run_id, committed = int(df["run_id"][0]), int(df["n"][0])
-                if committed >= 3:
-                    break
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        out = proc.communicate()[0].decode()
-    assert run_id is not None and 3 <= committed < n // bs, out
-    res = subprocess.run([sys.executable, "-m", "matstore.cli", "generate", "--db", store.path,
-                          "--resume", str(run_id), "--no-progress"], env=env, capture_output=True,
-                         text=True, timeout=300)
+    run_id, _, res = kill_generate_then_resume(store, mv.ref, n, bs, 1, full.run_id)
     assert res.returncode == 0, res.stderr
     q = "SELECT batch_no, sample_no, composition_id FROM generated WHERE run_id = ? ORDER BY sample_no"
     assert store.query(q, [run_id]).equals(store.query(q, [full.run_id]))
