@@ -1,7 +1,9 @@
 """Generation quality (issue 14, item 1): how close a run's compositions are to real materials.
 
-Per generate run, over its distinct compositions: charge-neutral / electronegativity-balanced /
-both % (validity rows of the default checker), uniqueness at N (distinct / decodable), novelty
+Per generate run, over its distinct compositions and again over its samples as drawn (repeats
+included: the generator's distribution; the *_samples columns): charge-neutral /
+electronegativity-balanced / both % (validity rows of the default checker), uniqueness at N
+(distinct / decodable), novelty
 (not in `known`), recovery of the generator version's training set (composition_sets role
 'train') and leave-out set (roles val, test, holdout), and three distances between the generated
 and the reference distribution (the training set; `known` where the version stored no split):
@@ -85,6 +87,16 @@ def _histograms(store: Store, ids_sql: str, params: list) -> tuple[dict, dict]:
     return dict(counts.iter_rows()), dict(elems.iter_rows())
 
 
+def _sample_histograms(store: Store, run_id: int) -> tuple[dict, dict]:
+    """The same histograms over a run's decodable samples, each sample counted (repeats too)."""
+    per = ("SELECT c.n_elements, c.elements, g.n FROM (SELECT composition_id, count(*) AS n FROM generated "
+           "WHERE run_id = ? GROUP BY 1) g JOIN compositions c USING (composition_id)")
+    counts = store.query(f"SELECT n_elements AS k, sum(n) AS n FROM ({per}) GROUP BY 1", [run_id])
+    elems = store.query(f"SELECT e AS k, sum(n) AS n FROM (SELECT unnest(elements) AS e, n FROM ({per})) "
+                        f"GROUP BY 1", [run_id])
+    return ({k: int(v) for k, v in counts.iter_rows()}, {k: int(v) for k, v in elems.iter_rows()})
+
+
 def measure(store: Store, run_id: int) -> dict:
     """Measure one generate run and store its generation_quality row (replacing an older one)."""
     run = store.query("SELECT run_id, kind, model_id FROM runs WHERE run_id = ?", [int(run_id)])
@@ -118,6 +130,16 @@ def measure(store: Store, run_id: int) -> dict:
     row["charge_neutral_pct"] = _pct(int(v["cn"][0]), row["n_checked"])
     row["electronegativity_balanced_pct"] = _pct(int(v["eb"][0]), row["n_checked"])
     row["both_valid_pct"] = _pct(int(v["both"][0]), row["n_checked"])
+    w = store.query(f"""
+        SELECT coalesce(sum(g.n), 0) AS n, coalesce(sum(g.n) FILTER (WHERE cn), 0) AS cn,
+               coalesce(sum(g.n) FILTER (WHERE eb), 0) AS eb, coalesce(sum(g.n) FILTER (WHERE cn AND eb), 0) AS both
+        FROM (SELECT composition_id, count(*) AS n FROM generated WHERE run_id = ? GROUP BY 1) g
+        JOIN (SELECT composition_id, bool_or(charge_neutral) AS cn, bool_or(electronegativity_balanced) AS eb
+              FROM validity WHERE checker_version = ? GROUP BY composition_id) f USING (composition_id)""",
+                    [run_id, row["checker_version"]])
+    row["n_samples_checked"] = int(w["n"][0])
+    for key, col in (("charge_neutral", "cn"), ("electronegativity_balanced", "eb"), ("both_valid", "both")):
+        row[f"{key}_samples_pct"] = _pct(int(w[col][0]), row["n_samples_checked"])
 
     roles = {"train": ["train"], "leave_out": list(LEAVE_OUT_ROLES)}
     for key, rs in roles.items():
@@ -140,6 +162,9 @@ def measure(store: Store, run_id: int) -> dict:
     rc, re_ = _histograms(store, ref_sql, ref_params)
     row["tv_element_count"] = tv_distance(gc, rc)
     row["tv_element_frequency"] = tv_distance(ge, re_)
+    sc, se = _sample_histograms(store, run_id)
+    row["tv_element_count_samples"] = tv_distance(sc, rc)
+    row["tv_element_frequency_samples"] = tv_distance(se, re_)
 
     rng = np.random.default_rng(FRECHET_SEED)
     ga = magpie_vectors(store, store.query(gen_sql, [run_id])["composition_id"].to_numpy(), rng)
@@ -173,9 +198,12 @@ def summary(row: dict) -> str:
     """One line: CN/EB/both %, unique %, novel %, TV(count), TV(elements), Fréchet."""
     def f(x, spec=".1f"):
         return "n/a" if x is None else format(x, spec)
-    return (f"quality of run {row['run_id']}: CN {f(row['charge_neutral_pct'])}% "
+    return (f"quality of run {row['run_id']}: both valid {f(row.get('both_valid_samples_pct'))}% of "
+            f"samples; of the distinct compositions CN {f(row['charge_neutral_pct'])}% "
             f"EB {f(row['electronegativity_balanced_pct'])}% both {f(row['both_valid_pct'])}% "
             f"(of {row['n_checked']:,} checked), unique {f(row['unique_pct'])}%, "
-            f"novel {f(row['novel_pct'])}%, TV(count) {f(row['tv_element_count'], '.3f')}, "
-            f"TV(elements) {f(row['tv_element_frequency'], '.3f')}, "
+            f"novel {f(row['novel_pct'])}%, TV(count) {f(row.get('tv_element_count_samples'), '.3f')} "
+            f"of samples / {f(row['tv_element_count'], '.3f')} of distinct, "
+            f"TV(elements) {f(row.get('tv_element_frequency_samples'), '.3f')} / "
+            f"{f(row['tv_element_frequency'], '.3f')}, "
             f"Fréchet(Magpie) {f(row['frechet_magpie'], '.3g')} vs the {row['reference']}")

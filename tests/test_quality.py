@@ -67,6 +67,9 @@ def recount(store, run_id: int) -> dict:
     train_ids = set(mine.filter(pl.col("role") == "train")["composition_id"].to_list())
     leave = set(mine.filter(pl.col("role").is_in(["val", "test", "holdout"]))["composition_id"].to_list())
     g = comps.filter(pl.col("composition_id").is_in(list(ids)))
+    # each sample as drawn (repeats included), and those with a validity row
+    gs = gen.filter(pl.col("run_id") == run_id).select("composition_id").join(comps, on="composition_id")
+    vs = gs.join(v.with_columns(cn=cn, eb=eb).select("composition_id", "cn", "eb"), on="composition_id")
     r = comps.filter(pl.col("composition_id").is_in(list(train_ids)))
     pct = lambda a, n: 100.0 * a / n if n else None  # noqa: E731
     return {
@@ -83,6 +86,11 @@ def recount(store, run_id: int) -> dict:
         "tv_element_count": _tv(g["n_elements"], r["n_elements"]),
         "tv_element_frequency": _tv(g["elements"].explode(), r["elements"].explode()),
         "checker_version": checker, "reference": "training set",
+        "n_samples_checked": vs.height, "charge_neutral_samples_pct": pct(vs["cn"].sum(), vs.height),
+        "electronegativity_balanced_samples_pct": pct(vs["eb"].sum(), vs.height),
+        "both_valid_samples_pct": pct((vs["cn"] & vs["eb"]).sum(), vs.height),
+        "tv_element_count_samples": _tv(gs["n_elements"], r["n_elements"]),
+        "tv_element_frequency_samples": _tv(gs["elements"].explode(), r["elements"].explode()),
     }
 
 
@@ -100,6 +108,7 @@ def test_each_metric_equals_a_recount_from_the_raw_rows(runs):
     assert 0 < replay["train_recovery_pct"] < 100 and 0 < replay["leave_out_recovery_pct"] < 100
     assert 0 < replay["both_valid_pct"] < replay["charge_neutral_pct"] <= 100
     assert replay["n_checked"] == replay["n_unique"]
+    assert replay["n_samples_checked"] == replay["n_decodable"] > replay["n_unique"]   # repeats count
     # the replay is closer to the training distribution than the 2-epoch GAN
     gan = got.filter(pl.col("run_id") == run_ids[0]).row(0, named=True)
     assert replay["tv_element_count"] < gan["tv_element_count"]

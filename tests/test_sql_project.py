@@ -63,6 +63,9 @@ SCHEMA = {  # table -> 'column TYPE' in order: the schema every migration adds u
         'leave_out_recovered BIGINT', 'leave_out_recovery_pct DOUBLE', 'tv_element_count DOUBLE',
         'tv_element_frequency DOUBLE', 'frechet_magpie DOUBLE', 'frechet_n_generated BIGINT',
         'frechet_n_reference BIGINT', 'frechet_seed BIGINT', 'computed_at TIMESTAMP',
+        'n_samples_checked BIGINT', 'charge_neutral_samples_pct DOUBLE',
+        'electronegativity_balanced_samples_pct DOUBLE', 'both_valid_samples_pct DOUBLE',
+        'tv_element_count_samples DOUBLE', 'tv_element_frequency_samples DOUBLE',
     ],
     'generated': [
         'run_id INTEGER', 'batch_no INTEGER', 'sample_no BIGINT', 'composition_id BIGINT',

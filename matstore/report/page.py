@@ -198,10 +198,12 @@ def _sections(store: Store, d: ReportData, fig: _Figures) -> list[tuple[str, str
 
 
 QUALITY_HEADERS = {"run_id": "run", "model": "generator", "n_samples": "samples",
+                   "both_valid_samples_pct": "both % of samples",
                    "charge_neutral_pct": "CN %", "electronegativity_balanced_pct": "EB %",
                    "both_valid_pct": "both %", "unique_pct": "unique %", "novel_pct": "novel %",
                    "train_recovery_pct": "train recovery %",
                    "leave_out_recovery_pct": "leave-out recovery %",
+                   "tv_element_count_samples": "TV element count (samples)",
                    "tv_element_count": "TV element count", "tv_element_frequency": "TV elements",
                    "frechet_magpie": "Fréchet (Magpie)", "reference": "vs"}
 
@@ -210,9 +212,10 @@ def _quality(d: ReportData) -> str:
     """generation_quality (matstore.quality): this run first, then every other measured run."""
     q = d.quality
     note = ("<p class=sub>generation_quality (<code>matstore quality</code>): validity of the "
-            "distinct compositions, uniqueness of the decodable samples, novelty against the known "
+            "samples as drawn and of the distinct compositions, uniqueness of the decodable samples, novelty against the known "
             "compositions, recovery of the generator's training and left-out sets, total variation "
-            "distances of the element-count and per-element histograms and the Fréchet distance of "
+            "distances of the element-count (samples as drawn, and distinct compositions) and "
+            "per-element histograms and the Fréchet distance of "
             "Magpie vectors, against the generator's training set. The element-count histograms are "
             "plotted in the section above.</p>")
     if q.height == 0 or q["run_id"][0] != d.run_id:
@@ -223,7 +226,8 @@ def _quality(d: ReportData) -> str:
     cols = [c for c in QUALITY_HEADERS if c in q.columns]
     shown = q.select(cols).with_columns(
         [pl.col(c).round(1) for c in cols if c.endswith("_pct")]
-        + [pl.col(c).round(4) for c in ("tv_element_count", "tv_element_frequency") if c in cols]
+        + [pl.col(c).round(4) for c in ("tv_element_count_samples", "tv_element_count",
+                                         "tv_element_frequency") if c in cols]
         + ([pl.col("frechet_magpie").round(3)] if "frechet_magpie" in cols else []))
     return note + table(shown, QUALITY_HEADERS)
 
