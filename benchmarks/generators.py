@@ -77,8 +77,8 @@ def measure(store, ref: str, n: int, seed: int, batch_size: int, temperature: fl
     row.update(model=label, seconds=gen_s, samples_per_s=n / gen_s, seed=seed,
                temperature=temperature, top_p=top_p)
     print(f"{ref} n={n:,}: {quality.summary(row)}; train recovery "
-          f"{row['train_recovery_pct']:.2f}%, leave-out recovery {row['leave_out_recovery_pct']:.2f}%, "
-          f"{row['samples_per_s']:,.0f} samples/s", flush=True)
+          f"{fmt(row['train_recovery_pct'], '.2f')}%, leave-out recovery "
+          f"{fmt(row['leave_out_recovery_pct'], '.2f')}%, {row['samples_per_s']:,.0f} samples/s", flush=True)
     return row
 
 
