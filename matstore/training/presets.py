@@ -128,7 +128,7 @@ SMALL_GAN_HYPER = dict(epochs=14, batch_size=64, lr_g=5e-4, lr_d=1e-3, n_critic=
 # The composition transformer (d 128, 3 layers): AdamW 1e-3 with a cosine schedule, dropout 0.1,
 # early stopping on the validation cross-entropy; 1 training thread (reproducible, see fit_wgan).
 # Valid-only (MatGAN's GAN-ICSD-filter curation): on mp/e_form.csv the d64x2 version's samples went
-# from 66% to 91% both-valid at equal uniqueness (benchmarks/generators.py, README).
+# from 64% to 90% both-valid at the same temperature / top-p (benchmarks/generators.py, README).
 TRANSFORMER_HYPER = dict(epochs=40, batch_size=256, lr=1e-3, patience=4, weight_decay=0.01,
                          n_eval_samples=1000, threads=1)
 
