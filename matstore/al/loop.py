@@ -24,6 +24,7 @@ import numpy as np
 import polars as pl
 
 from .. import compositions
+from ..query import check_selection, friendly
 from ..store import Store, append, frame, next_id
 from . import acquisition as acq
 from . import campaigns, labels, latents, oracles, surrogate
@@ -59,23 +60,41 @@ def start(store: Store, autoencoder, oracle: str, *, property: str = "band_gap",
           base_selection: str = "SELECT composition_id FROM known", base_source: str | None = None,
           base_rows: int | None = None, seed: int = 0, name: str | None = None,
           n_candidates: int = DEFAULTS["n_candidates"], local_fraction: float = DEFAULTS["local_fraction"],
-          step: float = DEFAULTS["step"]) -> int:
+          step: float = DEFAULTS["step"], threshold: float | None = None,
+          near_levels: float | None = None) -> int:
     """Record a campaign; its base set is the selection's compositions with a `property` value
-    from `base_source` (default: the store's one DFT source), a seeded random base_rows of them."""
+    from `base_source` (default: the store's one DFT source), a seeded random base_rows of them.
+    threshold: the level "property >= threshold" a level-set acquisition (straddle) tracks for
+    target max (a range target's edges are its levels). near_levels (level-set acquisitions): the
+    local candidates start only from this fraction of the labelled points, those nearest a level."""
     from ..training import data  # noqa: PLC0415
 
     t = acq.Target.parse(target)
+    levels = acq.tracked_levels(acquisition, t, threshold)
     campaigns.check_settings(acquisition, kappa, batch_size, {
-        "n_candidates": n_candidates, "local_fraction": local_fraction, "step": step}, "al start")
+        "n_candidates": n_candidates, "local_fraction": local_fraction, "step": step,
+        "near_levels": near_levels}, "al start")
+    if near_levels is not None and not levels:
+        raise ALError(f"--near-levels is for the level-set acquisitions ({', '.join(acq.LEVEL_SET)}), "
+                      f"not {acquisition!r}")
     ae = _load_ae(store, autoencoder)
     kind, ref = oracles.parse(oracle)
     oracle_model = oracles.load_predictor(store, ref, property) if kind.automatic else None
     source = data.target_source(store, property, base_source)
-    ds = data.load(store, base_selection, property, max_rows=base_rows, seed=seed, source=source.source)
+    check_selection(base_selection, "al start --base")
+    try:
+        ds = data.load(store, base_selection, property, max_rows=base_rows, seed=seed, source=source.source)
+    except data.SelectionError as e:   # data.load speaks of `train --on`: name the option typed here
+        raise ALError(f"al start --base {base_selection.strip()!r}: "
+                      f"{str(e).replace('training selection', 'the selection', 1)}") from None
     params = {"n_candidates": int(n_candidates), "local_fraction": float(local_fraction),
               "step": float(step), "decode_tolerance": latents.DECODE_TOLERANCE,
               "base_source_kind": source.kind, "base_source_method": source.method,
               "autoencoder": ae.ref, "oracle_model": oracle_model.ref if oracle_model else None}
+    if threshold is not None:
+        params["threshold"] = levels[0]
+    if near_levels is not None:
+        params["near_levels"] = float(near_levels)
     with store.transaction() as con:
         return campaigns.insert(
             con, name=name, property=property, target=t, acquisition=acquisition, kappa=kappa,
@@ -113,10 +132,13 @@ def training_hash(df: pl.DataFrame) -> str:
 
 
 def fit_surrogate(store: Store, campaign: Campaign, ae=None, seed: int = 0):
-    """(surrogate, training frame, latent matrix) for the campaign as stored now."""
+    """(surrogate, training frame, latent matrix) for the campaign as stored now. The GP models
+    the target's objective, or the property itself for a level-set acquisition."""
     train = training_set(store, campaign, ae)
     x = latents.matrix(train)
-    y = campaign.target.objective(train["value"].to_numpy())
+    y = train["value"].to_numpy()
+    if not campaign.models_property:
+        y = campaign.target.objective(y)
     return surrogate.fit(x, y, seed=seed), train, x
 
 
@@ -182,8 +204,11 @@ def propose(store: Store, c: Campaign, ae=None) -> StepResult:
     else:
         gp, train, x = fit_surrogate(store, c, ae, seed=seed)
         box = gp.box
+    starts = None
+    if p.get("near_levels") is not None:
+        starts = acq.nearest_to_levels(train["value"].to_numpy(), c.levels, float(p["near_levels"]))
     u = acq.candidates(box.to_unit(x), int(p["n_candidates"]), rng, float(p["local_fraction"]),
-                       float(p["step"]), seed=seed)
+                       float(p["step"]), seed=seed, starts=starts)
     z = box.from_unit(u)
     el, counts, ok = latents.decode(ae, z)
     keys = np.where(ok, compositions.keys_from_arrays(el, counts), 0)
@@ -208,7 +233,8 @@ def propose(store: Store, c: Campaign, ae=None) -> StepResult:
         noise = hyper["noise"] * gp.y_std ** 2
         best = float(np.max(c.target.objective(train["value"].to_numpy())))
         picks, values = acq.select(mean, cov, keys, c.batch_size, acquisition=c.acquisition,
-                                   kappa=c.kappa, best=best, noise=noise, exclude=exclude, rng=rng)
+                                   kappa=c.kappa, best=best, noise=noise, exclude=exclude, rng=rng,
+                                   levels=c.levels)
         std = np.sqrt(np.maximum(np.diag(cov), 0.0))
     dec = ok[picks]
     rows = compositions.composition_rows(el[picks][dec], counts[picks][dec])
@@ -275,8 +301,10 @@ def finish(store: Store, campaign_id: int, *, preset: str = "rf-bg", name: str |
     from ..training import train  # noqa: PLC0415
 
     c = campaigns.get(store, campaign_id)
+    if threshold is None and c.target.goal == "max":
+        threshold = c.params.get("threshold")    # the level the campaign tracked, if any
     if pool is not None:   # checked before training: a refused pool leaves no model behind
-        check_screen_args(pool, c.target, threshold)
+        check_pool(store, check_screen_args(pool, c.target, threshold), pool)
     with store.connect() as con:
         sources = [r[0] for r in con.execute(
             "SELECT source FROM al_labels WHERE campaign_id = ? GROUP BY source ORDER BY min(proposal_id)",
@@ -300,14 +328,25 @@ def check_screen_args(pool: str, target, threshold: float | None) -> str:
     trains anything: a bad --pool or --threshold leaves no model behind)."""
     import math  # noqa: PLC0415
 
-    from ..query import check_selection  # noqa: PLC0415
-
     t = acq.Target.parse(target)
     if t.goal == "max" and threshold is None:
         raise ALError("screening for 'max' needs a threshold (candidates: predicted >= threshold)")
     if threshold is not None and not math.isfinite(float(threshold)):
         raise ALError(f"--threshold {threshold}: expected a finite number")
     return check_selection(pool, "--pool")
+
+
+def check_pool(store: Store, sel: str, pool: str) -> str:
+    """Run the checked pool selection once (guarded, read-only) so that a failing one is reported
+    as `--pool`, not as the `predict --where` it becomes."""
+    import duckdb  # noqa: PLC0415
+
+    try:
+        with store.connect(write=False, guarded=True) as con:
+            con.execute(f"SELECT count(*) FROM (SELECT composition_id FROM ({sel}) s)").fetchall()
+    except duckdb.Error as e:
+        raise friendly(e, f"--pool {pool.strip()!r}") from None
+    return sel
 
 
 def screen(store: Store, model: str, pool: str, target, threshold: float | None = None,
@@ -317,7 +356,7 @@ def screen(store: Store, model: str, pool: str, target, threshold: float | None 
     from ..predict import predict  # noqa: PLC0415
     from ..registry import load_model  # noqa: PLC0415
 
-    sel = check_screen_args(pool, target, threshold)
+    sel = check_pool(store, check_screen_args(pool, target, threshold), pool)
     t = acq.Target.parse(target)
     predict(store, model, where=f"c.composition_id IN (SELECT composition_id FROM ({sel}))",
             progress=progress)
