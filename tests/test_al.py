@@ -602,3 +602,66 @@ def test_straddle_from_the_cli_is_recorded_and_al_errors_name_the_al_options(al_
                     n_jobs=1, config={"n_estimators": 5})
     assert fin.n_pool == 150 and 0 < fin.n_candidates < 150
     assert fin.candidates["value"].min() >= 2.5
+
+
+def test_a_pool_based_campaign_proposes_the_pool_compositions_themselves(al_store):
+    """--candidates-from: the candidates are the latents of the selected compositions (here the
+    MP rows outside the base, after their materials are set aside as a 'generated' pool); every
+    proposal is one of them, proposed once, with its own stored latent; known ones never."""
+    from click.testing import CliRunner
+
+    from matstore import al
+    from matstore.al import latents
+    from matstore.cli import main
+
+    db = str(al_store.path)
+    # a pool: compositions with no material (as a generated set is), made from 300 MP ones
+    with al_store.transaction() as con:
+        con.execute("CREATE TABLE pool AS SELECT composition_id FROM compositions ORDER BY composition_id LIMIT 300")
+        con.execute("DELETE FROM properties WHERE material_id IN (SELECT material_id FROM materials "
+                    "WHERE composition_id IN (SELECT composition_id FROM pool))")
+        con.execute("DELETE FROM materials WHERE composition_id IN (SELECT composition_id FROM pool)")
+        n_known_in_pool = con.execute("SELECT count(*) FROM known WHERE composition_id IN "
+                                      "(SELECT composition_id FROM pool)").fetchall()[0][0]
+    assert n_known_in_pool == 0
+    res = CliRunner().invoke(main, ["al", "start", "--db", db, "--autoencoder", "ae-t", "--oracle", "model:oracle-t",
+                                    "--acquisition", "straddle", "--threshold", "1.0", "--base-rows", "150",
+                                    "--batch-size", "20", "--candidates", "100",
+                                    "--candidates-from", "SELECT composition_id FROM pool"])
+    assert res.exit_code == 0, res.output
+    cid = 1
+    assert al.get(al_store, cid).params["candidates_from"] == "SELECT composition_id FROM pool"
+    al.run(al_store, cid, rounds=2)
+    props = al.proposals(al_store, cid)
+    pool = set(al_store.query("SELECT composition_id FROM pool")["composition_id"].to_list())
+    ids = props["composition_id"].to_list()
+    assert len(ids) == 40 and None not in ids and set(ids) <= pool and len(set(ids)) == 40
+    assert props["label"].null_count() < 40
+    ae = loop_ae(al_store)
+    with al_store.connect() as con:
+        got = con.execute("SELECT composition_id, latent FROM al_proposals WHERE campaign_id = ? "
+                          "ORDER BY composition_id", [cid]).fetchall()
+    enc = latents.ensure(al_store, ae, np.array([g[0] for g in got]))
+    np.testing.assert_allclose(np.array([g[1] for g in got]), latents.matrix(enc), rtol=1e-6, atol=1e-6)
+    # known compositions are never proposed, even if the pool selection returns them
+    for i, sel in enumerate(["SELECT composition_id FROM known UNION ALL SELECT composition_id FROM pool",
+                             "SELECT composition_id FROM known"]):
+        res = CliRunner().invoke(main, ["al", "start", "--db", db, "--autoencoder", "ae-t", "--oracle",
+                                        "model:oracle-t", "--base-rows", "150", "--batch-size", "5",
+                                        "--candidates", "5000", "--candidates-from", sel])
+        assert res.exit_code == 0, res.output
+        if i == 0:
+            assert al.step(al_store, 2).proposed == 5
+            assert set(al.proposals(al_store, 2)["composition_id"].to_list()) <= pool   # not known
+        else:
+            with pytest.raises(al.ALError, match="no composition left to propose"):
+                al.step(al_store, 3)
+    res = CliRunner().invoke(main, ["al", "start", "--db", db, "--autoencoder", "ae-t", "--oracle", "model:oracle-t",
+                                    "--candidates-from", "DROP TABLE pool"])
+    assert res.exit_code == 1 and "--candidates-from" in res.output
+
+
+def loop_ae(store):
+    from matstore.registry import load_model
+
+    return load_model(store, "ae-t", device="cpu")

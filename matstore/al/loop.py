@@ -61,12 +61,14 @@ def start(store: Store, autoencoder, oracle: str, *, property: str = "band_gap",
           base_rows: int | None = None, seed: int = 0, name: str | None = None,
           n_candidates: int = DEFAULTS["n_candidates"], local_fraction: float = DEFAULTS["local_fraction"],
           step: float = DEFAULTS["step"], threshold: float | None = None,
-          near_levels: float | None = None) -> int:
+          near_levels: float | None = None, candidates_from: str | None = None) -> int:
     """Record a campaign; its base set is the selection's compositions with a `property` value
     from `base_source` (default: the store's one DFT source), a seeded random base_rows of them.
     threshold: the level "property >= threshold" a level-set acquisition (straddle) tracks for
     target max (a range target's edges are its levels). near_levels (level-set acquisitions): the
-    local candidates start only from this fraction of the labelled points, those nearest a level."""
+    local candidates start only from this fraction of the labelled points, those nearest a level.
+    candidates_from (SQL returning composition_id, e.g. a generated pool): a pool-based campaign
+    whose candidates are those compositions' latents instead of points of the latent box."""
     from ..training import data  # noqa: PLC0415
 
     t = acq.Target.parse(target)
@@ -95,6 +97,10 @@ def start(store: Store, autoencoder, oracle: str, *, property: str = "band_gap",
         params["threshold"] = levels[0]
     if near_levels is not None:
         params["near_levels"] = float(near_levels)
+    if candidates_from is not None:
+        if near_levels is not None:
+            raise ALError("--near-levels shapes latent-box candidates; --candidates-from has none")
+        params["candidates_from"] = check_selection(candidates_from, "al start --candidates-from")
     with store.transaction() as con:
         return campaigns.insert(
             con, name=name, property=property, target=t, acquisition=acquisition, kappa=kappa,
@@ -204,15 +210,19 @@ def propose(store: Store, c: Campaign, ae=None) -> StepResult:
     else:
         gp, train, x = fit_surrogate(store, c, ae, seed=seed)
         box = gp.box
-    starts = None
-    if p.get("near_levels") is not None:
-        starts = acq.nearest_to_levels(train["value"].to_numpy(), c.levels, float(p["near_levels"]))
-    u = acq.candidates(box.to_unit(x), int(p["n_candidates"]), rng, float(p["local_fraction"]),
-                       float(p["step"]), seed=seed, starts=starts)
-    z = box.from_unit(u)
-    el, counts, ok = latents.decode(ae, z)
-    keys = np.where(ok, compositions.keys_from_arrays(el, counts), 0)
     exclude = known | proposed
+    if p.get("candidates_from"):      # pool-based: the latents of given compositions, not decodes
+        z, el, counts = pool_candidates(store, ae, p["candidates_from"], exclude, int(p["n_candidates"]), rng)
+        ok = np.ones(len(z), bool)
+    else:
+        starts = None
+        if p.get("near_levels") is not None:
+            starts = acq.nearest_to_levels(train["value"].to_numpy(), c.levels, float(p["near_levels"]))
+        u = acq.candidates(box.to_unit(x), int(p["n_candidates"]), rng, float(p["local_fraction"]),
+                           float(p["step"]), seed=seed, starts=starts)
+        z = box.from_unit(u)
+        el, counts, ok = latents.decode(ae, z)
+    keys = np.where(ok, compositions.keys_from_arrays(el, counts), 0)
     if gp is None:
         allowed = np.array([k == 0 or int(k) not in exclude for k in keys])
         order = rng.permutation(np.flatnonzero(allowed))
@@ -225,7 +235,7 @@ def propose(store: Store, c: Campaign, ae=None) -> StepResult:
                 break
         picks = np.asarray(picks, np.int64)
         values = np.full(len(picks), np.nan)
-        mean = std = np.full(len(u), np.nan)
+        mean = std = np.full(len(z), np.nan)
         hyper = {}
     else:
         mean, cov = gp.posterior(z, full_cov=True)
@@ -269,6 +279,37 @@ def propose(store: Store, c: Campaign, ae=None) -> StepResult:
     res.decodable = n_dec
     res.seconds = time.perf_counter() - t0
     return res
+
+
+def pool_candidates(store: Store, ae, selection: str, exclude, n: int, rng: np.random.Generator):
+    """Candidates of a pool-based campaign (`candidates_from`): the compositions the selection
+    returns (e.g. a generated set), less the known and proposed ones, a seeded random n of them
+    if more, that fit the 8x85 map; (latents (m, d), atomic numbers (m, 8), counts (m, 8)). A
+    pick proposes the composition itself (its latent is the encoding, nothing is decoded)."""
+    import duckdb  # noqa: PLC0415
+
+    from ..compositions import CompositionBatch  # noqa: PLC0415
+
+    sel = check_selection(selection, "al start --candidates-from")
+    try:
+        with store.connect(write=False, guarded=True) as con:
+            df = frame(con, "SELECT composition_id, elements, counts FROM compositions WHERE composition_id IN "
+                            f"(SELECT composition_id FROM ({sel}) s) ORDER BY composition_id")
+    except duckdb.Error as e:
+        raise friendly(e, f"--candidates-from {selection.strip()!r}") from None
+    df = df.filter(~pl.col("composition_id").is_in(list(exclude)))
+    if df.height > n:
+        df = df[np.sort(rng.choice(df.height, n, replace=False))]
+    lat = latents.ensure(store, ae, df["composition_id"].to_numpy()) if df.height else None
+    if lat is None or lat.height == 0:
+        raise ALError(f"--candidates-from {selection.strip()!r}: no composition left to propose "
+                      f"(none, all known or proposed, or none fits the 8x85 map)")
+    df = df.join(lat, on="composition_id", how="inner").sort("composition_id")
+    b = CompositionBatch.from_lists(df["elements"].to_list(), df["counts"].to_list(), df["composition_id"].to_numpy())
+    el = np.zeros((len(b), 8), np.int64)
+    counts = np.zeros((len(b), 8), np.int64)
+    el[:, :b.z.shape[1]], counts[:, :b.counts.shape[1]] = b.z, b.counts
+    return latents.matrix(df), el, counts
 
 
 def run(store: Store, campaign_id: int, rounds: int = 1, progress=None) -> list[StepResult]:

@@ -40,6 +40,9 @@ def al():
 @click.option("--near-levels", type=float, default=None, metavar="FRACTION",
               help="straddle: the local candidates start only from this fraction of the labelled "
                    "points, those nearest the threshold (or the range's edges).")
+@click.option("--candidates-from", default=None, metavar="SQL",
+              help="Pool-based: SQL returning composition_id (e.g. a generated set); the candidates "
+                   "are those compositions' latents, and a pick proposes the composition itself.")
 @click.option("--batch-size", type=POSITIVE, default=100, show_default=True, help="Proposals per round.")
 @click.option("--base", "base_selection", default="SELECT composition_id FROM known", show_default=True,
               help="SQL returning composition_id: the labelled compositions to start from.")
@@ -49,7 +52,8 @@ def al():
               help="Latent points the acquisition is evaluated on per round.")
 @click.option("--name", default=None, help="A name for the campaign.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
-def al_start(db, autoencoder, oracle, prop, target, acquisition, kappa, threshold, near_levels, batch_size,
+def al_start(db, autoencoder, oracle, prop, target, acquisition, kappa, threshold, near_levels,
+             candidates_from, batch_size,
              base_selection, base_source, base_rows, n_candidates, name, seed):
     """Record a new campaign (nothing is proposed until `al step`)."""
     from ..al import start
@@ -57,7 +61,8 @@ def al_start(db, autoencoder, oracle, prop, target, acquisition, kappa, threshol
     cid = start(Store(db), autoencoder, oracle, property=prop, target=target, acquisition=acquisition,
                 kappa=kappa, batch_size=batch_size, base_selection=base_selection,
                 base_source=base_source, base_rows=base_rows, seed=seed, name=name,
-                n_candidates=n_candidates, threshold=threshold, near_levels=near_levels)
+                n_candidates=n_candidates, threshold=threshold, near_levels=near_levels,
+                candidates_from=candidates_from)
     console.print(f"campaign {cid} started")
 
 
