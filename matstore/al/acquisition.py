@@ -21,7 +21,9 @@ candidate set in the latent box spanned by the data: Sobol points of the whole b
 steps around labelled points (the box is 128-d: a pure space-filling set rarely lands near the
 decodable region). Candidates that decode to a known or already proposed composition, or to the
 same composition as an earlier pick of the batch, are skipped; ones that do not decode may be
-picked (they are recorded as such).
+picked (they are recorded as such). A level-set campaign may start the Gaussian steps only from
+the labelled points nearest its levels (`near_levels`); a pool-based campaign (loop.py,
+`candidates_from`) scores the latents of given compositions instead.
 """
 
 from __future__ import annotations
@@ -137,8 +139,8 @@ def candidates(train_unit: np.ndarray, n: int, rng: np.random.Generator, local_f
     d = train_unit.shape[1]
     n_local = int(round(n * local_fraction))
     sobol = torch.quasirandom.SobolEngine(d, scramble=True, seed=seed).draw(n - n_local).double().numpy()
-    pool = np.arange(len(train_unit)) if starts is None else np.asarray(starts, np.int64)
-    start = train_unit[pool[rng.integers(0, len(pool), n_local)]]
+    origins = np.arange(len(train_unit)) if starts is None else np.asarray(starts, np.int64)
+    start = train_unit[origins[rng.integers(0, len(origins), n_local)]]
     local = np.clip(start + rng.normal(0.0, step, start.shape), 0.0, 1.0)
     return np.concatenate([sobol, local])
 
