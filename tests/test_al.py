@@ -659,6 +659,10 @@ def test_a_pool_based_campaign_proposes_the_pool_compositions_themselves(al_stor
     res = CliRunner().invoke(main, ["al", "start", "--db", db, "--autoencoder", "ae-t", "--oracle", "model:oracle-t",
                                     "--candidates-from", "DROP TABLE pool"])
     assert res.exit_code == 1 and "--candidates-from" in res.output
+    res = CliRunner().invoke(main, ["al", "start", "--db", db, "--autoencoder", "ae-t", "--oracle", "model:oracle-t",
+                                    "--candidates-from", "SELECT composition_id FROM nowhere"])
+    assert res.exit_code == 1 and "--candidates-from" in res.output and "nowhere" in res.output
+    assert _count(al_store, "SELECT count(*) FROM al_campaigns") == 3
 
 
 def loop_ae(store):

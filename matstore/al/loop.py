@@ -79,6 +79,11 @@ def start(store: Store, autoencoder, oracle: str, *, property: str = "band_gap",
     if near_levels is not None and not levels:
         raise ALError(f"--near-levels is for the level-set acquisitions ({', '.join(acq.LEVEL_SET)}), "
                       f"not {acquisition!r}")
+    if candidates_from is not None:
+        if near_levels is not None:
+            raise ALError("--near-levels shapes latent-box candidates; --candidates-from has none")
+        candidates_from = check_pool(store, check_selection(candidates_from, "al start --candidates-from"),
+                                     candidates_from, "al start --candidates-from")
     ae = _load_ae(store, autoencoder)
     kind, ref = oracles.parse(oracle)
     oracle_model = oracles.load_predictor(store, ref, property) if kind.automatic else None
@@ -98,9 +103,7 @@ def start(store: Store, autoencoder, oracle: str, *, property: str = "band_gap",
     if near_levels is not None:
         params["near_levels"] = float(near_levels)
     if candidates_from is not None:
-        if near_levels is not None:
-            raise ALError("--near-levels shapes latent-box candidates; --candidates-from has none")
-        params["candidates_from"] = check_selection(candidates_from, "al start --candidates-from")
+        params["candidates_from"] = candidates_from
     with store.transaction() as con:
         return campaigns.insert(
             con, name=name, property=property, target=t, acquisition=acquisition, kappa=kappa,
@@ -377,16 +380,16 @@ def check_screen_args(pool: str, target, threshold: float | None) -> str:
     return check_selection(pool, "--pool")
 
 
-def check_pool(store: Store, sel: str, pool: str) -> str:
-    """Run the checked pool selection once (guarded, read-only) so that a failing one is reported
-    as `--pool`, not as the `predict --where` it becomes."""
+def check_pool(store: Store, sel: str, pool: str, option: str = "--pool") -> str:
+    """Run the checked selection once (guarded, read-only) so that a failing one is reported as
+    the option the user typed (`--pool`, not the `predict --where` it becomes)."""
     import duckdb  # noqa: PLC0415
 
     try:
         with store.connect(write=False, guarded=True) as con:
             con.execute(f"SELECT count(*) FROM (SELECT composition_id FROM ({sel}) s)").fetchall()
     except duckdb.Error as e:
-        raise friendly(e, f"--pool {pool.strip()!r}") from None
+        raise friendly(e, f"{option} {pool.strip()!r}") from None
     return sel
 
 
