@@ -455,3 +455,217 @@ def test_a_received_store_with_forged_active_learning_rows_is_refused(al_master,
     with pytest.raises(MergeError, match=message):
         merge(Store(a), b)
     assert open(a, "rb").read() == before
+
+
+def _independent_posterior(gp, train, pts):
+    """Posterior mean and std of the property at pts from scikit-learn given the GP's fitted
+    hyperparameters (not from botorch)."""
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import RBF, ConstantKernel
+
+    from matstore.al import latents
+
+    h = gp.hyperparameters()
+    u = gp.box.to_unit(latents.matrix(train))
+    yn = (train["value"].to_numpy() - h["y_mean"]) / h["y_std"]
+    kernel = ConstantKernel(h["outputscale"], "fixed") * RBF(np.array(h["lengthscale"]), "fixed")
+    ref = GaussianProcessRegressor(kernel, alpha=h["noise"], optimizer=None, normalize_y=False)
+    ref.fit(u, yn - h["mean"])
+    m, s = ref.predict(gp.box.to_unit(pts), return_std=True)
+    return (m + h["mean"]) * h["y_std"] + h["y_mean"], s * h["y_std"]
+
+
+@pytest.mark.parametrize("target, threshold, levels", [("max", 1.5, (1.5,)), ("range:1:3", None, (1.0, 3.0))])
+def test_straddle_values_equal_an_independent_computation_from_the_gp_posterior(al_store, target, threshold,
+                                                                                levels):
+    """straddle = 1.96 std - |mean - nearest level| of the property's posterior (Bryan et al.
+    2005): the stored value of the first pick, recomputed with scikit-learn from the GP that
+    round fitted; later picks score lower (the batch's believed points shrink the variance)."""
+    from matstore import al
+    from matstore.al import loop
+
+    # an external oracle: after the step the training set is still the base the round's GP saw
+    cid = _start(al_store, "external", acquisition="straddle", target=target, threshold=threshold,
+                 base_rows=120)
+    c = al.get(al_store, cid)
+    assert c.levels == levels and c.models_property
+    train = loop.training_set(al_store, c)
+    r = al.step(al_store, cid)
+    assert r.proposed == 20
+    # the round's GP (same data, same seed) models the property itself, even for a range target
+    gp, train2, _ = loop.fit_surrogate(al_store, c, seed=int(c.seed) * 100_003 + 1)
+    assert train2.equals(train)
+    h = gp.hyperparameters()
+    assert h["y_mean"] == pytest.approx(train["value"].mean())
+    stored_gp = _count(al_store, "SELECT gp FROM al_rounds WHERE campaign_id = ? AND round_no = 1", [cid])
+    import json
+
+    assert json.loads(stored_gp)["lengthscale"] == pytest.approx(h["lengthscale"])
+    props = al.proposals(al_store, cid)
+    with al_store.connect() as con:
+        lat = np.array([r[0] for r in con.execute(
+            "SELECT latent FROM al_proposals WHERE campaign_id = ? ORDER BY rank", [cid]).fetchall()])
+    mean, std = _independent_posterior(gp, train, lat)
+    np.testing.assert_allclose(props["mean"].to_numpy(), mean, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(props["std"].to_numpy(), std, rtol=1e-3, atol=1e-3)
+    dist = np.min(np.abs(mean[:, None] - np.array(levels)[None, :]), axis=1)
+    expect = 1.96 * std - dist
+    acqv = props["acquisition"].to_numpy()
+    assert acqv[0] == pytest.approx(expect[0], rel=1e-3, abs=1e-3)
+    assert (acqv <= expect + 1e-3).all()
+    # the picks sit at the boundary: closer to a level than the labelled points are on average
+    tmean, _ = gp.posterior(latents_of(train))
+    tdist = np.min(np.abs(tmean[:, None] - np.array(levels)[None, :]), axis=1)
+    assert np.median(dist) < np.median(tdist)
+
+
+def latents_of(train):
+    from matstore.al import latents
+
+    return latents.matrix(train)
+
+
+def test_straddle_scores_and_its_levels_are_checked():
+    from matstore import al
+    from matstore.al.acquisition import Target, score, select, straddle, tracked_levels
+
+    mean, std = np.array([0.0, 3.9, 4.5, 8.0]), np.array([1.0, 0.1, 0.5, 2.0])
+    np.testing.assert_allclose(straddle(mean, std, (4.0,)), [1.96 - 4.0, 0.196 - 0.1, 0.98 - 0.5, 3.92 - 4.0])
+    # a range: the nearest edge counts
+    np.testing.assert_allclose(score("straddle", mean, std, levels=(1.0, 4.0)),
+                               [1.96 - 1.0, 0.196 - 0.1, 0.98 - 0.5, 3.92 - 4.0])
+    # the greedy batch picks the boundary point first, UCB the extreme one
+    cov = np.diag(std ** 2)
+    keys = np.array([1, 2, 3, 4])
+    assert select(mean, cov, keys, 1, acquisition="straddle", levels=(4.0,))[0].tolist() == [2]
+    assert select(mean, cov, keys, 1, acquisition="ucb", kappa=1.0)[0].tolist() == [3]
+    # near_levels: local candidates start only from the labelled points nearest a level
+    from matstore.al.acquisition import candidates, nearest_to_levels
+
+    y = np.array([0.0, 3.8, 5.0, 4.1, 9.0, 1.0, 2.0, 6.0, 7.0, 8.0])
+    assert nearest_to_levels(y, (4.0,), 0.2).tolist() == [1, 3]
+    assert nearest_to_levels(y, (1.0, 8.0), 0.01).tolist() == [5]
+    x = np.random.default_rng(1).uniform(0.2, 0.8, (10, 6))
+    u = candidates(x, 200, np.random.default_rng(2), local_fraction=0.5, step=1e-3, starts=np.array([1, 3]))
+    near = np.argmin(((u[100:, None, :] - x[None]) ** 2).sum(-1), axis=1)
+    assert set(near.tolist()) == {1, 3}
+    assert tracked_levels("straddle", Target.parse("max"), 4) == (4.0,)
+    assert tracked_levels("straddle", Target.parse("range:1:2"), None) == (1.0, 2.0)
+    assert tracked_levels("ucb", Target.parse("max"), None) == ()
+    for acqn, target, thr, msg in [("straddle", "max", None, "needs --threshold"),
+                                   ("straddle", "range:1:2", 1.5, "give no --threshold"),
+                                   ("ucb", "max", 4.0, "not by 'ucb'"),
+                                   ("straddle", "max", float("inf"), "finite")]:
+        with pytest.raises(al.ALError, match=msg):
+            tracked_levels(acqn, Target.parse(target), thr)
+
+
+def test_straddle_from_the_cli_is_recorded_and_al_errors_name_the_al_options(al_store):
+    from click.testing import CliRunner
+
+    from matstore import al
+    from matstore.cli import main
+
+    db = str(al_store.path)
+
+    def cli(*args):
+        return CliRunner().invoke(main, ["al", *args, "--db", db])
+
+    start = ["start", "--autoencoder", "ae-t", "--oracle", "model:oracle-t", "--base-rows", "150",
+             "--batch-size", "20", "--candidates", "400"]
+    res = cli(*start, "--acquisition", "straddle")
+    assert res.exit_code == 1 and "needs --threshold" in res.output
+    res = cli(*start, "--threshold", "2.5")
+    assert res.exit_code == 1 and "not by 'ucb'" in res.output
+    res = cli(*start, "--base", "SELECT composition_id FROM nowhere")
+    assert res.exit_code == 1 and "--base" in res.output and "--on" not in res.output
+    res = cli(*start, "--base", "SELECT composition_id FROM compositions WHERE false")
+    assert res.exit_code == 1 and "--base" in res.output and "--on" not in res.output
+    assert _count(al_store, "SELECT count(*) FROM al_campaigns") == 0
+    res = cli(*start, "--near-levels", "0.2")
+    assert res.exit_code == 1 and "--near-levels is for the level-set" in res.output
+    res = cli(*start, "--acquisition", "straddle", "--threshold", "2.5", "--near-levels", "1.5")
+    assert res.exit_code == 1 and "near_levels" in res.output
+    assert _count(al_store, "SELECT count(*) FROM al_campaigns") == 0
+    res = cli(*start, "--acquisition", "straddle", "--threshold", "2.5", "--near-levels", "0.25")
+    assert res.exit_code == 0, res.output
+    c = al.get(al_store, 1)
+    assert c.acquisition == "straddle" and c.params["threshold"] == 2.5 and c.kappa == 10.0
+    assert c.params["near_levels"] == 0.25
+    assert cli("step", "1").exit_code == 0
+    n_models = _count(al_store, "SELECT count(*) FROM model_versions")
+    res = cli("finish", "1", "--pool", "SELECT composition_id FROM nowhere")
+    assert res.exit_code == 1 and "--pool" in res.output and "--where" not in res.output
+    assert _count(al_store, "SELECT count(*) FROM model_versions") == n_models   # nothing trained
+    # the campaign's threshold is finish's default
+    fin = al.finish(al_store, 1, pool="SELECT composition_id FROM composition_sets WHERE set_name = 'al1/base'",
+                    n_jobs=1, config={"n_estimators": 5})
+    assert fin.n_pool == 150 and 0 < fin.n_candidates < 150
+    assert fin.candidates["value"].min() >= 2.5
+
+
+def test_a_pool_based_campaign_proposes_the_pool_compositions_themselves(al_store):
+    """--candidates-from: the candidates are the latents of the selected compositions (here the
+    MP rows outside the base, after their materials are set aside as a 'generated' pool); every
+    proposal is one of them, proposed once, with its own stored latent; known ones never."""
+    from click.testing import CliRunner
+
+    from matstore import al
+    from matstore.al import latents
+    from matstore.cli import main
+
+    db = str(al_store.path)
+    # a pool: compositions with no material (as a generated set is), made from 300 MP ones
+    with al_store.transaction() as con:
+        con.execute("CREATE TABLE pool AS SELECT composition_id FROM compositions ORDER BY composition_id LIMIT 300")
+        con.execute("DELETE FROM properties WHERE material_id IN (SELECT material_id FROM materials "
+                    "WHERE composition_id IN (SELECT composition_id FROM pool))")
+        con.execute("DELETE FROM materials WHERE composition_id IN (SELECT composition_id FROM pool)")
+        n_known_in_pool = con.execute("SELECT count(*) FROM known WHERE composition_id IN "
+                                      "(SELECT composition_id FROM pool)").fetchall()[0][0]
+    assert n_known_in_pool == 0
+    res = CliRunner().invoke(main, ["al", "start", "--db", db, "--autoencoder", "ae-t", "--oracle", "model:oracle-t",
+                                    "--acquisition", "straddle", "--threshold", "1.0", "--base-rows", "150",
+                                    "--batch-size", "20", "--candidates", "100",
+                                    "--candidates-from", "SELECT composition_id FROM pool"])
+    assert res.exit_code == 0, res.output
+    cid = 1
+    assert al.get(al_store, cid).params["candidates_from"] == "SELECT composition_id FROM pool"
+    al.run(al_store, cid, rounds=2)
+    props = al.proposals(al_store, cid)
+    pool = set(al_store.query("SELECT composition_id FROM pool")["composition_id"].to_list())
+    ids = props["composition_id"].to_list()
+    assert len(ids) == 40 and None not in ids and set(ids) <= pool and len(set(ids)) == 40
+    assert props["label"].null_count() < 40
+    ae = loop_ae(al_store)
+    with al_store.connect() as con:
+        got = con.execute("SELECT composition_id, latent FROM al_proposals WHERE campaign_id = ? "
+                          "ORDER BY composition_id", [cid]).fetchall()
+    enc = latents.ensure(al_store, ae, np.array([g[0] for g in got]))
+    np.testing.assert_allclose(np.array([g[1] for g in got]), latents.matrix(enc), rtol=1e-6, atol=1e-6)
+    # known compositions are never proposed, even if the pool selection returns them
+    for i, sel in enumerate(["SELECT composition_id FROM known UNION ALL SELECT composition_id FROM pool",
+                             "SELECT composition_id FROM known"]):
+        res = CliRunner().invoke(main, ["al", "start", "--db", db, "--autoencoder", "ae-t", "--oracle",
+                                        "model:oracle-t", "--base-rows", "150", "--batch-size", "5",
+                                        "--candidates", "5000", "--candidates-from", sel])
+        assert res.exit_code == 0, res.output
+        if i == 0:
+            assert al.step(al_store, 2).proposed == 5
+            assert set(al.proposals(al_store, 2)["composition_id"].to_list()) <= pool   # not known
+        else:
+            with pytest.raises(al.ALError, match="no composition left to propose"):
+                al.step(al_store, 3)
+    res = CliRunner().invoke(main, ["al", "start", "--db", db, "--autoencoder", "ae-t", "--oracle", "model:oracle-t",
+                                    "--candidates-from", "DROP TABLE pool"])
+    assert res.exit_code == 1 and "--candidates-from" in res.output
+    res = CliRunner().invoke(main, ["al", "start", "--db", db, "--autoencoder", "ae-t", "--oracle", "model:oracle-t",
+                                    "--candidates-from", "SELECT composition_id FROM nowhere"])
+    assert res.exit_code == 1 and "--candidates-from" in res.output and "nowhere" in res.output
+    assert _count(al_store, "SELECT count(*) FROM al_campaigns") == 3
+
+
+def loop_ae(store):
+    from matstore.registry import load_model
+
+    return load_model(store, "ae-t", device="cpu")

@@ -3,7 +3,7 @@ autoencoder, fit a Gaussian process on the latents, propose batches by an acquis
 decode them, have an oracle label them and retrain a screening predictor on base + labels.
 
 Modules: campaigns (the records), latents (stored autoencoder latents, encode/decode),
-surrogate (the GP), acquisition (targets, UCB/EI/Thompson, batch selection), oracles (the
+surrogate (the GP), acquisition (targets, UCB/EI/Thompson/straddle, batch selection), oracles (the
 registry: model:NAME@N, external), labels (labels as properties of their own source; export
 and label files), loop (start, step, run, finish, screen).
 """

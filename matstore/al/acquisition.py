@@ -8,15 +8,22 @@ Acquisitions (on the GP posterior of the objective, mean m and std s):
   here is botorch's beta = kappa^2 (the seed's kappa = 10 is beta = 100).
 - ``ei``: expected improvement over the best objective seen.
 - ``thompson``: the argmax of one joint posterior draw per proposal.
+- ``straddle``: the level-set acquisition of Bryan et al. (NeurIPS 2005), 1.96 s - |m - t|, for a
+  screen "property >= t" (target max with a threshold t) or the edges of a range target (the
+  nearest edge a or b). It labels points whose side of the threshold is most uncertain: the
+  decision boundary a screen has to learn, not the extremes. Level-set acquisitions model the
+  property itself (not the objective), so m and s are the property's posterior.
 
-Batches: ucb and ei pick greedily with the kriging believer (each pick is believed to take its
+Batches: ucb, ei and straddle pick greedily with the kriging believer (each pick is believed to take its
 posterior mean, which leaves the mean unchanged and shrinks the covariance by a rank-1 update),
 so one batch spreads out instead of piling onto one peak. The acquisition is optimised over a
 candidate set in the latent box spanned by the data: Sobol points of the whole box plus Gaussian
 steps around labelled points (the box is 128-d: a pure space-filling set rarely lands near the
 decodable region). Candidates that decode to a known or already proposed composition, or to the
 same composition as an earlier pick of the batch, are skipped; ones that do not decode may be
-picked (they are recorded as such).
+picked (they are recorded as such). A level-set campaign may start the Gaussian steps only from
+the labelled points nearest its levels (`near_levels`); a pool-based campaign (loop.py,
+`candidates_from`) scores the latents of given compositions instead.
 """
 
 from __future__ import annotations
@@ -28,8 +35,10 @@ import numpy as np
 
 from .errors import ALError
 
-ACQUISITIONS = ("ucb", "ei", "thompson", "random")   # random: the baseline
+ACQUISITIONS = ("ucb", "ei", "thompson", "straddle", "random")   # random: the baseline
+LEVEL_SET = ("straddle",)      # model the property itself and need levels (threshold or range edges)
 DEFAULT_KAPPA = 10.0
+STRADDLE_Z = 1.96              # Bryan et al. 2005: the 95% interval's half-width in std units
 
 
 @dataclass(frozen=True)
@@ -86,18 +95,63 @@ def check(acquisition: str, kappa: float) -> None:
         raise ALError(f"kappa {kappa!r}: expected a finite number >= 0")
 
 
+def tracked_levels(acquisition: str, target: Target, threshold) -> tuple[float, ...]:
+    """The property levels a level-set acquisition tracks: (threshold,) for target max (a screen
+    "property >= threshold"), the edges (a, b) for a range target; () for the other acquisitions.
+    A threshold that nothing would use is refused rather than silently ignored."""
+    if acquisition not in LEVEL_SET:
+        if threshold is not None:
+            raise ALError(f"--threshold is used by the level-set acquisitions ({', '.join(LEVEL_SET)}), "
+                          f"not by {acquisition!r}")
+        return ()
+    if target.goal == "range":
+        if threshold is not None:
+            raise ALError(f"target {target.low}..{target.high}: a range target's edges are the levels "
+                          f"{acquisition!r} tracks; give no --threshold")
+        return (float(target.low), float(target.high))
+    if threshold is None:
+        raise ALError(f"acquisition {acquisition!r} with target max needs --threshold T "
+                      f"(the screen's level: property >= T)")
+    try:
+        t = float(threshold)
+    except (TypeError, ValueError):
+        t = math.nan
+    if not math.isfinite(t):
+        raise ALError(f"--threshold {threshold!r}: expected a finite number")
+    return (t,)
+
+
+def straddle(mean: np.ndarray, std: np.ndarray, levels: tuple[float, ...]) -> np.ndarray:
+    """1.96 std - |mean - nearest level| (Bryan et al. 2005): > 0 where the 95% interval
+    straddles a level; largest where the side is most uncertain."""
+    mean = np.asarray(mean, np.float64)
+    dist = np.min(np.abs(mean[:, None] - np.asarray(levels, np.float64)[None, :]), axis=1)
+    return STRADDLE_Z * np.asarray(std, np.float64) - dist
+
+
 def candidates(train_unit: np.ndarray, n: int, rng: np.random.Generator, local_fraction: float = 0.5,
-               step: float = 0.1, seed: int = 0) -> np.ndarray:
+               step: float = 0.1, seed: int = 0, starts: np.ndarray | None = None) -> np.ndarray:
     """n points of the unit cube (the data's latent box): Sobol points and Gaussian steps
-    (std `step` in box units) from randomly chosen training points, clipped to the box."""
+    (std `step` in box units) from randomly chosen training points (only those indexed by
+    `starts`, if given), clipped to the box."""
     import torch  # noqa: PLC0415
 
     d = train_unit.shape[1]
     n_local = int(round(n * local_fraction))
     sobol = torch.quasirandom.SobolEngine(d, scramble=True, seed=seed).draw(n - n_local).double().numpy()
-    start = train_unit[rng.integers(0, len(train_unit), n_local)]
+    origins = np.arange(len(train_unit)) if starts is None else np.asarray(starts, np.int64)
+    start = train_unit[origins[rng.integers(0, len(origins), n_local)]]
     local = np.clip(start + rng.normal(0.0, step, start.shape), 0.0, 1.0)
     return np.concatenate([sobol, local])
+
+
+def nearest_to_levels(y: np.ndarray, levels: tuple[float, ...], fraction: float) -> np.ndarray:
+    """Indices of the `fraction` of labelled values y nearest a level (at least one): where the
+    local candidates of a level-set campaign start (`near_levels`), so they explore around the
+    boundary the screen must learn rather than around every labelled point."""
+    dist = np.min(np.abs(np.asarray(y, np.float64)[:, None] - np.asarray(levels, np.float64)[None, :]), axis=1)
+    k = max(1, int(math.ceil(fraction * len(dist))))
+    return np.sort(np.argsort(dist, kind="stable")[:k])
 
 
 def _ei(mean: np.ndarray, std: np.ndarray, best: float) -> np.ndarray:
@@ -108,14 +162,29 @@ def _ei(mean: np.ndarray, std: np.ndarray, best: float) -> np.ndarray:
     return (mean - best) * norm.cdf(z) + s * norm.pdf(z)
 
 
+def score(acquisition: str, mean: np.ndarray, std: np.ndarray, *, kappa: float = DEFAULT_KAPPA,
+          best: float = 0.0, levels: tuple[float, ...] = ()) -> np.ndarray:
+    """The acquisition's value at points with posterior mean and std (ucb, ei, straddle)."""
+    if acquisition == "ucb":
+        return mean + kappa * std
+    if acquisition == "ei":
+        return _ei(mean, std, best)
+    if acquisition == "straddle":
+        if not levels:
+            raise ALError("straddle needs the levels it tracks (a threshold or a range target)")
+        return straddle(mean, std, levels)
+    raise ALError(f"acquisition {acquisition!r} has no closed-form score")
+
+
 def select(mean: np.ndarray, cov: np.ndarray, keys: np.ndarray, n: int, *, acquisition: str = "ucb",
            kappa: float = DEFAULT_KAPPA, best: float = 0.0, noise: float = 0.0, exclude=frozenset(),
-           rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+           rng: np.random.Generator | None = None, levels: tuple[float, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
     """Pick n candidates: (indices in pick order, acquisition value at pick time).
 
-    mean (m,), cov (m, m): the joint posterior of the objective at the candidates; keys (m,):
-    what each decodes to (0: does not decode); exclude: keys never to pick (known, proposed).
-    noise: the observation noise variance the kriging believer adds to a believed point."""
+    mean (m,), cov (m, m): the joint posterior of the objective (of the property, for the
+    level-set acquisitions) at the candidates; keys (m,): what each decodes to (0: does not
+    decode); exclude: keys never to pick (known, proposed). noise: the observation noise
+    variance the kriging believer adds to a believed point. levels: see `tracked_levels()`."""
     check(acquisition, kappa)
     if acquisition == "random":
         raise ALError("random proposals need no posterior: matstore.al.loop picks them")
@@ -140,7 +209,7 @@ def select(mean: np.ndarray, cov: np.ndarray, keys: np.ndarray, n: int, *, acqui
     cov = np.array(cov, np.float64, copy=True)
     for _ in range(n):
         std = np.sqrt(np.maximum(np.diag(cov), 0.0))
-        acq = mean + kappa * std if acquisition == "ucb" else _ei(mean, std, best)
+        acq = score(acquisition, mean, std, kappa=kappa, best=best, levels=levels)
         acq = np.where(allowed, acq, -np.inf)
         i = int(np.argmax(acq))
         if not np.isfinite(acq[i]):

@@ -40,6 +40,20 @@ class Campaign:
     def base_set(self) -> str:
         return base_set_name(self.campaign_id)
 
+    @property
+    def levels(self) -> tuple[float, ...]:
+        """The property levels a level-set acquisition tracks (see acquisition.tracked_levels)."""
+        from .acquisition import tracked_levels  # noqa: PLC0415
+
+        return tracked_levels(self.acquisition, self.target, self.params.get("threshold"))
+
+    @property
+    def models_property(self) -> bool:
+        """The GP models the property itself (level-set acquisitions), not the target's objective."""
+        from .acquisition import LEVEL_SET  # noqa: PLC0415
+
+        return self.acquisition in LEVEL_SET
+
 
 def base_set_name(campaign_id: int) -> str:
     return f"al{int(campaign_id)}/base"
@@ -79,6 +93,10 @@ def get(store: Store, campaign_id: int) -> Campaign:
     c = Campaign(r[0], r[1], r[2], Target.parse(json.loads(r[3])), r[4], r[5], r[6], r[7], r[8],
                  r[9], r[10], r[11], r[12], json.loads(r[13] or "{}"), r[14])
     check_settings(c.acquisition, c.kappa, c.batch_size, c.params, f"campaign {c.campaign_id}")
+    try:
+        c.levels          # a received store's threshold is checked like `al start`'s
+    except ALError as e:
+        raise ALError(f"campaign {c.campaign_id}: {e}") from None
     return c
 
 
@@ -103,6 +121,14 @@ def check_settings(acquisition: str, kappa: float, batch_size: int, params: dict
                       f"at most {MAX_CANDIDATES:,}")
     if not (0.0 <= frac <= 1.0 and math.isfinite(step) and step > 0):
         raise ALError(f"{what}: local_fraction must be in [0, 1] and step a finite number > 0")
+    near = params.get("near_levels")
+    if near is not None:
+        try:
+            near = float(near)
+        except (TypeError, ValueError):
+            near = math.nan
+        if not 0.0 < near <= 1.0:
+            raise ALError(f"{what}: near_levels {params.get('near_levels')!r} must be a fraction in (0, 1]")
 
 
 def open_round(con, campaign_id: int) -> int | None:

@@ -24,6 +24,7 @@ import numpy as np
 import polars as pl
 
 from .. import compositions
+from ..query import check_selection, friendly
 from ..store import Store, append, frame, next_id
 from . import acquisition as acq
 from . import campaigns, labels, latents, oracles, surrogate
@@ -59,23 +60,50 @@ def start(store: Store, autoencoder, oracle: str, *, property: str = "band_gap",
           base_selection: str = "SELECT composition_id FROM known", base_source: str | None = None,
           base_rows: int | None = None, seed: int = 0, name: str | None = None,
           n_candidates: int = DEFAULTS["n_candidates"], local_fraction: float = DEFAULTS["local_fraction"],
-          step: float = DEFAULTS["step"]) -> int:
+          step: float = DEFAULTS["step"], threshold: float | None = None,
+          near_levels: float | None = None, candidates_from: str | None = None) -> int:
     """Record a campaign; its base set is the selection's compositions with a `property` value
-    from `base_source` (default: the store's one DFT source), a seeded random base_rows of them."""
+    from `base_source` (default: the store's one DFT source), a seeded random base_rows of them.
+    threshold: the level "property >= threshold" a level-set acquisition (straddle) tracks for
+    target max (a range target's edges are its levels). near_levels (level-set acquisitions): the
+    local candidates start only from this fraction of the labelled points, those nearest a level.
+    candidates_from (SQL returning composition_id, e.g. a generated pool): a pool-based campaign
+    whose candidates are those compositions' latents instead of points of the latent box."""
     from ..training import data  # noqa: PLC0415
 
     t = acq.Target.parse(target)
+    levels = acq.tracked_levels(acquisition, t, threshold)
     campaigns.check_settings(acquisition, kappa, batch_size, {
-        "n_candidates": n_candidates, "local_fraction": local_fraction, "step": step}, "al start")
+        "n_candidates": n_candidates, "local_fraction": local_fraction, "step": step,
+        "near_levels": near_levels}, "al start")
+    if near_levels is not None and not levels:
+        raise ALError(f"--near-levels is for the level-set acquisitions ({', '.join(acq.LEVEL_SET)}), "
+                      f"not {acquisition!r}")
+    if candidates_from is not None:
+        if near_levels is not None:
+            raise ALError("--near-levels shapes latent-box candidates; --candidates-from has none")
+        candidates_from = check_pool(store, check_selection(candidates_from, "al start --candidates-from"),
+                                     candidates_from, "al start --candidates-from")
     ae = _load_ae(store, autoencoder)
     kind, ref = oracles.parse(oracle)
     oracle_model = oracles.load_predictor(store, ref, property) if kind.automatic else None
     source = data.target_source(store, property, base_source)
-    ds = data.load(store, base_selection, property, max_rows=base_rows, seed=seed, source=source.source)
+    check_selection(base_selection, "al start --base")
+    try:
+        ds = data.load(store, base_selection, property, max_rows=base_rows, seed=seed, source=source.source)
+    except data.SelectionError as e:   # data.load speaks of `train --on`: name the option typed here
+        raise ALError(f"al start --base {base_selection.strip()!r}: "
+                      f"{str(e).replace('training selection', 'the selection', 1)}") from None
     params = {"n_candidates": int(n_candidates), "local_fraction": float(local_fraction),
               "step": float(step), "decode_tolerance": latents.DECODE_TOLERANCE,
               "base_source_kind": source.kind, "base_source_method": source.method,
               "autoencoder": ae.ref, "oracle_model": oracle_model.ref if oracle_model else None}
+    if threshold is not None:
+        params["threshold"] = levels[0]
+    if near_levels is not None:
+        params["near_levels"] = float(near_levels)
+    if candidates_from is not None:
+        params["candidates_from"] = candidates_from
     with store.transaction() as con:
         return campaigns.insert(
             con, name=name, property=property, target=t, acquisition=acquisition, kappa=kappa,
@@ -113,10 +141,13 @@ def training_hash(df: pl.DataFrame) -> str:
 
 
 def fit_surrogate(store: Store, campaign: Campaign, ae=None, seed: int = 0):
-    """(surrogate, training frame, latent matrix) for the campaign as stored now."""
+    """(surrogate, training frame, latent matrix) for the campaign as stored now. The GP models
+    the target's objective, or the property itself for a level-set acquisition."""
     train = training_set(store, campaign, ae)
     x = latents.matrix(train)
-    y = campaign.target.objective(train["value"].to_numpy())
+    y = train["value"].to_numpy()
+    if not campaign.models_property:
+        y = campaign.target.objective(y)
     return surrogate.fit(x, y, seed=seed), train, x
 
 
@@ -182,12 +213,19 @@ def propose(store: Store, c: Campaign, ae=None) -> StepResult:
     else:
         gp, train, x = fit_surrogate(store, c, ae, seed=seed)
         box = gp.box
-    u = acq.candidates(box.to_unit(x), int(p["n_candidates"]), rng, float(p["local_fraction"]),
-                       float(p["step"]), seed=seed)
-    z = box.from_unit(u)
-    el, counts, ok = latents.decode(ae, z)
-    keys = np.where(ok, compositions.keys_from_arrays(el, counts), 0)
     exclude = known | proposed
+    if p.get("candidates_from"):      # pool-based: the latents of given compositions, not decodes
+        z, el, counts = pool_candidates(store, ae, p["candidates_from"], exclude, int(p["n_candidates"]), rng)
+        ok = np.ones(len(z), bool)
+    else:
+        starts = None
+        if p.get("near_levels") is not None:
+            starts = acq.nearest_to_levels(train["value"].to_numpy(), c.levels, float(p["near_levels"]))
+        u = acq.candidates(box.to_unit(x), int(p["n_candidates"]), rng, float(p["local_fraction"]),
+                           float(p["step"]), seed=seed, starts=starts)
+        z = box.from_unit(u)
+        el, counts, ok = latents.decode(ae, z)
+    keys = np.where(ok, compositions.keys_from_arrays(el, counts), 0)
     if gp is None:
         allowed = np.array([k == 0 or int(k) not in exclude for k in keys])
         order = rng.permutation(np.flatnonzero(allowed))
@@ -200,7 +238,7 @@ def propose(store: Store, c: Campaign, ae=None) -> StepResult:
                 break
         picks = np.asarray(picks, np.int64)
         values = np.full(len(picks), np.nan)
-        mean = std = np.full(len(u), np.nan)
+        mean = std = np.full(len(z), np.nan)
         hyper = {}
     else:
         mean, cov = gp.posterior(z, full_cov=True)
@@ -208,7 +246,8 @@ def propose(store: Store, c: Campaign, ae=None) -> StepResult:
         noise = hyper["noise"] * gp.y_std ** 2
         best = float(np.max(c.target.objective(train["value"].to_numpy())))
         picks, values = acq.select(mean, cov, keys, c.batch_size, acquisition=c.acquisition,
-                                   kappa=c.kappa, best=best, noise=noise, exclude=exclude, rng=rng)
+                                   kappa=c.kappa, best=best, noise=noise, exclude=exclude, rng=rng,
+                                   levels=c.levels)
         std = np.sqrt(np.maximum(np.diag(cov), 0.0))
     dec = ok[picks]
     rows = compositions.composition_rows(el[picks][dec], counts[picks][dec])
@@ -245,6 +284,37 @@ def propose(store: Store, c: Campaign, ae=None) -> StepResult:
     return res
 
 
+def pool_candidates(store: Store, ae, selection: str, exclude, n: int, rng: np.random.Generator):
+    """Candidates of a pool-based campaign (`candidates_from`): the compositions the selection
+    returns (e.g. a generated set), less the known and proposed ones, a seeded random n of them
+    if more, that fit the 8x85 map; (latents (m, d), atomic numbers (m, 8), counts (m, 8)). A
+    pick proposes the composition itself (its latent is the encoding, nothing is decoded)."""
+    import duckdb  # noqa: PLC0415
+
+    from ..compositions import CompositionBatch  # noqa: PLC0415
+
+    sel = check_selection(selection, "al start --candidates-from")
+    try:
+        with store.connect(write=False, guarded=True) as con:
+            df = frame(con, "SELECT composition_id, elements, counts FROM compositions WHERE composition_id IN "
+                            f"(SELECT composition_id FROM ({sel}) s) ORDER BY composition_id")
+    except duckdb.Error as e:
+        raise friendly(e, f"--candidates-from {selection.strip()!r}") from None
+    df = df.filter(~pl.col("composition_id").is_in(list(exclude)))
+    if df.height > n:
+        df = df[np.sort(rng.choice(df.height, n, replace=False))]
+    lat = latents.ensure(store, ae, df["composition_id"].to_numpy()) if df.height else None
+    if lat is None or lat.height == 0:
+        raise ALError(f"--candidates-from {selection.strip()!r}: no composition left to propose "
+                      f"(none, all known or proposed, or none fits the 8x85 map)")
+    df = df.join(lat, on="composition_id", how="inner").sort("composition_id")
+    b = CompositionBatch.from_lists(df["elements"].to_list(), df["counts"].to_list(), df["composition_id"].to_numpy())
+    el = np.zeros((len(b), 8), np.int64)
+    counts = np.zeros((len(b), 8), np.int64)
+    el[:, :b.z.shape[1]], counts[:, :b.counts.shape[1]] = b.z, b.counts
+    return latents.matrix(df), el, counts
+
+
 def run(store: Store, campaign_id: int, rounds: int = 1, progress=None) -> list[StepResult]:
     """Step `rounds` times (a model oracle campaign), returning each step's result."""
     out = []
@@ -275,8 +345,10 @@ def finish(store: Store, campaign_id: int, *, preset: str = "rf-bg", name: str |
     from ..training import train  # noqa: PLC0415
 
     c = campaigns.get(store, campaign_id)
+    if threshold is None and c.target.goal == "max":
+        threshold = c.params.get("threshold")    # the level the campaign tracked, if any
     if pool is not None:   # checked before training: a refused pool leaves no model behind
-        check_screen_args(pool, c.target, threshold)
+        check_pool(store, check_screen_args(pool, c.target, threshold), pool)
     with store.connect() as con:
         sources = [r[0] for r in con.execute(
             "SELECT source FROM al_labels WHERE campaign_id = ? GROUP BY source ORDER BY min(proposal_id)",
@@ -300,14 +372,25 @@ def check_screen_args(pool: str, target, threshold: float | None) -> str:
     trains anything: a bad --pool or --threshold leaves no model behind)."""
     import math  # noqa: PLC0415
 
-    from ..query import check_selection  # noqa: PLC0415
-
     t = acq.Target.parse(target)
     if t.goal == "max" and threshold is None:
         raise ALError("screening for 'max' needs a threshold (candidates: predicted >= threshold)")
     if threshold is not None and not math.isfinite(float(threshold)):
         raise ALError(f"--threshold {threshold}: expected a finite number")
     return check_selection(pool, "--pool")
+
+
+def check_pool(store: Store, sel: str, pool: str, option: str = "--pool") -> str:
+    """Run the checked selection once (guarded, read-only) so that a failing one is reported as
+    the option the user typed (`--pool`, not the `predict --where` it becomes)."""
+    import duckdb  # noqa: PLC0415
+
+    try:
+        with store.connect(write=False, guarded=True) as con:
+            con.execute(f"SELECT count(*) FROM (SELECT composition_id FROM ({sel}) s)").fetchall()
+    except duckdb.Error as e:
+        raise friendly(e, f"{option} {pool.strip()!r}") from None
+    return sel
 
 
 def screen(store: Store, model: str, pool: str, target, threshold: float | None = None,
@@ -317,7 +400,7 @@ def screen(store: Store, model: str, pool: str, target, threshold: float | None 
     from ..predict import predict  # noqa: PLC0415
     from ..registry import load_model  # noqa: PLC0415
 
-    sel = check_screen_args(pool, target, threshold)
+    sel = check_pool(store, check_screen_args(pool, target, threshold), pool)
     t = acq.Target.parse(target)
     predict(store, model, where=f"c.composition_id IN (SELECT composition_id FROM ({sel}))",
             progress=progress)

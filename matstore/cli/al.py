@@ -30,9 +30,19 @@ def al():
 @click.option("--target", default="max", show_default=True,
               help="Objective: max, or range:A:B (value in [A, B]).")
 @click.option("--acquisition", type=RegistryChoice(_acquisitions), default="ucb", show_default=True,
-              help="Acquisition function (random: the baseline).")
+              help="Acquisition function: ucb, ei, thompson (find the best), straddle (learn where "
+                   "the property crosses --threshold or the range's edges), random (the baseline).")
 @click.option("--kappa", type=float, default=10.0, show_default=True,
               help="UCB: mean + kappa * std (botorch's beta = kappa^2).")
+@click.option("--threshold", type=float, default=None, metavar="T",
+              help="straddle with target max: the screen's level (property >= T); also the "
+                   "default --threshold of `al finish`.")
+@click.option("--near-levels", type=float, default=None, metavar="FRACTION",
+              help="straddle: the local candidates start only from this fraction of the labelled "
+                   "points, those nearest the threshold (or the range's edges).")
+@click.option("--candidates-from", default=None, metavar="SQL",
+              help="Pool-based: SQL returning composition_id (e.g. a generated set); the candidates "
+                   "are those compositions' latents, and a pick proposes the composition itself.")
 @click.option("--batch-size", type=POSITIVE, default=100, show_default=True, help="Proposals per round.")
 @click.option("--base", "base_selection", default="SELECT composition_id FROM known", show_default=True,
               help="SQL returning composition_id: the labelled compositions to start from.")
@@ -42,15 +52,17 @@ def al():
               help="Latent points the acquisition is evaluated on per round.")
 @click.option("--name", default=None, help="A name for the campaign.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
-def al_start(db, autoencoder, oracle, prop, target, acquisition, kappa, batch_size, base_selection,
-             base_source, base_rows, n_candidates, name, seed):
+def al_start(db, autoencoder, oracle, prop, target, acquisition, kappa, threshold, near_levels,
+             candidates_from, batch_size,
+             base_selection, base_source, base_rows, n_candidates, name, seed):
     """Record a new campaign (nothing is proposed until `al step`)."""
     from ..al import start
 
     cid = start(Store(db), autoencoder, oracle, property=prop, target=target, acquisition=acquisition,
                 kappa=kappa, batch_size=batch_size, base_selection=base_selection,
                 base_source=base_source, base_rows=base_rows, seed=seed, name=name,
-                n_candidates=n_candidates)
+                n_candidates=n_candidates, threshold=threshold, near_levels=near_levels,
+                candidates_from=candidates_from)
     console.print(f"campaign {cid} started")
 
 
@@ -129,7 +141,7 @@ def al_label(campaign_id, file, db, source, kind, method):
 @click.option("--name", default=None, help="Registry name (default: PRESET-alID).")
 @click.option("--pool", default=None, help="SQL returning composition_id: the compositions to screen.")
 @click.option("--threshold", type=float, default=None,
-              help="Target max: candidates are predicted >= THRESHOLD.")
+              help="Target max: candidates are predicted >= THRESHOLD (default: the campaign's --threshold).")
 @no_progress_option
 @output_options
 def al_finish(campaign_id, db, preset, name, pool, threshold, no_progress, quiet, fmt, parquet, limit_rows):
