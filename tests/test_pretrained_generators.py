@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -56,3 +57,48 @@ def test_generate_names_a_shipped_generator_in_a_store_that_never_trained(tmp_pa
     assert out.exit_code == 0, out.output
     st = Store(db).query("SELECT n_samples, n_decodable, n_unique FROM generation_stats")
     assert st["n_samples"][0] == 3000 and st["n_decodable"][0] == 3000 and st["n_unique"][0] > 2500
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_a_shipped_generators_leave_out_set_comes_with_it_and_is_its_split(name, tmp_path, shared_data):
+    """Importing a shipped generator stores its left-out formulas as the version's holdout set;
+    they are exactly the val + test rows of the split the script made, recomputed here from the
+    shared data (MatGAN curation, the valid-only filter where the version used it, the seeded
+    permutation), and `quality` then measures leave-out recovery in a store that never trained."""
+    from matstore import quality
+    from matstore.curation import Curation
+    from matstore.featurize import validate_store
+    from matstore.ingest import run as ingest
+    from matstore.training import data
+
+    store = Store.init(tmp_path / "s.duckdb")
+    ingest(store, "mp", Curation.matgan(), file=str(shared_data / "mp/e_form.csv"),
+           props=["formation_energy_per_atom=target:eV/atom"])
+    pretrained.import_pretrained(store, name)
+    e = pretrained.entry(name)
+    model_id = store.query("SELECT model_id FROM model_versions WHERE name = ?", [name])["model_id"][0]
+    sets = store.query("SELECT composition_id, role, set_name FROM composition_sets WHERE model_id = ?",
+                       [model_id])
+    assert set(sets["role"]) == {"holdout"} and set(sets["set_name"]) == {f"{name}/leave-out"}
+    got = set(sets["composition_id"].to_list())
+    assert len(got) == sets.height == e["leave_out"]["n"]
+
+    ids = store.query("SELECT DISTINCT composition_id FROM materials WHERE source = 'mp' ORDER BY 1")
+    ids = ids["composition_id"].to_numpy()
+    if e.get("valid_only"):
+        validate_store(store, progress=False)
+        assert store.query("SELECT checker_version FROM validity_checkers WHERE is_default")[
+            "checker_version"][0] == e["valid_only"]["checker_version"]
+        ok = store.query("SELECT composition_id FROM composition_validity WHERE charge_neutral "
+                         "AND electronegativity_balanced")["composition_id"].to_numpy()
+        ids = ids[np.isin(ids, ok)]
+    sp = data.split(len(ids), e["split"]["seed"], tuple(e["split"]["fractions"]))
+    assert len(sp.train) == e["split"]["n_train"]
+    assert got == set(ids[sp.val].tolist()) | set(ids[sp.test].tolist())
+
+    r = runner.generate(store, name, 4000, batch_size=2000, seed=0, device="cpu", progress=False)
+    row = quality.measure(store, r.run_id)
+    drawn = set(store.query("SELECT composition_id FROM generated WHERE run_id = ?",
+                            [r.run_id])["composition_id"].to_list())
+    assert row["leave_out_size"] == len(got) and row["leave_out_recovered"] == len(got & drawn)
+    assert pretrained.import_leave_out(store, name) == 0          # once

@@ -69,10 +69,55 @@ def path(name: str) -> Path:
 
 
 def import_pretrained(store: Store, name: str):
-    """Import the shipped model ``name`` into ``store`` (same weights already there: skipped)."""
+    """Import the shipped model ``name`` into ``store`` (same weights already there: skipped),
+    with its shipped leave-out set, so `matstore quality` measures its recovery there too."""
     from ..registry import import_models  # noqa: PLC0415 (imports torch)
 
-    return import_models(store, path(name))
+    res = import_models(store, path(name))
+    import_leave_out(store, name)
+    return res
+
+
+def import_leave_out(store: Store, name: str) -> int:
+    """The shipped leave-out formulas of ``name`` as composition_sets rows (role 'holdout',
+    set '<name>/leave-out') of the store's version with the shipped weights, unless that version
+    already has a leave-out split (trained here, or imported before). Returns rows written."""
+    import datetime as dt  # noqa: PLC0415
+
+    import polars as pl  # noqa: PLC0415
+
+    from ..compositions import try_parse  # noqa: PLC0415
+    from ..store import append  # noqa: PLC0415
+
+    lo = entry(name).get("leave_out")
+    if not lo:
+        return 0
+    f = PACKAGE_DIR / lo["file"]
+    if f.parent != PACKAGE_DIR or not f.is_file() or sha256_file(f) != lo["sha256"]:
+        raise PretrainedError(f"pretrained {name!r}: leave-out file {lo['file']!r} is missing or "
+                              f"does not match its manifest sha256")
+    parsed = [try_parse(line) for line in f.read_text().split("\n") if line.strip()]
+    bad = [c for c in parsed if isinstance(c, str)]
+    if bad or len(parsed) != lo["n"]:
+        raise PretrainedError(f"pretrained {name!r}: leave-out file {f.name} holds {len(parsed)} formulas "
+                              f"({len(bad)} unreadable), the manifest says {lo['n']}")
+    ids = sorted({c.composition_id for c in parsed})
+    weights = sorted(shipped_weights(name))
+    with store.transaction() as con:
+        row = con.execute("SELECT max(model_id) FROM model_versions WHERE name = ? AND "
+                          "list_contains(?::VARCHAR[], weights_sha256)", [name, weights]).fetchall()
+        if not row or row[0][0] is None:
+            return 0
+        model_id = int(row[0][0])
+        have = con.execute("SELECT count(*) FROM composition_sets WHERE model_id = ? AND role IN "
+                           "('val', 'test', 'holdout')", [model_id]).fetchall()[0][0]
+        if have:
+            return 0
+        append(con, "composition_sets", pl.DataFrame({
+            "set_name": f"{name}/leave-out", "composition_id": pl.Series(ids, dtype=pl.Int64),
+            "model_id": pl.Series([model_id] * len(ids), dtype=pl.Int32), "role": "holdout",
+            "created_at": dt.datetime.now()}))
+    return len(ids)
 
 
 def _ref_name(ref) -> str | None:
