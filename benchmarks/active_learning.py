@@ -27,11 +27,22 @@ Run (the README's table; ~6.5 min a repeat on 1 CPU core after a ~10 min setup):
   nohup nice -n 5 python benchmarks/active_learning.py --repeats 10 \
       --variants ucb:10,straddle-near:0.2,ucb:1,straddle@pool > out/al_bench_final.log 2>&1 &
 The store (out/al_bench.duckdb) keeps the oracle, autoencoder and pool between runs.
+
+Screen model: --screen-preset (default rf-bg) trains BS and every retrained screen; e.g. attn-bg
+(composition attention, the analogue of the seed's Roost) with --screen-config '{"d_model": 64, ...}'
+and --screen-epochs. --reuse-campaigns takes a finished campaign of the same name (same variant,
+base size and repeat seed, so the same base rows, proposals and oracle labels) from the store
+instead of running it again: only the screens are new. The README's Roost-like table:
+  nohup nice -n 5 python benchmarks/active_learning.py --screen-preset attn-bg \
+      --screen-config '{"d_model": 64, "n_layers": 2, "d_ff": 128, "head": [128, 64]}' \
+      --screen-epochs 100 --screen-batch 64 --variants ucb:10,straddle-near:0.2 \
+      --reuse-campaigns --repeats 10 > out/al_bench_attn.log 2>&1 &
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -228,36 +239,83 @@ def variant_label(variant: str) -> str:
             "straddle-near": f"AL straddle near {arg or 0.2}", "random": "Random"}.get(name, f"AL {variant}")
 
 
+def screen_kwargs(args) -> dict:
+    """training.train keywords of the screen model (BS and every retrained screen)."""
+    if args.screen_preset == "rf-bg" and args.screen_config is None:
+        return dict(n_jobs=1, config={"n_estimators": args.screen_trees})
+    kw = dict(config=args.screen_config)
+    if args.screen_preset != "rf-bg":       # neural presets: CPU; epochs and batch if given
+        kw["device"] = "cpu"
+        if args.screen_epochs is not None:
+            kw["epochs"] = args.screen_epochs
+        if args.screen_batch is not None:
+            kw["batch_size"] = args.screen_batch
+    return kw
+
+
+def finished_campaign(store, name, variant, rep, n_base, args):
+    """(id, status row) of the newest finished campaign called name that ran exactly this
+    variant's settings (acquisition, kappa, threshold, near levels, candidates, batch, base
+    selection, repeat seed, n_base base rows, this run's proposals; all rounds closed), or None."""
+    from matstore import al
+
+    want = variant_settings(variant, args.threshold)
+    with store.connect() as con:
+        rows = con.execute("SELECT campaign_id, acquisition, kappa, batch_size, base_selection, params::VARCHAR "
+                           "FROM al_campaigns WHERE name = ? AND seed = ? AND base_rows = ? "
+                           "ORDER BY campaign_id DESC", [name, rep, n_base]).fetchall()
+    for cid, acq, kappa, batch, base_sel, params in rows:
+        params = json.loads(params or "{}")
+        same = (acq == want["acquisition"] and batch == args.batch and base_sel == UNIVERSE
+                and params.get("n_candidates") == args.candidates
+                and (acq != "ucb" or kappa == want["kappa"])
+                and all(params.get(k) == want.get(k) for k in ("threshold", "near_levels", "candidates_from")))
+        st = al.status(store, cid).row(0, named=True)
+        if same and st["open_round"] is None and st["proposals"] == args.proposals \
+                and st["rounds"] == args.proposals // args.batch:
+            return cid, st
+    return None
+
+
 def one_repeat(store, args, n_base, rep, oracle_ids):
     from matstore import al, training
 
     out = {}
-    screen_kw = dict(n_jobs=1, config={"n_estimators": args.screen_trees})
+    screen_kw = screen_kwargs(args)
     tag = f"e{n_base}-r{rep}"
+    suffix = "" if args.screen_preset == "rf-bg" else f"-{args.screen_preset}"
     for variant in [*args.variants, "random"]:
         method = variant_label(variant)
         t = time.time()
         slug = variant.replace(":", "").replace(".", "").replace("@", "-")
-        cid = al.start(store, "ae-al", "model:oracle-bg", base_selection=UNIVERSE, base_rows=n_base,
-                       seed=rep, batch_size=args.batch, name=f"{slug}-{tag}", n_candidates=args.candidates,
-                       **variant_settings(variant, args.threshold))
-        steps = al.run(store, cid, rounds=args.proposals // args.batch,
-                       progress=lambda r: log(f"  {method} {tag} round {r.round_no}: {r.proposed} proposed, "
-                                              f"{r.decodable} decodable, {r.labelled} labelled, "
-                                              f"GP on {r.n_train}, {r.seconds:.0f} s"))
-        fin = al.finish(store, cid, preset="rf-bg", name=f"{slug}-{tag}", pool=POOL,
+        found = finished_campaign(store, f"{slug}-{tag}", variant, rep, n_base, args) if args.reuse_campaigns else None
+        if found:
+            cid, st = found
+            decodable, proposed = st["decodable"], st["proposals"]
+            log(f"  {method} {tag}: reusing finished campaign {cid}")
+        else:
+            cid = al.start(store, "ae-al", "model:oracle-bg", base_selection=UNIVERSE, base_rows=n_base,
+                           seed=rep, batch_size=args.batch, name=f"{slug}-{tag}", n_candidates=args.candidates,
+                           **variant_settings(variant, args.threshold))
+            steps = al.run(store, cid, rounds=args.proposals // args.batch,
+                           progress=lambda r: log(f"  {method} {tag} round {r.round_no}: {r.proposed} proposed, "
+                                                  f"{r.decodable} decodable, {r.labelled} labelled, "
+                                                  f"GP on {r.n_train}, {r.seconds:.0f} s"))
+            decodable, proposed = sum(s.decodable for s in steps), sum(s.proposed for s in steps)
+        fin = al.finish(store, cid, preset=args.screen_preset, name=f"{slug}-{tag}{suffix}", pool=POOL,
                         threshold=-1e300, **screen_kw)      # every prediction, best first
         m = holdout_metrics(store, fin.model)
         with store.connect() as con:
             labelled = {r[0] for r in con.execute("SELECT composition_id FROM al_labels WHERE campaign_id = ?",
                                                   [cid]).fetchall()}
         out[method] = dict(n=fin.training_rows, cand_labelled=len(labelled & oracle_ids), r2=m["r2"], mae=m["mae"],
-                           decodable=sum(s.decodable for s in steps), proposed=sum(s.proposed for s in steps),
+                           decodable=decodable, proposed=proposed,
                            **screen_scores(fin.candidates, oracle_ids, args.threshold), seconds=time.time() - t)
         log(f"{method} {tag}: {out[method]}")
         base_set = al.get(store, cid).base_set     # the same rows for every campaign (same seed)
-    mv = training.train(store, "rf-bg", on=f"SELECT composition_id FROM composition_sets WHERE set_name = '{base_set}'",
-                        target_source="mp", name=f"bs-{tag}", seed=rep, progress=False, **screen_kw)
+    mv = training.train(store, args.screen_preset,
+                        on=f"SELECT composition_id FROM composition_sets WHERE set_name = '{base_set}'",
+                        target_source="mp", name=f"bs-{tag}{suffix}", seed=rep, progress=False, **screen_kw)
     n_pool, c = al.screen(store, mv.ref, POOL, "max", -1e300)
     m = holdout_metrics(store, mv.ref)
     with store.connect() as con:
@@ -276,7 +334,8 @@ def report(results, n_oracle, args):
     print()
     print(f"Table 1 (seed 001) protocol on mp/gap.csv: pool {args.pool_size} compositions, oracle candidates "
           f"(oracle-bg predicts >= {args.threshold} eV): {n_oracle}; {args.proposals} proposals per campaign "
-          f"(batches of {args.batch}, {args.candidates} candidates); repeats done: "
+          f"(batches of {args.batch}, {args.candidates} candidates); screen model (BS and retrained): "
+          f"{args.screen_preset} {json.dumps(screen_kwargs(args), sort_keys=True)}; repeats done: "
           f"{max(len(v) for v in results.values())} of {args.repeats}; mean ± std")
     print(f"{'exp':<5} {'model':<22} {'labelled rows':>14} {'R2 hold-out':>16} {'MAE hold-out':>16} "
           f"{'decodable':>16} {'cand. labelled':>14} {'candidates':>14} {'recovery %':>16} {'precision %':>16} {'top-K rec. %':>16} | seed: R2, MAE, cand, recovery %")
@@ -322,10 +381,20 @@ def main(argv=None):
     ap.add_argument("--variants", default="ucb:10,straddle-near:0.2,ucb:1,straddle@pool",
                     help="AL campaigns beside BS and Random, comma-separated (see the docstring)")
     ap.add_argument("--candidates", type=int, default=2000)
-    ap.add_argument("--screen-trees", type=int, default=100)
+    ap.add_argument("--screen-trees", type=int, default=100, help="rf-bg screen: trees")
+    ap.add_argument("--screen-preset", default="rf-bg",
+                    help="preset of BS and every retrained screen (e.g. attn-bg, the seed's Roost analogue)")
+    ap.add_argument("--screen-config", type=json.loads, default=None,
+                    help="JSON object of the screen preset's config overrides")
+    ap.add_argument("--screen-epochs", type=int, default=None, help="neural screens: epochs (default: the preset's)")
+    ap.add_argument("--screen-batch", type=int, default=None, help="neural screens: batch size")
+    ap.add_argument("--reuse-campaigns", action="store_true",
+                    help="reuse finished campaigns of the same name and seed (only the screens are retrained)")
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--exps", default="exp2,exp3")
     args = ap.parse_args(argv)
+    if args.screen_config is not None and not isinstance(args.screen_config, dict):
+        raise SystemExit("--screen-config must be a JSON object")
     args.variants = [v for v in args.variants.split(",") if v]
     for v in args.variants:
         variant_settings(v, args.threshold)
