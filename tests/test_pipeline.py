@@ -51,11 +51,12 @@ def test_demo_runs_end_to_end_and_is_consistent(tmp_path):
 def test_demo_uses_the_shipped_transformer_and_its_candidates_look_like_known_ones(tmp_path):
     """Without a GAN asked for, the demo imports the shipped transformer (no training) and prints
     the total variation distance between its candidates' elements-per-composition histogram and
-    the known compositions' (issue 14 asks for <= 0.10). Measured (seed 0, 20,000 samples): 0.139
-    for the screened candidates, 0.12 for all the run's candidates: the demo's known set (the
-    builtin matminer MP list) holds 10.9% five-element compositions where the curated
-    mp/e_form.csv rows the shipped model learned hold 4.7% (its samples: 4.3%, TV 0.019 against
-    its own training set, benchmarks/generators.py); the bound below guards against regressions."""
+    the known compositions' (issue 14 asks for <= 0.10). Measured (seed 0, 20,000 samples): 0.147
+    for the screened candidates, 0.131 for all the run's candidates. No generator of the (element,
+    count <= 8) vocabulary gets under 0.10 here: 30% of the demo's known compositions (the builtin
+    matminer MP list) have a count above 8, and the expressible ones alone are 0.104 TV from the
+    whole set; the shipped model follows its own training set (TV 0.009 of samples,
+    benchmarks/generators.py). The bounds below guard against regressions."""
     import torch
 
     from matstore import pipeline
