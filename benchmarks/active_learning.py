@@ -358,9 +358,10 @@ def report(results, n_oracle, args):
                   f"{fmt([r['mae'] for r in rows]):>16} {dec:>16} {lab:>14} {fmt([r['cand'] for r in rows], 1):>14} "
                   f"{fmt([r['rec'] for r in rows], 2):>16} {fmt([r['prec'] for r in rows], 2):>16} {fmt([r['topk'] for r in rows], 2):>16} | {seed}")
         for method in methods[1:-1]:
-            wins = sum(r[method]["rec"] > r["BS"]["rec"] for r in reps)
-            print(f"{exp}: {method} recovery > BS recovery in {wins}/{len(reps)} repeats; "
-                  f"> Random in {sum(r[method]['rec'] > r['Random']['rec'] for r in reps)}/{len(reps)}")
+            for key, what in (("rec", "recovery"), ("topk", "top-K")):
+                wins = sum(r[method][key] > r["BS"][key] for r in reps)
+                print(f"{exp}: {method} {what} > BS {what} in {wins}/{len(reps)} repeats; "
+                      f"> Random in {sum(r[method][key] > r['Random'][key] for r in reps)}/{len(reps)}")
         print(f"{exp}: per repeat recovery % " + "; ".join(
             f"{m}: " + " ".join(f"{r[m]['rec']:.1f}" for r in reps) for m in methods))
 

@@ -130,6 +130,7 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(1)
+    from matstore.registry import get_record
     from matstore.store import Store
 
     if not a.store.is_file():
@@ -139,8 +140,6 @@ def main(argv=None) -> int:
     results = []
     for n in a.n:
         for ref in a.models:
-            from matstore.registry import get_record
-
             transformer = get_record(store, ref, weights=False)["kind"] == "transformer"
             results.append(measure(store, ref, n, a.seed, a.batch_size,
                                    a.temperature if transformer else None, a.top_p if transformer else None))

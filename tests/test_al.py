@@ -38,36 +38,34 @@ def al_master(shared_data, tmp_path_factory):
     return path
 
 
-@pytest.fixture
-def al_store(al_master, tmp_path):
+def _copy(master, folder, name: str):
+    """A store of one's own: a copy of a module-scoped master store file."""
     from matstore.store import Store
 
-    p = tmp_path / "al.duckdb"
-    shutil.copy(al_master, p)
+    p = folder / name
+    shutil.copy(master, p)
     return Store(p)
+
+
+@pytest.fixture
+def al_store(al_master, tmp_path):
+    return _copy(al_master, tmp_path, "al.duckdb")
 
 
 @pytest.fixture(scope="module")
 def al_external_master(al_master, tmp_path_factory):
     """The master store plus campaign 1 (external oracle) with round 1 proposed."""
     from matstore import al
-    from matstore.store import Store
 
-    p = tmp_path_factory.mktemp("al_ext") / "external.duckdb"
-    shutil.copy(al_master, p)
-    store = Store(p)
+    store = _copy(al_master, tmp_path_factory.mktemp("al_ext"), "external.duckdb")
     _start(store, "external")
     al.step(store, 1)
-    return p
+    return store.path
 
 
 @pytest.fixture
 def al_external(al_external_master, tmp_path):
-    from matstore.store import Store
-
-    p = tmp_path / "ext.duckdb"
-    shutil.copy(al_external_master, p)
-    return Store(p)
+    return _copy(al_external_master, tmp_path, "ext.duckdb")
 
 
 def _count(store, sql, params=None):

@@ -197,29 +197,33 @@ def select(mean: np.ndarray, cov: np.ndarray, keys: np.ndarray, n: int, *, acqui
         jitter = 1e-9 * max(float(np.mean(np.diag(cov))), 1e-12)
         chol = np.linalg.cholesky(cov + jitter * np.eye(m))
         for _ in range(n):
-            draw = mean + chol @ rng.standard_normal(m)
-            draw[~allowed] = -np.inf
-            i = int(np.argmax(draw))
-            if not np.isfinite(draw[i]):
+            if _take(mean + chol @ rng.standard_normal(m), keys, allowed, taken, picks, values) is None:
                 break
-            picks.append(i)
-            values.append(float(draw[i]))
-            _block(i, keys, allowed, taken)
         return np.asarray(picks, np.int64), np.asarray(values)
     cov = np.array(cov, np.float64, copy=True)
     for _ in range(n):
         std = np.sqrt(np.maximum(np.diag(cov), 0.0))
-        acq = score(acquisition, mean, std, kappa=kappa, best=best, levels=levels)
-        acq = np.where(allowed, acq, -np.inf)
-        i = int(np.argmax(acq))
-        if not np.isfinite(acq[i]):
+        i = _take(score(acquisition, mean, std, kappa=kappa, best=best, levels=levels),
+                  keys, allowed, taken, picks, values)
+        if i is None:
             break
-        picks.append(i)
-        values.append(float(acq[i]))
-        _block(i, keys, allowed, taken)
         col = cov[:, i].copy()                      # kriging believer: rank-1 covariance update
         cov -= np.outer(col, col) / (col[i] + noise + 1e-12)
     return np.asarray(picks, np.int64), np.asarray(values)
+
+
+def _take(acq: np.ndarray, keys: np.ndarray, allowed: np.ndarray, taken: set, picks: list,
+          values: list) -> int | None:
+    """Pick the best allowed candidate of acq (append it and its value, block its composition);
+    None when no allowed candidate has a finite value."""
+    acq = np.where(allowed, acq, -np.inf)
+    i = int(np.argmax(acq))
+    if not np.isfinite(acq[i]):
+        return None
+    picks.append(i)
+    values.append(float(acq[i]))
+    _block(i, keys, allowed, taken)
+    return i
 
 
 def _block(i: int, keys: np.ndarray, allowed: np.ndarray, taken: set) -> None:
