@@ -29,6 +29,9 @@ Protocol (sizes printed; all through matstore.al and matstore.training):
 Run (the README's table; ~6.5 min a repeat on 1 CPU core after a ~10 min setup):
   nohup nice -n 5 python benchmarks/active_learning.py --repeats 10 \
       --variants ucb:10,straddle-near:0.2,ucb:1,straddle@pool > out/al_bench_final.log 2>&1 &
+Plot (docs/active_learning.png): --plot LOG [LOG ...] draws the per-repeat recovery and top-K
+of each method from the logs of earlier runs (several logs of one setting join).
+
 The store (out/al_bench.duckdb) keeps the oracle, autoencoder and pools between runs. A
 latent-space campaign does not depend on the pool, so --reuse-campaigns with the other --pool
 retrains and rescreens only (pool-based "@pool" campaigns run again: their candidates differ).
@@ -49,6 +52,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -409,6 +413,69 @@ def report(results, n_oracle, args):
             f"{m}: " + " ".join(f"{r[m]['rec']:.1f}" for r in reps) for m in methods))
 
 
+ROW = re.compile(r"^\d\d:\d\d:\d\d (.+) e(\d+)-r(\d+): (\{.*\})$")
+HEADER = re.compile(r"pool (\d+) compositions, oracle candidates \(oracle-bg predicts >= ([\d.]+) eV\): (\d+);"
+                    r".*screen model \(BS and retrained\): (\S+)")
+
+
+def read_logs(paths):
+    """{(pool size, threshold, oracle candidates, screen preset, exp): {method: {repeat: row}}}
+    from the per-repeat rows these runs logged; several logs of one setting (e.g. exp2 and exp3
+    run apart, or extra variants run later) join, a method's first row for a repeat wins."""
+    import ast
+
+    out = {}
+    for path in paths:
+        rows, setting = [], None
+        for line in Path(path).read_text().splitlines():
+            if (h := HEADER.search(line)) and setting is None:
+                setting = (int(h[1]), float(h[2]), int(h[3]), h[4])
+            elif (m := ROW.match(line)):
+                rows.append((m[1], int(m[2]), int(m[3]), ast.literal_eval(m[4])))
+        if setting is None:
+            raise SystemExit(f"{path}: no table header (did a repeat finish?)")
+        for method, n_base, rep, row in rows:
+            exp = {1000: "exp2", 300: "exp3"}[n_base]
+            out.setdefault((*setting, exp), {}).setdefault(method, {}).setdefault(rep, row)
+    return out
+
+
+def plot(paths, out):
+    """One panel per setting and experiment: recovery % and top-K % of each repeat per method
+    (dots), their means (bars), the seed's recovery (star); drawn from benchmark logs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    panels = read_logs(paths)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 4.6), squeeze=False)
+    for ax, ((pool, thr, n_oracle, preset, exp), methods) in zip(axes[0], sorted(panels.items())):
+        names = ["BS", *[m for m in methods if m not in ("BS", "Random")], "Random"]
+        for i, m in enumerate(names):
+            for key, dx, color in (("rec", -0.17, "tab:blue"), ("topk", 0.17, "tab:orange")):
+                v = np.array([r[key] for r in methods[m].values()])
+                ax.bar(i + dx, v.mean(), width=0.32, color=color, alpha=0.35)
+                ax.plot(np.full(len(v), i + dx), v, ".", color=color, ms=4)
+            seed = SEED_TABLE[exp].get("AL" if m == "AL UCB k=10" else m)
+            if seed:
+                ax.plot(i - 0.17, seed["rec"], "*", color="black", ms=10)
+        ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
+        ax.set_ylim(0, 100)
+        ax.set_title(f"{exp}: pool {pool:,}, oracle >= {thr:g} eV ({n_oracle}),\n{preset} screen, "
+                     f"{len(methods['BS'])} repeats", fontsize=8)
+    axes[0][0].set_ylabel("% of the oracle's candidates")
+    axes[0][-1].legend(handles=[Patch(color="tab:blue", alpha=0.5, label="recovery (threshold)"),
+                                Patch(color="tab:orange", alpha=0.5, label="top-K (no threshold)"),
+                                Line2D([], [], marker="*", ls="", color="black", label="seed 001 recovery")],
+                       fontsize=7, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    log(f"wrote {out}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--db", default=str(REPO / "out" / "al_bench.duckdb"))
@@ -439,7 +506,12 @@ def main(argv=None):
                     help="reuse finished campaigns of the same name and seed (only the screens are retrained)")
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--exps", default="exp2,exp3")
+    ap.add_argument("--plot", nargs="+", default=None, metavar="LOG",
+                    help="only draw --plot-out from the logs (stdout) of earlier runs")
+    ap.add_argument("--plot-out", default=str(REPO / "docs" / "active_learning.png"))
     args = ap.parse_args(argv)
+    if args.plot:
+        return plot(args.plot, args.plot_out)
     if args.screen_config is not None and not isinstance(args.screen_config, dict):
         raise SystemExit("--screen-config must be a JSON object")
     args.variants = [v for v in args.variants.split(",") if v]
