@@ -244,16 +244,28 @@ def holdout_metrics(store, ref):
 
 
 def screen_scores(pred, oracle_ids, threshold):
-    """pred: (composition_id, value) of the whole pool, best first. Candidates: value >=
+    """pred: (composition_id, value) of the whole pool, value = the screen model's prediction
+    (what the model learnt; a pool campaign's own labelled candidates are column "cand.
+    labelled"). Candidates: value >=
     threshold; recovery: share of the oracle's candidates among them; precision: share of them
     that are the oracle's; top-K: the screen's K best (K = number of oracle candidates) vs the
-    oracle's (threshold-free)."""
+    oracle's (threshold-free); rec_l: recovery of `al finish`'s own screen, where what the
+    campaign labelled is decided by its label (= rec for BS and latent-space campaigns, whose
+    labels are rarely pool compositions)."""
+    import polars as pl
+
+    pred = pred.sort("value", descending=True)   # the model's own ranking (al finish puts labels first)
     ids = pred["composition_id"].to_numpy()
     cand = set(ids[pred["value"].to_numpy() >= threshold].tolist())
     top = set(ids[:len(oracle_ids)].tolist())
     hit = len(cand & oracle_ids)
+    # what `al finish` reports: a composition the campaign labelled is decided by its label
+    decided = pred.select(pl.coalesce("label", "value")).to_series().to_numpy() if "label" in pred.columns \
+        else pred["value"].to_numpy()
+    hit_l = len(set(ids[decided >= threshold].tolist()) & oracle_ids)
     return dict(cand=len(cand), rec=100 * hit / max(len(oracle_ids), 1), prec=100 * hit / max(len(cand), 1),
-                topk=100 * len(top & oracle_ids) / max(len(oracle_ids), 1))
+                topk=100 * len(top & oracle_ids) / max(len(oracle_ids), 1),
+                rec_l=100 * hit_l / max(len(oracle_ids), 1))
 
 
 def variant_settings(variant: str, args) -> dict:
@@ -385,7 +397,8 @@ def report(results, n_oracle, args):
           f"{args.screen_preset} {json.dumps(screen_kwargs(args), sort_keys=True)}; repeats done: "
           f"{max(len(v) for v in results.values())} of {args.repeats}; mean ± std")
     print(f"{'exp':<5} {'model':<22} {'labelled rows':>14} {'R2 hold-out':>16} {'MAE hold-out':>16} "
-          f"{'decodable':>16} {'cand. labelled':>14} {'candidates':>14} {'recovery %':>16} {'precision %':>16} {'top-K rec. %':>16} | seed: R2, MAE, cand, recovery %")
+          f"{'decodable':>16} {'cand. labelled':>14} {'candidates':>14} {'recovery %':>16} {'precision %':>16} {'top-K rec. %':>16} "
+          f"{'rec. w/ labels %':>16} | seed: R2, MAE, cand, recovery %")
     for exp, n_base in (("exp2", 1000), ("exp3", 300)):
         if exp not in results:
             continue
@@ -403,9 +416,12 @@ def report(results, n_oracle, args):
                     + (f" ({ref['decodable']} decodable)" if "decodable" in ref else "")) if ref else "-"
             print(f"{exp:<5} {method:<22} {fmt([r['n'] for r in rows], 0):>14} {fmt([r['r2'] for r in rows]):>16} "
                   f"{fmt([r['mae'] for r in rows]):>16} {dec:>16} {lab:>14} {fmt([r['cand'] for r in rows], 1):>14} "
-                  f"{fmt([r['rec'] for r in rows], 2):>16} {fmt([r['prec'] for r in rows], 2):>16} {fmt([r['topk'] for r in rows], 2):>16} | {seed}")
+                  f"{fmt([r['rec'] for r in rows], 2):>16} {fmt([r['prec'] for r in rows], 2):>16} {fmt([r['topk'] for r in rows], 2):>16} "
+                  f"{fmt([r['rec_l'] for r in rows], 2) if all('rec_l' in r for r in rows) else '-':>16} | {seed}")
         for method in methods[1:-1]:
-            for key, what in (("rec", "recovery"), ("topk", "top-K")):
+            for key, what in (("rec", "recovery"), ("topk", "top-K"), ("rec_l", "recovery w/ labels")):
+                if not all(key in r[method] and key in r["BS"] for r in reps):
+                    continue
                 wins = sum(r[method][key] > r["BS"][key] for r in reps)
                 print(f"{exp}: {method} {what} > BS {what} in {wins}/{len(reps)} repeats; "
                       f"> Random in {sum(r[method][key] > r['Random'][key] for r in reps)}/{len(reps)}")
