@@ -73,6 +73,18 @@ def _count(store, sql, params=None):
         return con.execute(sql, params or []).fetchall()[0][0]
 
 
+def _make_pool(store, n: int) -> None:
+    """Table `pool`: n compositions with no material (as a generated set is), made from MP ones."""
+    with store.transaction() as con:
+        con.execute(f"CREATE TABLE pool AS SELECT composition_id FROM compositions ORDER BY composition_id LIMIT {n}")
+        con.execute("DELETE FROM properties WHERE material_id IN (SELECT material_id FROM materials "
+                    "WHERE composition_id IN (SELECT composition_id FROM pool))")
+        con.execute("DELETE FROM materials WHERE composition_id IN (SELECT composition_id FROM pool)")
+        n_known_in_pool = con.execute("SELECT count(*) FROM known WHERE composition_id IN "
+                                      "(SELECT composition_id FROM pool)").fetchall()[0][0]
+    assert n_known_in_pool == 0
+
+
 def _start(store, oracle="model:oracle-t", **kw):
     from matstore import al
 
@@ -613,15 +625,7 @@ def test_a_pool_based_campaign_proposes_the_pool_compositions_themselves(al_stor
     from matstore.cli import main
 
     db = str(al_store.path)
-    # a pool: compositions with no material (as a generated set is), made from 300 MP ones
-    with al_store.transaction() as con:
-        con.execute("CREATE TABLE pool AS SELECT composition_id FROM compositions ORDER BY composition_id LIMIT 300")
-        con.execute("DELETE FROM properties WHERE material_id IN (SELECT material_id FROM materials "
-                    "WHERE composition_id IN (SELECT composition_id FROM pool))")
-        con.execute("DELETE FROM materials WHERE composition_id IN (SELECT composition_id FROM pool)")
-        n_known_in_pool = con.execute("SELECT count(*) FROM known WHERE composition_id IN "
-                                      "(SELECT composition_id FROM pool)").fetchall()[0][0]
-    assert n_known_in_pool == 0
+    _make_pool(al_store, 300)
     res = CliRunner().invoke(main, ["al", "start", "--db", db, "--autoencoder", "ae-t", "--oracle", "model:oracle-t",
                                     "--acquisition", "straddle", "--threshold", "1.0", "--base-rows", "150",
                                     "--batch-size", "20", "--candidates", "100",
@@ -667,3 +671,52 @@ def loop_ae(store):
     from matstore.registry import load_model
 
     return load_model(store, "ae-t", device="cpu")
+
+
+def test_a_campaigns_screen_decides_what_it_labelled_by_the_label(al_store, tmp_path):
+    """finish screens the pool with the retrained model, but a pool composition the campaign
+    labelled (an external oracle: lab or DFT values) is a candidate exactly when its label meets
+    the target, whatever the model predicts; the rest by the prediction. Labels chosen far from
+    the data (9 eV, 0 eV) so that label and prediction disagree at some threshold."""
+    import polars as pl
+
+    from matstore import al
+
+    _make_pool(al_store, 300)
+    cid = _start(al_store, "external", acquisition="straddle", threshold=1.0,
+                 candidates_from="SELECT composition_id FROM pool")
+    al.step(al_store, cid)
+    f = tmp_path / "round1.csv"
+    al.export(al_store, al.get(al_store, cid), str(f))
+    rows = pl.read_csv(f).sort("proposal_id")
+    rows = rows.with_columns(value=pl.Series([9.0 if i % 2 else 0.0 for i in range(rows.height)]))
+    rows.select("proposal_id", "value").write_csv(f)
+    al.ingest_file(al_store, al.get(al_store, cid), str(f), "lab_x", "experiment", None)
+    pool_sql = "SELECT composition_id FROM pool"
+    fin = al.finish(al_store, cid, pool=pool_sql, threshold=1.0, n_jobs=1, config={"n_estimators": 5})
+    # every pool composition with its prediction, and the campaign's labels, read back apart
+    n_pool, pred = al.screen(al_store, fin.model, pool_sql, "max", -1e300)
+    labels = dict(al_store.query("SELECT composition_id, value FROM al_labels WHERE campaign_id = ?",
+                                 [cid]).iter_rows())
+    assert len(labels) == rows.height and set(labels) <= set(pred["composition_id"].to_list())
+    pred = dict(pred.select("composition_id", "value").iter_rows())
+    # thresholds where label and prediction disagree for some labelled composition
+    hi = min(pred[k] for k, v in labels.items() if v == 9.0)           # labelled 9: below 9 predicted
+    lo = max(pred[k] for k, v in labels.items() if v == 0.0)           # labelled 0: above 0 predicted
+    for t in (1.0, (hi + 9.0) / 2, lo / 2):
+        n, cand = al.screen_campaign(al_store, cid, fin.model, pool_sql, t)
+        assert n == n_pool == 300
+        want = {k for k, v in pred.items() if (labels[k] >= t if k in labels else v >= t)}
+        assert set(cand["composition_id"].to_list()) == want
+        by = dict(cand.select("composition_id", "screened_by").iter_rows())
+        assert all((by[k] == "label") == (k in labels) for k in want)
+        got = cand.filter(pl.col("label").is_not_null())
+        assert all(labels[k] == v for k, v in got.select("composition_id", "label").iter_rows())
+        assert set(got["label_source"].to_list()) <= {"lab_x"}
+        decided = cand.select(pl.coalesce("label", "value")).to_series().to_numpy()
+        assert (np.diff(decided) <= 0).all()                           # best first, by what decided
+    # the disagreements are real: at the middle threshold a 9-eV label is in although predicted below
+    n, cand = al.screen_campaign(al_store, cid, fin.model, pool_sql, (hi + 9.0) / 2)
+    assert any(labels.get(k) == 9.0 and pred[k] < (hi + 9.0) / 2 for k in cand["composition_id"].to_list())
+    assert set(fin.candidates["composition_id"].to_list()) == {
+        k for k, v in pred.items() if (labels[k] >= 1.0 if k in labels else v >= 1.0)}

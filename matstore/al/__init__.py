@@ -14,9 +14,9 @@ from .acquisition import ACQUISITIONS, DEFAULT_KAPPA, Target
 from .campaigns import Campaign, get, proposals, status
 from .errors import ALError
 from .labels import export, ingest_file
-from .loop import FinishResult, StepResult, finish, run, screen, start, step, training_set
+from .loop import FinishResult, StepResult, finish, run, screen, screen_campaign, start, step, training_set
 from .oracles import ORACLES
 
 __all__ = ["ACQUISITIONS", "ALError", "Campaign", "DEFAULT_KAPPA", "FinishResult", "ORACLES",
            "StepResult", "Target", "export", "finish", "get", "ingest_file", "proposals", "run",
-           "screen", "start", "status", "step", "training_set"]
+           "screen", "screen_campaign", "start", "status", "step", "training_set"]

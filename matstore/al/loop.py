@@ -341,7 +341,8 @@ def finish(store: Store, campaign_id: int, *, preset: str = "rf-bg", name: str |
            **train_kwargs) -> FinishResult:
     """Train a screening predictor on base + the campaign's labels (target sources: the label
     sources first, then the base source; the version's training query and hyperparams name both)
-    and, given a pool (SQL returning composition_id), screen it."""
+    and, given a pool (SQL returning composition_id), screen it (screen_campaign: what the
+    campaign labelled is decided by its label)."""
     from ..training import train  # noqa: PLC0415
 
     c = campaigns.get(store, campaign_id)
@@ -362,7 +363,8 @@ def finish(store: Store, campaign_id: int, *, preset: str = "rf-bg", name: str |
                              [mv.model_id]).fetchall()[0][0]
     res = FinishResult(c.campaign_id, mv.ref, mv.model_id, n_rows)
     if pool is not None:
-        res.n_pool, res.candidates = screen(store, mv.ref, pool, c.target, threshold, progress=progress)
+        res.n_pool, res.candidates = screen_campaign(store, c.campaign_id, mv.ref, pool, threshold,
+                                                     progress=progress)
         res.n_candidates = res.candidates.height
     return res
 
@@ -393,24 +395,53 @@ def check_pool(store: Store, sel: str, pool: str, option: str = "--pool") -> str
     return sel
 
 
-def screen(store: Store, model: str, pool: str, target, threshold: float | None = None,
-           progress: bool = False) -> tuple[int, pl.DataFrame]:
-    """Predict the pool (SQL returning composition_id) with `model` and keep what meets the
-    target: in [a, b] for a range, >= threshold for max. Returns (pool size, candidates)."""
+def _pool_predictions(store: Store, model: str, pool: str, threshold, target, progress: bool) -> pl.DataFrame:
+    """Predict the pool (SQL returning composition_id) with `model`: (composition_id, formula,
+    value) of every pool composition the model could predict, best first."""
     from ..predict import predict  # noqa: PLC0415
     from ..registry import load_model  # noqa: PLC0415
 
     sel = check_pool(store, check_screen_args(pool, target, threshold), pool)
-    t = acq.Target.parse(target)
     predict(store, model, where=f"c.composition_id IN (SELECT composition_id FROM ({sel}))",
             progress=progress)
     m = load_model(store, model)
     with store.connect(guarded=True) as con:
-        df = frame(con, f"SELECT p.composition_id, c.formula, p.value FROM predictions p "
-                        f"JOIN compositions c USING (composition_id) "
-                        f"WHERE p.model_id = ? AND p.value IS NOT NULL "
-                        f"AND p.composition_id IN (SELECT composition_id FROM ({sel})) "
-                        f"ORDER BY p.value DESC", [m.model_id])
-    keep = df["value"].to_numpy()
-    hit = keep >= threshold if t.goal == "max" else t.hit(keep)
-    return df.height, df.filter(pl.Series(hit))
+        return frame(con, f"SELECT p.composition_id, c.formula, p.value FROM predictions p "
+                          f"JOIN compositions c USING (composition_id) "
+                          f"WHERE p.model_id = ? AND p.value IS NOT NULL "
+                          f"AND p.composition_id IN (SELECT composition_id FROM ({sel})) "
+                          f"ORDER BY p.value DESC", [m.model_id])
+
+
+def _meets(values, target, threshold) -> np.ndarray:
+    t = acq.Target.parse(target)
+    values = np.asarray(values, np.float64)
+    return values >= threshold if t.goal == "max" else t.hit(values)
+
+
+def screen(store: Store, model: str, pool: str, target, threshold: float | None = None,
+           progress: bool = False) -> tuple[int, pl.DataFrame]:
+    """Predict the pool (SQL returning composition_id) with `model` and keep what meets the
+    target: in [a, b] for a range, >= threshold for max. Returns (pool size, candidates)."""
+    df = _pool_predictions(store, model, pool, threshold, target, progress)
+    return df.height, df.filter(pl.Series(_meets(df["value"], target, threshold)))
+
+
+def screen_campaign(store: Store, campaign_id: int, model: str, pool: str, threshold: float | None = None,
+                    progress: bool = False) -> tuple[int, pl.DataFrame]:
+    """Screen the pool for a campaign's target: a pool composition the campaign labelled is
+    decided by its label (a DFT or lab value outranks a prediction), the others by `model`'s
+    prediction. Returns (pool size, candidates best first); columns: composition_id, formula,
+    value (the prediction), label, label_source (NULL when unlabelled) and screened_by
+    ('label' or 'prediction')."""
+    c = campaigns.get(store, campaign_id)
+    df = _pool_predictions(store, model, pool, threshold, c.target, progress)
+    with store.connect() as con:
+        lab = frame(con, "SELECT composition_id, value AS label, source AS label_source FROM al_labels "
+                         "WHERE campaign_id = ? AND value IS NOT NULL ORDER BY proposal_id", [c.campaign_id])
+    df = df.join(lab.unique("composition_id", keep="first"), on="composition_id", how="left").with_columns(
+        pl.when(pl.col("label").is_null()).then(pl.lit("prediction")).otherwise(pl.lit("label")).alias("screened_by"))
+    decided = df.select(pl.coalesce("label", "value")).to_series()
+    keep = pl.Series(_meets(decided, c.target, threshold))
+    out = df.with_columns(decided.alias("_decided")).filter(keep).sort("_decided", descending=True).drop("_decided")
+    return df.height, out

@@ -145,7 +145,8 @@ def al_label(campaign_id, file, db, source, kind, method):
 @no_progress_option
 @output_options
 def al_finish(campaign_id, db, preset, name, pool, threshold, no_progress, quiet, fmt, parquet, limit_rows):
-    """Train the screening predictor on base + labels and screen the pool with it."""
+    """Train the screening predictor on base + labels and screen the pool with it; a pool
+    composition the campaign labelled is decided by its label (column screened_by)."""
     from ..al import finish
 
     r = finish(Store(db), campaign_id, preset=preset, name=name, pool=pool, threshold=threshold,
