@@ -467,9 +467,14 @@ def plot(paths, out):
     from matplotlib.patches import Patch
 
     panels = read_logs(paths)
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 4.6), squeeze=False)
-    for ax, ((pool, thr, n_oracle, preset, exp), methods) in zip(axes[0], sorted(panels.items())):
-        names = ["BS", *[m for m in methods if m not in ("BS", "Random")], "Random"]
+    ncols = min(2, len(panels))                  # one row per setting: Exp 2 | Exp 3
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(6.2 * ncols, 4.8 * nrows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, ((pool, thr, n_oracle, preset, exp), methods) in zip(axes.flat, sorted(panels.items())):
+        names = ["BS", *[m for m in methods if m.startswith("AL ")],      # the seed's protocol, then
+                 *[m for m in methods if m.startswith("pool ")], "Random"]  # pool-based campaigns
         for i, m in enumerate(names):
             for key, dx, color in (("rec", -0.17, "tab:blue"), ("topk", 0.17, "tab:orange")):
                 v = np.array([r[key] for r in methods[m].values()])
@@ -482,7 +487,8 @@ def plot(paths, out):
         ax.set_ylim(0, 100)
         ax.set_title(f"{exp}: pool {pool:,}, oracle >= {thr:g} eV ({n_oracle}),\n{preset} screen, "
                      f"{len(methods['BS'])} repeats", fontsize=8)
-    axes[0][0].set_ylabel("% of the oracle's candidates")
+    for row in axes:
+        row[0].set_ylabel("% of the oracle's candidates")
     axes[0][-1].legend(handles=[Patch(color="tab:blue", alpha=0.5, label="recovery (threshold)"),
                                 Patch(color="tab:orange", alpha=0.5, label="top-K (no threshold)"),
                                 Line2D([], [], marker="*", ls="", color="black", label="seed 001 recovery")],
