@@ -26,11 +26,14 @@ Protocol (sizes printed; all through matstore.al and matstore.training):
 - each screen model screens the pool: candidates = predicted >= threshold; recovery = share of
   the oracle's candidates among them. Repeats with different base rows; mean +- std.
 
-Run (the README's table; ~6.5 min a repeat on 1 CPU core after a ~10 min setup):
+Run (docs/active-learning-benchmark.md, autoencoder pool; ~6.5 min a repeat on 1 CPU core after a ~10 min setup):
   nohup nice -n 5 python benchmarks/active_learning.py --repeats 10 \
       --variants ucb:10,straddle-near:0.2,ucb:1,straddle@pool > out/al_bench_final.log 2>&1 &
 Plot (docs/active_learning.png): --plot LOG [LOG ...] draws the per-repeat recovery and top-K
 of each method from the logs of earlier runs (several logs of one setting join).
+
+The transformer-pool runs (the doc's first tables; commands there): --pool transformer
+--reuse-campaigns in the same store.
 
 The store (out/al_bench.duckdb) keeps the oracle, autoencoder and pools between runs. A
 latent-space campaign does not depend on the pool, so --reuse-campaigns with the other --pool
@@ -40,7 +43,7 @@ Screen model: --screen-preset (default rf-bg) trains BS and every retrained scre
 (composition attention, the analogue of the seed's Roost) with --screen-config '{"d_model": 64, ...}'
 and --screen-epochs. --reuse-campaigns takes a finished campaign of the same name (same variant,
 base size and repeat seed, so the same base rows, proposals and oracle labels) from the store
-instead of running it again: only the screens are new. The README's Roost-like table:
+instead of running it again: only the screens are new. The doc's Roost-like table:
   nohup nice -n 5 python benchmarks/active_learning.py --screen-preset attn-bg \
       --screen-config '{"d_model": 64, "n_layers": 2, "d_ff": 128, "head": [128, 64]}' \
       --screen-epochs 100 --screen-batch 64 --variants ucb:10,straddle-near:0.2 \
