@@ -349,7 +349,7 @@ def finish(store: Store, campaign_id: int, *, preset: str = "rf-bg", name: str |
     if threshold is None and c.target.goal == "max":
         threshold = c.params.get("threshold")    # the level the campaign tracked, if any
     if pool is not None:   # checked before training: a refused pool leaves no model behind
-        check_pool(store, check_screen_args(pool, c.target, threshold), pool)
+        sel = check_pool(store, check_screen_args(pool, c.target, threshold), pool)
     with store.connect() as con:
         sources = [r[0] for r in con.execute(
             "SELECT source FROM al_labels WHERE campaign_id = ? GROUP BY source ORDER BY min(proposal_id)",
@@ -363,8 +363,7 @@ def finish(store: Store, campaign_id: int, *, preset: str = "rf-bg", name: str |
                              [mv.model_id]).fetchall()[0][0]
     res = FinishResult(c.campaign_id, mv.ref, mv.model_id, n_rows)
     if pool is not None:
-        res.n_pool, res.candidates = screen_campaign(store, c.campaign_id, mv.ref, pool, threshold,
-                                                     progress=progress)
+        res.n_pool, res.candidates = _screen_labelled(store, c, mv.ref, sel, threshold, progress)
         res.n_candidates = res.candidates.height
     return res
 
@@ -395,13 +394,12 @@ def check_pool(store: Store, sel: str, pool: str, option: str = "--pool") -> str
     return sel
 
 
-def _pool_predictions(store: Store, model: str, pool: str, threshold, target, progress: bool) -> pl.DataFrame:
-    """Predict the pool (SQL returning composition_id) with `model`: (composition_id, formula,
-    value) of every pool composition the model could predict, best first."""
+def _pool_predictions(store: Store, model: str, sel: str, progress: bool) -> pl.DataFrame:
+    """Predict the pool (sel: a checked selection returning composition_id, see check_pool) with
+    `model`: (composition_id, formula, value) of every pool composition it could predict, best first."""
     from ..predict import predict  # noqa: PLC0415
     from ..registry import load_model  # noqa: PLC0415
 
-    sel = check_pool(store, check_screen_args(pool, target, threshold), pool)
     predict(store, model, where=f"c.composition_id IN (SELECT composition_id FROM ({sel}))",
             progress=progress)
     m = load_model(store, model)
@@ -423,7 +421,8 @@ def screen(store: Store, model: str, pool: str, target, threshold: float | None 
            progress: bool = False) -> tuple[int, pl.DataFrame]:
     """Predict the pool (SQL returning composition_id) with `model` and keep what meets the
     target: in [a, b] for a range, >= threshold for max. Returns (pool size, candidates)."""
-    df = _pool_predictions(store, model, pool, threshold, target, progress)
+    sel = check_pool(store, check_screen_args(pool, target, threshold), pool)
+    df = _pool_predictions(store, model, sel, progress)
     return df.height, df.filter(pl.Series(_meets(df["value"], target, threshold)))
 
 
@@ -435,7 +434,13 @@ def screen_campaign(store: Store, campaign_id: int, model: str, pool: str, thres
     value (the prediction), label, label_source (NULL when unlabelled) and screened_by
     ('label' or 'prediction')."""
     c = campaigns.get(store, campaign_id)
-    df = _pool_predictions(store, model, pool, threshold, c.target, progress)
+    return _screen_labelled(store, c, model, check_pool(store, check_screen_args(pool, c.target, threshold), pool),
+                            threshold, progress)
+
+
+def _screen_labelled(store: Store, c: Campaign, model: str, sel: str, threshold, progress: bool):
+    """screen_campaign for a loaded campaign and a checked pool selection."""
+    df = _pool_predictions(store, model, sel, progress)
     with store.connect() as con:
         lab = frame(con, "SELECT composition_id, value AS label, source AS label_source FROM al_labels "
                          "WHERE campaign_id = ? AND value IS NOT NULL ORDER BY proposal_id", [c.campaign_id])
