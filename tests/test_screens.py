@@ -72,3 +72,156 @@ def test_coverage_equals_recount(known, read_formulas):
         assert {frozenset(s.split("-")) for s in missing} == exp_m
         partial += cov < 1
     assert partial > 100       # the check saw uncovered binaries, not only covered ones
+
+
+# --- a study: known phases, a predictor with its split, candidates on the hull ------------------
+@pytest.fixture(scope="module")
+def study(tmp_path_factory, read_formulas):
+    """MP phases (mp source), an RF FE predictor, generated candidates validated, predicted and
+    placed on the mp hull, and the predictor's bias measured on the mp phases it did not train on."""
+    from matstore import runner, training
+    from matstore.featurize import validate_store
+    from matstore.predict import predict
+    from matstore.stability import compute
+    from matstore.stability.bias import measure
+    from matstore.store import Store
+    from _runner_helpers import ReplayGenerator, load_compositions, mp_formulas
+
+    store = Store.init(tmp_path_factory.mktemp("screens_study") / "s.duckdb")
+    formulas, values = mp_formulas(read_formulas, 1500)
+    load_compositions(store, formulas[:1200], "mp", values[:1200])
+    mv = training.train(store, "rf-fe", target_source="mp", max_rows=800,
+                        config={"n_estimators": 10, "n_jobs": 1}, progress=False)
+    runner.generate(store, ReplayGenerator(formulas[1000:1500]), 1000, batch_size=500, seed=5,
+                    device="cpu", progress=False)
+    validate_store(store, progress=False)
+    predict(store, mv.ref, where="composition_id IN (SELECT composition_id FROM candidates)",
+            device="cpu", progress=False)
+    compute(store, model=mv.ref, reference="mp", progress=False)
+    measure(store, mv.ref, reference="mp", device="cpu", progress=False)
+    return store, mv
+
+
+ANIONS = ["F", "O", "Cl", "N", "Br", "I", "S", "C", "Se", "H", "P", "As", "Te", "B", "Sb"]
+NAMES = ["fluoride", "oxide", "chloride", "nitride", "bromide", "iodide", "sulfide", "carbide",
+         "selenide", "hydride", "phosphide", "arsenide", "telluride", "boride", "antimonide"]
+
+
+def _family(elements) -> str:
+    """The most electronegative anion former by pymatgen's Pauling X (ties: the listed order)."""
+    from pymatgen.core import Element
+
+    if len(elements) < 2:
+        return "element"
+    an = [e for e in elements if e in ANIONS]
+    if not an:
+        return "intermetallic"
+    best = max(an, key=lambda e: (Element(e).X, -ANIONS.index(e)))
+    return NAMES[ANIONS.index(best)]
+
+
+def test_bias_view_equals_recomputation(study):
+    from matstore.compositions import CompositionBatch
+    from matstore.stability import load_reference, rows
+
+    store, mv = study
+    ref = load_reference(store, "mp")
+    trained = set(store.query("SELECT composition_id FROM composition_sets WHERE model_id = ? "
+                              "AND role IN ('train', 'val')", [mv.model_id])["composition_id"].to_list())
+    phases = store.query(
+        "SELECT p.composition_id, c.elements, c.counts, min(p.value) AS dft FROM properties p "
+        "JOIN materials m USING (material_id) JOIN compositions c ON c.composition_id = p.composition_id "
+        "WHERE m.source = 'mp' AND p.name = 'formation_energy_per_atom' GROUP BY ALL ORDER BY 1")
+    pred = dict(store.query("SELECT composition_id, value FROM predictions WHERE model_id = ?",
+                            [mv.model_id]).iter_rows())
+    phases = phases.filter(pl.col("composition_id").is_in(list(set(pred) - trained)))
+    assert phases.height > 100
+    b = CompositionBatch.from_lists(phases["elements"].to_list(), phases["counts"].to_list(),
+                                    phases["composition_id"].to_list())
+    e_dft = ref.hulls.evaluate(b.z, b.counts, phases["dft"].to_numpy()).e_above_hull
+    e_pred = rows(ref, b.composition_id, b.z, b.counts,
+                  np.array([pred[i] for i in phases["composition_id"]]), 1, None).column("e_above_hull").to_numpy()
+    err = e_pred - e_dft
+    groups = {("all", "all"): np.ones(len(err), bool)}
+    nel = np.array([len(e) for e in phases["elements"]])
+    for k in ("1", "2", "3", "4", "5+"):
+        groups[("n_elements", k)] = (nel >= 5) if k == "5+" else (nel == int(k))
+    fam = np.array([_family(e) for e in phases["elements"]])
+    for f in set(fam):
+        groups[("anion_family", f)] = fam == f
+    expect = {g: (int(m.sum()), err[m].mean(), np.abs(err[m]).mean()) for g, m in groups.items() if m.any()}
+    got = store.query("SELECT grouping, group_value, n_phases, mean_error, mae FROM model_bias "
+                      "WHERE model_id = ? AND reference = 'mp'", [mv.model_id])
+    assert {(g, v) for g, v, *_ in got.iter_rows()} == set(expect)
+    for g, v, n, mean, mae in got.iter_rows():
+        assert (n, pytest.approx(mean, abs=1e-9), pytest.approx(mae, abs=1e-9)) == expect[(g, v)]
+    # every hull hit shows the overall numbers beside its e_above_hull
+    hits = store.query("SELECT fe_model_bias, fe_model_mae, e_above_hull_bar FROM candidate_hull")
+    overall = expect[("all", "all")]
+    assert hits.height > 0 and np.allclose(hits["fe_model_bias"].to_numpy(), overall[1])
+    assert all(f"model bias {overall[1]:+.3f}" in s for s in hits["e_above_hull_bar"])
+
+
+def test_ion_shares_match_smact_and_rarest_ion(study):
+    from matstore.validity.plausibility import MIN_ION_SHARE, rarest_share, shares
+
+    store, _ = study
+    table = {(e, s): (n, share) for e, s, n, share in store.query(
+        "SELECT element, oxidation_state, reports, share FROM ion_reports").iter_rows()}
+    assert table.keys() == shares().keys()
+    assert all(table[k][0] == shares()[k][0] and table[k][1] == pytest.approx(shares()[k][1]) for k in table)
+    got = store.query("SELECT c.elements, v.oxidation_states, p.rarest_ion_share FROM ion_plausibility p "
+                      "JOIN composition_validity v USING (composition_id) JOIN compositions c USING (composition_id)")
+    assert got.height > 100
+    for els, states, share in got.iter_rows():
+        assert share == pytest.approx(rarest_share(els, states))
+    # the screens' default threshold is the documented one
+    from matstore.store import view_definitions
+    for name, body in view_definitions().items():
+        if name.startswith("screen_"):
+            assert f"rarest_ion_share >= {MIN_ION_SHARE}" in body, name
+    # screen rows respect it; relaxed, rarer ones come back
+    from matstore.report import run_screen
+    strict = run_screen(store, "hull_novel", relax=("coverage",))
+    loose = run_screen(store, "hull_novel", relax=("coverage", "ions"))
+    assert (strict["rarest_ion_share"] >= MIN_ION_SHARE).all() and loose.height > strict.height
+
+
+def test_screens_require_full_binary_coverage_by_default(study):
+    from matstore.report import run_screen, screen_notes
+
+    store, _ = study
+    default = run_screen(store, "hull_novel")
+    relaxed = run_screen(store, "hull_novel", relax=("coverage",))
+    assert (default["coverage"] == 1.0).all()
+    assert (relaxed["coverage"] < 1).sum() > 0 and relaxed.height > default.height
+    assert "relaxed" in screen_notes("hull_novel", ("coverage",))[0]
+
+
+def test_screens_share_one_schema(study):
+    from matstore.report import run_screen
+
+    store, _ = study
+    schemas = {n: run_screen(store, n, relax=("coverage", "ions")).columns
+               for n in ("hull_novel", "stable_novel", "semiconductors", "stable_semiconductors")}
+    first = schemas["hull_novel"]
+    assert all(cols == first for cols in schemas.values()), schemas
+    for col in ("decomposition", "ions", "rarest_ion_share", "coverage", "missing_systems",
+                "fe_model_bias", "e_above_hull_bar"):
+        assert col in first
+
+
+def test_max_std_says_the_model_has_no_spread(study):
+    from matstore.report import ReportError, run_screen
+
+    store, mv = study
+    with pytest.raises(ReportError, match=rf"NULL on all .*{mv.ref} is a single model"):
+        run_screen(store, "stable_novel", max_std=0.3)
+
+
+def test_screen_descriptions_hide_declarations():
+    from matstore.report import screens
+
+    q = screens()
+    assert q.height >= 4
+    assert not q["question"].str.contains("depends:|key:").any()

@@ -47,21 +47,25 @@ def screen_sql(name: str, relax=()) -> str:
     unknown = sorted(set(relax) - set(RELAXABLE))
     if unknown:
         raise ReportError(f"cannot relax {', '.join(unknown)} (relaxable: {', '.join(RELAXABLE)})")
+    relax = set(relax) & _tags(name)   # a screen without that filter has nothing to relax
     if not relax:
         return f'SELECT * FROM "screen_{name}"'
-    body = view_definitions()[f"screen_{name}"]
-    lines = body.splitlines()
-    tags = {m.group(1) for m in map(_RELAX_RE.search, lines) if m}
-    missing = sorted(set(relax) - tags)
-    if missing:
-        raise ReportError(f"screen {name!r} has no default {', '.join(missing)} filter to relax")
+    lines = view_definitions()[f"screen_{name}"].splitlines()
     kept = [l for l in lines if not ((m := _RELAX_RE.search(l)) and m.group(1) in relax)]
     return "SELECT * FROM (\n" + "\n".join(kept) + "\n)"
 
 
+def _tags(name: str) -> set[str]:
+    body = view_definitions().get(f"screen_{name}", "")
+    return {m.group(1) for m in map(_RELAX_RE.search, body.splitlines()) if m}
+
+
 def screen_notes(name: str | None, relax=()) -> list[str]:
     """One line per default filter a screen run relaxed, for the user to see beside the rows."""
-    return [f"screen {name}: relaxed: {RELAXABLE[k]}" for k in sorted(set(relax)) if k in RELAXABLE]
+    if not name:
+        return []
+    name = name.removeprefix("screen_")
+    return [f"screen {name}: relaxed: {RELAXABLE[k]}" for k in sorted(set(relax) & _tags(name))]
 
 
 def run_screen(store: Store, name: str | None, max_std: float | None = None,
