@@ -88,8 +88,9 @@ def study(tmp_path_factory, read_formulas):
     from _runner_helpers import ReplayGenerator, load_compositions, mp_formulas
 
     store = Store.init(tmp_path_factory.mktemp("screens_study") / "s.duckdb")
-    formulas, values = mp_formulas(read_formulas, 1500)
+    formulas, values = mp_formulas(read_formulas, 1800)
     load_compositions(store, formulas[:1200], "mp", values[:1200])
+    load_compositions(store, formulas[1500:1800], "gaps", ingest_id=2)   # known, no energy
     mv = training.train(store, "rf-fe", target_source="mp", max_rows=800,
                         config={"n_estimators": 10, "n_jobs": 1}, progress=False)
     runner.generate(store, ReplayGenerator(formulas[1000:1500]), 1000, batch_size=500, seed=5,
@@ -225,3 +226,49 @@ def test_screen_descriptions_hide_declarations():
     q = screens()
     assert q.height >= 4
     assert not q["question"].str.contains("depends:|key:").any()
+
+
+@pytest.mark.parametrize("hull", ["mixed", "model"])
+def test_self_consistent_hull_equals_pymatgen(study, hull):
+    from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
+    from pymatgen.core import Composition
+
+    from matstore.stability import compute
+
+    store, mv = study
+    res = compute(store, model=mv.ref, reference="mp", hull=hull, progress=False)
+    name = "mp+model" if hull == "mixed" else "mp:model"
+    assert res.reference == name and res.n_computed > 100
+    # the hull's phases, independently: DFT (mp) and the model's predictions, per composition
+    dft = dict(store.query("SELECT p.composition_id, min(p.value) FROM properties p JOIN materials m "
+                           "USING (material_id) WHERE m.source = 'mp' GROUP BY 1").iter_rows())
+    pred = dict(store.query("SELECT composition_id, value FROM predictions WHERE model_id = ?",
+                            [mv.model_id]).iter_rows())
+    gaps = set(store.query("SELECT composition_id FROM materials WHERE source = 'gaps'")["composition_id"])
+    if hull == "model":
+        energy = {i: pred[i] for i in dft}
+    else:
+        energy = dict(dft) | {i: pred[i] for i in gaps - set(dft)}
+    comp = {i: (f, set(e)) for i, f, e in store.query(
+        "SELECT composition_id, formula, elements FROM compositions").iter_rows()}
+    if hull == "mixed":   # no predicted element enters a mixed hull
+        energy = {i: v for i, v in energy.items() if i in dft or len(comp[i][1]) > 1}
+    # elements count as DFT (their reference is min(0, entry))
+    predicted = {i for i in (set(energy) - set(dft) if hull == "mixed" else set(energy)) if len(comp[i][1]) > 1}
+    got = store.query("SELECT s.composition_id, s.formation_energy_per_atom, s.e_above_hull, "
+                      "s.decomposition, s.products_dft, s.products_predicted FROM stability s "
+                      "WHERE s.reference = ? ORDER BY random()", [name]).head(60)
+    n_pred = 0
+    for cid, e, above, dec, n_dft, n_p in got.iter_rows():
+        els = comp[cid][1]
+        ents = [PDEntry(Composition(comp[i][0]), energy[i] * Composition(comp[i][0]).num_atoms, name=str(i))
+                for i in energy if comp[i][1] <= els]
+        ents += [PDEntry(Composition(x), 0.0, name="el") for x in els]
+        c = Composition(comp[cid][0])
+        d, e_pmg = PhaseDiagram(ents).get_decomp_and_e_above_hull(PDEntry(c, e * c.num_atoms),
+                                                                   allow_negative=True)
+        assert above == pytest.approx(e_pmg, abs=1e-7)
+        prods = [x["composition_id"] for x in dec]
+        assert n_dft + n_p == len(prods) and n_p == sum(p in predicted for p in prods)
+        n_pred += n_p
+    assert n_pred > 0     # the check saw predicted phases under the candidates

@@ -99,12 +99,17 @@ def predict(db, model, where, params, device, batch_size, chunk_size, no_progres
 @click.option("--reference", default=None,
               help="materials.source whose known phases make the hull (default: the only one "
                    "with formation energies).")
+@click.option("--hull", type=click.Choice(["dft", "mixed", "model"]), default="dft", show_default=True,
+              help="dft: the reference's DFT energies; mixed: plus known compositions without one at "
+                   "--model's predicted energy (reference SOURCE+model); model: every reference phase "
+                   "at --model's energy (SOURCE:model).")
 @no_progress_option
-def stability(db, model, reference, no_progress, quiet):
+def stability(db, model, reference, hull, no_progress, quiet):
     """Energy above the convex hull of a source's known phases, with decomposition products."""
     from ..stability import compute
 
-    res = compute(Store(db), model=model, reference=reference, progress=not (no_progress or quiet))
+    res = compute(Store(db), model=model, reference=reference, hull=hull,
+                  progress=not (no_progress or quiet))
     console.print(f"stability of {res.model or 'the known phases'} vs {res.reference} "
                   f"({res.n_phases:,} reference phases): {res.n_computed:,} rows, "
                   f"{res.n_below:,} below the known hull, in {res.seconds:.1f} s"

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from ..errors import MatstoreError
 from ..store import Store, append_new
-from . import coverage
+from . import coverage, selfconsistent
 from .hull import HullResult, Hulls
 
 PROPERTY = "formation_energy_per_atom"
@@ -83,10 +83,26 @@ def default_reference(store: Store) -> str:
     return got["source"][0]
 
 
-def load_reference(store: Store, source: str) -> Reference:
-    """Read the ground-state formation energy per composition of source's phases; hulls are lazy."""
+def load_reference(store: Store, source: str, hull: str = "dft", model=None,
+                   progress: bool = False) -> Reference:
+    """Read the ground-state formation energy per composition of source's phases; hulls are lazy.
+    hull 'mixed' / 'model' (selfconsistent.py): phases at model's predicted energies too."""
     from ..featurize import batch_from_arrow  # noqa: PLC0415
 
+    if hull not in selfconsistent.HULLS:
+        raise StabilityError(f"hull {hull!r} is not one of: {', '.join(selfconsistent.HULLS)}")
+    if hull != "dft":
+        if model is None:
+            raise StabilityError(f"a {hull!r} hull takes its energies from a formation-energy model: "
+                                 f"name one (--model)")
+        model_id, model_ref = resolve_model(store, model)
+        ingests = load_reference(store, source).ingests     # checks the source has phases
+        tab = selfconsistent.phases(store, source, hull, model_ref, model_id, progress)
+        b = batch_from_arrow(tab)
+        hulls = Hulls(b.composition_id, b.z, b.counts, tab.column("energy").to_numpy(),
+                      tab.column("formula").to_pylist())
+        return Reference(selfconsistent.reference_name(source, hull), ingests, hulls,
+                         selfconsistent.predicted_mask(hulls.phase_ids, tab))
     with store.connect() as con:
         tab = con.sql(
             "SELECT p.composition_id, any_value(c.elements) AS elements, any_value(c.counts) AS counts, "
@@ -181,9 +197,11 @@ def resolve_model(store: Store, model) -> tuple[int, str]:
 
 
 def compute(store: Store, model=None, reference: str | None = None, chunk_size: int = DEFAULT_CHUNK,
-            progress: bool = True, ref: Reference | None = None) -> StabilityResult:
+            progress: bool = True, ref: Reference | None = None, hull: str = "dft") -> StabilityResult:
     """Energy above the hull of reference's known phases for every composition with a
-    formation-energy prediction of model (None: the reference's own phases) lacking a row."""
+    formation-energy prediction of model (None: the reference's own phases) lacking a row.
+    hull: 'dft' (the source's DFT energies), 'mixed' or 'model' (selfconsistent.py; the rows'
+    reference is then 'SOURCE+model' or 'SOURCE:model')."""
     from ..featurize import batch_from_arrow  # noqa: PLC0415
     from ..progress import bar as progress_bar  # noqa: PLC0415
     from ..runs import count, open_run, tracked  # noqa: PLC0415
@@ -191,6 +209,12 @@ def compute(store: Store, model=None, reference: str | None = None, chunk_size: 
     t0 = time.perf_counter()
     reference = reference or (ref.source if ref else default_reference(store))
     model_id, model_ref = resolve_model(store, model) if model is not None else (0, None)
+    if hull != "dft":
+        if model is None:
+            raise StabilityError(f"the {hull!r} hull is made with a model's energies: name the "
+                                 f"formation-energy model (--model)")
+        ref = load_reference(store, reference, hull, model_ref, progress)
+        reference = ref.source
     ref = ref if ref is not None and ref.source == reference else load_reference(store, reference)
     h = ref.hulls
     if model_id == 0:
