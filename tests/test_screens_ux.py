@@ -1,0 +1,45 @@
+"""What a user meets on the way (issue 24, point 6): progress off a terminal, band gaps of
+metals, predicting a formula without ingesting it, physical outliers at curation."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+
+def test_progress_off_a_terminal_prints_periodic_whole_lines(monkeypatch, capsys):
+    from matstore import progress
+
+    with progress.bar(True, "compositions") as prog:    # pytest's stderr is not a terminal
+        t = prog.add_task("predict rf-fe@1 on a long/path/that/must/not/wrap/" + "x" * 80, total=30)
+        for _ in range(3):
+            prog.update(t, advance=10)
+    err = capsys.readouterr().err
+    lines = [l for l in err.splitlines() if l]
+    assert lines and lines[-1].startswith("predict rf-fe@1 on a long/path") and "30/30 compositions" in lines[-1]
+    assert all(len(l) > 80 for l in lines)        # one unwrapped line, not 80-column pieces
+    # periodic: with a zero period every update prints its line
+    buf = io.StringIO()
+    p = progress.LineProgress("epochs", stream=buf, period=0.0)
+    task = p.add_task("train", total=5)
+    for _ in range(5):
+        p.advance(task)
+    assert buf.getvalue().count("\n") == 5 and "5/5 epochs" in buf.getvalue().splitlines()[-1]
+
+
+def test_status_lines_are_not_wrapped_at_80_columns_off_a_terminal(tmp_path, shared_data):
+    from click.testing import CliRunner
+
+    from matstore.cli import main
+
+    deep = tmp_path / ("a-folder-with-a-rather-long-name-" * 3) / "store.duckdb"
+    deep.parent.mkdir(parents=True)
+    r = CliRunner().invoke(main, ["ingest", "csv", "--db", str(deep), "--file",
+                                  str(shared_data / "oqmd" / "formation_enthalpy_train.csv"),
+                                  "--limit", "50", "--prop", "formation_energy_per_atom=target:eV/atom"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["stability", "--db", str(deep), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    line = [l for l in r.output.splitlines() if l.startswith("stability of")]
+    assert len(line) == 1 and "reference phases" in line[0] and len(line[0]) > 80
