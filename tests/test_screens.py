@@ -28,8 +28,9 @@ def known(tmp_path_factory, shared_data):
 
 def _recount(ref_sets: set, elements: list[str]) -> tuple[float, float | None, set]:
     """Coverage by brute force: element subsets against the reference's element sets."""
-    pairs = list(itertools.combinations(elements, 2))
-    triples = list(itertools.combinations(elements, 3))
+    k = len(elements)   # proper sub-systems only
+    pairs = list(itertools.combinations(elements, 2)) if k > 2 else []
+    triples = list(itertools.combinations(elements, 3)) if k > 3 else []
     miss = {frozenset(s) for s in pairs + triples if frozenset(s) not in ref_sets}
     cov = 1.0 if not pairs else sum(frozenset(p) in ref_sets for p in pairs) / len(pairs)
     tern = None if not triples else sum(frozenset(t) in ref_sets for t in triples) / len(triples)

@@ -2,11 +2,13 @@
 
 A hull built from a reference that knows nothing of a composition's binaries (Ce-N, Dy-N for
 Ce3Dy2S4N3) is the elements' tie plane there, so a predicted energy falls far below it for no
-physical reason. Coverage says how much of the hull under a composition is real: a sub-system
-(2 or 3 of its elements) is covered when the reference has a phase (any ground state with a
-finite energy) whose element set is exactly that sub-system. `coverage` is the share of covered
-binaries (1.0 for a unary), `ternary_coverage` the share of covered ternaries (NULL under 3
-elements), `missing_systems` the uncovered ones, binaries first ('Ce-N', 'Dy-N', 'Ce-Dy-N').
+physical reason. Coverage says how much of the hull under a composition is real: a proper
+sub-system (2 or 3 of its elements, fewer than all of them) is covered when the reference has a
+phase (any ground state with a finite energy) whose element set is exactly that sub-system.
+`coverage` is the share of covered binary sub-systems (1.0 for unaries and binaries: their own
+system being new is what a discovery is, the hull there is rightly the elements),
+`ternary_coverage` the share of covered ternary sub-systems (NULL under 4 elements),
+`missing_systems` the uncovered ones, binaries first ('Ce-N', 'Dy-N', 'Ce-Dy-N').
 Element symbols in a sub-system follow pymatgen's Element order (electronegativity, then symbol).
 """
 
@@ -52,7 +54,7 @@ def evaluate(keys: np.ndarray, z, counts) -> Coverage:
         sel = np.flatnonzero(nel == k)
         r = ranks[sel]
         for size in (2, 3):
-            if k < size:
+            if k <= size:
                 continue
             combos = list(itertools.combinations(range(int(k)), size))
             hit = np.zeros(len(sel))
