@@ -43,3 +43,19 @@ def test_status_lines_are_not_wrapped_at_80_columns_off_a_terminal(tmp_path, sha
     assert r.exit_code == 0, r.output
     line = [l for l in r.output.splitlines() if l.startswith("stability of")]
     assert len(line) == 1 and "reference phases" in line[0] and len(line[0]) > 80
+
+
+@pytest.mark.slow
+def test_an_autoencoder_that_decodes_nothing_warns(tmp_path, read_formulas):
+    from matstore import training
+    from matstore.store import Store
+    from matstore.training import LowDecodableWarning
+    from _runner_helpers import load_compositions, mp_formulas
+
+    store = Store.init(tmp_path / "ae.duckdb")
+    formulas, values = mp_formulas(read_formulas, 400)
+    load_compositions(store, formulas, "mp", values)
+    with pytest.warns(LowDecodableWarning, match=r"0\.0% of train.*decode back"):
+        mv = training.train(store, "ae", max_steps=1, progress=False)
+    assert mv.metrics["train"]["decodable_pct"] < training.LOW_DECODABLE_PCT
+    assert store.query("SELECT count(*) AS n FROM model_versions")["n"][0] == 1   # saved all the same
