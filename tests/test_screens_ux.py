@@ -59,3 +59,36 @@ def test_an_autoencoder_that_decodes_nothing_warns(tmp_path, read_formulas):
         mv = training.train(store, "ae", max_steps=1, progress=False)
     assert mv.metrics["train"]["decodable_pct"] < training.LOW_DECODABLE_PCT
     assert store.query("SELECT count(*) AS n FROM model_versions")["n"][0] == 1   # saved all the same
+
+
+def test_predict_a_formula_without_ingesting_it(tmp_path, read_formulas):
+    import numpy as np
+    from click.testing import CliRunner
+
+    from matstore import training
+    from matstore.cli import main
+    from matstore.compositions import CompositionBatch, parse
+    from matstore.registry import load_model
+    from matstore.store import Store
+    from _runner_helpers import load_compositions, mp_formulas
+
+    path = tmp_path / "p.duckdb"
+    store = Store.init(path)
+    formulas, values = mp_formulas(read_formulas, 600)
+    load_compositions(store, formulas, "mp", values)
+    mv = training.train(store, "rf-fe", max_rows=500, config={"n_estimators": 5, "n_jobs": 1}, progress=False)
+    before = store.query("SELECT (SELECT count(*) FROM compositions) AS c, (SELECT count(*) FROM predictions) AS p")
+    r = CliRunner().invoke(main, ["predict", "--db", str(path), "--model", mv.ref, "--formula", "Cu2ZnSnS4",
+                                  "--formula", formulas[0], "--csv"])
+    assert r.exit_code == 0, r.output
+    lines = r.output.strip().splitlines()
+    assert lines[0].startswith("formula,composition,property,value") and len(lines) == 3
+    assert lines[1].startswith(f"Cu2ZnSnS4,{parse('Cu2ZnSnS4').formula},formation_energy_per_atom,")
+    c = parse("Cu2ZnSnS4")
+    expect = load_model(store, mv.ref).predict(
+        CompositionBatch.from_lists([list(c.elements)], [list(c.counts)], [c.composition_id]), device="cpu")[0]
+    assert float(lines[1].split(",")[3]) == pytest.approx(float(expect))
+    assert store.query("SELECT (SELECT count(*) FROM compositions) AS c, "
+                       "(SELECT count(*) FROM predictions) AS p").equals(before)   # nothing stored
+    bad = CliRunner().invoke(main, ["predict", "--db", str(path), "--model", mv.ref, "--formula", "Xx2O"])
+    assert bad.exit_code == 1 and "Xx2O" in bad.output

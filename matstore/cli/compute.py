@@ -80,11 +80,28 @@ def generate(db, model, n, batch_size, seed, device, tolerance, temperature, top
 @click.option("--batch-size", type=POSITIVE, default=65536, show_default=True,
               help="Compositions per prediction batch and transaction.")
 @click.option("--chunk-size", type=POSITIVE, default=None, hidden=True, help="Old name of --batch-size.")
+@click.option("--formula", "formulas", multiple=True, metavar="FORMULA",
+              help="Predict these formulas and print them, storing nothing (repeatable).")
 @no_progress_option
-def predict(db, model, where, params, device, batch_size, chunk_size, no_progress, quiet):
-    """Predict a property for compositions lacking that model version's predictions."""
+@output_options
+def predict(db, model, where, params, device, batch_size, chunk_size, formulas, no_progress, quiet,
+            fmt, parquet, limit_rows):
+    """Predict a property for compositions lacking that model version's predictions.
+
+    Example: matstore predict --db study.duckdb --model oqmd-attn-fe --formula Cu2ZnSnS4
+    """
     from ..predict import predict as run_predict
     from ..query import parse_params
+
+    if formulas:
+        from .. import output  # noqa: PLC0415
+        from ..predict import PredictError, predict_formulas  # noqa: PLC0415
+
+        if where or params:
+            raise PredictError("--formula predicts the formulas given; --where/-p select stored ones")
+        output.emit(predict_formulas(Store(db), model, list(formulas), device=device), fmt, parquet,
+                    max_rows=limit_rows)
+        return
 
     res = run_predict(Store(db), model, where=where, chunk_size=chunk_size or batch_size, device=device,
                       progress=not (no_progress or quiet), params=parse_params(params))
