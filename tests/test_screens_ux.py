@@ -92,3 +92,38 @@ def test_predict_a_formula_without_ingesting_it(tmp_path, read_formulas):
                        "(SELECT count(*) FROM predictions) AS p").equals(before)   # nothing stored
     bad = CliRunner().invoke(main, ["predict", "--db", str(path), "--model", mv.ref, "--formula", "Xx2O"])
     assert bad.exit_code == 1 and "Xx2O" in bad.output
+
+
+def test_band_gap_is_zero_where_p_metal_is_at_least_half(store, read_formulas):
+    import datetime as dt
+
+    import numpy as np
+    import polars as pl
+
+    from matstore import runner
+    from matstore.store import append
+    from _runner_helpers import ReplayGenerator, load_compositions, mp_formulas
+
+    formulas, values = mp_formulas(read_formulas, 400)
+    load_compositions(store, formulas[:100], "mp", values[:100])
+    res = runner.generate(store, ReplayGenerator(formulas[100:400]), 600, batch_size=300, seed=1, device="cpu",
+                          progress=False, stages=runner.Stages(validate=True))
+    with store.transaction() as con:
+        con.execute("INSERT INTO model_versions (name, version, kind, created_at) VALUES ('bg-two-stage', 1, 'rf', ?)",
+                    [dt.datetime.now()])
+        mid = con.execute("SELECT max(model_id) FROM model_versions").fetchone()[0]
+    ids = store.query("SELECT DISTINCT composition_id FROM generated WHERE run_id = ? ORDER BY 1",
+                      [res.run_id])["composition_id"].to_numpy()
+    rng = np.random.default_rng(3)
+    p_metal = rng.uniform(0.3, 0.7, len(ids))   # an ensemble's mean: members' gaps 0 or not
+    value = rng.uniform(0.5, 2.0, len(ids))
+    with store.transaction() as con:
+        append(con, "predictions", pl.DataFrame(
+            {"composition_id": ids, "model_id": mid, "run_id": 1, "property": "band_gap", "value": value,
+             "p_metal": p_metal}, schema_overrides={"model_id": pl.Int32, "run_id": pl.Int32}))
+    got = store.query("SELECT composition_id, pred_band_gap, pred_band_gap_p_metal FROM candidates "
+                      "WHERE pred_band_gap_p_metal IS NOT NULL ORDER BY composition_id")
+    assert got.height == len(ids)
+    expect = np.where(p_metal >= 0.5, 0.0, value)
+    assert np.allclose(got["pred_band_gap"].to_numpy(), expect)
+    assert ((p_metal >= 0.5).sum() > 50) and ((p_metal < 0.5).sum() > 50)
