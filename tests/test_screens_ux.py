@@ -127,3 +127,25 @@ def test_band_gap_is_zero_where_p_metal_is_at_least_half(store, read_formulas):
     expect = np.where(p_metal >= 0.5, 0.0, value)
     assert np.allclose(got["pred_band_gap"].to_numpy(), expect)
     assert ((p_metal >= 0.5).sum() > 50) and ((p_metal < 0.5).sum() > 50)
+
+
+def test_curation_flags_physical_outlier_formation_energies(tmp_path, read_formulas):
+    import polars as pl
+    from click.testing import CliRunner
+
+    from matstore.cli import main
+    from matstore.store import Store
+
+    df = read_formulas("oqmd/formation_enthalpy_train.csv")
+    outliers = df.filter(pl.col("target").abs() > 5)
+    assert outliers.height >= 10 and outliers["target"].max() > 40     # U2PaCu 43 eV/atom
+    sample = pl.concat([df.head(300), outliers])
+    sample.write_csv(tmp_path / "fe.csv")
+    path = tmp_path / "o.duckdb"
+    r = CliRunner().invoke(main, ["ingest", "csv", "--db", str(path), "--file", str(tmp_path / "fe.csv"),
+                                  "--prop", "formation_energy_per_atom=target:eV/atom", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    n = Store(path).query("SELECT count(*) AS n FROM physical_outliers")["n"][0]
+    expect = Store(path).query("SELECT count(*) AS n FROM properties WHERE abs(value) > 5")["n"][0]
+    assert n == expect >= 10
+    assert f"{n} flagged (fe_physical_outliers {n})" in r.output
