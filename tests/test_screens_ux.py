@@ -149,3 +149,40 @@ def test_curation_flags_physical_outlier_formation_energies(tmp_path, read_formu
     expect = Store(path).query("SELECT count(*) AS n FROM properties WHERE abs(value) > 5")["n"][0]
     assert n == expect >= 10
     assert f"{n} flagged (fe_physical_outliers {n})" in r.output
+
+
+@pytest.mark.slow
+def test_al_step_says_what_it_is_doing(tmp_path, shared_data):
+    import torch
+    from click.testing import CliRunner
+
+    from matstore import training
+    from matstore.cli import main
+    from matstore.ingest import run
+    from matstore.store import Store
+
+    torch.set_num_threads(1)
+    path = tmp_path / "al.duckdb"
+    store = Store.init(path)
+    run(store, "mp", file=str(shared_data / "mp" / "gap.csv"), props=["band_gap=target:eV"], limit=1500)
+    small = {"latent_dim": 16,
+             "encoder": {"convs": [[8, 3, 3, 2, 1], [16, 3, 3, 2, 1], [16, 3, 3, 2, 1], [32, 5, 5, 2, 2]],
+                         "norm": "batch"},
+             "decoder": {"latent_dim": 16, "fc_channels": 32,
+                         "deconvs": [[16, 5, 5, 2, 2], [16, 3, 3, 2, 1], [8, 3, 3, 2, 1], [1, 3, 3, 2, 1]]}}
+    training.train(store, "ae", name="ae-t", epochs=3, batch_size=64, lr=3e-3, config=small,
+                   progress=False, device="cpu", seed=0)
+    training.train(store, "rf-bg", name="oracle-t", progress=False, seed=0, n_jobs=1, config={"n_estimators": 5})
+    db = str(path)
+    r = CliRunner().invoke(main, ["al", "start", "--db", db, "--autoencoder", "ae-t", "--oracle", "model:oracle-t",
+                                  "--base-rows", "100", "--batch-size", "10", "--candidates", "300"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["al", "step", "1", "--db", db])
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    fit = [i for i, l in enumerate(lines) if "fitting the" in l and "surrogate" in l]
+    oracle = [i for i, l in enumerate(lines) if "oracle labels" in l]
+    done = [i for i, l in enumerate(lines) if "round 1: proposed" in l]
+    assert fit and oracle and done and fit[0] < oracle[0] < done[0], r.output
+    quiet = CliRunner().invoke(main, ["al", "step", "1", "--db", db, "--no-progress"])
+    assert quiet.exit_code == 0 and "fitting the" not in quiet.output
