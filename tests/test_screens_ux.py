@@ -186,3 +186,28 @@ def test_al_step_says_what_it_is_doing(tmp_path, shared_data):
     assert fit and oracle and done and fit[0] < oracle[0] < done[0], r.output
     quiet = CliRunner().invoke(main, ["al", "step", "1", "--db", db, "--no-progress"])
     assert quiet.exit_code == 0 and "fitting the" not in quiet.output
+
+
+def test_quality_and_report_say_what_they_are_doing_off_a_terminal(tmp_path, read_formulas):
+    from click.testing import CliRunner
+
+    from matstore import runner
+    from matstore.cli import main
+    from matstore.store import Store
+    from _runner_helpers import ReplayGenerator, load_compositions, mp_formulas
+
+    path = tmp_path / "q.duckdb"
+    store = Store.init(path)
+    formulas, values = mp_formulas(read_formulas, 300)
+    load_compositions(store, formulas[:200], "mp", values[:200])
+    runner.generate(store, ReplayGenerator(formulas), 400, batch_size=200, seed=1, device="cpu",
+                    progress=False, stages=runner.Stages(validate=True))
+    q = CliRunner().invoke(main, ["quality", "--db", str(path), "--csv"])
+    assert q.exit_code == 0, q.output
+    assert "quality: measuring run 1 (1 of 1)" in q.output
+    r = CliRunner().invoke(main, ["report", "--db", str(path), "--out", str(tmp_path / "rep")])
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    steps = [i for i, l in enumerate(lines) if l.startswith("report: ")]
+    assert len(steps) == 2 and "reading run 1" in lines[steps[0]] and "drawing the plots" in lines[steps[1]]
+    assert steps[-1] < [i for i, l in enumerate(lines) if l.startswith("report written to")][0]

@@ -178,13 +178,18 @@ def validate(db, where, params, batch_size, no_progress, quiet, oxidation_set):
 @click.command()
 @store_option
 @click.option("--run", "run_id", type=int, default=None, help="Generation run (default: every one).")
+@no_progress_option
 @output_options
-def quality(db, run_id, fmt, parquet, limit_rows):
+def quality(db, run_id, no_progress, quiet, fmt, parquet, limit_rows):
     """Measure generation quality (validity, uniqueness, novelty, recovery, distribution distances
-    to the training set) into generation_quality and print the rows."""
+    to the training set) into generation_quality and print the rows.
+
+    Example: matstore quality --db study.duckdb --run 3
+    """
     from ..quality import refresh
 
-    output.emit(refresh(Store(db), run_id), fmt, parquet, max_rows=limit_rows)
+    say = None if (no_progress or quiet) else (lambda line: console.print(line, markup=False, highlight=False))
+    output.emit(refresh(Store(db), run_id, notify=say), fmt, parquet, max_rows=limit_rows)
 
 
 COMMANDS = [generate, quality, predict, stability, featurize, validate]

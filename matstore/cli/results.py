@@ -6,7 +6,7 @@ import click
 
 from .. import output
 from ..store import Store
-from .options import POSITIVE, console, device_option, output_options, store_option
+from .options import POSITIVE, console, device_option, no_progress_option, output_options, store_option
 
 
 @click.command()
@@ -41,11 +41,16 @@ def screen(name, db, max_std, partial_coverage, rare_ions, fmt, parquet, limit_r
 @click.option("--run", "run_id", type=int, default=None, help="Generation run (default: latest).")
 @click.option("--out", "out", type=click.Path(file_okay=False), required=True,
               help="Folder to write the report into.")
-def report(db, run_id, out):
-    """Write PNG plots and an index.html about a generation run."""
+@no_progress_option
+def report(db, run_id, out, no_progress, quiet):
+    """Write PNG plots and an index.html about a generation run.
+
+    Example: matstore report --db study.duckdb --out report/
+    """
     from ..report import write_report
 
-    path = write_report(Store(db), out, run_id=run_id)
+    say = None if (no_progress or quiet) else (lambda line: console.print(line, markup=False, highlight=False))
+    path = write_report(Store(db), out, run_id=run_id, notify=say)
     console.print(f"report written to {path}")
 
 

@@ -239,13 +239,17 @@ def _quality(d: ReportData) -> str:
     return note + table(shown, QUALITY_HEADERS)
 
 
-def write_report(store: Store, out: str | Path, run_id: int | None = None) -> Path:
-    """index.html + PNGs about one generation run (default: the latest) in folder out."""
+def write_report(store: Store, out: str | Path, run_id: int | None = None, notify=None) -> Path:
+    """index.html + PNGs about one generation run (default: the latest) in folder out;
+    notify(line) is told before each long part."""
+    say = notify or (lambda _line: None)
     run_id = latest_run(store) if run_id is None else int(run_id)
+    say(f"report: reading run {run_id}'s numbers and recomputing each predictor on its test split")
     d = report_data(store, run_id)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     fig = _Figures(out)
+    say(f"report: drawing the plots into {out}")
     sections = _sections(store, d, fig)
     # up to two parity plots share a row with the FE-vs-gap scatter; more take the full width
     width = {"accuracy": "span2", "fe-bg": "span1"} if len(d.parity) <= 2 else {}
