@@ -72,8 +72,8 @@ class LineProgress:
         t = self._tasks[task]
         el = time.monotonic() - t["start"]
         rate = t["completed"] / el if el > 0 else 0.0
-        of = f"/{t['total']:,.0f}" if t["total"] is not None else ""
-        print(f"{t['description']}: {t['completed']:,.0f}{of} {self.unit}, {rate:,.0f} {self.unit}/s, "
+        of = f"/{t['total']:.0f}" if t["total"] is not None else ""   # as rich's M/N column
+        print(f"{t['description']}: {t['completed']:.0f}{of} {self.unit}, {rate:,.0f} {self.unit}/s, "
               f"{el:.0f} s elapsed", file=self.stream, flush=True)
 
 

@@ -19,8 +19,9 @@ from .options import device_option, no_progress_option, output_options, store_op
 @no_progress_option
 @output_options
 def bias(db, model, reference, device, no_progress, quiet, fmt, parquet, limit_rows):
-    """Measure a FE model's e_above_hull error on the reference's known phases it did not train on
-    (overall, by number of elements, by anion family); screens show it beside every hit.
+    """Measure how far a FE model places the reference's known phases (those it did not train on)
+    from their DFT e_above_hull: mean and MAE overall, by number of elements and by anion family;
+    screens show it beside every hit.
 
     Example: matstore bias --db study.duckdb --model oqmd-attn-fe --reference oqmd
     """
