@@ -3,7 +3,8 @@
 -- hull's trust: coverage / ternary_coverage / missing_systems (sub-systems where the reference
 -- holds no phase: there the hull is the elements' tie plane), products_dft / products_predicted.
 -- The model's trust: pred_formation_energy_std (ensemble spread), fe_model_bias / fe_model_mae
--- (model_bias over its known phases on the same reference; _family: the hit's anion family),
+-- (model_bias over its known phases on the DFT hull of the same source, also for the 'SOURCE+model'
+-- and 'SOURCE:model' hulls; _family: the hit's anion family),
 -- e_above_hull_bar (the number with both). The ions' trust: rarest_ion(_share) (ion_plausibility).
 -- The shipped screens select from this view (hull screens) or share its columns.
 -- depends: anion_families, candidates, model_bias, model_refs
@@ -63,6 +64,7 @@ JOIN model_refs fe ON fe.model_id = s.model_id
 JOIN anion_families a USING (composition_id)
 LEFT JOIN predictions fp ON fp.composition_id = s.composition_id AND fp.model_id = s.model_id
                         AND fp.property = 'formation_energy_per_atom'
-LEFT JOIN bias b ON b.model_id = s.model_id AND b.reference = s.reference
-LEFT JOIN fam f ON f.model_id = s.model_id AND f.reference = s.reference AND f.anion_family = a.anion_family
+LEFT JOIN bias b ON b.model_id = s.model_id AND b.reference = regexp_replace(s.reference, '(\+|:)model$', '')
+LEFT JOIN fam f ON f.model_id = s.model_id AND f.reference = regexp_replace(s.reference, '(\+|:)model$', '')
+                AND f.anion_family = a.anion_family
 WHERE s.model_id > 0

@@ -273,3 +273,14 @@ def test_self_consistent_hull_equals_pymatgen(study, hull):
         assert n_dft + n_p == len(prods) and n_p == sum(p in predicted for p in prods)
         n_pred += n_p
     assert n_pred > 0     # the check saw predicted phases under the candidates
+
+
+def test_self_consistent_hull_rows_show_the_dft_measured_bias(study):
+    from matstore.stability import compute
+
+    store, mv = study
+    compute(store, model=mv.ref, reference="mp", hull="mixed", progress=False)
+    got = store.query("SELECT DISTINCT reference, fe_model_bias FROM candidate_hull ORDER BY 1")
+    dft = store.query("SELECT mean_error FROM model_bias WHERE grouping = 'all' AND reference = 'mp'")[0, 0]
+    assert set(got["reference"]) >= {"mp", "mp+model"}
+    assert all(v == pytest.approx(dft) for v in got["fe_model_bias"])
