@@ -284,3 +284,18 @@ def test_self_consistent_hull_rows_show_the_dft_measured_bias(study):
     dft = store.query("SELECT mean_error FROM model_bias WHERE grouping = 'all' AND reference = 'mp'")[0, 0]
     assert set(got["reference"]) >= {"mp", "mp+model"}
     assert all(v == pytest.approx(dft) for v in got["fe_model_bias"])
+
+
+def test_cli_screen_says_when_a_default_filter_is_relaxed(study):
+    from click.testing import CliRunner
+
+    from matstore.cli import main
+
+    store, _ = study
+    strict = CliRunner().invoke(main, ["screen", "hull_novel", "--db", str(store.path), "--csv"])
+    loose = CliRunner().invoke(main, ["screen", "hull_novel", "--db", str(store.path), "--csv",
+                                      "--partial-coverage"])
+    assert strict.exit_code == 0 and loose.exit_code == 0, loose.output
+    assert "relaxed" not in strict.output
+    assert "screen hull_novel: relaxed: binary sub-systems without a reference phase" in loose.output
+    assert loose.output.count("\n") > strict.output.count("\n")
