@@ -299,3 +299,18 @@ def test_cli_screen_says_when_a_default_filter_is_relaxed(study):
     assert "relaxed" not in strict.output
     assert "screen hull_novel: relaxed: binary sub-systems without a reference phase" in loose.output
     assert loose.output.count("\n") > strict.output.count("\n")
+
+
+def test_rows_written_before_coverage_are_filled_by_the_next_stability_run(study):
+    from matstore.stability import compute
+
+    store, mv = study
+    cols = "composition_id, model_id, coverage, ternary_coverage, missing_systems, products_dft, products_predicted"
+    before = store.query(f"SELECT {cols} FROM stability WHERE reference = 'mp' ORDER BY 1, 2")
+    assert before.height > 1000 and before["model_id"].n_unique() == 2   # known phases and the model's
+    with store.transaction() as con:   # as an older store's rows look after migration 0012
+        con.execute("UPDATE stability SET coverage = NULL, ternary_coverage = NULL, missing_systems = NULL, "
+                    "products_dft = NULL, products_predicted = NULL WHERE reference = 'mp'")
+    assert compute(store, reference="mp", progress=False).n_computed == 0
+    after = store.query(f"SELECT {cols} FROM stability WHERE reference = 'mp' ORDER BY 1, 2")
+    assert after.equals(before)

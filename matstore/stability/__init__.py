@@ -264,14 +264,15 @@ def backfill_coverage(store: Store, ref: Reference) -> int:
     from ..featurize import batch_from_arrow  # noqa: PLC0415
 
     with store.connect() as con:
-        old = con.sql("SELECT s.composition_id, c.elements, c.counts, len(s.decomposition) AS n "
+        old = con.sql("SELECT s.composition_id, s.model_id, c.elements, c.counts, len(s.decomposition) AS n "
                       "FROM stability s JOIN compositions c USING (composition_id) "
                       "WHERE s.reference = ? AND s.coverage IS NULL", params=[ref.source]).to_arrow_table()
     if old.num_rows == 0:
         return 0
     b = batch_from_arrow(old)
     cov = coverage.evaluate(ref.coverage_keys, b.z, b.counts)
-    tab = pa.table({"composition_id": old.column("composition_id"), "coverage": pa.array(cov.coverage),
+    tab = pa.table({"composition_id": old.column("composition_id"), "model_id": old.column("model_id"),
+                    "coverage": pa.array(cov.coverage),
                     "ternary_coverage": pa.array(cov.ternary_coverage, mask=np.isnan(cov.ternary_coverage)),
                     "missing_systems": cov.missing, "products_dft": old.column("n")})
     with store.transaction() as con:
@@ -279,7 +280,8 @@ def backfill_coverage(store: Store, ref: Reference) -> int:
         con.execute("UPDATE stability SET coverage = f.coverage, ternary_coverage = f.ternary_coverage, "
                     "missing_systems = f.missing_systems, products_dft = f.products_dft, "
                     "products_predicted = 0 FROM cov_fill f WHERE stability.composition_id = "
-                    "f.composition_id AND stability.reference = ? AND stability.coverage IS NULL",
+                    "f.composition_id AND stability.model_id = f.model_id AND stability.reference = ? "
+                    "AND stability.coverage IS NULL",
                     [ref.source])
         con.unregister("cov_fill")
     return old.num_rows
