@@ -314,3 +314,18 @@ def test_rows_written_before_coverage_are_filled_by_the_next_stability_run(study
     assert compute(store, reference="mp", progress=False).n_computed == 0
     after = store.query(f"SELECT {cols} FROM stability WHERE reference = 'mp' ORDER BY 1, 2")
     assert after.equals(before)
+
+
+def test_cli_bias_prints_the_model_bias_rows(study):
+    from click.testing import CliRunner
+
+    from matstore.cli import main
+
+    store, mv = study
+    r = CliRunner().invoke(main, ["bias", "--db", str(store.path), "--model", mv.ref, "--reference", "mp",
+                                  "--csv", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    rows = [l for l in r.output.splitlines() if l.startswith(f"{mv.model_id},{mv.ref},mp,")]
+    n = store.query("SELECT count(*) AS n FROM model_bias WHERE model_id = ? AND reference = 'mp'",
+                    [mv.model_id])["n"][0]
+    assert len(rows) == n > 5 and any(",all,all," in l for l in rows)
