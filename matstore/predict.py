@@ -22,12 +22,11 @@ from .errors import MatstoreError
 from .options import at_least_one
 
 DEFAULT_CHUNK = 65536
-PREDICTOR_KINDS = models.PREDICTOR_KINDS   # model kinds that predict a property (models.KINDS)
 
 
 def is_predictor(model) -> bool:
     """Whether a loaded model predicts a property (generators do not)."""
-    return model.kind in PREDICTOR_KINDS and bool(model.property)
+    return model.kind in models.PREDICTOR_KINDS and bool(model.property)
 
 
 class PredictError(MatstoreError, RuntimeError):

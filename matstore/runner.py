@@ -112,7 +112,7 @@ def generate(store: Store, model, n: int, batch_size: int | None = None, seed: i
     batch_size = default_batch_size(device) if batch_size is None else batch_size
     sampling = sampling_overrides(temperature, top_p, error=RunError)
     loaded = _load(store, model, device)
-    if sampling and loaded.kind != "transformer":
+    if sampling and not set(sampling) <= set(models.get(loaded.kind).sampling_options):
         raise RunError(f"generate: --temperature / --top-p apply to transformer generators; "
                        f"{loaded.ref} is a {loaded.kind}")
     pipe = Pipeline(store, stages, device) if stages else None
@@ -170,7 +170,7 @@ def _load(store: Store, model, device: str):
     if not hasattr(model, "sample"):
         ensure(store, model)  # a shipped generator the store lacks is imported first
     loaded = load_model(store, model, device=device) if not hasattr(model, "sample") else model
-    if getattr(loaded, "kind", "wgan") not in models.GENERATOR_KINDS:
+    if loaded.kind not in models.GENERATOR_KINDS:
         raise RunError(f"model {loaded.ref} is a {loaded.kind}, not a generator "
                        f"({'/'.join(sorted(models.GENERATOR_KINDS))})")
     return loaded

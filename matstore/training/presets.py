@@ -14,7 +14,7 @@ Hyperparameters follow the seeds where they work and say so where they do not:
 - bg-two-stage: ElemNet-magpie twice (a metal classifier on gap <= metal_gap, 0.0: OQMD and MP
   store metals as exactly 0; a regressor on the non-metals), ElemNet-magpie-bg's schedule. Any
   band-gap preset becomes two-stage with ``train(..., two_stage=True)`` (``--two-stage``), any
-  predictor an ensemble with ``ensemble=K`` (matstore.training.composite).
+  predictor an ensemble with ``ensemble=K`` (matstore.models.composite).
 - attn-fe / attn-bg: the composition attention model (models/attention.py) on element fractions;
   ATTN_HYPER says what was measured.
 - GANs train with a fixed intra-op thread count (``threads``, recorded with the version): CPU
