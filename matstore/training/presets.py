@@ -206,6 +206,21 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
 ]}
 
 
+def register(preset: Preset, *, replace: bool = False) -> Preset:
+    """Add a preset (e.g. for a model kind registered outside matstore); its kind must be known."""
+    from .. import models  # noqa: PLC0415
+
+    models.get(preset.kind)   # a ModelConfigError naming the known kinds
+    if preset.name in PRESETS and not replace:
+        raise PresetError(f"preset {preset.name!r} is already registered")
+    PRESETS[preset.name] = preset
+    return preset
+
+
+def unregister(name: str) -> None:
+    PRESETS.pop(name, None)
+
+
 def get(name: str) -> Preset:
     try:
         return PRESETS[name]
