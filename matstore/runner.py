@@ -164,12 +164,9 @@ def resume(store: Store, run_id: int, device: str | None = None, progress: bool 
 
 
 def _load(store: Store, model, device: str):
-    from .pretrained import ensure  # noqa: PLC0415
-    from .registry import load_model  # noqa: PLC0415
+    from .registry import resolve  # noqa: PLC0415
 
-    if not hasattr(model, "sample"):
-        ensure(store, model)  # a shipped generator the store lacks is imported first
-    loaded = load_model(store, model, device=device) if not hasattr(model, "sample") else model
+    loaded = resolve(store, model, device=device)   # a shipped model the store lacks: imported
     if loaded.kind not in models.GENERATOR_KINDS:
         raise RunError(f"model {loaded.ref} is a {loaded.kind}, not a generator "
                        f"({'/'.join(sorted(models.GENERATOR_KINDS))})")

@@ -48,9 +48,9 @@ class StepResult:
 
 
 def _load_ae(store: Store, ref):
-    from ..registry import load_model  # noqa: PLC0415
+    from ..registry import resolve  # noqa: PLC0415
 
-    ae = load_model(store, ref, device="cpu")
+    ae = resolve(store, ref, device="cpu")
     latents.check_autoencoder(ae)
     return ae
 
@@ -398,11 +398,11 @@ def _pool_predictions(store: Store, model: str, sel: str, progress: bool) -> pl.
     """Predict the pool (sel: a checked selection returning composition_id, see check_pool) with
     `model`: (composition_id, formula, value) of every pool composition it could predict, best first."""
     from ..predict import predict  # noqa: PLC0415
-    from ..registry import load_model  # noqa: PLC0415
+    from ..registry import resolve  # noqa: PLC0415
 
     predict(store, model, where=f"c.composition_id IN (SELECT composition_id FROM ({sel}))",
             progress=progress)
-    m = load_model(store, model)
+    m = resolve(store, model)
     with store.connect(guarded=True) as con:
         return frame(con, f"SELECT p.composition_id, c.formula, p.value FROM predictions p "
                           f"JOIN compositions c USING (composition_id) "

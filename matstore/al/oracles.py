@@ -50,9 +50,9 @@ def parse(spec: str) -> tuple[OracleKind, str | None]:
 def load_predictor(store: Store, ref: str, prop: str):
     """The oracle's predictor (checked: a predictor of `prop`)."""
     from ..predict import is_predictor  # noqa: PLC0415
-    from ..registry import load_model  # noqa: PLC0415
+    from ..registry import resolve  # noqa: PLC0415
 
-    model = load_model(store, ref, device="cpu")
+    model = resolve(store, ref, device="cpu")
     if not is_predictor(model):
         raise ALError(f"oracle model {model.ref} is a {model.kind}, not a property predictor")
     if model.property != prop:

@@ -21,8 +21,8 @@ def save_model(store: Store, name: str, kind: str, module_or_estimator, config, 
                split: dict | None, metrics: dict | None, device: str | None, seed: int | None,
                split_ids: dict[str, np.ndarray] | None = None) -> ModelVersion:
     """Write one model version; split_ids (role -> composition ids) go to composition_sets."""
-    if not name or "@" in name:
-        raise ModelError(f"model name {name!r}: must be non-empty and contain no '@'")
+    if not name or "@" in name or "#" in name or name.isdigit():
+        raise ModelError(f"model name {name!r}: must be non-empty, not a number, and contain no '@' or '#'")
     models.make_config(kind, models.config_dict(config))  # fails early on a bad kind/config
     card = json.loads(to_json(model_card(kind, config, hyperparams, module_or_estimator)))  # JSON types
     weights = serialize(kind, module_or_estimator, card)
@@ -70,6 +70,11 @@ class LoadedModel:
     @property
     def ref(self) -> str:
         return f"{self.name}@{self.version}"
+
+    @property
+    def identity(self) -> str:
+        """NAME@N#SHA12: the weights hash names this version in every store it goes to."""
+        return f"{self.ref}#{self.record['weights_sha256'][:12]}"
 
     @property
     def latent_dim(self) -> int:
