@@ -157,7 +157,7 @@ def test_a_weights_hash_names_a_version_in_every_store_and_rename_delete(fresh, 
     res = _run("predict", "--db", fresh.path, "--model", SHIPPED_FE, "--no-progress")
     assert res.exit_code == 0, res.output
     res = _run("models", "delete", f"{SHIPPED_FE}@1", "--db", fresh.path)
-    assert res.exit_code == 1 and "predictions rows; nothing was deleted" in res.output, res.output
+    assert res.exit_code == 1 and "predictions rows" in res.output and "nothing was deleted" in res.output
     res = _run("models", "rename", SHIPPED_FE, "ae-t", "--db", fresh.path)
     assert res.exit_code == 1 and "is taken" in res.output
     res = _run("models", "rename", "ae-t", "ae-small", "--db", fresh.path)
