@@ -19,7 +19,7 @@ from .progress import bar as progress_bar
 from .runs import count, open_run, tracked
 from .store import Store, append
 from .errors import MatstoreError
-from .options import at_least_one
+from .option_checks import at_least_one
 
 DEFAULT_CHUNK = 65536
 

@@ -26,7 +26,7 @@ import pyarrow as pa
 from . import compositions, models, progress as progress_bars
 from .compositions import composition_rows
 from .devices import resolve_device
-from .options import at_least_one, decode_tolerance, sampling_overrides
+from .option_checks import at_least_one, decode_tolerance, sampling_overrides
 from .runs import RunError, count, get_run, open_run, reopen_run, still_running, tracked
 from .samples import DecodedBatch, decode_batch, key_check, known_keys
 from .stages import Pipeline, Stages

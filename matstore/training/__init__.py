@@ -20,7 +20,7 @@ from .. import models
 from ..models.errors import TrainingError
 from ..models.family import FitData
 from ..models.loops import resolve_device
-from ..options import at_least_one
+from ..option_checks import at_least_one
 from ..registry import ModelVersion, save_model
 from ..store import Store
 from . import data, presets
