@@ -19,6 +19,7 @@ from ..compositions import CompositionBatch
 from ..store import Store
 from . import labels
 from .campaigns import Campaign
+from ..plugins import Registry
 from .errors import ALError
 
 
@@ -29,10 +30,10 @@ class OracleKind:
     description: str
 
 
-ORACLES: dict[str, OracleKind] = {o.name: o for o in [
+ORACLES: Registry[OracleKind] = Registry("oracle", ((o.name, o) for o in [
     OracleKind("model", True, "model:NAME@N - a registered property predictor labels the proposals"),
     OracleKind("external", False, "external - export the proposals, compute them, `al label` the values"),
-]}
+]), error=ALError)
 
 
 def parse(spec: str) -> tuple[OracleKind, str | None]:

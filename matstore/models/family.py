@@ -41,6 +41,7 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 
+from ..plugins import Registry
 from .errors import ModelConfigError
 
 
@@ -241,7 +242,8 @@ def config_dict(config) -> dict:
 
 
 # The one registry of model kinds: name -> family.
-KINDS: dict[str, ModelFamily] = {}
+KINDS: Registry[ModelFamily] = Registry("model kind", error=ModelConfigError,
+                                        unknown="unknown model kind {name!r} (known: {choices})")
 
 
 def register(family: ModelFamily, *, replace: bool = False) -> ModelFamily:
@@ -253,22 +255,18 @@ def register(family: ModelFamily, *, replace: bool = False) -> ModelFamily:
             raise TypeError(f"{type(family).__name__} needs a class attribute {attr}")
     if family.generator == family.predictor:
         raise TypeError(f"kind {family.name}: exactly one of generator / predictor")
-    if family.name in KINDS and not replace and type(KINDS[family.name]) is not type(family):
-        raise ModelConfigError(f"model kind {family.name!r} is already registered")
-    KINDS[family.name] = family
-    return family
+    # the same class again (a module imported twice) replaces itself; another class is refused
+    return KINDS.register(family.name, family,
+                          replace=replace or type(KINDS.get(family.name)) is type(family))
 
 
 def unregister(name: str) -> None:
-    KINDS.pop(name, None)
+    KINDS.unregister(name)
 
 
 def get(name: str) -> ModelFamily:
     """The family of a kind; a ModelConfigError naming the known kinds otherwise."""
-    try:
-        return KINDS[name]
-    except KeyError:
-        raise ModelConfigError(f"unknown model kind {name!r} (known: {', '.join(KINDS)})") from None
+    return KINDS.lookup(name)
 
 
 def names(*, generator: bool | None = None, predictor: bool | None = None,

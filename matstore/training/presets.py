@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..errors import MatstoreError
+from ..plugins import Registry
 from ..models.attention import AttentionConfig
 from ..models.autoencoder import AutoencoderConfig
 from ..models.cnn import CNNConfig
@@ -142,7 +143,8 @@ OPTIONAL_HYPER = {"optimizer", "weight_decay", "loss", "n_jobs", "schedule", "me
 
 
 # The one list of training presets (the CLI's `train --model` choices).
-PRESETS: dict[str, Preset] = {p.name: p for p in [
+PRESETS: Registry[Preset] = Registry("preset", error=PresetError,
+                                     unknown="unknown preset {name!r} (presets: {choices})", items=((p.name, p) for p in [
     Preset("gan-oqmd", "wgan", WGANConfig.oqmd, _source("oqmd"), featurizer="onehot",
            hyper=dict(epochs=1000, batch_size=512, lr_g=1e-4, lr_d=1e-4, n_critic=5, gp_lambda=10.0,
                       clip=None, n_eval_samples=1000, threads=1, output_bias=0.0),
@@ -203,7 +205,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            description="random forest on Magpie features -> formation energy (baseline)"),
     Preset("rf-bg", "rf", ForestConfig, _with(BG), featurizer="magpie", property=BG,
            description="random forest on Magpie features -> band gap (baseline)"),
-]}
+]))
 
 
 def register(preset: Preset, *, replace: bool = False) -> Preset:
@@ -211,21 +213,15 @@ def register(preset: Preset, *, replace: bool = False) -> Preset:
     from .. import models  # noqa: PLC0415
 
     models.get(preset.kind)   # a ModelConfigError naming the known kinds
-    if preset.name in PRESETS and not replace:
-        raise PresetError(f"preset {preset.name!r} is already registered")
-    PRESETS[preset.name] = preset
-    return preset
+    return PRESETS.register(preset.name, preset, replace=replace)
 
 
 def unregister(name: str) -> None:
-    PRESETS.pop(name, None)
+    PRESETS.unregister(name)
 
 
 def get(name: str) -> Preset:
-    try:
-        return PRESETS[name]
-    except KeyError:
-        raise PresetError(f"unknown preset {name!r} (presets: {', '.join(PRESETS)})") from None
+    return PRESETS.lookup(name)
 
 
 def parse_overrides(name: str, items) -> tuple[dict, dict]:
