@@ -2,7 +2,7 @@
 
 ``train(store, "cnn-fe", epochs=50)`` runs: selection -> compositions (+ ground-state targets of
 one source: ``target_source``, default the store's one DFT source with the property) ->
-features -> seeded train/val/test split -> fit with early stopping -> test metrics -> one
+the kind's encoding -> seeded train/val/test split -> the kind's fit (models.family) -> one
 ``model_versions`` row (weights, config, hyperparameters with the target's source, kind and level
 of theory, SQL, row count, data hash, split) and the
 split's composition ids in ``composition_sets`` as ``<name>@<version>/<role>``.
@@ -56,8 +56,7 @@ def train(store: Store, preset_name: str, on: str | None = None, epochs: int | N
     models.composite). ``valid_only`` (generators; default: the preset's) keeps only the
     selected compositions that are charge-neutral and electronegativity-balanced under the
     store's default checker (validated first), as MatGAN's GAN-ICSD-filter was trained.
-
-    The steps: select -> encode (the kind's family) -> split -> ``family.fit`` -> save."""
+    Steps: select -> encode (the kind's family) -> split -> ``family.fit`` -> save."""
     p = presets.get(preset_name)
     fam = models.get(p.kind)
     hp, max_rows, max_steps = _hyperparameters(p, epochs, batch_size, max_rows, max_steps, hyper,
