@@ -63,7 +63,7 @@ def test_the_registry_names_the_choices_and_keeps_one_kind_per_name():
         class Impostor(models.ModelFamily):
             name, config, module, predictor = "rf", dict, dict, True
         models.register(Impostor())
-    with pytest.raises(TypeError, match="exactly one of generator / predictor"):
+    with pytest.raises(TypeError, match="a generator or a predictor, not both"):
         class Both(models.ModelFamily):
             name, config, module, predictor, generator = "both", dict, dict, True, True
         models.register(Both())

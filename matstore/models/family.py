@@ -93,6 +93,8 @@ class ModelFamily:
     torch: ClassVar[bool] = False      # weights are a torch state_dict (TorchFamily)
     generator: ClassVar[bool] = False  # samples compositions (`generate --model`)
     predictor: ClassVar[bool] = False  # predicts a property from a featurizer (`predict --model`)
+                                       # (neither: a kind its own commands use, e.g. a structure
+                                       # generator or an interatomic potential)
     inputs: ClassVar[str] = "flat"     # "maps" (one-hot 8x85), "tokens", "matrix" or "flat": what
                                        # the model card and the fused stages say the input is
     seeded: ClassVar[bool] = False     # the module takes seed=
@@ -253,8 +255,8 @@ def register(family: ModelFamily, *, replace: bool = False) -> ModelFamily:
     for attr in ("name", "config", "module"):
         if not hasattr(family, attr):
             raise TypeError(f"{type(family).__name__} needs a class attribute {attr}")
-    if family.generator == family.predictor:
-        raise TypeError(f"kind {family.name}: exactly one of generator / predictor")
+    if family.generator and family.predictor:
+        raise TypeError(f"kind {family.name}: a generator or a predictor, not both")
     # the same class again (a module imported twice) replaces itself; another class is refused
     return KINDS.register(family.name, family,
                           replace=replace or type(KINDS.get(family.name)) is type(family))
