@@ -37,7 +37,6 @@ from .forest import ForestConfig, ForestRegressor  # noqa: E402
 from .gan import WGAN, WGANConfig  # noqa: E402
 from .transformer import CompositionTransformer, TransformerConfig  # noqa: E402
 
-ModelKind = ModelFamily   # the name this class had before families
 
 
 def __getattr__(name: str) -> frozenset[str]:
