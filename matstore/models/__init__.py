@@ -38,7 +38,6 @@ from .gan import WGAN, WGANConfig  # noqa: E402
 from .transformer import CompositionTransformer, TransformerConfig  # noqa: E402
 
 
-
 def __getattr__(name: str) -> frozenset[str]:
     """The kind sets, read from the registry now (a kind registered later is in them)."""
     if name == "TORCH_KINDS":
