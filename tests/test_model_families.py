@@ -69,3 +69,12 @@ def test_the_registry_names_the_choices_and_keeps_one_kind_per_name():
         models.register(Both())
     assert models.get("rf").predictor and models.get("wgan").generator
     assert models.names(generator=True) == models.GENERATOR_KINDS
+
+
+def test_train_is_select_split_fit_save():
+    """training.train holds no kind's training: it stays short (issue 23: <= 60 lines)."""
+    from matstore import training
+
+    src = inspect.getsource(training.train)
+    assert len(src.splitlines()) <= 60
+    assert "family.fit" in training.train.__doc__ and "fam.fit(" in src
