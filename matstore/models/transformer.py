@@ -21,6 +21,7 @@ Decisions (written once, here):
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -297,7 +298,9 @@ class TransformerFamily(TorchFamily):
 
     name, config, module = "transformer", TransformerConfig, CompositionTransformer
     generator, inputs = True, "tokens"
-    sampling_options = ("temperature", "top_p")
+    # the per-draw options CompositionTransformer.sample takes (temperature, top_p, ...)
+    sampling_options = tuple(p for p in inspect.signature(CompositionTransformer.sample).parameters
+                             if p not in ("self", "n", "generator", "device"))
 
     def encode(self, batch, featurizer, config):
         from ..features import onehot  # noqa: PLC0415
