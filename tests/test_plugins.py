@@ -25,7 +25,10 @@ def test_a_registry_registers_looks_up_and_names_its_choices():
 def test_every_plug_in_kind_is_a_registry():
     from matstore.validity import OXIDATION_SETS
 
-    for reg in (models.KINDS, presets.PRESETS, features.FEATURIZERS, ORACLES, ACQUISITIONS, OXIDATION_SETS):
+    from matstore.sources import SOURCES
+
+    for reg in (models.KINDS, presets.PRESETS, features.FEATURIZERS, ORACLES, ACQUISITIONS, OXIDATION_SETS,
+                SOURCES):
         assert isinstance(reg, Registry) and reg.choices() == list(reg)
     with pytest.raises(ALError, match="acquisition 'nope': expected one of ucb, ei"):
         ACQUISITIONS.lookup("nope")
