@@ -147,6 +147,7 @@ def test_a_weights_hash_names_a_version_in_every_store_and_rename_delete(fresh, 
     there = resolve(other, f"ae-renamed#{sha}")
     assert there.record["weights_sha256"] == here.record["weights_sha256"]
     assert here.identity == f"ae-t@1#{sha}" and there.identity == f"ae-renamed@1#{sha}"
+    assert other.query("SELECT identity FROM model_refs WHERE name = 'ae-renamed'")["identity"][0] == there.identity
     assert resolve(other, f"#{sha}").model_id == resolve(other, "ae-t@1").model_id   # the newest copy
     with pytest.raises(ModelError, match="8 to 64 hex digits"):
         resolve(other, "ae-t#xyz")
