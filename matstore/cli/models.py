@@ -83,7 +83,7 @@ def train(db, preset, on, target_source, name, epochs, batch_size, lr, max_rows,
 
 @click.group()
 def models():
-    """List, show, export and import model versions."""
+    """List, show, export, import, rename and delete model versions."""
 
 
 @models.command("list")
