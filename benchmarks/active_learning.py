@@ -232,7 +232,7 @@ def make_ae_pool(store, args):
 def holdout_metrics(store, ref):
     from matstore.compositions import CompositionBatch
     from matstore.registry import load_model
-    from matstore.training.fit import regression_metrics
+    from matstore.models.loops import regression_metrics
 
     with store.connect() as con:
         rows = con.execute("SELECT c.composition_id, c.elements, c.counts, cp.band_gap FROM compositions c "

@@ -47,8 +47,8 @@ def main(argv=None) -> int:
     from matstore.features import onehot
     from matstore.quality import tv_distance
     from matstore.store import Store
-    from matstore.training import _init_output_bias, presets
-    from matstore.training.fit import fit_wgan
+    from matstore.models.gan import fit_wgan, init_output_bias
+    from matstore.training import presets
     from matstore.training.sample_metrics import generation_metrics
 
     torch.set_num_threads(1)
@@ -71,7 +71,7 @@ def main(argv=None) -> int:
     hp = dict(p.hyper)
     torch.manual_seed(0)
     gan = models.build("wgan", p.config())
-    _init_output_bias(gan, -4.0)
+    init_output_bias(gan, -4.0)
     curve: list[dict] = []
     t0 = time.perf_counter()
 

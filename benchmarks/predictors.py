@@ -91,7 +91,7 @@ eV/atom (R² 0.9728; members 0.0819-0.0831). The members' raw spread: test error
 39.5% (well calibrated: 68%), within 2 spreads 65.4% (95%), mean 0.037 eV/atom: the members agree
 more than they are right (over-confident, as deep ensembles without recalibration usually are).
 So the std a version reports is the spread times a factor fitted on its validation rows
-(training.composite.fit_std_scale), same run (962 s):
+(models.composite.fit_std_scale), same run (962 s):
 
     std scale fitted on val             factor  within 1 sigma  within 2 sigma  mean sigma
     none (raw spread)                   1       0.395           0.654           0.037
@@ -118,7 +118,8 @@ from matstore.features import get as get_featurizer
 from matstore.models.elemnet import elemnet17
 from matstore.training.presets import ATTN_HYPER, attention, magpie_dnn
 from matstore.training.data import split
-from matstore.training.fit import fit_regressor, regression_metrics
+from matstore.models.loops import regression_metrics
+from matstore.models.regressors import fit_regressor
 from matstore.registry import predict_module
 
 DATA = Path(os.environ.get("MATSTORE_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -268,7 +269,7 @@ def run_uncertainty(args) -> None:
     """Issue 13, items 2-3: the two-stage band gap beside the single-stage ElemNet-magpie BG on the
     same split, and a K-member ElemNet-magpie ensemble's calibration (``--uncertainty``)."""
     from matstore.models.ensemble import Spec, clamp
-    from matstore.training import composite
+    from matstore.models import composite
 
     dnn = lambda x: {**magpie_dnn().to_dict(), "n_inputs": x.shape[1]}  # noqa: E731
     hp = dict(epochs=args.epochs, batch_size=args.batch, lr=args.lr, schedule=args.schedule,

@@ -117,7 +117,7 @@ def featurize_store(store: Store, featurizer_name: str, where: str | None = None
     import time
 
     from .features import get
-    from .options import at_least_one
+    from .option_checks import at_least_one
 
     batch_size = at_least_one("featurize: the batch size", batch_size)
     feat = get(featurizer_name)
@@ -185,7 +185,7 @@ def validate_store(store: Store, where: str | None = None, batch_size: int = DEF
     leaves the views on the checker they used before."""
     import time
 
-    from .options import at_least_one
+    from .option_checks import at_least_one
     from .validity import DEFAULT_SET, checker_version
 
     batch_size = at_least_one("validate: the batch size", batch_size)

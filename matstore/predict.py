@@ -19,15 +19,14 @@ from .progress import bar as progress_bar
 from .runs import count, open_run, tracked
 from .store import Store, append
 from .errors import MatstoreError
-from .options import at_least_one
+from .option_checks import at_least_one
 
 DEFAULT_CHUNK = 65536
-PREDICTOR_KINDS = models.PREDICTOR_KINDS   # model kinds that predict a property (models.KINDS)
 
 
 def is_predictor(model) -> bool:
     """Whether a loaded model predicts a property (generators do not)."""
-    return model.kind in PREDICTOR_KINDS and bool(model.property)
+    return model.kind in models.PREDICTOR_KINDS and bool(model.property)
 
 
 class PredictError(MatstoreError, RuntimeError):
@@ -78,15 +77,12 @@ def predict(store: Store, model, where: str | None = None, chunk_size: int = DEF
             device: str | None = None, progress: bool = True, params: dict | None = None) -> PredictResult:
     """Predict model's property for every composition lacking it (where: SQL over compositions)."""
     from .featurize import batch_from_arrow  # noqa: PLC0415
-    from .pretrained import ensure  # noqa: PLC0415
-    from .registry import load_model  # noqa: PLC0415
+    from .registry import resolve  # noqa: PLC0415
     from .devices import resolve_device  # noqa: PLC0415
 
     chunk_size = at_least_one("predict: the chunk size", chunk_size, error=PredictError)
     device = resolve_device(device)
-    if isinstance(model, str):
-        ensure(store, model)  # a shipped predictor the store lacks is imported first
-    loaded = load_model(store, model, device=device) if isinstance(model, (str, int)) else model
+    loaded = resolve(store, model, device=device)   # a shipped model the store lacks: imported
     if not is_predictor(loaded):
         raise PredictError(f"model {loaded.ref} is a {loaded.kind}, not a property predictor")
     todo = pending(store, loaded.model_id, where, params)

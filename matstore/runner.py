@@ -26,7 +26,7 @@ import pyarrow as pa
 from . import compositions, models, progress as progress_bars
 from .compositions import composition_rows
 from .devices import resolve_device
-from .options import at_least_one, decode_tolerance, sampling_overrides
+from .option_checks import at_least_one, decode_tolerance, sampling_overrides
 from .runs import RunError, count, get_run, open_run, reopen_run, still_running, tracked
 from .samples import DecodedBatch, decode_batch, key_check, known_keys
 from .stages import Pipeline, Stages
@@ -112,7 +112,7 @@ def generate(store: Store, model, n: int, batch_size: int | None = None, seed: i
     batch_size = default_batch_size(device) if batch_size is None else batch_size
     sampling = sampling_overrides(temperature, top_p, error=RunError)
     loaded = _load(store, model, device)
-    if sampling and loaded.kind != "transformer":
+    if sampling and not set(sampling) <= set(models.get(loaded.kind).sampling_options):
         raise RunError(f"generate: --temperature / --top-p apply to transformer generators; "
                        f"{loaded.ref} is a {loaded.kind}")
     pipe = Pipeline(store, stages, device) if stages else None
@@ -164,13 +164,10 @@ def resume(store: Store, run_id: int, device: str | None = None, progress: bool 
 
 
 def _load(store: Store, model, device: str):
-    from .pretrained import ensure  # noqa: PLC0415
-    from .registry import load_model  # noqa: PLC0415
+    from .registry import resolve  # noqa: PLC0415
 
-    if not hasattr(model, "sample"):
-        ensure(store, model)  # a shipped generator the store lacks is imported first
-    loaded = load_model(store, model, device=device) if not hasattr(model, "sample") else model
-    if getattr(loaded, "kind", "wgan") not in models.GENERATOR_KINDS:
+    loaded = resolve(store, model, device=device)   # a shipped model the store lacks: imported
+    if loaded.kind not in models.GENERATOR_KINDS:
         raise RunError(f"model {loaded.ref} is a {loaded.kind}, not a generator "
                        f"({'/'.join(sorted(models.GENERATOR_KINDS))})")
     return loaded

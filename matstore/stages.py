@@ -59,14 +59,14 @@ class Pipeline:
 
     def __init__(self, store: Store, stages: Stages, device: str):
         from .features import get  # noqa: PLC0415
-        from .registry import load_model  # noqa: PLC0415
+        from .registry import resolve  # noqa: PLC0415
         from .validity import CHECKER_VERSION  # noqa: PLC0415
 
         self.validate = stages.validate
         self.stored = {name: get(name) for name in stages.featurize}
         self.models = []
         for m in stages.predict:
-            lm = load_model(store, m, device=device) if isinstance(m, (str, int)) else m
+            lm = resolve(store, m, device=device)
             if not is_predictor(lm):
                 raise RunError(f"--predict {lm.ref}: a {lm.kind} is not a property predictor")
             self.models.append(lm)

@@ -17,9 +17,14 @@ def _data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The folder of real data; tests that need it skip (with the reason) where it is absent."""
+    """The folder of real data; tests that need it skip (with the reason) where it is absent,
+    except under CI (env CI set), where its absence is an error: a CI run cannot pass by
+    skipping most of the suite."""
     d = _data_dir()
     if not d.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set and the real data folder {d} is missing (set MATSTORE_TEST_DATA)",
+                        pytrace=False)
         pytest.skip(f"real data folder {d} not found (set MATSTORE_TEST_DATA)")
     return d
 

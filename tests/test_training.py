@@ -13,7 +13,7 @@ from matstore.compositions import CompositionBatch
 from matstore.registry import load_model
 from matstore.store import Store
 from matstore.training import data, train
-from matstore.training.fit import regression_metrics
+from matstore.models.loops import regression_metrics
 from matstore.training.sample_metrics import generation_metrics
 
 # one intra-op thread: on a shared 2-core CI box, 2 contending threads run ~10x slower

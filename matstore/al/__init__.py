@@ -5,7 +5,7 @@ decode them, have an oracle label them and retrain a screening predictor on base
 Modules: campaigns (the records), latents (stored autoencoder latents, encode/decode),
 surrogate (the GP), acquisition (targets, UCB/EI/Thompson/straddle, batch selection), oracles (the
 registry: model:NAME@N, external), labels (labels as properties of their own source; export
-and label files), loop (start, step, run, finish, screen).
+and label files), loop (start, step, run), screening (finish, screen).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from .acquisition import ACQUISITIONS, DEFAULT_KAPPA, Target
 from .campaigns import Campaign, get, proposals, status
 from .errors import ALError
 from .labels import export, ingest_file
-from .loop import FinishResult, StepResult, finish, run, screen, screen_campaign, start, step, training_set
+from .loop import StepResult, run, start, step, training_set
+from .screening import FinishResult, finish, screen, screen_campaign
 from .oracles import ORACLES
 
 __all__ = ["ACQUISITIONS", "ALError", "Campaign", "DEFAULT_KAPPA", "FinishResult", "ORACLES",

@@ -33,9 +33,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..plugins import Registry
 from .errors import ALError
 
-ACQUISITIONS = ("ucb", "ei", "thompson", "straddle", "random")   # random: the baseline
+ACQUISITIONS: Registry[str] = Registry("acquisition", [
+    ("ucb", "upper confidence bound: mean + kappa * std"),
+    ("ei", "expected improvement over the best label"),
+    ("thompson", "Thompson sampling: a draw of the GP posterior"),
+    ("straddle", "learn where the property crosses the screen's levels"),
+    ("random", "uniform picks: the baseline"),
+], error=ALError, unknown="acquisition {name!r}: expected one of {choices}")
 LEVEL_SET = ("straddle",)      # model the property itself and need levels (threshold or range edges)
 DEFAULT_KAPPA = 10.0
 STRADDLE_Z = 1.96              # Bryan et al. 2005: the 95% interval's half-width in std units
@@ -89,8 +96,7 @@ class Target:
 
 
 def check(acquisition: str, kappa: float) -> None:
-    if acquisition not in ACQUISITIONS:
-        raise ALError(f"acquisition {acquisition!r}: expected one of {', '.join(ACQUISITIONS)}")
+    ACQUISITIONS.lookup(acquisition)
     if not (math.isfinite(kappa) and kappa >= 0):
         raise ALError(f"kappa {kappa!r}: expected a finite number >= 0")
 

@@ -24,7 +24,9 @@ DECODE_TOLERANCE = 0.5
 
 
 def check_autoencoder(ae) -> None:
-    if ae.kind != "autoencoder":
+    from .. import models  # noqa: PLC0415
+
+    if ae.kind not in models.KINDS or not models.KINDS[ae.kind].latent_space:
         raise ALError(f"model {ae.ref} is a {ae.kind}, not an autoencoder (train one: --model ae)")
 
 

@@ -19,6 +19,7 @@ from ..compositions import CompositionBatch
 from ..store import Store
 from . import labels
 from .campaigns import Campaign
+from ..plugins import Registry
 from .errors import ALError
 
 
@@ -29,10 +30,10 @@ class OracleKind:
     description: str
 
 
-ORACLES: dict[str, OracleKind] = {o.name: o for o in [
+ORACLES: Registry[OracleKind] = Registry("oracle", ((o.name, o) for o in [
     OracleKind("model", True, "model:NAME@N - a registered property predictor labels the proposals"),
     OracleKind("external", False, "external - export the proposals, compute them, `al label` the values"),
-]}
+]), error=ALError)
 
 
 def parse(spec: str) -> tuple[OracleKind, str | None]:
@@ -50,9 +51,9 @@ def parse(spec: str) -> tuple[OracleKind, str | None]:
 def load_predictor(store: Store, ref: str, prop: str):
     """The oracle's predictor (checked: a predictor of `prop`)."""
     from ..predict import is_predictor  # noqa: PLC0415
-    from ..registry import load_model  # noqa: PLC0415
+    from ..registry import resolve  # noqa: PLC0415
 
-    model = load_model(store, ref, device="cpu")
+    model = resolve(store, ref, device="cpu")
     if not is_predictor(model):
         raise ALError(f"oracle model {model.ref} is a {model.kind}, not a property predictor")
     if model.property != prop:

@@ -83,7 +83,7 @@ def train(db, preset, on, target_source, name, epochs, batch_size, lr, max_rows,
 
 @click.group()
 def models():
-    """List, show, export and import model versions."""
+    """List, show, export, import, rename and delete model versions."""
 
 
 @models.command("list")
@@ -144,7 +144,7 @@ def models_import(file, pretrained_name, db):
     else:
         r = import_models(Store(db), file)
     for mv in r.imported:
-        console.print(f"imported {mv.ref} (model id {mv.model_id})")
+        console.print(f"imported {mv.identity} (model id {mv.model_id})")
     for s in r.skipped:
         console.print(f"skipped {s}")
 
@@ -176,6 +176,33 @@ def models_convert(refs, trust, db):
 
     done = convert_forests(Store(db), list(refs) or None, trust=trust)
     console.print(f"converted {', '.join(done)}" if done else "no pickled forests to convert")
+
+
+@models.command("rename")
+@click.argument("old")
+@click.argument("new")
+@store_option
+def models_rename(old, new, db):
+    """Rename every version of model OLD to NEW (a name not used yet); predictions stay with them.
+
+    Example: matstore models rename rf-bg rf-bg-oqmd --db study.duckdb"""
+    from ..registry import rename
+
+    n = rename(Store(db), old, new)
+    console.print(f"renamed {n} version(s) of {old} to {new}")
+
+
+@models.command("delete")
+@click.argument("ref")
+@store_option
+def models_delete(ref, db):
+    """Delete one model version REF (NAME@N, NAME#SHA or a model id) and its split sets; refused
+    while predictions, stability rows, runs or campaigns use it.
+
+    Example: matstore models delete rf-bg@2 --db study.duckdb"""
+    from ..registry import delete
+
+    console.print(f"deleted {delete(Store(db), ref)}")
 
 
 COMMANDS = [train, models]

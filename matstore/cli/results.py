@@ -65,7 +65,7 @@ def report(db, run_id, out, no_progress, quiet):
               help="MP compositions the demo GAN trains on (0: all).")
 def demo(db, samples, gan_epochs, seed, device, top, gan_rows):
     """The whole pipeline on the builtin data: ingest, train, generate, validate, predict, screen."""
-    from ..pipeline import run_demo
+    from ..demo import run_demo
 
     run_demo(Store(db or "demo.duckdb"), samples=samples, gan_epochs=gan_epochs,
              seed=seed, device=device, top=top, console=console, gan_rows=gan_rows or None)

@@ -15,11 +15,7 @@ def get(name: str) -> Featurizer:
     FeaturizerError (a ValueError) names the choices."""
     if "+" in name:
         return Concat([get(part) for part in name.split("+")])
-    try:
-        return FEATURIZERS[name]()
-    except KeyError:
-        raise FeaturizerError(f"unknown featurizer {name!r}; choose one of "
-                              f"{', '.join(FEATURIZERS)} (or several joined with '+')") from None
+    return FEATURIZERS.lookup(name)()
 
 
 __all__ = ["FEATURIZERS", "Featurizer", "FeaturizerError", "get"]

@@ -17,13 +17,18 @@ import numpy as np
 
 from ..compositions import CompositionBatch
 from ..errors import MatstoreError
+from ..plugins import Registry
 
-REGISTRY: dict[str, type["Featurizer"]] = {}   # name -> class; filled by class creation
 _METHODS = ("transform", "citations", "implementors")
 
 
 class FeaturizerError(MatstoreError, ValueError):
     """An unknown featurizer name; the message names the choices."""
+
+
+REGISTRY: Registry[type["Featurizer"]] = Registry(   # name -> class; filled by class creation
+    "featurizer", error=FeaturizerError,
+    unknown="unknown featurizer {name!r}; choose one of {choices} (or several joined with '+')")
 
 
 def _check_face(cls) -> None:

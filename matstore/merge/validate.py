@@ -296,10 +296,9 @@ def _check_features(con, other: str) -> None:
 
 
 def _check_models(con, other: str) -> None:
-    """Weights as recorded (sha256); forests in the array format, fully checked (a pickle is
-    refused). Torch weights are not read here: they only ever load with weights_only=True, and
-    an unknown kind or a bad config fails load_model with a clear error (and importing torch
-    would cost every merge seconds)."""
+    """Weights as recorded (sha256); kinds whose family says so (forests: the array format, a
+    pickle refused) rebuilt in full. Torch weights are not read here: they only ever load with
+    weights_only=True, and an unknown kind or a bad config fails load_model with a clear error."""
     rows = con.execute(f"SELECT model_id, name, version, kind, weights, weights_sha256 "
                        f"FROM {SRC}.model_versions ORDER BY model_id").fetchall()
     for model_id, name, version, kind, w, sha in rows:
@@ -307,8 +306,8 @@ def _check_models(con, other: str) -> None:
         if w is not None and hashlib.sha256(w).hexdigest() != sha:
             raise MergeError(f"merge: {other}: {ref}: weights do not match their sha256; "
                              f"nothing was merged")
-        if kind == "rf" and w is not None:
-            from .. import registry  # noqa: PLC0415 (imports torch: only when there is a forest)
+        if w is not None and _checked_on_merge(kind):
+            from .. import registry  # noqa: PLC0415
 
             rec = pl.from_arrow(con.sql(f"SELECT * REPLACE (config::VARCHAR AS config) "
                                         f"FROM {SRC}.model_versions WHERE model_id = ?",
@@ -320,6 +319,14 @@ def _check_models(con, other: str) -> None:
                 raise MergeError(f"merge: {other}: {ref} has a config that does not build: {e}") from None
             except registry.ModelError as e:
                 raise MergeError(f"merge: {other}: {e}; nothing was merged") from None
+
+
+def _checked_on_merge(kind: str) -> bool:
+    """Whether a kind's weights are rebuilt in full before a merge (the family says: cheap kinds,
+    e.g. forests, whose array format is checked tree by tree). Imports the model zoo (torch)."""
+    from .. import models  # noqa: PLC0415
+
+    return kind in models.KINDS and models.KINDS[kind].check_on_merge
 
 
 def _check_sources(con) -> None:

@@ -1,95 +1,64 @@
-"""The model zoo: one explicit config dataclass + one module per kind, and how inputs are made.
+"""The model zoo: one family per kind of model (models.family), all in the one registry ``KINDS``.
 
 kinds: ``wgan`` (gan.py), ``transformer`` (a composition language model), ``autoencoder``,
-``cnn``, ``elemnet``, ``attention`` (torch nn.Modules), ``rf``
-(scikit-learn forest). ``build(kind, config)`` turns a stored config back into a fresh module;
-``featurize(kind, featurizer, batch)`` is the one place that turns compositions into a model's
-input array, used by training and by prediction alike.
+``cnn``, ``elemnet``, ``attention`` (torch nn.Modules; the regressors share models.regressors),
+``rf`` (scikit-learn forest, forest.py). Each module defines its config, its module, its family
+(input encoding, fit, predict or sample/decode, weights, card) and registers it. Every module of
+this package is imported here, so a new kind is one new file; a kind defined outside the package
+registers itself with ``models.register`` when its module is imported.
+
+``build(kind, config)`` turns a stored config back into a fresh module; ``featurize(kind,
+featurizer, batch)`` is the one place that turns compositions into a model's input array, used by
+training and by prediction alike. ``TORCH_KINDS``, ``GENERATOR_KINDS``, ``PREDICTOR_KINDS`` and
+``MAP_GENERATOR_KINDS`` are read from the registry at each use (kinds may be added later).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import importlib
+import pkgutil
 from typing import Any
 
 import numpy as np
 
-from .attention import AttentionConfig, CompositionAttention
-from .autoencoder import Autoencoder, AutoencoderConfig
-from .cnn import CNNConfig, CNNRegressor
-from .elemnet import ElemNet, ElemNetConfig
 from .errors import ModelConfigError
-from .forest import ForestConfig, ForestRegressor
-from .gan import WGAN, WGANConfig
-from .transformer import CompositionTransformer, TransformerConfig
+from .family import KINDS, FitData, FitResult, ModelFamily, TorchFamily, config_dict, get, names, register, unregister
+
+# the built-in kinds first (their order is the registry's), then any other module of the package
+for _module in ("gan", "transformer", "autoencoder", "cnn", "elemnet", "attention", "forest",
+                *sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))):
+    importlib.import_module(f"{__name__}.{_module}")
+
+from .attention import AttentionConfig, CompositionAttention  # noqa: E402
+from .autoencoder import Autoencoder, AutoencoderConfig  # noqa: E402
+from .cnn import CNNConfig, CNNRegressor  # noqa: E402
+from .elemnet import ElemNet, ElemNetConfig  # noqa: E402
+from .forest import ForestConfig, ForestRegressor  # noqa: E402
+from .gan import WGAN, WGANConfig  # noqa: E402
+from .transformer import CompositionTransformer, TransformerConfig  # noqa: E402
 
 
-@dataclass(frozen=True)
-class ModelKind:
-    """What a kind of model is: its config and module classes and what it can do."""
-
-    name: str
-    config: type
-    module: type
-    torch: bool          # a torch nn.Module (weights: a state_dict); else a scikit-learn forest
-    generator: bool      # samples compositions (the runner's `generate --model`)
-    predictor: bool      # predicts a property from a featurizer's vectors (`predict --model`)
-    inputs: str          # "maps" (one-hot 8x85), "tokens" (element/count sequences), "matrix"
-                         # (Magpie 22x6) or "flat" (a vector)
-    seeded: bool = False  # the module takes seed= (torch modules are seeded by the trainer)
-
-
-# The one list of model kinds; everything below, and the runner, predict, registry and training,
-# read it. (Oracles, issue 16, will be a registry of their own beside this one.)
-KINDS: dict[str, ModelKind] = {k.name: k for k in [
-    ModelKind("wgan", WGANConfig, WGAN, torch=True, generator=True, predictor=False, inputs="maps"),
-    ModelKind("transformer", TransformerConfig, CompositionTransformer, torch=True, generator=True,
-              predictor=False, inputs="tokens"),
-    ModelKind("autoencoder", AutoencoderConfig, Autoencoder, torch=True, generator=True,
-              predictor=False, inputs="maps"),
-    ModelKind("cnn", CNNConfig, CNNRegressor, torch=True, generator=False, predictor=True,
-              inputs="matrix"),
-    ModelKind("elemnet", ElemNetConfig, ElemNet, torch=True, generator=False, predictor=True,
-              inputs="flat"),
-    ModelKind("attention", AttentionConfig, CompositionAttention, torch=True, generator=False,
-              predictor=True, inputs="flat"),
-    ModelKind("rf", ForestConfig, ForestRegressor, torch=False, generator=False, predictor=True,
-              inputs="flat", seeded=True),
-]}
-TORCH_KINDS = frozenset(k for k, v in KINDS.items() if v.torch)
-GENERATIVE_KINDS = frozenset(k for k, v in KINDS.items() if v.generator)   # the generators
-PREDICTOR_KINDS = frozenset(k for k, v in KINDS.items() if v.predictor)
-GENERATOR_KINDS = GENERATIVE_KINDS
-MAP_GENERATOR_KINDS = frozenset(k for k in GENERATIVE_KINDS if KINDS[k].inputs == "maps")
-
-
-def _kind(kind: str) -> ModelKind:
-    try:
-        return KINDS[kind]
-    except KeyError:
-        raise ModelConfigError(f"unknown model kind {kind!r} (known: {', '.join(KINDS)})") from None
+def __getattr__(name: str) -> frozenset[str]:
+    """The kind sets, read from the registry now (a kind registered later is in them)."""
+    if name == "TORCH_KINDS":
+        return names(torch=True)
+    if name in ("GENERATOR_KINDS", "GENERATIVE_KINDS"):
+        return names(generator=True)
+    if name == "PREDICTOR_KINDS":
+        return names(predictor=True)
+    if name == "MAP_GENERATOR_KINDS":
+        return frozenset(k for k in names(generator=True) if KINDS[k].inputs == "maps")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def make_config(kind: str, config: dict | Any):
     """A config dataclass from a dict (as stored in JSON) or pass one through."""
-    cls = _kind(kind).config
-    if isinstance(config, cls):
-        return config
-    try:
-        return cls(**(config or {}))
-    except TypeError as e:
-        raise ModelConfigError(f"config for kind {kind!r} does not fit {cls.__name__}: {e}") from None
+    return get(kind).make_config(config)
 
 
 def build(kind: str, config: dict | Any, seed: int = 0):
     """A fresh (untrained) module or estimator of this kind."""
-    k = _kind(kind)
-    cfg = make_config(kind, config)
-    return k.module(cfg, seed=seed) if k.seeded else k.module(cfg)
-
-
-def config_dict(config) -> dict:
-    return config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    return get(kind).build(config, seed)
 
 
 def featurize(kind: str, featurizer: str, batch) -> np.ndarray:
@@ -100,12 +69,10 @@ def featurize(kind: str, featurizer: str, batch) -> np.ndarray:
 
 
 def shape_input(kind: str, x: np.ndarray) -> np.ndarray:
-    """A featurizer's (n, *shape) values as this kind's input (float32): the CNN reads the Magpie
-    statistics as a 22x6 matrix, the forest and the ElemNet DNN a flat vector, generators maps."""
-    if _kind(kind).inputs == "matrix":
-        from ..features import magpie  # noqa: PLC0415
+    """A featurizer's (n, *shape) values as this kind's input (float32)."""
+    return get(kind).shape_input(x)
 
-        x = magpie.as_matrix(x)
-    elif KINDS[kind].inputs == "flat":
-        x = np.asarray(x).reshape(len(x), -1)
-    return np.ascontiguousarray(x, dtype=np.float32)
+
+__all__ = ["KINDS", "FitData", "FitResult", "ModelFamily", "TorchFamily", "ModelConfigError",
+           "register", "unregister", "get", "names", "make_config", "build", "config_dict",
+           "featurize", "shape_input"]

@@ -33,6 +33,8 @@ from torch import nn
 
 from .cnn import TargetScaled
 from .errors import ModelConfigError
+from .family import register
+from .regressors import RegressorFamily
 
 RESOLUTION = 5000  # CrabNet's fractional-encoding resolution
 EVAL_TOKENS = 8    # eval-mode padding (the one-hot maps' limit; more elements still pad further)
@@ -199,3 +201,10 @@ class CompositionAttention(TargetScaled):
 
 def n_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+class AttentionFamily(RegressorFamily):
+    name, config, module = "attention", AttentionConfig, CompositionAttention
+
+
+register(AttentionFamily())

@@ -16,8 +16,13 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from .gan import OQMD_CRITIC, OQMD_GENERATOR, Critic, CriticConfig, Generator, GeneratorConfig
+import numpy as np
+
+from . import loops
 from .errors import ModelConfigError
+from .family import FitData, FitResult, register
+from .gan import (OQMD_CRITIC, OQMD_GENERATOR, Critic, CriticConfig, Generator, GeneratorConfig,
+                  MapsGenerator)
 
 
 @dataclass
@@ -73,3 +78,61 @@ def dice_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-7) -> to
 def decodable(pred: torch.Tensor, target: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
     """(B,) bool: the thresholded reconstruction equals the input matrix exactly."""
     return ((pred > threshold) == (target > 0.5)).flatten(1).all(1)
+
+
+# --- training and the family ------------------------------------------------------------------
+def fit_autoencoder(module, x_train: np.ndarray, x_val: np.ndarray, *, epochs: int = 100,
+                    batch_size: int = 1024, lr: float = 1e-3, patience: int = 20,
+                    max_steps: int | None = None, device=None, seed: int = 0,
+                    progress: bool = True, label: str = "train ae") -> loops.History:
+    """Negative-Dice training (thesis Eq. 3-3); keeps the state with the best validation loss."""
+    device = loops.resolve_device(device)
+    torch.manual_seed(seed)
+    module.to(device)
+    xt = torch.as_tensor(x_train, dtype=torch.float32, device=device)
+    xv = torch.as_tensor(x_val, dtype=torch.float32, device=device)
+    opt = torch.optim.Adam(module.parameters(), lr=lr)
+    return loops.fit_loop(module, len(xt), lambda idx: dice_loss(module(xt[idx]), xt[idx]),
+                     lambda: float(dice_loss(loops.eval_in_batches(module, xv), xv)),
+                     opt=opt, epochs=epochs, batch_size=batch_size, patience=patience,
+                     max_steps=max_steps, seed=seed, device=device, progress=progress, label=label,
+                     shown="-dice")
+
+
+def autoencoder_metrics(module, x: np.ndarray, device=None) -> dict[str, float]:
+    """Dice and the share of decodable rows (thresholded reconstruction == input)."""
+    device = loops.resolve_device(device)
+    xt = torch.as_tensor(x, dtype=torch.float32, device=device)
+    pred = loops.eval_in_batches(module.to(device), xt)
+    return {"dice": -float(dice_loss(pred, xt)), "decodable_pct": 100 * float(decodable(pred, xt).float().mean()),
+            "n": int(len(x))}
+
+
+class AutoencoderFamily(MapsGenerator):
+    """Generates by decoding random latent vectors; its latent space is what active learning
+    searches (al.latents)."""
+
+    name, config, module = "autoencoder", AutoencoderConfig, Autoencoder
+    latent_input = False
+    latent_space = True
+
+    def fit(self, module, data: FitData) -> FitResult:
+        hp, sp, x = data.hyper, data.split, data.x
+        hist = fit_autoencoder(module, x[sp.train], x[sp.val], epochs=hp["epochs"],
+                               batch_size=hp["batch_size"], lr=hp["lr"], patience=hp["patience"],
+                               max_steps=data.max_steps, device=data.device, seed=data.seed,
+                               progress=data.progress, label=data.label)
+        return FitResult(module, {"train": autoencoder_metrics(module, x[sp.train], data.device),
+                                  "test": autoencoder_metrics(module, x[sp.test], data.device),
+                                  "history": hist.to_dict()})
+
+    def sample(self, loaded, n, generator, device, **sampling):
+        device = device or loaded.device
+        loaded.to(device)
+        gen_device = generator.device if generator is not None else device
+        z = torch.randn(n, loaded.latent_dim, generator=generator, device=gen_device).to(device)
+        with torch.no_grad():
+            return loaded.module.decode(z)
+
+
+register(AutoencoderFamily())

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 from torch import nn
+from .family import register
+from .regressors import RegressorFamily
 
 
 class TargetScaled(nn.Module):
@@ -83,3 +85,20 @@ class CNNRegressor(TargetScaled):
         h = self.scale_x(x.reshape(-1, self.config.n_properties, self.config.n_stats)).unsqueeze(1)
         h = self.conv3(self.conv2(self.conv1(h))).flatten(1)
         return self.unscale_y(self.fc5(self.fc4(h)).squeeze(1))
+
+
+class CNNFamily(RegressorFamily):
+    """Reads the Magpie statistics as a 22x6 matrix (thesis Table 4.1)."""
+
+    name, config, module, inputs = "cnn", CNNConfig, CNNRegressor, "matrix"
+
+    def shape_input(self, x):
+        from ..features import magpie  # noqa: PLC0415
+
+        return np.ascontiguousarray(magpie.as_matrix(x), dtype=np.float32)
+
+    def fit_config(self, config, x, members=None):
+        return {**config, "n_properties": int(x.shape[1]), "n_stats": int(x.shape[2])}
+
+
+register(CNNFamily())

@@ -24,6 +24,8 @@ from torch import nn
 
 from .cnn import TargetScaled
 from .errors import ModelConfigError
+from .family import register
+from .regressors import RegressorFamily
 
 
 @dataclass
@@ -80,3 +82,10 @@ def elemnet17(n_inputs: int = 103) -> ElemNetConfig:
     widths = tuple(w for w, k, _ in blocks for _ in range(k))
     rates = tuple(p if i == k - 1 else 0.0 for _, k, p in blocks for i in range(k))
     return ElemNetConfig(n_inputs=n_inputs, widths=widths, dropouts=rates)
+
+
+class ElemNetFamily(RegressorFamily):
+    name, config, module = "elemnet", ElemNetConfig, ElemNet
+
+
+register(ElemNetFamily())

@@ -28,7 +28,8 @@ import numpy as np
 from sklearn.ensemble import RandomForestRegressor
 
 from ..errors import MatstoreError
-from .errors import ModelConfigError
+from .errors import ModelConfigError, WeightsError
+from .family import FitData, FitResult, ModelFamily, names, register
 
 MAGIC = b"matstore-forest-v1\n"
 # Every entry of the archive: name -> (dtype, number of dimensions).
@@ -296,3 +297,88 @@ def convert_legacy_pickle(data: bytes, config: ForestConfig, seed: int = 0) -> b
     out = dump_forest(est)
     load_forest(out, config, seed)  # the structure checks, before it is stored
     return out
+
+
+# --- the family ------------------------------------------------------------------------------
+MAX_TREES = 5000   # --ensemble K of a forest: K trees (cheap, but not without end)
+
+
+class ForestFamily(ModelFamily):
+    """A scikit-learn random forest on a featurizer's flat vector; weights are plain arrays (never
+    a pickle). ``--ensemble K`` makes K trees the members: their spread is the std."""
+
+    name, config, module = "rf", ForestConfig, ForestRegressor
+    predictor, seeded, check_on_merge = True, True, True
+    legacy_format = "joblib pickle (matstore before the array format)"
+
+    def fit_config(self, config, x, members=None):
+        return {**config, "n_estimators": members.k} if members is not None else config
+
+    def members_spec(self, k, two_stage, seeds, what):
+        from .ensemble import Spec  # noqa: PLC0415
+
+        if two_stage:
+            raise ModelConfigError(f"two-stage needs a torch kind "
+                                   f"({', '.join(sorted(names(predictor=True, torch=True)))})")
+        if k > MAX_TREES:
+            raise ModelConfigError(f"--ensemble {k}: a forest takes at most {MAX_TREES:,} trees")
+        return Spec(k, (), False, "bootstrap")   # the trees' seeds are known once it is fit
+
+    def fit(self, module, data: FitData) -> FitResult:
+        import dataclasses  # noqa: PLC0415
+
+        from . import composite  # noqa: PLC0415
+        from .ensemble import clamp  # noqa: PLC0415
+        from .loops import regression_metrics  # noqa: PLC0415
+
+        x, y, sp, hp, prop = data.x, data.y, data.split, data.hyper, data.property
+        if "n_jobs" in hp:
+            module.estimator.set_params(n_jobs=hp["n_jobs"])
+        module.fit(x[sp.train], y[sp.train])
+        roles = (("val", sp.val), ("test", sp.test))
+        if data.members is None:
+            return FitResult(module, {role: regression_metrics(y[idx], clamp(prop, module.predict(x[idx])))
+                                      for role, idx in roles})
+        trees = {role: module.predict_trees(x[idx])[..., None] for role, idx in roles}
+        scale = composite.fit_std_scale(y[sp.val], trees["val"], prop, False)
+        members = dataclasses.replace(data.members, std_scale=scale, seeds=tuple(
+            int(t.random_state) for t in module.estimator.estimators_))
+        metrics: dict = {"std_scale": scale}
+        for role, idx in roles:
+            metrics[role] = composite.composite_metrics(y[idx], trees[role], prop, False, std_scale=scale)
+        return FitResult(module, metrics, members)
+
+    def serialize(self, module, card):
+        return dump_forest(module.estimator if hasattr(module, "estimator") else module)
+
+    def load(self, weights, record, members, ref):
+        if members is not None and members.two_stage:
+            raise ValueError(f"a two-stage {self.name} is not supported (torch kinds only)")
+        config = self.build(record["config"], record.get("seed") or 0).config
+        try:
+            loaded = load_forest(weights, config, seed=record.get("seed") or 0)
+        except LegacyPickleError as e:
+            raise WeightsError(f"model {ref}: {e}; retrain it, or if you trust where this store came "
+                               f"from convert it with `matstore models convert "
+                               f"{record['name']}@{record['version']} --trust`") from None
+        except ForestFormatError as e:
+            raise WeightsError(f"model {ref}: {e}") from None
+        n_trees = len(loaded.estimator.estimators_)
+        if members is not None and members.k != n_trees:   # the trees are the members
+            raise WeightsError(f"model {ref}: records {members.k} members, its forest has {n_trees} trees")
+        return loaded
+
+    def predict(self, module, x, device, batch_size=None):
+        return module.predict(x)
+
+    def member_outputs(self, module, x, members, device, batch_size=None):
+        return module.predict_trees(x)[..., None]
+
+    def legacy_weights(self, weights):
+        return looks_pickled(weights)
+
+    def convert_legacy(self, weights, config, seed):
+        return convert_legacy_pickle(weights, self.make_config(config), seed)
+
+
+register(ForestFamily())

@@ -21,6 +21,7 @@ Decisions (written once, here):
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -29,7 +30,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..elements85 import ELEMENTS_85, MAX_COUNT
+from . import loops
 from .errors import ModelConfigError
+from .family import FitData, FitResult, TorchFamily, register
 
 PAD, BOS, EOS, FIRST = 0, 1, 2, 3   # FIRST: the first (element, count) token
 
@@ -252,3 +255,94 @@ def _nucleus(logits: torch.Tensor, top_p: float, u: torch.Tensor) -> torch.Tenso
         cum = p.cumsum(-1)
     pick = torch.searchsorted(cum, (u * cum[:, -1])[:, None]).clamp(max=p.shape[1] - 1)
     return idx.gather(1, pick)[:, 0]
+
+
+# --- training and the family ------------------------------------------------------------------
+def fit_transformer(module, tok_train: np.ndarray, tok_val: np.ndarray, *, epochs: int = 50,
+                    batch_size: int = 256, lr: float = 1e-3, patience: int = 5,
+                    weight_decay: float = 0.0, max_steps: int | None = None, device=None,
+                    seed: int = 0, progress: bool = True, threads: int | None = loops.DEFAULT_TRAIN_THREADS,
+                    label: str = "train transformer") -> loops.History:
+    """Teacher forcing with cross-entropy (CompositionTransformer.loss) on token rows; AdamW with
+    a cosine schedule over ``epochs``; keeps the state with the best validation loss and stops
+    after ``patience`` epochs without a better one. Reproducible like fit_wgan (fixed threads)."""
+    device = loops.resolve_device(device)
+    with loops.reproducible(threads):
+        torch.manual_seed(seed)   # dropout draws from the global generator, seeded here
+        module.to(device)
+        tt = torch.as_tensor(tok_train, dtype=torch.long, device=device)
+        tv = torch.as_tensor(tok_val, dtype=torch.long, device=device)
+        opt = loops.optimizer("adamw", module.parameters(), lr, weight_decay)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+
+        def val_loss() -> float:   # mean per predicted token over all validation rows
+            module.eval()
+            total, n = 0.0, 0
+            with torch.no_grad():
+                for i in range(0, len(tv), 4096):
+                    part = tv[i:i + 4096]
+                    m = int((part[:, 1:] != 0).sum())
+                    total += float(module.loss(part)) * m
+                    n += m
+            return total / max(n, 1)
+
+        return loops.fit_loop(module, len(tt), lambda idx: module.loss(tt[idx]), val_loss, opt=opt,
+                         sched=sched, epochs=epochs, batch_size=batch_size, patience=patience,
+                         max_steps=max_steps, seed=seed, device=device, progress=progress,
+                         label=label, shown="CE")
+
+
+class TransformerFamily(TorchFamily):
+    """A composition language model: learns (element, count) token rows of the compositions the
+    8x85 maps hold; samples compositions directly (no thresholding)."""
+
+    name, config, module = "transformer", TransformerConfig, CompositionTransformer
+    generator, inputs = True, "tokens"
+    # the per-draw options CompositionTransformer.sample takes (temperature, top_p, ...)
+    sampling_options = tuple(p for p in inspect.signature(CompositionTransformer.sample).parameters
+                             if p not in ("self", "n", "generator", "device"))
+
+    def encode(self, batch, featurizer, config):
+        from ..features import onehot  # noqa: PLC0415
+
+        _, ok = onehot.encode(batch)   # every generator learns the rows the 8x85 encoding holds
+        tokens, ok_t = self.build(config).encode(batch.z, batch.counts)
+        ok = np.asarray(ok, bool) & np.asarray(ok_t, bool)
+        return tokens[ok], ok
+
+    def fit(self, module, data: FitData) -> FitResult:
+        hp, sp, x = data.hyper, data.split, data.x
+        hist = fit_transformer(module, x[sp.train], x[sp.val], epochs=hp["epochs"],
+                               batch_size=hp["batch_size"], lr=hp["lr"], patience=hp["patience"],
+                               weight_decay=hp.get("weight_decay", 0.0), threads=hp.get("threads"),
+                               max_steps=data.max_steps, device=data.device, seed=data.seed,
+                               progress=data.progress, label=data.label)
+        from ..training.sample_metrics import composition_metrics  # noqa: PLC0415
+
+        z, counts = module.sample(int(hp["n_eval_samples"]),
+                                  torch.Generator(device=data.device).manual_seed(data.seed), data.device)
+        ids = data.batch.composition_id
+        sample = composition_metrics(z, counts, ids[sp.train], known_ids=data.known_ids(),
+                                     leave_out_ids=np.concatenate([ids[sp.val], ids[sp.test]]))
+        return FitResult(module, {"sample": sample, "history": hist.to_dict()})
+
+    def card(self, config, hyperparams):
+        cfg = self.make_config(config)
+        return {"inputs": {"featurizer": "tokens", "shape": [cfg.max_len], "labels": None,
+                           "meaning": "BOS, (element, count) tokens in the config's element order, EOS"},
+                "outputs": {"featurizer": "tokens", "shape": [cfg.vocab], "labels": None,
+                            "meaning": "next-token logits; sample() returns (z, counts) rows"},
+                "latent_dim": None}
+
+    def sample(self, loaded, n, generator, device, **sampling):
+        if device is not None and str(device) != loaded.device:
+            loaded.to(device)
+        return loaded.module.sample(n, generator, device or loaded.device, **sampling)
+
+    def decode(self, samples, tolerance, batch_no, first_sample):
+        from .. import samples as decoding  # noqa: PLC0415
+
+        return decoding.decode_rows(*samples, batch_no, first_sample)
+
+
+register(TransformerFamily())

@@ -20,7 +20,10 @@ unpickling can run code. Loading one says so; ``convert_forests(store, refs, tru
 through an unpickler restricted to the sklearn/numpy/joblib classes of a forest. Retraining is the
 alternative that needs no trust at all.
 
-Modules: records (rows, references, listing), weights (the formats: card, torch weights, forests;
+``resolve(store, ref)`` is how every command takes a model (registry.refs): NAME, NAME@N,
+NAME#SHA (weights hash: the same in every store) or a shipped name, imported when missing.
+
+Modules: refs (resolving references; rename, delete), records (rows, references, listing), weights (the formats: card, torch weights, forests;
 rebuilding a checked module), versions (save_model, load_model, LoadedModel), transfer (export,
 import, convert_forests).
 """
@@ -29,12 +32,14 @@ from __future__ import annotations
 
 from .records import (COLUMNS, ModelError, ModelVersion, get_record, list_models, parse_ref,
                       show_model, software_versions)
+from .refs import delete, identity, rename, resolve, resolve_record
 from .transfer import ImportResult, convert_forests, export_models, import_models
 from .versions import PREDICT_ROWS, LoadedModel, load_model, predict_module, save_model
 from .weights import CARD_FORMAT, WEIGHTS_FORMAT, model_card, rebuild, serialize, state_dict_of
 
 
 __all__ = ["CARD_FORMAT", "COLUMNS", "PREDICT_ROWS", "WEIGHTS_FORMAT", "ImportResult", "LoadedModel",
-           "ModelError", "ModelVersion", "convert_forests", "export_models", "get_record",
+           "ModelError", "ModelVersion", "convert_forests", "delete", "identity", "rename", "resolve",
+           "resolve_record", "export_models", "get_record",
            "import_models", "list_models", "load_model", "model_card", "parse_ref", "predict_module",
            "rebuild", "save_model", "serialize", "show_model", "software_versions", "state_dict_of"]

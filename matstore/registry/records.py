@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import re
 import platform
 from dataclasses import dataclass, field
 
@@ -34,6 +35,11 @@ class ModelVersion:
     @property
     def ref(self) -> str:
         return f"{self.name}@{self.version}"
+
+    @property
+    def identity(self) -> str:
+        """NAME@N#SHA12: the weights hash names this version in every store it goes to."""
+        return f"{self.ref}#{self.weights_sha256[:12]}"
 
 
 def software_versions() -> dict[str, str]:
@@ -66,11 +72,21 @@ def insert_version(con, row: dict) -> tuple[int, int]:
 
 
 def parse_ref(ref) -> tuple[str, list]:
-    """-> (WHERE clause, params) selecting one row for a model reference."""
+    """-> (WHERE clause, params) selecting one row for a model reference: a model id, 'name'
+    (latest version), 'name@N', or 'name#SHA' / 'name@N#SHA' / '#SHA' (the version whose weights
+    sha256 starts with SHA, at least 8 hex digits: the same in every store the version goes to;
+    the N of a NAME@N#SHA is this store's number and is not checked)."""
     if isinstance(ref, (int, np.integer)) or (isinstance(ref, str) and ref.isdigit()):
         return "model_id = ?", [int(ref)]
     if not isinstance(ref, str) or not ref:
-        raise ModelError(f"model reference {ref!r}: expected 'name', 'name@N' or a model id")
+        raise ModelError(f"model reference {ref!r}: expected 'name', 'name@N', 'name#SHA256' or a model id")
+    if "#" in ref:
+        name, _, sha = ref.partition("#")
+        name = name.rpartition("@")[0] if "@" in name else name
+        if not re.fullmatch(r"[0-9a-f]{8,64}", sha):
+            raise ModelError(f"model reference {ref!r}: after '#' come 8 to 64 hex digits of the weights sha256")
+        return ("model_id = (SELECT max(model_id) FROM model_versions WHERE starts_with(weights_sha256, ?)"
+                + (" AND name = ?)" if name else ")"), [sha, name] if name else [sha])
     if "@" in ref:
         name, _, version = ref.rpartition("@")
         if not version.isdigit():

@@ -10,7 +10,6 @@ from pathlib import Path
 import polars as pl
 
 from .. import models
-from ..models import forest
 from ..store import Store
 from .records import (COLUMNS, JSON_COLUMNS, OPTIONAL_COLUMNS, ModelError, ModelVersion, get_record,
                       insert_version)
@@ -95,28 +94,30 @@ def convert_forests(store: Store, refs: list | None = None, trust: bool = False)
     if not trust:
         raise ModelError("converting pickled forests reads pickles: pass trust=True (CLI: --trust) "
                          "only for a store whose origin you trust, or retrain the model instead")
+    legacy_kinds = [k for k, f in models.KINDS.items() if f.legacy_format]
     with store.connect() as con:
         if refs:
             ids = [get_record(store, r, weights=False)["model_id"] for r in refs]
         else:
-            ids = [r[0] for r in con.execute("SELECT model_id FROM model_versions WHERE kind = 'rf' "
-                                             "ORDER BY model_id").fetchall()]
+            ids = [r[0] for r in con.execute("SELECT model_id FROM model_versions WHERE kind IN "
+                                             "(SELECT unnest(?::VARCHAR[])) ORDER BY model_id",
+                                             [legacy_kinds]).fetchall()]
     converted = []
     updates = []
     for model_id in ids:
         rec = get_record(store, model_id)
         ref = f"{rec['name']}@{rec['version']}"
-        if rec["kind"] != "rf" or rec.get("weights") is None:
+        if rec["kind"] not in legacy_kinds or rec.get("weights") is None:
             continue
-        if not forest.looks_pickled(rec["weights"]):
+        family = models.get(rec["kind"])
+        if not family.legacy_weights(rec["weights"]):
             continue  # already arrays (or not a pickle: load_model reports what it is)
         sha = hashlib.sha256(rec["weights"]).hexdigest()
         if sha != rec.get("weights_sha256"):
             raise ModelError(f"model {ref}: weights are corrupt (sha256 does not match); not converted")
-        cfg = models.make_config("rf", rec["config"])
         try:
-            new = forest.convert_legacy_pickle(rec["weights"], cfg, rec.get("seed") or 0)
-        except forest.ForestFormatError as e:
+            new = family.convert_legacy(rec["weights"], rec["config"], rec.get("seed") or 0)
+        except ValueError as e:   # the legacy weights do not convert (e.g. a ForestFormatError)
             raise ModelError(f"model {ref}: {e}") from None
         updates.append((model_id, new, hashlib.sha256(new).hexdigest()))
         converted.append(ref)

@@ -11,6 +11,7 @@ import polars as pl
 
 from .. import models
 from ..models import ensemble
+from ..models.loops import PREDICT_ROWS, predict_module
 from ..store import Store, append
 from .records import ModelError, ModelVersion, get_record, insert_version, software_versions, to_json
 from .weights import model_card, rebuild, serialize
@@ -20,8 +21,8 @@ def save_model(store: Store, name: str, kind: str, module_or_estimator, config, 
                split: dict | None, metrics: dict | None, device: str | None, seed: int | None,
                split_ids: dict[str, np.ndarray] | None = None) -> ModelVersion:
     """Write one model version; split_ids (role -> composition ids) go to composition_sets."""
-    if not name or "@" in name:
-        raise ModelError(f"model name {name!r}: must be non-empty and contain no '@'")
+    if not name or "@" in name or "#" in name or name.isdigit():
+        raise ModelError(f"model name {name!r}: must be non-empty, not a number, and contain no '@' or '#'")
     models.make_config(kind, models.config_dict(config))  # fails early on a bad kind/config
     card = json.loads(to_json(model_card(kind, config, hyperparams, module_or_estimator)))  # JSON types
     weights = serialize(kind, module_or_estimator, card)
@@ -55,7 +56,8 @@ class LoadedModel:
         self.name: str = record["name"]
         self.version: int = record["version"]
         self.kind: str = record["kind"]
-        self.config = models.make_config(self.kind, record["config"])
+        self.family = models.get(self.kind)
+        self.config = self.family.make_config(record["config"])
         hp = record.get("hyperparams") or {}
         self.property: str | None = hp.get("property")
         self.featurizer: str | None = hp.get("featurizer")
@@ -70,11 +72,16 @@ class LoadedModel:
         return f"{self.name}@{self.version}"
 
     @property
+    def identity(self) -> str:
+        """NAME@N#SHA12: the weights hash names this version in every store it goes to."""
+        return f"{self.ref}#{self.record['weights_sha256'][:12]}"
+
+    @property
     def latent_dim(self) -> int:
         return self.config.latent_dim
 
     def to(self, device) -> "LoadedModel":
-        if self.kind in models.TORCH_KINDS:
+        if self.family.torch:
             self.module.to(device)
             self.device = str(device)
         return self
@@ -86,15 +93,11 @@ class LoadedModel:
     def predict_outputs(self, batch, device=None, batch_size: int | None = None) -> ensemble.Outputs:
         """Value, std and p_metal (n,) for a CompositionBatch (NaN where the featurizer cannot
         encode a row; std NaN for one model, p_metal NaN unless two-stage)."""
-        if self.kind not in models.PREDICTOR_KINDS:
+        if not self.family.predictor:
             raise ModelError(f"model {self.ref} is a {self.kind}, not a property predictor")
-        from .. import features  # noqa: PLC0415
-
-        ok = np.asarray(features.get(self.featurizer).encodable(batch), bool)
+        x, ok = self.family.encode(batch, self.featurizer, models.config_dict(self.config))
         out = ensemble.Outputs.empty(len(batch))
         if ok.any():
-            b = batch if ok.all() else type(batch)(batch.composition_id[ok], batch.z[ok], batch.counts[ok])
-            x = models.featurize(self.kind, self.featurizer, b)
             out.put(ok, self.predict_features_outputs(x, device=device, batch_size=batch_size))
         return out
 
@@ -107,88 +110,35 @@ class LoadedModel:
         """A composite's raw member outputs (n, K, C) for featurized x (see models.ensemble)."""
         if self.members is None:
             raise ModelError(f"model {self.ref} is one model, not a composite of members")
-        out = predict_module(self.module, x, device or self.device, batch_size)
-        return out.reshape(len(x), self.members.k, 2 if self.members.two_stage else 1)
+        return self.family.member_outputs(self.module, x, self.members, device or self.device, batch_size)
 
     def predict_features_outputs(self, x: np.ndarray, device=None,
                                  batch_size: int | None = None) -> ensemble.Outputs:
         """Value, std and p_metal for featurized x; the one place a version's outputs are made,
         used by predict and the fused generate stage alike."""
-        if self.members is not None and not models.KINDS[self.kind].torch:   # a forest's trees
-            return ensemble.combine(self.module.predict_trees(x)[..., None], self.property, False,
-                                    self.members.std_scale)
         if self.members is not None:
             return ensemble.combine(self.member_outputs(x, device, batch_size), self.property,
                                     self.members.two_stage, self.members.std_scale)
-        if not models.KINDS[self.kind].torch:   # the forest predicts on numpy itself
-            v = self.module.predict(x)
-        else:
-            v = predict_module(self.module, x, device or self.device, batch_size)
+        v = self.family.predict(self.module, x, device or self.device, batch_size)
         n = len(v)
         return ensemble.Outputs(ensemble.clamp(self.property, v), np.full(n, np.nan), np.full(n, np.nan))
 
     def sample(self, n: int, generator=None, device=None, **sampling):
-        """(n, 8, 85) probabilities from the generator (wgan) or decoder of a random latent;
-        for a transformer, (z, counts) arrays of n sampled compositions. ``decode`` turns
-        either into a batch of compositions. sampling: a transformer's temperature / top_p
-        for this draw (default: the version's config)."""
-        import torch  # noqa: PLC0415
-
-        if self.kind == "transformer":
-            if device is not None and str(device) != self.device:
-                self.to(device)
-            return self.module.sample(n, generator, device or self.device, **sampling)
-        if sampling:
-            raise ModelError(f"model {self.ref} is a {self.kind}: temperature and top-p apply to "
-                             f"transformer generators only")
-        if self.kind == "wgan":
-            if device is not None and str(device) != self.device:
-                self.to(device)
-            return self.module.sample(n, generator, device or self.device)
-        if self.kind == "autoencoder":
-            device = device or self.device
-            self.to(device)
-            gen_device = generator.device if generator is not None else device
-            z = torch.randn(n, self.latent_dim, generator=generator, device=gen_device).to(device)
-            with torch.no_grad():
-                return self.module.decode(z)
-        raise ModelError(f"model {self.ref} is a {self.kind}; only generators sample")
+        """What ``decode`` reads: n samples of a random draw from the generator (the family
+        says what: (n, 8, 85) probabilities for map generators, (z, counts) arrays for a
+        transformer). sampling: per-draw options the kind takes (family.sampling_options, e.g.
+        a transformer's temperature / top_p; default: the version's config)."""
+        if not self.family.generator:
+            raise ModelError(f"model {self.ref} is a {self.kind}; only generators sample")
+        extra = sorted(set(sampling) - set(self.family.sampling_options))
+        if extra:
+            raise ModelError(f"model {self.ref} is a {self.kind}: {' and '.join(extra)} do not apply "
+                             f"to it (it takes {', '.join(self.family.sampling_options) or 'none'})")
+        return self.family.sample(self, n, generator, device, **sampling)
 
     def decode(self, samples, tolerance: float | None, batch_no: int, first_sample: int):
-        """What ``sample`` returned -> samples.DecodedBatch (the runner does not look inside):
-        one-hot maps are thresholded (samples.decode_batch), token samples are compositions."""
-        from .. import samples as decoding  # noqa: PLC0415
-
-        if models.KINDS[self.kind].inputs == "maps":
-            return decoding.decode_batch(samples, tolerance, batch_no, first_sample)
-        return decoding.decode_rows(*samples, batch_no, first_sample)
-
-
-# Rows per forward pass. Every pass has exactly this many rows (the last one zero-padded): BLAS
-# and conv kernels reduce in an order that depends on the batch's shape, so a row's value would
-# otherwise change (by ~1e-8) with the rows that share its batch - and a resumed or separate
-# prediction run would not equal a fused, uninterrupted one.
-PREDICT_ROWS = {"cpu": 1024, "cuda": 16384}   # the GPU wants bigger passes
-
-
-def predict_module(module, x: np.ndarray, device, batch_size: int | None = None) -> np.ndarray:
-    """Run a regressor module over x in fixed-shape batches on device; same path for cpu and cuda.
-    A row's value depends only on that row (and batch_size), not on which rows come with it."""
-    import torch  # noqa: PLC0415
-
-    rows = int(batch_size or PREDICT_ROWS["cuda" if str(device).startswith("cuda") else "cpu"])
-    module.eval()
-    module.to(device)
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(x), rows):
-            part = np.asarray(x[i:i + rows], dtype=np.float32)
-            m = len(part)
-            if m < rows:
-                part = np.concatenate([part, np.zeros((rows - m,) + part.shape[1:], np.float32)])
-            xb = torch.as_tensor(part, device=device)
-            out.append(module(xb)[:m].float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+        """What ``sample`` returned -> samples.DecodedBatch (the runner does not look inside)."""
+        return self.family.decode(samples, tolerance, batch_no, first_sample)
 
 
 def load_model(store: Store, ref, device=None) -> LoadedModel:

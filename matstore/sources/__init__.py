@@ -21,6 +21,7 @@ from typing import Iterator
 import polars as pl
 
 from ..errors import MatstoreError
+from ..plugins import Registry
 
 # Property names the store knows, with their units; a file's columns map onto these.
 UNITS = {
@@ -74,6 +75,11 @@ _SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 class SourceError(MatstoreError, ValueError):
     """A source that cannot be read or used as asked; the message names it and says why."""
+
+
+# the same sources in the one registry shape of the plug-in kinds (matstore.plugins)
+SOURCES = Registry("source", SOURCES.items(), error=SourceError,
+                   unknown="unknown source {name!r}; expected one of {choices}")
 
 
 @dataclass(frozen=True)
@@ -287,9 +293,7 @@ def open_source(kind: str, /, **opts) -> Source:
     import inspect
 
     kind = kind.lower()
-    if kind not in SOURCES:
-        raise SourceError(f"unknown source {kind!r}; expected one of {', '.join(SOURCES)}")
-    module, _, attr = SOURCES[kind].opener.partition(":")
+    module, _, attr = SOURCES.lookup(kind).opener.partition(":")
     opener = importlib.import_module(f"{__name__}.{module}")
     for part in attr.split("."):
         opener = getattr(opener, part)

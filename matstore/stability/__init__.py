@@ -186,9 +186,9 @@ def _known_pending(store: Store, ref: Reference) -> np.ndarray:
 
 def resolve_model(store: Store, model) -> tuple[int, str]:
     """A formation-energy predictor reference -> (model_id, 'name@version')."""
-    from ..registry import get_record  # noqa: PLC0415
+    from ..registry import resolve_record  # noqa: PLC0415
 
-    rec = get_record(store, model, weights=False)
+    rec = resolve_record(store, model)
     prop = (rec.get("hyperparams") or {}).get("property")
     if prop != PROPERTY:
         raise StabilityError(f"model {rec['name']}@{rec['version']} predicts {prop or 'no property'}, "

@@ -48,11 +48,9 @@ class HullResult:
 
     def decomposition(self, hulls: "Hulls") -> pa.ListArray:
         """list<struct<composition_id, formula, fraction>> column (the stability table's)."""
-        if hulls._formulas_arrow is None:
-            hulls._formulas_arrow = pa.array(hulls.product_formulas, pa.string())
         structs = pa.StructArray.from_arrays(
             [pa.array(hulls.product_ids[self.product]),
-             hulls._formulas_arrow.take(pa.array(self.product)),
+             hulls.formulas_arrow.take(pa.array(self.product)),
              pa.array(self.fraction)], ["composition_id", "formula", "fraction"])
         return pa.ListArray.from_arrays(pa.array(self.offsets.astype(np.int32)), structs)
 
@@ -105,6 +103,13 @@ class Hulls:
     @property
     def n_phases(self) -> int:
         return self._n
+
+    @property
+    def formulas_arrow(self) -> pa.Array:
+        """product_formulas as an Arrow string array (built once, on first use)."""
+        if self._formulas_arrow is None:
+            self._formulas_arrow = pa.array(self.product_formulas, pa.string())
+        return self._formulas_arrow
 
     @property
     def groups(self) -> dict[tuple, np.ndarray]:

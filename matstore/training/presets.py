@@ -14,7 +14,7 @@ Hyperparameters follow the seeds where they work and say so where they do not:
 - bg-two-stage: ElemNet-magpie twice (a metal classifier on gap <= metal_gap, 0.0: OQMD and MP
   store metals as exactly 0; a regressor on the non-metals), ElemNet-magpie-bg's schedule. Any
   band-gap preset becomes two-stage with ``train(..., two_stage=True)`` (``--two-stage``), any
-  predictor an ensemble with ``ensemble=K`` (matstore.training.composite).
+  predictor an ensemble with ``ensemble=K`` (matstore.models.composite).
 - attn-fe / attn-bg: the composition attention model (models/attention.py) on element fractions;
   ATTN_HYPER says what was measured.
 - GANs train with a fixed intra-op thread count (``threads``, recorded with the version): CPU
@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..errors import MatstoreError
+from ..plugins import Registry
 from ..models.attention import AttentionConfig
 from ..models.autoencoder import AutoencoderConfig
 from ..models.cnn import CNNConfig
@@ -142,7 +143,8 @@ OPTIONAL_HYPER = {"optimizer", "weight_decay", "loss", "n_jobs", "schedule", "me
 
 
 # The one list of training presets (the CLI's `train --model` choices).
-PRESETS: dict[str, Preset] = {p.name: p for p in [
+PRESETS: Registry[Preset] = Registry("preset", error=PresetError,
+                                     unknown="unknown preset {name!r} (presets: {choices})", items=((p.name, p) for p in [
     Preset("gan-oqmd", "wgan", WGANConfig.oqmd, _source("oqmd"), featurizer="onehot",
            hyper=dict(epochs=1000, batch_size=512, lr_g=1e-4, lr_d=1e-4, n_critic=5, gp_lambda=10.0,
                       clip=None, n_eval_samples=1000, threads=1, output_bias=0.0),
@@ -203,14 +205,23 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            description="random forest on Magpie features -> formation energy (baseline)"),
     Preset("rf-bg", "rf", ForestConfig, _with(BG), featurizer="magpie", property=BG,
            description="random forest on Magpie features -> band gap (baseline)"),
-]}
+]))
+
+
+def register(preset: Preset, *, replace: bool = False) -> Preset:
+    """Add a preset (e.g. for a model kind registered outside matstore); its kind must be known."""
+    from .. import models  # noqa: PLC0415
+
+    models.get(preset.kind)   # a ModelConfigError naming the known kinds
+    return PRESETS.register(preset.name, preset, replace=replace)
+
+
+def unregister(name: str) -> None:
+    PRESETS.unregister(name)
 
 
 def get(name: str) -> Preset:
-    try:
-        return PRESETS[name]
-    except KeyError:
-        raise PresetError(f"unknown preset {name!r} (presets: {', '.join(PRESETS)})") from None
+    return PRESETS.lookup(name)
 
 
 def parse_overrides(name: str, items) -> tuple[dict, dict]:

@@ -12,29 +12,30 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MatstoreError
+from ..plugins import Registry
 
 KERNEL_VERSION = "002"  # 002: sets selectable, oxidation-state assignment stored
-
-# name -> (smact Element attribute holding the set or None for smact_validity's default, meaning)
-OXIDATION_SETS: dict[str, tuple[str | None, str]] = {
-    "icsd24": ("oxidation_states_icsd24", "ICSD 2024, states with > 5 reports (smact 'icsd24')"),
-    "icsd16": ("oxidation_states_icsd16", "ICSD 2016 states (smact 'icsd16')"),
-    "smact14": ("oxidation_states_smact14", "SMACT 2014's list, the most permissive (smact 'smact14')"),
-    "pymatgen_sp": ("oxidation_states_sp", "states of pymatgen's structure-predictor table (smact 'pymatgen_sp')"),
-    "icsd24c3": (None, "smact_validity's default when no set is named: ICSD 2024 with >= 3 reports "
-                       "(matstore's checker before sets were selectable)"),
-}
-DEFAULT_SET = "icsd24"      # what the store's views call valid
-SMACT_DEFAULT_SET = "icsd24c3"  # smact_validity() with no oxidation_states_set
 
 
 class OxidationSetError(MatstoreError, ValueError):
     """An oxidation-state set name matstore does not know."""
 
 
+# name -> (smact Element attribute holding the set or None for smact_validity's default, meaning)
+OXIDATION_SETS: Registry[tuple[str | None, str]] = Registry("oxidation-state set", {
+    "icsd24": ("oxidation_states_icsd24", "ICSD 2024, states with > 5 reports (smact 'icsd24')"),
+    "icsd16": ("oxidation_states_icsd16", "ICSD 2016 states (smact 'icsd16')"),
+    "smact14": ("oxidation_states_smact14", "SMACT 2014's list, the most permissive (smact 'smact14')"),
+    "pymatgen_sp": ("oxidation_states_sp", "states of pymatgen's structure-predictor table (smact 'pymatgen_sp')"),
+    "icsd24c3": (None, "smact_validity's default when no set is named: ICSD 2024 with >= 3 reports "
+                       "(matstore's checker before sets were selectable)"),
+}.items(), error=OxidationSetError, unknown="oxidation-state set {name!r} is not one of: {choices}")
+DEFAULT_SET = "icsd24"      # what the store's views call valid
+SMACT_DEFAULT_SET = "icsd24c3"  # smact_validity() with no oxidation_states_set
+
+
 def known_set(name: str) -> str:
-    if name not in OXIDATION_SETS:
-        raise OxidationSetError(f"oxidation-state set {name!r} is not one of: {', '.join(OXIDATION_SETS)}")
+    OXIDATION_SETS.lookup(name)
     return name
 
 

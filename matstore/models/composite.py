@@ -1,4 +1,4 @@
-"""Training composite predictors (matstore.models.ensemble): K members and/or two stages.
+"""Training composite predictors (matstore.models.ensemble), for the regressor families: K members and/or two stages.
 
 Members differ by seed (``seeds = seed, seed+1, ...``: initial weights, minibatch order, dropout)
 and all see the same training rows, as deep ensembles do (Lakshminarayanan et al. 2017): bootstrap
@@ -26,11 +26,12 @@ import math
 
 import numpy as np
 
-from .. import models
-from ..models import ensemble
-from ..models.ensemble import Members, Spec
-from .fit import (_eval_in_batches, _fit_loop, _optimizer, fit_regressor, regression_metrics,
-                  resolve_device, scheduler)
+from . import ensemble, loops
+from .ensemble import Members, Spec
+from .errors import TrainingError
+from .family import get
+from .loops import regression_metrics
+from .regressors import fit_regressor, loop_args
 
 TWO_STAGE_PROPERTIES = frozenset({"band_gap"})   # where "metal" means a value of 0
 
@@ -47,7 +48,7 @@ def fit_classifier(module, x_train, labels_train, x_val, labels_val, *, epochs, 
     to the base rate's log-odds, scale 1, so the fresh network starts at the prior)."""
     import torch  # noqa: PLC0415
 
-    device = resolve_device(device)
+    device = loops.resolve_device(device)
     torch.manual_seed(seed)
     labels_train = np.asarray(labels_train, np.float32)
     if hasattr(module, "fit_scaling"):
@@ -63,26 +64,20 @@ def fit_classifier(module, x_train, labels_train, x_val, labels_val, *, epochs, 
     xv = torch.as_tensor(x_val, dtype=torch.float32, device=device)
     yv = torch.as_tensor(np.asarray(labels_val, np.float32), dtype=torch.float32, device=device)
     loss_fn = torch.nn.BCEWithLogitsLoss()
-    opt = _optimizer(optimizer, module.parameters(), lr, weight_decay)
-    sched = scheduler(opt, schedule, epochs, patience)
-    return _fit_loop(module, len(xt), lambda idx: loss_fn(module(xt[idx]).reshape(-1), yt[idx]),
-                     lambda: float(loss_fn(_eval_in_batches(module, xv).reshape(-1), yv)),
+    opt = loops.optimizer(optimizer, module.parameters(), lr, weight_decay)
+    sched = loops.scheduler(opt, schedule, epochs, patience)
+    return loops.fit_loop(module, len(xt), lambda idx: loss_fn(module(xt[idx]).reshape(-1), yt[idx]),
+                     lambda: float(loss_fn(loops.eval_in_batches(module, xv).reshape(-1), yv)),
                      opt=opt, sched=sched, epochs=epochs, batch_size=batch_size, patience=patience,
                      max_steps=max_steps, seed=seed, device=device, progress=progress, label=label,
                      shown="bce")
-
-
-def _loop_args(hp: dict) -> dict:
-    return dict(epochs=hp["epochs"], batch_size=hp["batch_size"], lr=hp["lr"], patience=hp["patience"],
-                optimizer=hp.get("optimizer", "adam"), weight_decay=hp.get("weight_decay", 0.0),
-                schedule=hp.get("schedule", "plateau"))
 
 
 def _fresh(kind: str, cfg: dict, seed: int):
     import torch  # noqa: PLC0415
 
     torch.manual_seed(seed)   # initial weights from the member's seed
-    return models.build(kind, cfg, seed=seed)
+    return get(kind).build(cfg, seed=seed)
 
 
 def fit(kind: str, cfg: dict, x: np.ndarray, y: np.ndarray, sp, hp: dict, spec: Spec, prop: str,
@@ -98,14 +93,12 @@ def fit(kind: str, cfg: dict, x: np.ndarray, y: np.ndarray, sp, hp: dict, spec: 
         if spec.two_stage:
             clf = _fresh(kind, cfg, s)
             h = fit_classifier(clf, x[sp.train], labels[sp.train], x[sp.val], labels[sp.val],
-                               label=f"{tag} classifier", **_loop_args(hp), **common)
+                               label=f"{tag} classifier", **loop_args(hp), **common)
             info["classifier_history"] = _summary(h)
             clfs.append(clf)
             tr = sp.train[labels[sp.train] == 0]   # the regressor learns the non-metals' gaps
             va = sp.val[labels[sp.val] == 0]
             if len(tr) < 2 or len(va) < 1 or labels[sp.train].min() == labels[sp.train].max():
-                from . import TrainingError  # noqa: PLC0415
-
                 raise TrainingError(f"{label}: a two-stage model needs metals (gap <= {metal_gap}) "
                                     f"and non-metals among the training and validation rows; got "
                                     f"{len(tr)} / {len(va)} non-metals of {len(sp.train)} / "
@@ -114,15 +107,13 @@ def fit(kind: str, cfg: dict, x: np.ndarray, y: np.ndarray, sp, hp: dict, spec: 
             tr, va = sp.train, sp.val
         reg = _fresh(kind, cfg, s)
         h = fit_regressor(reg, x[tr], y[tr], x[va], y[va], loss=hp.get("loss", "l1"),
-                          label=f"{tag} regressor" if spec.two_stage else tag, **_loop_args(hp), **common)
+                          label=f"{tag} regressor" if spec.two_stage else tag, **loop_args(hp), **common)
         info["history"] = _summary(h)
         regs.append(reg)
         members.append(info)
     module = Members(regs, clfs or None)
     module.eval()
-    from ..registry import predict_module  # noqa: PLC0415
-
-    raws = {role: predict_module(module, x[idx], device).reshape(len(idx), spec.k,
+    raws = {role: loops.predict_module(module, x[idx], device).reshape(len(idx), spec.k,
                                                                  2 if spec.two_stage else 1)
             for role, idx in (("val", sp.val), ("test", sp.test))}
     scale = fit_std_scale(y[sp.val], raws["val"], prop, spec.two_stage)

@@ -8,7 +8,7 @@ import pytest
 
 @pytest.mark.slow
 def test_demo_runs_end_to_end_and_is_consistent(tmp_path):
-    from matstore import pipeline
+    from matstore import demo as pipeline
     from matstore.report import run_screen
     from matstore.store import Store
 
@@ -59,7 +59,7 @@ def test_demo_uses_the_shipped_transformer_and_its_candidates_look_like_known_on
     benchmarks/generators.py). The bounds below guard against regressions."""
     import torch
 
-    from matstore import pipeline
+    from matstore import demo as pipeline
     from matstore.store import Store
 
     torch.set_num_threads(1)
