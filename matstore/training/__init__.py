@@ -93,10 +93,7 @@ def train(store: Store, preset_name: str, on: str | None = None, epochs: int | N
                     _hyperparams(p, hp, max_rows, max_steps, targets, fitted.members, validity),
                     ds.query, len(ds), ds.data_hash, split, metrics, str(dev) if dev is not None else "cpu",
                     seed, split_ids={"train": ids[sp.train], "val": ids[sp.val], "test": ids[sp.test]})
-    if "sample" in metrics:   # saved all the same: it may be trained further or inspected
-        warn_low_decodable(mv.ref, p.name, metrics["sample"])
-    if fam.latent_space:   # an autoencoder whose rows do not decode back
-        warn_low_reconstruction(mv.ref, metrics)
+    warn_low_quality(mv.ref, p.name, fam, metrics)   # saved all the same: it may be trained further
     return mv
 
 
@@ -195,6 +192,14 @@ def _members_spec(p: presets.Preset, fam, ensemble: int | None, two_stage: bool 
     return spec
 
 
+def warn_low_quality(name: str, preset: str, fam, metrics: dict) -> None:
+    """A generator whose samples, or an autoencoder whose rows, mostly decode to no composition."""
+    if "sample" in metrics:
+        warn_low_decodable(name, preset, metrics["sample"])
+    if fam.latent_space:
+        warn_low_reconstruction(name, metrics)
+
+
 def warn_low_decodable(name: str, preset: str, sample: dict) -> None:
     """Warn when fewer than LOW_DECODABLE_PCT % of a GAN's evaluation samples decode."""
     pct = float(sample.get("decodable_pct", 0.0))
@@ -207,7 +212,7 @@ def warn_low_decodable(name: str, preset: str, sample: dict) -> None:
             else f"try --model {small} (the demo's recipe), or train longer")
     warnings.warn(f"train {name}: only {pct:.1f}% of {sample.get('n_samples', 0):,} samples decode to a "
                   f"composition (< {LOW_DECODABLE_PCT:.0f}%): generate would store few or none; {hint}",
-                  LowDecodableWarning, stacklevel=3)
+                  LowDecodableWarning, stacklevel=4)
 
 
 def warn_low_reconstruction(name: str, metrics: dict) -> None:
@@ -221,7 +226,7 @@ def warn_low_reconstruction(name: str, metrics: dict) -> None:
         got = ", ".join(f"{v:.1f}% of {k}" for k, v in low.items())
         warnings.warn(f"train {name}: only {got} rows decode back to their composition "
                       f"(< {LOW_DECODABLE_PCT:.0f}%): its latents and decodes are not to be trusted; "
-                      f"train longer (--epochs)", LowDecodableWarning, stacklevel=3)
+                      f"train longer (--epochs)", LowDecodableWarning, stacklevel=4)
 
 
 def check_finite_metrics(name: str, metrics: dict) -> None:
