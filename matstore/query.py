@@ -68,7 +68,7 @@ def run_query(store: Store, sql: str, write: bool = False, params: dict | None =
     Either way the store's file is the only file the SQL can reach. params: values for the
     SQL's `$name` placeholders (each statement gets those it uses), bound, never pasted."""
     params = dict(params or {})
-    with (store.transaction(guarded=True) if write else store.connect(write=False, guarded=True)) as con:
+    with (store.transaction(user_sql=True) if write else store.connect(write=False, user_sql=True)) as con:
         statements = con.extract_statements(sql)
         if not statements:
             raise QueryError("query: no SQL statement given")

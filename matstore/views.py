@@ -19,6 +19,7 @@ from functools import lru_cache
 
 import duckdb
 
+from .connection import open_duckdb
 from .errors import MatstoreError
 from .resources import resource_dir
 
@@ -69,7 +70,7 @@ def parse_view(name: str, body: str) -> View:
 
 def referenced_relations(body: str) -> set[str]:
     """Every table, view or CTE name the SQL reads (DuckDB's parser; the SQL is not run)."""
-    con = duckdb.connect()
+    con = open_duckdb()
     try:
         tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [body]).fetchall()[0][0])
     finally:

@@ -15,7 +15,8 @@ import polars as pl
 
 from .. import compositions as C
 from .. import migrations
-from .base import GUARDS, SRC, MergeError, ident, scalar
+from ..connection import open_duckdb
+from .base import SRC, MergeError, ident, scalar
 
 # (table, column, parent table, parent column): every non-NULL value must be a row of the parent
 # in the other file itself, so nothing received can attach to one of our rows by a forged id.
@@ -69,7 +70,7 @@ MAX_ATOMS = getattr(C, "MAX_ATOMS", None)
 
 @lru_cache(maxsize=1)
 def _expected_schema_cached(version: int) -> tuple:
-    con = duckdb.connect(":memory:", config=GUARDS)
+    con = open_duckdb(":memory:")
     try:
         migrations.migrate(con, ":memory:")
         return tuple(schema_of(con, "memory").items())

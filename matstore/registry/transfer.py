@@ -24,12 +24,12 @@ def export_models(store: Store, path: str | Path, refs: list | None = None) -> i
         where, params = f"model_id IN ({', '.join('?' for _ in ids)})", ids
     else:
         where, params = "true", []
-    with store.connect() as con:
+    tmp = path.with_name(path.name + ".partial")
+    with store.connect(write_paths=[str(tmp)]) as con:
         n = con.execute(f"SELECT count(*) FROM model_versions WHERE {where}", params).fetchall()[0][0]
         if n == 0:
             raise ModelError(f"no models to export from {store.path}")
         cols = ", ".join(c if c not in JSON_COLUMNS else f"{c}::VARCHAR AS {c}" for c in COLUMNS)
-        tmp = path.with_name(path.name + ".partial")
         con.execute(f"COPY (SELECT model_id, {cols} FROM model_versions WHERE {where} ORDER BY model_id) "
                     f"TO '{_sql_str(tmp)}' (FORMAT parquet)", params)
     tmp.replace(path)  # no half-written export file under the real name
