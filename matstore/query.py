@@ -15,6 +15,7 @@ import duckdb
 import polars as pl
 
 from .errors import MatstoreError
+from .connection import open_duckdb
 from .store import Store, frame
 
 
@@ -105,7 +106,7 @@ def where_params(missing_sql: str, params: list, where: str | None, bound: dict 
 
 def _one_select(sql: str, what: str) -> None:
     """Refuse sql unless it parses as exactly one SELECT statement (no `;`-chained payloads)."""
-    con = duckdb.connect(":memory:")  # parsing only: nothing is executed
+    con = open_duckdb()  # parsing only: nothing is executed
     try:
         statements = con.extract_statements(sql)
     except duckdb.Error as e:
