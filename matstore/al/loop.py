@@ -24,7 +24,7 @@ import numpy as np
 import polars as pl
 
 from .. import compositions
-from ..query import check_selection, friendly
+from ..selection import by_ids, check_query as check_selection, selection_ids
 from ..store import Store, append, frame, next_id
 from . import acquisition as acq
 from . import campaigns, labels, latents, oracles, surrogate
@@ -289,17 +289,10 @@ def pool_candidates(store: Store, ae, selection: str, exclude, n: int, rng: np.r
     returns (e.g. a generated set), less the known and proposed ones, a seeded random n of them
     if more, that fit the 8x85 map; (latents (m, d), atomic numbers (m, 8), counts (m, 8)). A
     pick proposes the composition itself (its latent is the encoding, nothing is decoded)."""
-    import duckdb  # noqa: PLC0415
-
     from ..compositions import CompositionBatch  # noqa: PLC0415
 
-    sel = check_selection(selection, "al start --candidates-from")
-    try:
-        with store.connect(write=False, guarded=True) as con:
-            df = frame(con, "SELECT composition_id, elements, counts FROM compositions WHERE composition_id IN "
-                            f"(SELECT composition_id FROM ({sel}) s) ORDER BY composition_id")
-    except duckdb.Error as e:
-        raise friendly(e, f"--candidates-from {selection.strip()!r}") from None
+    ids = selection_ids(store, selection, "al start --candidates-from")
+    df = by_ids(store, ids)
     df = df.filter(~pl.col("composition_id").is_in(list(exclude)))
     if df.height > n:
         df = df[np.sort(rng.choice(df.height, n, replace=False))]
@@ -384,13 +377,7 @@ def check_screen_args(pool: str, target, threshold: float | None) -> str:
 def check_pool(store: Store, sel: str, pool: str, option: str = "--pool") -> str:
     """Run the checked selection once (guarded, read-only) so that a failing one is reported as
     the option the user typed (`--pool`, not the `predict --where` it becomes)."""
-    import duckdb  # noqa: PLC0415
-
-    try:
-        with store.connect(write=False, guarded=True) as con:
-            con.execute(f"SELECT count(*) FROM (SELECT composition_id FROM ({sel}) s)").fetchall()
-    except duckdb.Error as e:
-        raise friendly(e, f"{option} {pool.strip()!r}") from None
+    selection_ids(store, sel, option)   # guarded, read-only; errors name the option
     return sel
 
 

@@ -73,8 +73,10 @@ def no_progress_option(f):
 
 
 def where_option(f):
+    """The one `--where` (featurize, validate, predict): a condition, see matstore.selection."""
     return click.option("--where", default=None, help="SQL condition on compositions (alias c), "
-                        "e.g. \"n_elements >= $n\" -p n=3.")(f)
+                        "e.g. \"n_elements >= $n\" -p n=3 or \"composition_id IN (SELECT "
+                        "composition_id FROM candidates)\"; only ids are selected.")(f)
 
 
 def device_option(f):

@@ -10,7 +10,6 @@ import json
 import math
 from functools import lru_cache
 
-import duckdb
 import polars as pl
 
 from .. import compositions as C
