@@ -37,6 +37,7 @@ import polars as pl
 from . import migrations
 from .catalogue import ident, package_columns, package_tables
 from .connection import open_duckdb
+from .outpaths import check as check_output
 from .store import Store, view_question
 from .views import package_views, referenced_relations
 from .errors import MatstoreError
@@ -91,6 +92,8 @@ def export_parquet(store: Store, out_dir: str | Path, overwrite: bool = False,
     overwrite replaces a previous export only: its table folders and manifest.json (anything
     else in out_dir stays). A folder that is not a matstore export, or that holds the store
     itself, is refused, whatever overwrite says."""
+    # never the store, its .wal/.lock/.tmp, nor a path resolving to them; a writable folder
+    check_output(out_dir, overwrite=True, folder=True, option="export")
     out = Path(out_dir).resolve()
     src = Path(store.path).resolve()
     if out == src or out in src.parents:

@@ -12,10 +12,14 @@ import json
 import sys
 from pathlib import Path
 
+from contextvars import ContextVar
+
 import polars as pl
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from . import outpaths
 
 FORMATS = ("auto", "table", "records", "csv", "json")
 DEFAULT_LIMIT = 50
@@ -119,11 +123,29 @@ def print_frame(df: pl.DataFrame, fmt: str = "auto", title: str | None = None,
         raise ValueError(f"unknown output format {fmt!r}")
 
 
+# `--overwrite` of the command being run (cli.options.output_options sets it for that command)
+OVERWRITE: ContextVar[bool] = ContextVar("matstore_overwrite", default=False)
+
+
+def write_parquet(df: pl.DataFrame, path: str, overwrite: bool | None = None) -> None:
+    """df to the Parquet file path, checked first (outpaths.check: never a store or its side
+    files; an existing file only with overwrite); written beside it and renamed into place."""
+    p = outpaths.check(path, overwrite=OVERWRITE.get() if overwrite is None else overwrite,
+                       option="--parquet")
+    tmp = p.with_name(f".{p.name}.partial")
+    try:
+        df.write_parquet(tmp)
+        tmp.replace(p)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise outpaths.OutputError(f"--parquet {str(path)[:200]!r}: cannot write: {e.strerror or e}") from None
+
+
 def emit(df: pl.DataFrame, fmt: str | None = "auto", parquet: str | None = None,
          title: str | None = None, max_rows: int = DEFAULT_LIMIT, console: Console | None = None) -> None:
     """Write df in the chosen format; --parquet FILE writes the file and says so on stderr."""
     if parquet:
-        df.write_parquet(parquet)
+        write_parquet(df, parquet)
         stderr_console().print(f"wrote {df.height} rows to {parquet}")
     else:
         print_frame(df, fmt or "auto", title, max_rows, console)

@@ -21,7 +21,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from . import catalogue, locking, migrations
+from . import catalogue, locking, migrations, outpaths
 from .connection import open_duckdb
 from .views import package_views, view_definitions, view_question  # noqa: F401 (re-exported)
 from .errors import MatstoreError
@@ -110,6 +110,7 @@ class Store:
     def __init__(self, path: str | os.PathLike | None = None, read_only: bool | None = None,
                  lock_timeout: float | None = None):
         self.path = str(Path(path if path is not None else default_path()))
+        outpaths.protect(self.path)   # no output of this process may land on it
         # `matstore --read-only ...` (READ_ONLY) or MATSTORE_READ_ONLY=1 make every Store read-only
         self.read_only = (READ_ONLY.get() or os.environ.get("MATSTORE_READ_ONLY", "") not in ("", "0")
                           if read_only is None else read_only)

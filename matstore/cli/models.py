@@ -117,11 +117,12 @@ def models_show(ref, db):
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.argument("refs", nargs=-1)
 @store_option
-def models_export(file, refs, db):
+@click.option("--overwrite", is_flag=True, help="Replace FILE if it exists (never the store).")
+def models_export(file, refs, db, overwrite):
     """Write model versions REFS (default: all), weights included, to one Parquet FILE."""
     from ..registry import export_models
 
-    n = export_models(Store(db), file, list(refs) or None)
+    n = export_models(Store(db), file, list(refs) or None, overwrite=overwrite)
     console.print(f"exported {n} model version(s) to {file}")
 
 

@@ -29,10 +29,13 @@ def screen(name, db, max_std, fmt, parquet, limit_rows):
 @click.option("--run", "run_id", type=int, default=None, help="Generation run (default: latest).")
 @click.option("--out", "out", type=click.Path(file_okay=False), required=True,
               help="Folder to write the report into.")
-def report(db, run_id, out):
+@click.option("--overwrite", is_flag=True, help="Write into OUT even if it is not empty.")
+def report(db, run_id, out, overwrite):
     """Write PNG plots and an index.html about a generation run."""
+    from ..outpaths import check
     from ..report import write_report
 
+    check(out, overwrite=overwrite, folder=True, option="report --out")
     path = write_report(Store(db), out, run_id=run_id)
     console.print(f"report written to {path}")
 

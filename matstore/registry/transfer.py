@@ -11,14 +11,17 @@ import polars as pl
 
 from .. import models
 from ..models import forest
+from .. import outpaths
 from ..store import Store
 from .records import (COLUMNS, JSON_COLUMNS, OPTIONAL_COLUMNS, ModelError, ModelVersion, get_record,
                       insert_version)
 from .weights import rebuild
 
-def export_models(store: Store, path: str | Path, refs: list | None = None) -> int:
-    """Write the given versions (default: all) with weights to one Parquet file; returns rows."""
-    path = Path(path)
+def export_models(store: Store, path: str | Path, refs: list | None = None,
+                  overwrite: bool = False) -> int:
+    """Write the given versions (default: all) with weights to one Parquet file; returns rows.
+    An existing file is replaced only with overwrite, never a store (outpaths.check)."""
+    path = outpaths.check(path, overwrite=overwrite, option="models export")
     if refs:
         ids = [get_record(store, r, weights=False)["model_id"] for r in refs]
         where, params = f"model_id IN ({', '.join('?' for _ in ids)})", ids

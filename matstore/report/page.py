@@ -234,6 +234,9 @@ def _quality(d: ReportData) -> str:
 
 def write_report(store: Store, out: str | Path, run_id: int | None = None) -> Path:
     """index.html + PNGs about one generation run (default: the latest) in folder out."""
+    from ..outpaths import refuse_store  # noqa: PLC0415
+
+    refuse_store(out)
     run_id = latest_run(store) if run_id is None else int(run_id)
     d = report_data(store, run_id)
     out = Path(out)
