@@ -303,12 +303,22 @@ def frame(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) 
     return pl.from_arrow(rel.to_arrow_table())
 
 
+def _columns(table: str, names: list[str]) -> str:
+    """names as a quoted column list, each checked to be a column the package gives table (a
+    frame from a worker or a file cannot name a column of its own into the INSERT)."""
+    known = set(catalogue.package_columns(table))
+    odd = [n for n in names if n not in known]
+    if odd:
+        raise StoreError(f"cannot append to {table}: no column(s) {catalogue.printable(odd, 200)} there")
+    return ", ".join(catalogue.ident(n) for n in names)
+
+
 def append(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame | pa.Table) -> int:
     """Bulk-insert a frame by column name through Arrow (no row-by-row INSERT)."""
     arrow = frame.to_arrow() if isinstance(frame, pl.DataFrame) else frame
     if arrow.num_rows == 0:
         return 0
-    cols = ", ".join(f'"{c}"' for c in arrow.column_names)
+    cols = _columns(table, arrow.column_names)
     con.register("_matstore_append", arrow)
     try:
         con.execute(f'INSERT INTO "{table}" ({cols}) SELECT {cols} FROM _matstore_append')
@@ -326,8 +336,9 @@ def append_new(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame |
     arrow = frame.to_arrow() if isinstance(frame, pl.DataFrame) else frame
     if arrow.num_rows == 0:
         return 0
-    cols = ", ".join(f'"{c}"' for c in arrow.column_names)
-    on = " AND ".join(f't."{k}" = s."{k}"' for k in key)
+    cols = _columns(table, arrow.column_names)
+    _columns(table, key)
+    on = " AND ".join(f"t.{catalogue.ident(k)} = s.{catalogue.ident(k)}" for k in key)
     pick = f"DISTINCT ON ({', '.join(key)}) " if distinct else ""
     con.register("_matstore_new", arrow)
     try:

@@ -24,7 +24,7 @@ import numpy as np
 import polars as pl
 
 from .. import compositions
-from ..selection import by_ids, check_query as check_selection, selection_ids
+from ..selection import by_ids, check_query as check_selection, registered, selection_ids
 from ..store import Store, append, frame, next_id
 from . import acquisition as acq
 from . import campaigns, labels, latents, oracles, surrogate
@@ -347,7 +347,8 @@ def finish(store: Store, campaign_id: int, *, preset: str = "rf-bg", name: str |
         sources = [r[0] for r in con.execute(
             "SELECT source FROM al_labels WHERE campaign_id = ? GROUP BY source ORDER BY min(proposal_id)",
             [c.campaign_id]).fetchall()]
-    on = (f"SELECT composition_id FROM composition_sets WHERE set_name = '{c.base_set}' "
+    base_set = c.base_set.replace("'", "''")   # a value of the store's: quoted, a literal
+    on = (f"SELECT composition_id FROM composition_sets WHERE set_name = '{base_set}' "
           f"UNION SELECT composition_id FROM al_labels WHERE campaign_id = {int(c.campaign_id)}")
     mv = train(store, preset, on=on, target_source=[*sources, c.base_source] if sources else c.base_source,
                name=name or f"{preset}-al{c.campaign_id}", seed=int(c.seed), progress=progress, **train_kwargs)
@@ -390,11 +391,12 @@ def _pool_predictions(store: Store, model: str, sel: str, progress: bool) -> pl.
     predict(store, model, where=f"c.composition_id IN (SELECT composition_id FROM ({sel}))",
             progress=progress)
     m = load_model(store, model)
-    with store.connect(guarded=True) as con:
+    ids = selection_ids(store, sel, "--pool")
+    with store.connect() as con, registered(con, ids) as table:
         return frame(con, f"SELECT p.composition_id, c.formula, p.value FROM predictions p "
                           f"JOIN compositions c USING (composition_id) "
+                          f"SEMI JOIN {table} s ON s.composition_id = p.composition_id "
                           f"WHERE p.model_id = ? AND p.value IS NOT NULL "
-                          f"AND p.composition_id IN (SELECT composition_id FROM ({sel})) "
                           f"ORDER BY p.value DESC", [m.model_id])
 
 
