@@ -131,12 +131,43 @@ def check(con: duckdb.DuckDBPyConnection, path: str) -> int | None:
             raise CatalogueError(f"{what} (schema version {version}) lacks the table {name}")
         if tables[name] != sql and name != "schema_migrations":   # its columns are checked above
             raise CatalogueError(f"{what}: table {name} is not the one matstore's migrations build "
-                                 f"(columns, types, defaults or constraints differ); refusing to "
-                                 f"read it (the file was not changed)")
+                                 f"({_difference(con, name, version)}); refusing to read it "
+                                 f"(the file was not changed)")
     for name in view_definitions():
         if name in tables:
             raise CatalogueError(f"{what}: {name} is a table, but matstore defines {name} as a view")
     return version
+
+
+def _difference(con: duckdb.DuckDBPyConnection, table: str, version: int) -> str:
+    """The first column that differs, for the error (names shown cut and without control chars)."""
+    got = con.execute("SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = "
+                      "current_database() AND schema_name = 'main' AND table_name = ? "
+                      "ORDER BY column_index", [table]).fetchall()
+    want = list(_package_columns_typed(version).get(table, ()))
+    for col, dtype in got:
+        if col not in {c for c, _ in want}:
+            return f"table {table!r} has column {printable(col, 120)!r}, which they do not build"
+        if (col, dtype) not in want:
+            return f"table {table!r} has columns {printable(got, 400)}, they build {want}"
+    for col, _ in want:
+        if col not in {c for c, _ in got}:
+            return f"table {table!r} lacks column {col!r}"
+    return "defaults, generated columns or constraints differ"
+
+
+@lru_cache(maxsize=None)
+def _package_columns_typed(version: int) -> dict[str, tuple[tuple[str, str], ...]]:
+    con = open_duckdb(":memory:")
+    try:
+        migrations.migrate(con, ":memory:", upto=version)
+        rows = con.execute(
+            "SELECT table_name, list(struct_pack(c := column_name, t := data_type) ORDER BY column_index) "
+            "FROM duckdb_columns() WHERE database_name = current_database() AND schema_name = 'main' "
+            "GROUP BY table_name").fetchall()
+        return {t: tuple((x["c"], x["t"]) for x in cols) for t, cols in rows}
+    finally:
+        con.close()
 
 
 def check_rows(con: duckdb.DuckDBPyConnection, path: str) -> None:

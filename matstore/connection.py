@@ -25,7 +25,6 @@ a DuckDB file runs none of its SQL (views are bound only when queried).
 from __future__ import annotations
 
 import atexit
-import itertools
 import os
 import shutil
 import tempfile
@@ -42,16 +41,16 @@ GUARD_CONFIG = {
     "allow_persistent_secrets": False,
 }
 _PRIVATE: list[str] = []
-_COUNTER = itertools.count()
 
 
 def _private_temp() -> str:
-    """A fresh path under this process's own 0700 temporary folder (removed at exit): DuckDB's
-    spill folder, which a guarded connection may write, holds nothing of anyone else's."""
+    """This process's own 0700 temporary folder (removed at exit): DuckDB's spill folder, which a
+    guarded connection may write, holds nothing of anyone else's. One per process: DuckDB refuses
+    a second connection to an open file with another configuration."""
     if not _PRIVATE or not os.path.isdir(_PRIVATE[0]):
         _PRIVATE[:] = [tempfile.mkdtemp(prefix="matstore-duckdb-")]
         atexit.register(shutil.rmtree, _PRIVATE[0], True)
-    return os.path.join(_PRIVATE[0], f"c{next(_COUNTER)}")
+    return os.path.join(_PRIVATE[0], "spill")
 
 
 def open_duckdb(path: str = ":memory:", *, read_only: bool = False, write_paths: Iterable[str] = (),

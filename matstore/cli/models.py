@@ -55,9 +55,12 @@ def train(db, preset, on, target_source, name, epochs, batch_size, lr, max_rows,
     from ..training.presets import PresetError, parse_overrides
 
     extra, config = parse_overrides(preset, hyper)
+    from ..bounds import check_value
+
     for key, value in (("lr", lr), ("clip", clip), ("epochs", epochs), ("batch_size", batch_size)):
         if value is None:
             continue
+        value = check_value(key, value, None if key == "clip" else 1)  # positive, finite
         if key in extra:
             raise PresetError(f"--hyper {key}: given twice (also as --{key.replace('_', '-')})")
         extra[key] = value

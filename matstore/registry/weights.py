@@ -7,7 +7,7 @@ import hashlib
 import io
 from typing import Any
 
-from .. import models
+from .. import bounds, models
 from ..models import ensemble, forest
 from .records import ModelError
 
@@ -86,18 +86,29 @@ def rebuild(record: dict):
         raise ModelError(f"model {ref}: weights are corrupt (sha256 {sha[:12]}... does not match "
                          f"the recorded {str(record.get('weights_sha256'))[:12]}...)")
     kind = record["kind"]
+    values = None
     try:
         members = ensemble.spec(record.get("hyperparams"))
+        if kind in models.TORCH_KINDS:   # measured on torch's meta device before the real build
+            values = bounds.model_values(kind, record["config"], (
+                (lambda k, c: ensemble.Members.build(k, c, members)) if members is not None
+                else models.build))
         if members is not None and members.two_stage and kind not in models.TORCH_KINDS:
             raise ValueError(f"a two-stage {kind} is not supported (torch kinds only)")
         module = (ensemble.Members.build(kind, record["config"], members)
                   if members is not None and kind in models.TORCH_KINDS
                   else models.build(kind, record["config"], seed=record.get("seed") or 0))
+    except bounds.BoundsError as e:
+        raise ModelError(f"model {ref}: {e}") from None
     except (ValueError, TypeError) as e:
         raise ModelError(f"model {ref}: stored config does not build a {kind}: {e}") from None
     if kind in models.TORCH_KINDS:
         import torch  # noqa: PLC0415
 
+        try:
+            bounds.check_weights_blob(weights, values, ref)
+        except bounds.BoundsError as e:
+            raise ModelError(str(e)) from None
         try:
             state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 (any unpickling failure means unreadable weights)
