@@ -36,17 +36,23 @@ def stderr_console() -> Console:
 
 
 def _cell(v) -> str:
+    """A value as shown in a table or records: control characters (an ESC sequence in a received
+    store's model name, ingest URI or comment) become `?`, so they never reach the terminal."""
     if v is None:
         return "null"
     if isinstance(v, float):
         return f"{v:.6g}"
-    return str(v)
+    return _clean(str(v))
+
+
+def _clean(s: str) -> str:
+    return s if s.isprintable() else "".join(ch if ch.isprintable() else "?" for ch in s)
 
 
 def _table(df: pl.DataFrame, title: str | None, max_rows: int) -> Table:
     table = Table(title=escape(title) if title else None, show_lines=False)
     for name, dtype in zip(df.columns, df.dtypes):
-        table.add_column(escape(name), justify="right" if dtype.is_numeric() else "left")
+        table.add_column(escape(_clean(name)), justify="right" if dtype.is_numeric() else "left")
     for row in df.head(max_rows).iter_rows():
         table.add_row(*[escape(_cell(v)) for v in row])
     return table
@@ -78,10 +84,11 @@ def print_records(df: pl.DataFrame, title: str | None = None, max_rows: int = DE
     column name and value in full, whatever the width."""
     console = console or stdout_console()
     width = max((len(c) for c in df.columns), default=0)
+    names = [_clean(c) for c in df.columns]
     lines = [f"== {title} ==" if title else None]
     for i, row in enumerate(df.head(max_rows).iter_rows(), 1):
         lines.append(f"-[ RECORD {i} ]" + "-" * max(0, width - 8))
-        lines += [f"{name.ljust(width)} | {_cell(v)}" for name, v in zip(df.columns, row)]
+        lines += [f"{name.ljust(width)} | {_cell(v)}" for name, v in zip(names, row)]
     if df.height == 0:
         lines.append("(no rows)")
     console.print("\n".join(x for x in lines if x is not None), markup=False, highlight=False,
@@ -93,6 +100,10 @@ def _more(df: pl.DataFrame, max_rows: int) -> None:
     if df.height > max_rows:
         stderr_console().print(f"[dim]{df.height - max_rows} more rows not shown ({df.height} in "
                                f"all; use --limit-rows, --csv, --json or --parquet for all)[/dim]")
+
+
+def _clean_lines(text: str) -> str:
+    return "\n".join(_clean(line) for line in text.split("\n"))
 
 
 def _flat(df: pl.DataFrame) -> pl.DataFrame:
@@ -116,7 +127,9 @@ def print_frame(df: pl.DataFrame, fmt: str = "auto", title: str | None = None,
     elif fmt == "records":
         print_records(df, title, max_rows, console)
     elif fmt == "csv":
-        console.file.write(_flat(df).write_csv())
+        text = _flat(df).write_csv()
+        # CSV keeps every byte for a pipe; on a terminal, control characters are shown as `?`
+        console.file.write(_clean_lines(text) if console.is_terminal else text)
     elif fmt == "json":
         console.file.write(df.write_json() + "\n")
     else:

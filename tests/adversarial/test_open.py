@@ -157,3 +157,17 @@ def test_file_readers_in_user_sql_are_refused_on_every_connection(template, tmp_
                  ["query", "--write", "--db", str(db), "CREATE TABLE x AS SELECT * FROM read_text('/etc/hostname')"],
                  ["query", "--db", str(db), "SET enable_external_access = true"]):
         _one_line_refusal(_run(*args))
+
+
+def test_control_characters_from_a_store_never_reach_the_terminal(template, tmp_path):
+    """Finding 8: ESC sequences in a received store's ingest URIs and names reached the terminal."""
+    db = _copy(template, tmp_path / "s" / "esc.duckdb")
+    esc = "x\x1b]0;pwned\x07\x1b[2J"
+    _tamper(db, f"UPDATE ingests SET uri = '{esc}'",
+            f"COMMENT ON TABLE compositions IS '{esc}'")
+    for args in (["info", "--db", str(db)], ["query", "--db", str(db), "SELECT uri FROM ingests"],
+                 ["query", "--db", str(db), "--records", "SELECT uri AS \"a\x1bb\" FROM ingests"],
+                 ["query", "--db", str(db), "SELECT comment FROM duckdb_tables()"]):
+        r = _run(*args)
+        assert r.exit_code == 0, r.output
+        assert "\x1b" not in r.output and "\x07" not in r.output, r.output
