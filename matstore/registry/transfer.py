@@ -49,8 +49,10 @@ class ImportResult:
     skipped: list[str]  # "name@N (same weights as name@M)"
 
 
-def import_models(store: Store, path: str | Path) -> ImportResult:
-    """Read an export file: every row is checked (sha256, rebuild) before any is written."""
+def import_models(store: Store, path: str | Path, then=None) -> ImportResult:
+    """Read an export file: every row is checked (sha256, rebuild) before any is written.
+    then(con): more writes in the same transaction (a shipped model's leave-out set), so an
+    import lands whole or not at all."""
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"model file {path} does not exist")
@@ -85,6 +87,8 @@ def import_models(store: Store, path: str | Path) -> ImportResult:
             metrics = json.loads(rec["metrics"]) if rec["metrics"] else {}
             imported.append(ModelVersion(model_id, rec["name"], version, rec["kind"],
                                          rec["weights_sha256"], metrics))
+        if then is not None:
+            then(con)
     return ImportResult(imported, skipped)
 
 
