@@ -252,7 +252,7 @@ class Store:
             try:
                 yield con
             except BaseException:
-                con.execute("ROLLBACK")
+                rollback(con)
                 raise
             con.execute("COMMIT")
 
@@ -293,6 +293,15 @@ def _check_init_target(path: str) -> None:
                          f"({', '.join(sorted(tables)[:5])}{', ...' if len(tables) > 5 else ''}) "
                          f"and is not a matstore store; init makes a store only of a new file, "
                          f"an empty DuckDB database or a matstore store (nothing was changed)")
+
+
+def rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """ROLLBACK after a failure; when DuckDB has already ended the transaction (a full disk, a
+    fatal error), the original error is the one the user needs, not "no transaction is active"."""
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error:
+        pass
 
 
 def frame(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> pl.DataFrame:

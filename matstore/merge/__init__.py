@@ -45,7 +45,7 @@ import duckdb
 import polars as pl
 
 from .. import migrations
-from ..store import Store
+from ..store import Store, rollback
 from ..catalogue import CatalogueError, check as check_catalogue
 from .base import GUARDS, SRC, MergeError, literal
 from .snapshot import COPY_PREFIX, OWNER_FILE, make_copy_dir, open_guarded, remove_stale_copies, snapshot, upgrade
@@ -96,7 +96,7 @@ def merge(store: Store, other_path: str | Path) -> MergeResult:
                     added, maps = merge_into(con, schema)
                     con.execute("COMMIT")
                 except BaseException:
-                    con.execute("ROLLBACK")
+                    rollback(con)
                     raise
         except duckdb.Error as e:
             raise MergeError(f"merge: writing into {store.path} failed, nothing was changed: {e}") from e

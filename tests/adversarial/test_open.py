@@ -171,3 +171,22 @@ def test_control_characters_from_a_store_never_reach_the_terminal(template, tmp_
         r = _run(*args)
         assert r.exit_code == 0, r.output
         assert "\x1b" not in r.output and "\x07" not in r.output, r.output
+
+
+def test_a_failed_transaction_reports_its_own_error_not_the_rollback(template, tmp_path):
+    """Finding 8: a merge hitting a full disk said "cannot rollback - no transaction is active"."""
+    store = Store(_copy(template, tmp_path / "s" / "r.duckdb"))
+    with pytest.raises(RuntimeError, match="disk full"):
+        with store.transaction() as con:
+            con.execute("ROLLBACK")          # DuckDB ended the transaction itself
+            raise RuntimeError("disk full")
+
+
+def test_a_utf16_csv_is_named_as_such(tmp_path):
+    """Finding 8: a UTF-16 CSV was reported as "no formula column"."""
+    from matstore.sources import SourceError, read_table
+
+    f = tmp_path / "data.csv"
+    f.write_bytes("formula,band_gap\nFe2O3,2.0\n".encode("utf-16"))
+    with pytest.raises(SourceError, match="UTF-16"):
+        read_table(f)
