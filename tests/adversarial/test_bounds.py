@@ -154,3 +154,16 @@ def test_subprocess_memory_helper_measures(tmp_path):
     peak, _ = _peak_mb("x = bytearray(300 * 1024 * 1024)")
     assert peak >= 300
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss > 0
+
+
+def test_a_refusal_quoting_a_huge_formula_is_cut(small, tmp_path):
+    """Finding 5: merge refused a 50 MB formula but printed all of it."""
+    other = tmp_path / "o" / "other.duckdb"
+    other.parent.mkdir()
+    Store.init(other)
+    con = duckdb.connect(str(other))
+    con.execute("INSERT INTO compositions (composition_id, formula, elements, counts, n_elements, n_atoms) "
+                "VALUES (7, repeat('H', 900) || repeat('x', 2000000), ['H'], [1], 1, 1)")
+    con.close()
+    text = _one_line(CliRunner().invoke(main, ["merge", str(other), "--db", small.path]))
+    assert len(text) <= 501

@@ -88,3 +88,22 @@ def test_no_write_connection_is_opened_to_check_a_selection(study, monkeypatch):
     where_ids(study, "c.n_elements >= 2")
     selection_ids(study, "SELECT composition_id FROM known")
     assert opened and not any(opened)
+
+
+@pytest.mark.slow
+def test_predict_where_escapes_add_no_duplicate_or_forged_predictions(study):
+    """Finding 4 with predict: `true) OR (true` added 1,994 duplicates; a UNION forged an MgO
+    prediction computed from U and an orphan prediction for id 42."""
+    mgo = _id(study, "MgO")
+    forged = f"false) UNION ALL SELECT {mgo}, ['U'], [1] UNION ALL SELECT 42, ['Na'], [1] WHERE (true"
+    r = CliRunner().invoke(main, ["predict", "--db", study.path, "--model", "oqmd-attn-fe",
+                                  "--where", forged, "--no-progress"])
+    assert r.exit_code == 1 and "one SQL condition" in r.output, r.output
+    r = CliRunner().invoke(main, ["predict", "--db", study.path, "--model", "oqmd-attn-fe",
+                                  "--where", "true) OR (true", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    n, distinct, orphans = study.query(
+        "SELECT count(*), count(DISTINCT composition_id), "
+        "count(*) FILTER (WHERE composition_id NOT IN (SELECT composition_id FROM compositions)) "
+        "FROM predictions").row(0)
+    assert n == distinct == study.query("SELECT count(*) FROM compositions")[0, 0] and orphans == 0
