@@ -90,7 +90,8 @@ def start(store: Store, autoencoder, oracle: str, *, property: str = "band_gap",
     source = data.target_source(store, property, base_source)
     check_selection(base_selection, "al start --base")
     try:
-        ds = data.load(store, base_selection, property, max_rows=base_rows, seed=seed, source=source.source)
+        ds = data.load(store, base_selection, property, max_rows=base_rows, seed=seed, source=source.source,
+                       option="al start --base")
     except data.SelectionError as e:   # data.load speaks of `train --on`: name the option typed here
         raise ALError(f"al start --base {base_selection.strip()!r}: "
                       f"{str(e).replace('training selection', 'the selection', 1)}") from None

@@ -138,20 +138,20 @@ def selection_sql(selection: str, target: str | None, source: str | tuple | list
 
 
 def load(store: Store, selection: str, target: str | None = None, max_rows: int | None = None,
-         seed: int = 0, source: str | tuple | None = None) -> Dataset:
+         seed: int = 0, source: str | tuple | None = None, option: str = "train --on") -> Dataset:
     """Run the selection; targets from `source` (default: target_source's choice); max_rows keeps
     a seeded random subset (still ordered by id).
 
     The selection is user SQL (`train --on`): matstore.selection evaluates it on a guarded
     read-only connection to composition ids, and the rows are re-read by id. The returned
     Dataset's sql is the training query as written (the selection's text, for provenance)."""
-    sel_sql = query_sql(selection, "train --on")
+    sel_sql = query_sql(selection, option)
     if target and source is None:
         source = target_source(store, target).source
     sql = selection_sql(selection, target, source)
     try:
         with store.connect(write=False) as con:
-            ids = ids_of(con, sel_sql, selection, "train --on")
+            ids = ids_of(con, sel_sql, selection, option)
             with registered(con, ids) as table:
                 df = frame(con, selection_sql(f"SELECT composition_id FROM {table}", target, source))
     except (duckdb.Error, QueryError) as e:
