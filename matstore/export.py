@@ -35,6 +35,9 @@ import duckdb
 import polars as pl
 
 from . import migrations
+from .catalogue import ident, package_columns, package_tables
+from .connection import open_duckdb
+from .outpaths import check as check_output
 from .store import Store, view_question
 from .views import package_views, referenced_relations
 from .errors import MatstoreError
@@ -64,18 +67,18 @@ def base_tables(con: duckdb.DuckDBPyConnection, schema: str = "main", catalog: s
         params).fetchall()]
 
 
-def columns_of(con: duckdb.DuckDBPyConnection, relation: str) -> list[str]:
-    return [d[0] for d in con.sql(f"SELECT * FROM {relation} LIMIT 0").description]
+def checksum(con: duckdb.DuckDBPyConnection, relation: str, columns: list[str] | None = None, *,
+             table: str | None = None) -> tuple[int, int]:
+    """(rows, order-independent checksum) of a matstore table, or of relation (e.g. its
+    parquet_relation) holding that table's rows; table defaults to relation's quoted name.
 
-
-def checksum(con: duckdb.DuckDBPyConnection, relation: str, columns: list[str] | None = None) -> tuple[int, int]:
-    """(rows, order-independent checksum) of a table/view/table function over the given columns.
-
+    The columns are the caller's (constants of its own) or the package's
+    (catalogue.package_columns), never names read from the file.
     Values are compared as text in column-name order, so a table and its Parquet copy agree even
     where Parquet changes a type's width (hive partition keys read back as BIGINT, JSON as VARCHAR).
     """
-    cols = sorted(columns or columns_of(con, relation))
-    packed = ", ".join(f'"{c}" := "{c}"::VARCHAR' for c in cols)
+    cols = sorted(columns or package_columns(table or relation.strip('"')))
+    packed = ", ".join(f"{ident(c)} := {ident(c)}::VARCHAR" for c in cols)
     rows, total = con.execute(
         f"SELECT count(*), coalesce(sum(hash(struct_pack({packed}))::HUGEINT) % 18446744073709551557, 0) "
         f"FROM {relation}").fetchall()[0]
@@ -89,6 +92,8 @@ def export_parquet(store: Store, out_dir: str | Path, overwrite: bool = False,
     overwrite replaces a previous export only: its table folders and manifest.json (anything
     else in out_dir stays). A folder that is not a matstore export, or that holds the store
     itself, is refused, whatever overwrite says."""
+    # never the store, its .wal/.lock/.tmp, nor a path resolving to them; a writable folder
+    check_output(out_dir, overwrite=True, folder=True, option="export")
     out = Path(out_dir).resolve()
     src = Path(store.path).resolve()
     if out == src or out in src.parents:
@@ -104,12 +109,13 @@ def export_parquet(store: Store, out_dir: str | Path, overwrite: bool = False,
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     summary = []
     try:
-        with store.connect(write=False) as con:
-            have = base_tables(con)
+        with store.connect(write=False, write_dirs=[str(tmp)]) as con:
+            have = [t for t in base_tables(con) if t in package_tables()]   # not a user's own tables
             wanted = tables or have
             unknown = sorted(set(wanted) - set(have))
             if unknown:
-                raise ExportError(f"export: no table(s) {', '.join(unknown)} in {store.path}")
+                raise ExportError(f"export: no table(s) {', '.join(unknown)} in {store.path} matstore exports "
+                                  f"(a table of your own: `matstore query \"SELECT * FROM t\" --parquet FILE`)")
             odd = [t for t in wanted if not _TABLE_NAME.fullmatch(t)]
             if odd:   # a received store's names become folder names and SQL: plain ones only
                 raise ExportError(f"export: table name(s) {odd!r} in {store.path} are not plain "
@@ -180,7 +186,7 @@ def write_views(tmp: Path, tables: list[str]) -> list[dict]:
     """Write views/<name>.sql for every package view that rebuilds over the exported tables
     (checked: each is created in a fresh in-memory DuckDB over the Parquet files just written);
     returns the manifest entries in dependency order (a view after every view it reads)."""
-    con = duckdb.connect()
+    con = open_duckdb(write_dirs=[str(tmp)])
     try:
         for t in tables:
             con.execute(f'CREATE VIEW "{t}" AS SELECT * FROM {parquet_relation(tmp, t)}')

@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from .compositions import Z_OF, CompositionBatch
 from .progress import bar as progress_bar
+from .selection import lacking, prepare
 from .store import Store, append_new
 
 DEFAULT_BATCH = 100_000
@@ -31,37 +32,6 @@ class StoreResult:
     version: str
     not_encodable: int = 0
     seconds: float = 0.0
-
-
-def pending(store: Store, missing_sql: str, params: list, where: str | None,
-            where_params: dict | None = None, label: str = "--where", error=None,
-            ordered: bool = False) -> pa.Table:
-    """(composition_id, elements, counts) of compositions lacking rows (missing_sql: a correlated
-    condition on compositions alias c), optionally only those matching the user's SQL condition
-    `where`: that is checked to be one condition and evaluated on a guarded read-only
-    connection, so it never reaches a write connection (which only gets the ids, as Arrow).
-    where_params: values of the condition's `$name` placeholders, bound (query.where_params).
-    A bad condition raises error (default query.QueryError) naming label and the condition."""
-    import duckdb  # noqa: PLC0415
-
-    from .query import QueryError, check_condition, where_params as bind  # noqa: PLC0415
-
-    if where:
-        check_condition(where, label)
-    missing_sql, params = bind(missing_sql, params, where, where_params, label)
-    with store.connect(write=True):  # an older store is migrated before the read below
-        pass
-    cond = f"AND ({where})" if where else ""
-    sql = (f"SELECT c.composition_id, c.elements, c.counts FROM compositions c "
-           f"WHERE NOT EXISTS ({missing_sql}) {cond}" + (" ORDER BY c.composition_id" if ordered else ""))
-    with store.connect(write=False, guarded=True) as con:
-        try:
-            return con.sql(sql, params=params).to_arrow_table()
-        except duckdb.Error as e:
-            if where:
-                raise (error or QueryError)(f"{label} {where!r} is not a valid condition on "
-                                            f"compositions: {str(e).splitlines()[0]}") from None
-            raise
 
 
 def batch_from_arrow(table: pa.Table) -> CompositionBatch:
@@ -122,7 +92,8 @@ def featurize_store(store: Store, featurizer_name: str, where: str | None = None
     batch_size = at_least_one("featurize: the batch size", batch_size)
     feat = get(featurizer_name)
     t0 = time.perf_counter()
-    todo = pending(store, "SELECT 1 FROM features f WHERE f.composition_id = c.composition_id "
+    prepare(store)   # an older store is migrated by this command's first write connection
+    todo = lacking(store, "SELECT 1 FROM features f WHERE f.composition_id = c.composition_id "
                    "AND f.featurizer = ? AND f.version = ?", [feat.name, feat.version], where, params)
     res = StoreResult(pending=todo.num_rows, written=0, version=feat.version)
     with progress_bar(progress and todo.num_rows > 0, "compositions") as bar:
@@ -192,7 +163,8 @@ def validate_store(store: Store, where: str | None = None, batch_size: int = DEF
     oxidation_set = oxidation_set or DEFAULT_SET
     version = checker_version(oxidation_set)
     t0 = time.perf_counter()
-    todo = pending(store, "SELECT 1 FROM validity v WHERE v.composition_id = c.composition_id "
+    prepare(store)
+    todo = lacking(store, "SELECT 1 FROM validity v WHERE v.composition_id = c.composition_id "
                    "AND v.checker_version = ?", [version], where, params)
     res = StoreResult(pending=todo.num_rows, written=0, version=version)
     with progress_bar(progress and todo.num_rows > 0, "compositions") as bar:

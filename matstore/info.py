@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from . import migrations
+from .catalogue import ident, package_tables
 from .export import base_tables
 from .store import Store, frame
 
@@ -25,8 +26,9 @@ def store_info(store: Store) -> StoreInfo:
     """Row counts of every table the store's schema has (read from the file, not a hand list that
     drifts when a migration adds one), rows per source, and the ingests."""
     with store.connect(guarded=True) as con:
-        tables = base_tables(con)  # the file's own: a guarded connection adds views only
-        counts = [(t, con.execute(f'SELECT count(*) FROM "{t}"').fetchall()[0][0]) for t in tables]
+        # matstore's tables (identifiers from the package's schema, never the file's names)
+        tables = [t for t in base_tables(con) if t in package_tables()]
+        counts = [(t, con.execute(f"SELECT count(*) FROM {ident(t)}").fetchall()[0][0]) for t in tables]
         return StoreInfo(
             path=store.path,
             schema_version=migrations.current_version(con),

@@ -89,13 +89,14 @@ def check_not_newer(con: duckdb.DuckDBPyConnection, path: str) -> int:
     return have
 
 
-def migrate(con: duckdb.DuckDBPyConnection, path: str) -> list[Migration]:
-    """Apply pending migrations, each in its own transaction. Returns those applied."""
+def migrate(con: duckdb.DuckDBPyConnection, path: str, upto: int | None = None) -> list[Migration]:
+    """Apply pending migrations (up to version upto, default all), each in its own transaction.
+    Returns those applied. The caller has checked the file's catalogue (matstore.catalogue)."""
     have = check_not_newer(con, path)
     con.execute("CREATE TABLE IF NOT EXISTS schema_migrations ("
                 "version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)")
     applied = []
-    for mig in known_migrations()[have:]:
+    for mig in known_migrations()[have:upto]:
         con.execute("BEGIN TRANSACTION")
         try:
             con.execute(mig.sql())

@@ -12,10 +12,14 @@ import json
 import sys
 from pathlib import Path
 
+from contextvars import ContextVar
+
 import polars as pl
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from . import outpaths
 
 FORMATS = ("auto", "table", "records", "csv", "json")
 DEFAULT_LIMIT = 50
@@ -32,17 +36,23 @@ def stderr_console() -> Console:
 
 
 def _cell(v) -> str:
+    """A value as shown in a table or records: control characters (an ESC sequence in a received
+    store's model name, ingest URI or comment) become `?`, so they never reach the terminal."""
     if v is None:
         return "null"
     if isinstance(v, float):
         return f"{v:.6g}"
-    return str(v)
+    return _clean(str(v))
+
+
+def _clean(s: str) -> str:
+    return s if s.isprintable() else "".join(ch if ch.isprintable() else "?" for ch in s)
 
 
 def _table(df: pl.DataFrame, title: str | None, max_rows: int) -> Table:
     table = Table(title=escape(title) if title else None, show_lines=False)
     for name, dtype in zip(df.columns, df.dtypes):
-        table.add_column(escape(name), justify="right" if dtype.is_numeric() else "left")
+        table.add_column(escape(_clean(name)), justify="right" if dtype.is_numeric() else "left")
     for row in df.head(max_rows).iter_rows():
         table.add_row(*[escape(_cell(v)) for v in row])
     return table
@@ -74,10 +84,11 @@ def print_records(df: pl.DataFrame, title: str | None = None, max_rows: int = DE
     column name and value in full, whatever the width."""
     console = console or stdout_console()
     width = max((len(c) for c in df.columns), default=0)
+    names = [_clean(c) for c in df.columns]
     lines = [f"== {title} ==" if title else None]
     for i, row in enumerate(df.head(max_rows).iter_rows(), 1):
         lines.append(f"-[ RECORD {i} ]" + "-" * max(0, width - 8))
-        lines += [f"{name.ljust(width)} | {_cell(v)}" for name, v in zip(df.columns, row)]
+        lines += [f"{name.ljust(width)} | {_cell(v)}" for name, v in zip(names, row)]
     if df.height == 0:
         lines.append("(no rows)")
     console.print("\n".join(x for x in lines if x is not None), markup=False, highlight=False,
@@ -89,6 +100,10 @@ def _more(df: pl.DataFrame, max_rows: int) -> None:
     if df.height > max_rows:
         stderr_console().print(f"[dim]{df.height - max_rows} more rows not shown ({df.height} in "
                                f"all; use --limit-rows, --csv, --json or --parquet for all)[/dim]")
+
+
+def _clean_lines(text: str) -> str:
+    return "\n".join(_clean(line) for line in text.split("\n"))
 
 
 def _flat(df: pl.DataFrame) -> pl.DataFrame:
@@ -112,18 +127,38 @@ def print_frame(df: pl.DataFrame, fmt: str = "auto", title: str | None = None,
     elif fmt == "records":
         print_records(df, title, max_rows, console)
     elif fmt == "csv":
-        console.file.write(_flat(df).write_csv())
+        text = _flat(df).write_csv()
+        # CSV keeps every byte for a pipe; on a terminal, control characters are shown as `?`
+        console.file.write(_clean_lines(text) if console.is_terminal else text)
     elif fmt == "json":
         console.file.write(df.write_json() + "\n")
     else:
         raise ValueError(f"unknown output format {fmt!r}")
 
 
+# `--overwrite` of the command being run (cli.options.output_options sets it for that command)
+OVERWRITE: ContextVar[bool] = ContextVar("matstore_overwrite", default=False)
+
+
+def write_parquet(df: pl.DataFrame, path: str, overwrite: bool | None = None) -> None:
+    """df to the Parquet file path, checked first (outpaths.check: never a store or its side
+    files; an existing file only with overwrite); written beside it and renamed into place."""
+    p = outpaths.check(path, overwrite=OVERWRITE.get() if overwrite is None else overwrite,
+                       option="--parquet")
+    tmp = p.with_name(f".{p.name}.partial")
+    try:
+        df.write_parquet(tmp)
+        tmp.replace(p)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise outpaths.OutputError(f"--parquet {str(path)[:200]!r}: cannot write: {e.strerror or e}") from None
+
+
 def emit(df: pl.DataFrame, fmt: str | None = "auto", parquet: str | None = None,
          title: str | None = None, max_rows: int = DEFAULT_LIMIT, console: Console | None = None) -> None:
     """Write df in the chosen format; --parquet FILE writes the file and says so on stderr."""
     if parquet:
-        df.write_parquet(parquet)
+        write_parquet(df, parquet)
         stderr_console().print(f"wrote {df.height} rows to {parquet}")
     else:
         print_frame(df, fmt or "auto", title, max_rows, console)

@@ -65,9 +65,10 @@ def prediction_rows(ids: np.ndarray, model, run_id: int, values: np.ndarray,
 def pending(store: Store, model_id: int, where: str | None = None,
             params: dict | None = None) -> pa.Table:
     """(composition_id, elements, counts) of compositions with no prediction row from model_id, in
-    key order (optionally only those matching `where`: see featurize.pending)."""
-    from .featurize import pending as lacking  # noqa: PLC0415
+    key order (optionally only those matching `where`: see selection.lacking)."""
+    from .selection import lacking, prepare  # noqa: PLC0415
 
+    prepare(store)
     return lacking(store, "SELECT 1 FROM predictions p WHERE p.composition_id = c.composition_id "
                    "AND p.model_id = ?", [model_id], where, params, "predict --where", PredictError,
                    ordered=True)

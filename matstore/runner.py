@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import compositions, models, progress as progress_bars
+from .bounds import BoundsError, check_samples
 from .compositions import composition_rows
 from .devices import resolve_device
 from .option_checks import at_least_one, decode_tolerance, sampling_overrides
@@ -106,6 +107,10 @@ def generate(store: Store, model, n: int, batch_size: int | None = None, seed: i
     temperature, top_p: a transformer's sampling settings for this run (default: the version's),
     recorded in the run's params (a resume draws with them)."""
     n = at_least_one("generate: the number of samples (-n)", n, error=RunError)
+    try:
+        n = check_samples(n)   # before any batch list is built or a run is recorded
+    except BoundsError as e:
+        raise RunError(f"generate: {e}") from None
     batch_size = at_least_one("generate: the batch size", batch_size, allow_none=True, error=RunError)
     tolerance = decode_tolerance(tolerance, error=RunError)
     device = resolve_device(device)

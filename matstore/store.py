@@ -21,7 +21,8 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from . import locking, migrations
+from . import catalogue, locking, migrations, outpaths
+from .connection import open_duckdb
 from .views import package_views, view_definitions, view_question  # noqa: F401 (re-exported)
 from .errors import MatstoreError
 from .recovery import mark_interrupted
@@ -30,10 +31,7 @@ DEFAULT_PATH = "matstore.duckdb"
 _PREPARED: set[str] = set()  # paths migrated + views refreshed by this process
 # `matstore --read-only` sets this for the command it runs (no process-wide environment change)
 READ_ONLY: ContextVar[bool] = ContextVar("matstore_read_only", default=False)
-# DuckDB's own guards for connections that run SQL from a user or a file: no COPY TO/FROM,
-# EXPORT/IMPORT, ATTACH, read_csv & co. of other files, no INSTALL/LOAD of extensions.
-# lock_configuration comes last so that the SQL cannot SET them back.
-GUARD_SETTINGS = ("enable_external_access", "autoinstall_known_extensions", "autoload_known_extensions")
+_ROWS_CHECKED: dict[str, tuple] = {}  # path -> file state whose rows catalogue.check_rows passed
 
 
 class StoreError(MatstoreError, RuntimeError):
@@ -91,16 +89,6 @@ def package_views_and_builtins(con: duckdb.DuckDBPyConnection) -> bool:
     return True
 
 
-def guard(con: duckdb.DuckDBPyConnection) -> None:
-    """Keep this connection's SQL inside its store: DuckDB's external-access guards, locked.
-
-    The settings are global to the DuckDB instance, which lives until its last connection closes
-    (matstore opens one connection per unit of work), so they never outlive this unit of work."""
-    for name in GUARD_SETTINGS:
-        con.execute(f"SET {name} = false")
-    con.execute("SET lock_configuration = true")
-
-
 def drop_shadowing_macros(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Drop macros stored in the file that are named like a DuckDB built-in (a received file's
     `round` or `range` would change what the package's own SQL computes on a write connection,
@@ -122,6 +110,7 @@ class Store:
     def __init__(self, path: str | os.PathLike | None = None, read_only: bool | None = None,
                  lock_timeout: float | None = None):
         self.path = str(Path(path if path is not None else default_path()))
+        outpaths.protect(self.path)   # no output of this process may land on it
         # `matstore --read-only ...` (READ_ONLY) or MATSTORE_READ_ONLY=1 make every Store read-only
         self.read_only = (READ_ONLY.get() or os.environ.get("MATSTORE_READ_ONLY", "") not in ("", "0")
                           if read_only is None else read_only)
@@ -145,43 +134,55 @@ class Store:
     def exists(self) -> bool:
         return Path(self.path).exists()
 
-    def _open(self, write: bool, deadline: float) -> duckdb.DuckDBPyConnection:
+    def _open(self, write: bool, deadline: float, write_paths=(), write_dirs=()) -> duckdb.DuckDBPyConnection:
+        if self.exists and not Path(self.path).is_file():   # a FIFO or device would hang DuckDB
+            raise StoreError(f"cannot open store {self.path}: not a regular file")
         delay = 0.005
         while True:
             try:
                 if not write:  # queue behind a writer that holds or waits for the store
                     locking.wait_turn(self.path, deadline)
-                return duckdb.connect(self.path, read_only=not write)
+                return open_duckdb(self.path, read_only=not write, write_paths=write_paths,
+                                   write_dirs=write_dirs)
             except locking.GateTimeout as e:
                 raise StoreError(f"{e} for {self.lock_timeout:.0f} s (MATSTORE_LOCK_TIMEOUT)") from e
-            except duckdb.IOException as e:
+            except duckdb.Error as e:
+                if not isinstance(e, duckdb.IOException):   # not DuckDB, needs an extension, ...
+                    raise StoreError(f"cannot open store {self.path}: "
+                                     f"{catalogue.printable(str(e).splitlines()[0] if str(e) else e)}") from e
                 if not is_lock_error(e) or time.monotonic() > deadline:
                     if is_lock_error(e):
                         raise StoreError(f"store {self.path} stayed locked by another process for "
                                          f"{self.lock_timeout:.0f} s: {e}") from e
-                    raise StoreError(f"cannot open store {self.path}: {e}") from e
+                    raise StoreError(f"cannot open store {self.path}: {catalogue.printable(e)}") from e
                 time.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 1.5, 0.1)
 
     @contextmanager
-    def connect(self, write: bool = False, guarded: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    def connect(self, write: bool = False, guarded: bool = True, *, write_paths=(), write_dirs=(),
+                user_sql: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection for one unit of work, closed on exit. Writes need write=True.
 
-        Read connections always see the package's views (TEMP views shadowing the file's) and
-        DuckDB's built-in functions before any macro stored in the file. guarded=True adds
-        DuckDB's external-access guards (see guard()): for SQL that comes from a user."""
+        Every connection is opened by connection.open_duckdb (DuckDB's external-access guards as
+        connect-time configuration; write_paths / write_dirs: the files / folders the command
+        itself writes or attaches) and the file's catalogue is checked (catalogue.check) before
+        anything of it is read. Read connections see the package's views (TEMP views shadowing
+        the file's) and DuckDB's built-in functions before any macro stored in the file.
+        user_sql: the connection runs a user's own SQL (`query`), which may inspect and delete
+        rows that matstore's bounds refuse (catalogue.check_rows). guarded: kept for callers;
+        every connection is guarded."""
         if write and self.read_only:
             raise StoreError(f"store {self.path} was opened read-only; this command writes")
         if not write and not self.exists:
             raise StoreError(f"no store at {self.path}; create one with `matstore init {self.path}`")
         deadline = time.monotonic() + self.lock_timeout
         if not write:
-            con = self._open(False, deadline)
+            con = self._open(False, deadline, write_paths, write_dirs)
             try:
                 self._check_readable(con)
+                if not user_sql:
+                    self._check_rows(con)
                 package_views_and_builtins(con)
-                if guarded:
-                    guard(con)
                 yield con
             finally:
                 con.close()
@@ -191,11 +192,12 @@ class Store:
                 stack.enter_context(locking.writer_turn(self.path, deadline))
             except locking.GateTimeout as e:
                 raise StoreError(f"{e} for {self.lock_timeout:.0f} s (MATSTORE_LOCK_TIMEOUT)") from e
-            con = self._open(True, deadline)
+            con = self._open(True, deadline, write_paths, write_dirs)
             try:
+                self._check_catalogue(con)
                 self._prepare(con)
-                if guarded:
-                    guard(con)
+                if not user_sql:
+                    self._check_rows(con)
                 yield con
             finally:
                 con.close()
@@ -214,28 +216,49 @@ class Store:
         mark_interrupted(con)
         _PREPARED.add(self.path)
 
+    def _check_catalogue(self, con: duckdb.DuckDBPyConnection) -> int:
+        try:
+            return catalogue.check(con, self.path)
+        except catalogue.CatalogueError as e:
+            raise StoreError(str(e)) from None
+
+    def _check_rows(self, con: duckdb.DuckDBPyConnection) -> None:
+        """catalogue.check_rows, once per state of the file (size and mtime of it and its WAL)."""
+        state = tuple((s.st_size, s.st_mtime_ns) for s in
+                      (os.stat(p) for p in (self.path, self.path + ".wal") if os.path.exists(p)))
+        if _ROWS_CHECKED.get(self.path) == state:
+            return
+        try:
+            catalogue.check_rows(con, self.path)
+        except catalogue.CatalogueError as e:
+            raise StoreError(str(e)) from None
+        _ROWS_CHECKED[self.path] = state
+
     def _check_readable(self, con: duckdb.DuckDBPyConnection) -> None:
-        have = migrations.check_not_newer(con, self.path)
+        have = self._check_catalogue(con)
+        if have is None:
+            raise StoreError(f"{self.path} is not a matstore store (no schema_migrations table); "
+                             f"create one with `matstore init`")
         if have < migrations.latest_version():
             raise StoreError(f"store {self.path} has schema version {have}, older than this "
                              f"matstore's {migrations.latest_version()}; open it once read-write "
                              f"(any writing command, or `matstore init {self.path}`) to upgrade")
 
     @contextmanager
-    def transaction(self, guarded: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    def transaction(self, guarded: bool = True, **kwargs) -> Iterator[duckdb.DuckDBPyConnection]:
         """A write connection inside BEGIN/COMMIT; any exception rolls the whole unit back."""
-        with self.connect(write=True, guarded=guarded) as con:
+        with self.connect(write=True, **kwargs) as con:
             con.execute("BEGIN TRANSACTION")
             try:
                 yield con
             except BaseException:
-                con.execute("ROLLBACK")
+                rollback(con)
                 raise
             con.execute("COMMIT")
 
     def query(self, sql: str, params: list | None = None) -> pl.DataFrame:
         """Run a read-only query and return a polars frame (guarded as user SQL: the store only)."""
-        with self.connect(write=False, guarded=True) as con:
+        with self.connect(write=False, user_sql=True) as con:
             return frame(con, sql, params)
 
     def version(self) -> int:
@@ -256,7 +279,7 @@ def _check_init_target(path: str) -> None:
     if header[8:12] != b"DUCK":      # DuckDB's magic bytes, after the header checksum
         raise StoreError(f"{path} is not a DuckDB/matstore store; nothing was changed")
     try:
-        con = duckdb.connect(str(p), read_only=True)
+        con = open_duckdb(str(p), read_only=True)
     except duckdb.Error:
         return   # in use by a writer (or unreadable): connect() reports what is wrong
     try:
@@ -272,6 +295,15 @@ def _check_init_target(path: str) -> None:
                          f"an empty DuckDB database or a matstore store (nothing was changed)")
 
 
+def rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """ROLLBACK after a failure; when DuckDB has already ended the transaction (a full disk, a
+    fatal error), the original error is the one the user needs, not "no transaction is active"."""
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error:
+        pass
+
+
 def frame(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> pl.DataFrame:
     """A query's result as a polars frame (through Arrow, no copy per row)."""
     rel = con.sql(sql, params=params or None)
@@ -280,12 +312,22 @@ def frame(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) 
     return pl.from_arrow(rel.to_arrow_table())
 
 
+def _columns(table: str, names: list[str]) -> str:
+    """names as a quoted column list, each checked to be a column the package gives table (a
+    frame from a worker or a file cannot name a column of its own into the INSERT)."""
+    known = set(catalogue.package_columns(table))
+    odd = [n for n in names if n not in known]
+    if odd:
+        raise StoreError(f"cannot append to {table}: no column(s) {catalogue.printable(odd, 200)} there")
+    return ", ".join(catalogue.ident(n) for n in names)
+
+
 def append(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame | pa.Table) -> int:
     """Bulk-insert a frame by column name through Arrow (no row-by-row INSERT)."""
     arrow = frame.to_arrow() if isinstance(frame, pl.DataFrame) else frame
     if arrow.num_rows == 0:
         return 0
-    cols = ", ".join(f'"{c}"' for c in arrow.column_names)
+    cols = _columns(table, arrow.column_names)
     con.register("_matstore_append", arrow)
     try:
         con.execute(f'INSERT INTO "{table}" ({cols}) SELECT {cols} FROM _matstore_append')
@@ -303,8 +345,9 @@ def append_new(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame |
     arrow = frame.to_arrow() if isinstance(frame, pl.DataFrame) else frame
     if arrow.num_rows == 0:
         return 0
-    cols = ", ".join(f'"{c}"' for c in arrow.column_names)
-    on = " AND ".join(f't."{k}" = s."{k}"' for k in key)
+    cols = _columns(table, arrow.column_names)
+    _columns(table, key)
+    on = " AND ".join(f"t.{catalogue.ident(k)} = s.{catalogue.ident(k)}" for k in key)
     pick = f"DISTINCT ON ({', '.join(key)}) " if distinct else ""
     con.register("_matstore_new", arrow)
     try:

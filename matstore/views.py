@@ -19,6 +19,7 @@ from functools import lru_cache
 
 import duckdb
 
+from .connection import open_duckdb
 from .errors import MatstoreError
 from .resources import resource_dir
 
@@ -67,9 +68,11 @@ def parse_view(name: str, body: str) -> View:
     return View(name, body, declared["depends"], declared["key"])
 
 
-def referenced_relations(body: str) -> set[str]:
-    """Every table, view or CTE name the SQL reads (DuckDB's parser; the SQL is not run)."""
-    con = duckdb.connect()
+@lru_cache(maxsize=256)
+def referenced_relations(body: str) -> frozenset[str]:
+    """Every table, view or CTE name the SQL reads (DuckDB's parser; the SQL is not run).
+    Cached: the package's views are parsed once per process."""
+    con = open_duckdb()
     try:
         tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [body]).fetchall()[0][0])
     finally:
@@ -86,7 +89,7 @@ def referenced_relations(body: str) -> set[str]:
             stack.extend(node.values())
         elif isinstance(node, list):
             stack.extend(node)
-    return found
+    return frozenset(found)
 
 
 def order_views(defs: dict[str, str]) -> list[View]:

@@ -67,7 +67,7 @@ def test_export_reads_back_identically_with_plain_duckdb_and_polars(study, tmp_p
     manifest = json.loads((out / "manifest.json").read_text())
     plain = duckdb.connect()  # no matstore involved in reading back
     for t, (rows, total) in tables.items():
-        assert checksum(plain, parquet_relation(out, t)) == (rows, total), t
+        assert checksum(plain, parquet_relation(out, t), table=t) == (rows, total), t
         assert manifest["tables"][t]["rows"] == rows and manifest["tables"][t]["checksum"] == str(total)
     # generated is partitioned by run: one run can be read alone
     assert sorted(p.name for p in (out / "generated").iterdir()) == ["run_id=1", "run_id=2"]
@@ -109,7 +109,7 @@ def test_empty_store_exports_empty_tables_that_read_back(tmp_path):
     export_parquet(store, tmp_path / "e")
     plain = duckdb.connect()
     for t in ("generated", "compositions", "runs"):
-        assert checksum(plain, parquet_relation(tmp_path / "e", t))[0] == 0
+        assert checksum(plain, parquet_relation(tmp_path / "e", t), table=t)[0] == 0
 
 
 @pytest.mark.slow

@@ -24,7 +24,7 @@ import numpy as np
 import polars as pl
 
 from .. import compositions
-from ..query import check_selection, friendly
+from ..selection import by_ids, check_query as check_selection, selection_ids
 from ..store import Store, append, frame, next_id
 from . import acquisition as acq
 from . import campaigns, labels, latents, oracles, surrogate
@@ -91,7 +91,8 @@ def start(store: Store, autoencoder, oracle: str, *, property: str = "band_gap",
     source = data.target_source(store, property, base_source)
     check_selection(base_selection, "al start --base")
     try:
-        ds = data.load(store, base_selection, property, max_rows=base_rows, seed=seed, source=source.source)
+        ds = data.load(store, base_selection, property, max_rows=base_rows, seed=seed, source=source.source,
+                       option="al start --base")
     except data.SelectionError as e:   # data.load speaks of `train --on`: name the option typed here
         raise ALError(f"al start --base {base_selection.strip()!r}: "
                       f"{str(e).replace('training selection', 'the selection', 1)}") from None
@@ -296,17 +297,10 @@ def pool_candidates(store: Store, ae, selection: str, exclude, n: int, rng: np.r
     returns (e.g. a generated set), less the known and proposed ones, a seeded random n of them
     if more, that fit the 8x85 map; (latents (m, d), atomic numbers (m, 8), counts (m, 8)). A
     pick proposes the composition itself (its latent is the encoding, nothing is decoded)."""
-    import duckdb  # noqa: PLC0415
-
     from ..compositions import CompositionBatch  # noqa: PLC0415
 
-    sel = check_selection(selection, "al start --candidates-from")
-    try:
-        with store.connect(write=False, guarded=True) as con:
-            df = frame(con, "SELECT composition_id, elements, counts FROM compositions WHERE composition_id IN "
-                            f"(SELECT composition_id FROM ({sel}) s) ORDER BY composition_id")
-    except duckdb.Error as e:
-        raise friendly(e, f"--candidates-from {selection.strip()!r}") from None
+    ids = selection_ids(store, selection, "al start --candidates-from")
+    df = by_ids(store, ids)
     df = df.filter(~pl.col("composition_id").is_in(list(exclude)))
     if df.height > n:
         df = df[np.sort(rng.choice(df.height, n, replace=False))]

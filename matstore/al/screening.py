@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from ..query import check_selection, friendly
+from ..selection import check_query as check_selection, registered, selection_ids
 from ..store import Store, frame
 from . import acquisition as acq
 from . import campaigns
@@ -47,7 +47,8 @@ def finish(store: Store, campaign_id: int, *, preset: str = "rf-bg", name: str |
         sources = [r[0] for r in con.execute(
             "SELECT source FROM al_labels WHERE campaign_id = ? GROUP BY source ORDER BY min(proposal_id)",
             [c.campaign_id]).fetchall()]
-    on = (f"SELECT composition_id FROM composition_sets WHERE set_name = '{c.base_set}' "
+    base_set = c.base_set.replace("'", "''")   # a value of the store's: quoted, a literal
+    on = (f"SELECT composition_id FROM composition_sets WHERE set_name = '{base_set}' "
           f"UNION SELECT composition_id FROM al_labels WHERE campaign_id = {int(c.campaign_id)}")
     mv = train(store, preset, on=on, target_source=[*sources, c.base_source] if sources else c.base_source,
                name=name or f"{preset}-al{c.campaign_id}", seed=int(c.seed), progress=progress, **train_kwargs)
@@ -77,13 +78,7 @@ def check_screen_args(pool: str, target, threshold: float | None) -> str:
 def check_pool(store: Store, sel: str, pool: str, option: str = "--pool") -> str:
     """Run the checked selection once (guarded, read-only) so that a failing one is reported as
     the option the user typed (`--pool`, not the `predict --where` it becomes)."""
-    import duckdb  # noqa: PLC0415
-
-    try:
-        with store.connect(write=False, guarded=True) as con:
-            con.execute(f"SELECT count(*) FROM (SELECT composition_id FROM ({sel}) s)").fetchall()
-    except duckdb.Error as e:
-        raise friendly(e, f"{option} {pool.strip()!r}") from None
+    selection_ids(store, sel, option)   # guarded, read-only; errors name the option
     return sel
 
 
@@ -96,11 +91,12 @@ def pool_predictions(store: Store, model: str, sel: str, progress: bool) -> pl.D
     predict(store, model, where=f"c.composition_id IN (SELECT composition_id FROM ({sel}))",
             progress=progress)
     m = resolve(store, model)
-    with store.connect(guarded=True) as con:
+    ids = selection_ids(store, sel, "--pool")
+    with store.connect() as con, registered(con, ids) as table:
         return frame(con, f"SELECT p.composition_id, c.formula, p.value FROM predictions p "
                           f"JOIN compositions c USING (composition_id) "
+                          f"SEMI JOIN {table} s ON s.composition_id = p.composition_id "
                           f"WHERE p.model_id = ? AND p.value IS NOT NULL "
-                          f"AND p.composition_id IN (SELECT composition_id FROM ({sel})) "
                           f"ORDER BY p.value DESC", [m.model_id])
 
 

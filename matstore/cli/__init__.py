@@ -34,8 +34,15 @@ class MatstoreGroup(click.Group):
             fail(f"error: {e}")
 
 
+ERROR_CHARS = 500   # an error quoting a 50 MB formula or a file's text is cut to this
+
+
 def fail(line: str) -> None:
-    console.print(line, markup=False, highlight=False, soft_wrap=True)  # one line, unwrapped
+    """One line on stderr, exit 1: control characters (ESC sequences from a received store)
+    and line breaks become `?`, and the line is cut to ERROR_CHARS."""
+    from ..catalogue import printable  # noqa: PLC0415
+
+    console.print(printable(line, ERROR_CHARS), markup=False, highlight=False, soft_wrap=True)
     sys.exit(1)
 
 

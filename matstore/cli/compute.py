@@ -71,10 +71,7 @@ def generate(db, model, n, batch_size, seed, device, tolerance, temperature, top
 @click.command()
 @store_option
 @click.option("--model", "model", required=True, help="Predictor NAME[@VERSION] or model id.")
-@click.option("--where", default=None,
-              help="SQL condition on compositions (alias c), e.g. "
-                   "\"composition_id IN (SELECT composition_id FROM candidates)\"; values "
-                   "as $NAME with -p NAME=VALUE.")
+@where_option
 @param_option
 @device_option
 @click.option("--batch-size", type=POSITIVE, default=65536, show_default=True,

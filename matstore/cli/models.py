@@ -55,9 +55,12 @@ def train(db, preset, on, target_source, name, epochs, batch_size, lr, max_rows,
     from ..training.presets import PresetError, parse_overrides
 
     extra, config = parse_overrides(preset, hyper)
+    from ..bounds import check_value
+
     for key, value in (("lr", lr), ("clip", clip), ("epochs", epochs), ("batch_size", batch_size)):
         if value is None:
             continue
+        value = check_value(key, value, None if key == "clip" else 1)  # positive, finite
         if key in extra:
             raise PresetError(f"--hyper {key}: given twice (also as --{key.replace('_', '-')})")
         extra[key] = value
@@ -117,11 +120,12 @@ def models_show(ref, db):
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.argument("refs", nargs=-1)
 @store_option
-def models_export(file, refs, db):
+@click.option("--overwrite", is_flag=True, help="Replace FILE if it exists (never the store).")
+def models_export(file, refs, db, overwrite):
     """Write model versions REFS (default: all), weights included, to one Parquet FILE."""
     from ..registry import export_models
 
-    n = export_models(Store(db), file, list(refs) or None)
+    n = export_models(Store(db), file, list(refs) or None, overwrite=overwrite)
     console.print(f"exported {n} model version(s) to {file}")
 
 

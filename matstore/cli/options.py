@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import Callable, Iterable
 
 import click
 from rich.console import Console
 
-from .. import output
+from .. import outpaths, output
 from ..store import DEFAULT_PATH
 
 console = Console(stderr=True, emoji=False, soft_wrap=True)  # ":a:" stays text; lines never hard-wrapped (greps, paths)
@@ -40,12 +41,23 @@ def output_options(f):
     """The one set of output options of every command that prints rows (data on stdout). The
     command gets fmt 'auto' when no format flag was given: a table where it fits, else records."""
     inner = f
+    own_overwrite = "overwrite" in inspect.signature(inner).parameters   # e.g. export parquet
 
     @functools.wraps(inner)
     def f(*args, **kwargs):
         kwargs["fmt"] = kwargs.get("fmt") or "auto"
-        return inner(*args, **kwargs)
+        overwrite = kwargs.get("overwrite") if own_overwrite else kwargs.pop("overwrite", False)
+        if kwargs.get("parquet"):   # checked before the command runs (and again when written)
+            outpaths.check(kwargs["parquet"], overwrite=bool(overwrite), option="--parquet")
+        token = output.OVERWRITE.set(bool(overwrite))
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            output.OVERWRITE.reset(token)
 
+    if not own_overwrite:
+        f = click.option("--overwrite", is_flag=True,
+                         help="Let --parquet replace an existing file (never the store).")(f)
     f = click.option("--table", "fmt", flag_value="table",
                      help="Show a table even where it is wider than the terminal.")(f)
     f = click.option("--records", "fmt", flag_value="records",
@@ -73,8 +85,10 @@ def no_progress_option(f):
 
 
 def where_option(f):
+    """The one `--where` (featurize, validate, predict): a condition, see matstore.selection."""
     return click.option("--where", default=None, help="SQL condition on compositions (alias c), "
-                        "e.g. \"n_elements >= $n\" -p n=3.")(f)
+                        "e.g. \"n_elements >= $n\" -p n=3 or \"composition_id IN (SELECT "
+                        "composition_id FROM candidates)\"; only ids are selected.")(f)
 
 
 def device_option(f):

@@ -42,13 +42,16 @@ def screen(name, db, max_std, partial_coverage, rare_ions, fmt, parquet, limit_r
 @click.option("--out", "out", type=click.Path(file_okay=False), required=True,
               help="Folder to write the report into.")
 @no_progress_option
-def report(db, run_id, out, no_progress, quiet):
+@click.option("--overwrite", is_flag=True, help="Write into OUT even if it is not empty.")
+def report(db, run_id, out, no_progress, quiet, overwrite):
     """Write PNG plots and an index.html about a generation run.
 
     Example: matstore report --db study.duckdb --out report/
     """
+    from ..outpaths import check
     from ..report import write_report
 
+    check(out, overwrite=overwrite, folder=True, option="report --out")
     say = None if (no_progress or quiet) else (lambda line: console.print(line, markup=False, highlight=False))
     path = write_report(Store(db), out, run_id=run_id, notify=say)
     console.print(f"report written to {path}")

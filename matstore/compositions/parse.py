@@ -95,7 +95,10 @@ def _parse_part(formula: str, text: str, factor: Fraction, out: dict[str, Fracti
         else:
             if last is None:
                 raise FormulaError(formula, f"number {number!r} follows no element or group")
-            mult = _amount(formula, number) - 1
+            amount = _amount(formula, number)
+            if amount == 0:   # Fe0O3 is not O, Fe(O3)0 is not Fe
+                raise FormulaError(formula, f"zero amount {number!r}")
+            mult = amount - 1
             for el, a in last.items():
                 stack[-1][1][el] += a * mult
             last = None
@@ -116,6 +119,8 @@ def _amount(formula: str, number: str) -> Fraction:
 
 
 _SIMPLE_RE = re.compile(r"(?:[A-Z][a-z]?\d*)+")
+_FOREIGN = re.compile(r"[^\x20-\x7e·•∙]")
+_DOT_HYDRATE = re.compile(r"\d\.\d+\s*[HD]2O(?![a-z])")
 _SIMPLE_PAIR = re.compile(r"([A-Z][a-z]?)(\d*)")
 
 
@@ -127,12 +132,22 @@ def parse_amounts(formula: str) -> dict[str, Fraction]:
         raise FormulaError(formula[:40] + "...", f"longer than {MAX_FORMULA_CHARS} characters "
                                                  f"({len(formula):,})")
     text = formula.strip()
+    odd = _FOREIGN.search(text)
+    if odd:   # `H٣`: \d and int() read Arabic-Indic digits; only ASCII and the hydrate dots
+        raise FormulaError(formula, f"character {odd.group()!r} (U+{ord(odd.group()):04X}) is not "
+                                    f"ASCII; write amounts with the digits 0-9")
+    if _DOT_HYDRATE.search(text):   # CuSO4.5H2O read as O4.5 gave Cu2H4S2O11
+        raise FormulaError(formula, "'.' before a water count is ambiguous (decimal point or "
+                                    "hydrate dot); write CuSO4·5H2O, CuSO4*5H2O or CuSO4(H2O)5")
     if _SIMPLE_RE.fullmatch(text):  # fast path: no brackets, integer amounts (most data)
         out_int: dict[str, int] = {}
         for sym, n in _SIMPLE_PAIR.findall(text):
             if sym not in Z_OF:
                 raise FormulaError(formula, f"unknown element {sym!r}")
             out_int[sym] = out_int.get(sym, 0) + (int(n) if n else 1)
+        zero = [sym for sym, n in _SIMPLE_PAIR.findall(text) if n and int(n) == 0]
+        if zero and len(zero) < len(out_int):   # Fe0O3 is not O (all zero: reduce_amounts says so)
+            raise FormulaError(formula, f"zero amount for {zero[0]}")
         return out_int  # ints behave as Fractions in reduce_amounts
     if not text or not re.search(r"[A-Z]", text):
         raise FormulaError(formula, "no element symbol")

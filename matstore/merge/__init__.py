@@ -45,8 +45,9 @@ import duckdb
 import polars as pl
 
 from .. import migrations
-from ..store import Store
-from .base import GUARDS, NO_EXTENSIONS, SRC, MergeError, literal
+from ..store import Store, rollback
+from ..catalogue import CatalogueError, check as check_catalogue
+from .base import GUARDS, SRC, MergeError, literal
 from .snapshot import COPY_PREFIX, OWNER_FILE, make_copy_dir, open_guarded, remove_stale_copies, snapshot, upgrade
 from .validate import check_against_ours, composition_problem, expected_schema, validate
 from .write import KEYS, merge_into
@@ -88,14 +89,14 @@ def merge(store: Store, other_path: str | Path) -> MergeResult:
         schema = expected_schema()
         _validate_read_only(store, copy, schema, str(other))  # a refusal leaves the file as it was
         try:
-            with store.connect(write=True) as con, _attached(con, copy):
+            with store.connect(write=True, write_paths=_copy_paths(copy)) as con, _attached(con, copy):
                 con.execute("BEGIN TRANSACTION")
                 try:
                     check_against_ours(con, schema, str(other))  # again: this store may have changed
                     added, maps = merge_into(con, schema)
                     con.execute("COMMIT")
                 except BaseException:
-                    con.execute("ROLLBACK")
+                    rollback(con)
                     raise
         except duckdb.Error as e:
             raise MergeError(f"merge: writing into {store.path} failed, nothing was changed: {e}") from e
@@ -106,13 +107,9 @@ def merge(store: Store, other_path: str | Path) -> MergeResult:
 
 @contextmanager
 def _attached(con, copy: str) -> Iterator[None]:
-    """The copy attached read-only as SRC; from then on this connection touches no other file
-    (no COPY TO, read_csv, ATTACH, extension install/load) and its configuration is locked."""
-    con.execute("SET autoinstall_known_extensions = false")
-    con.execute("SET autoload_known_extensions = false")
-    con.execute("SET allowed_paths = ?", [[copy, copy + ".wal"]])
-    con.execute("SET enable_external_access = false")  # until this connection closes
-    con.execute("SET lock_configuration = true")
+    """The copy attached read-only as SRC. The connection was opened (connection.open_duckdb)
+    with the copy as its only reachable file (_copy_paths): no COPY TO, read_csv, ATTACH of
+    another file, extension install/load, and its configuration is locked."""
     con.execute(f"ATTACH '{literal(copy)}' AS {SRC} (READ_ONLY)")
     try:
         yield
@@ -120,12 +117,20 @@ def _attached(con, copy: str) -> Iterator[None]:
         con.execute(f"DETACH {SRC}")
 
 
+def _copy_paths(copy: str) -> list[str]:
+    return [copy, copy + ".wal"]
+
+
 def _validate_read_only(store: Store, copy: str, schema: dict, other: str) -> None:
     """validate() on a read-only connection to this store, so a refusal changes no byte of it."""
     for attempt in range(2):
-        con = open_guarded(Path(store.path), time.monotonic() + store.lock_timeout, NO_EXTENSIONS)
+        con = open_guarded(Path(store.path), time.monotonic() + store.lock_timeout, _copy_paths(copy))
         try:
-            if migrations.current_version(con) < migrations.latest_version() and not attempt:
+            try:
+                version = check_catalogue(con, store.path) or 0
+            except CatalogueError as e:
+                raise MergeError(f"merge: {e}") from None
+            if version < migrations.latest_version() and not attempt:
                 con.close()
                 with store.connect(write=True):  # an older store is upgraded first, as by any write
                     pass

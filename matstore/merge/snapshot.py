@@ -19,7 +19,9 @@ import duckdb
 from .. import locking, migrations
 from ..recovery import pid_alive, this_process_start
 from ..store import Store, is_lock_error
-from .base import GUARDS, MergeError
+from ..catalogue import CatalogueError, check as check_catalogue
+from ..connection import open_duckdb
+from .base import MergeError
 
 COPY_PREFIX = ".matstore-merge-"
 OWNER_FILE = "owner.json"
@@ -62,13 +64,14 @@ def remove_stale_copies(folder: str | Path) -> list[Path]:
     return removed
 
 
-def open_guarded(path: Path, deadline: float, config: dict | None = None) -> duckdb.DuckDBPyConnection:
-    """A read-only connection (default: with all GUARDS), retried while the file is locked."""
+def open_guarded(path: Path, deadline: float, write_paths=()) -> duckdb.DuckDBPyConnection:
+    """A read-only guarded connection (connection.open_duckdb), retried while the file is locked.
+    write_paths: files it may attach (the merge's private copy)."""
     delay = 0.005
     while True:
         try:
             locking.wait_turn(str(path), deadline)
-            return duckdb.connect(str(path), read_only=True, config=GUARDS if config is None else config)
+            return open_duckdb(str(path), read_only=True, write_paths=write_paths)
         except locking.GateTimeout as e:
             raise MergeError(f"merge: cannot read {path}: {e}") from e
         except duckdb.Error as e:
@@ -83,10 +86,12 @@ def snapshot(other: Path, tmpdir: Path) -> tuple[str, int]:
     con = open_guarded(other, time.monotonic() + Store(other, read_only=True).lock_timeout)
     try:
         try:
-            version = migrations.check_not_newer(con, str(other))
+            version = check_catalogue(con, str(other))
+        except CatalogueError as e:
+            raise MergeError(f"merge: {e}") from None
         except duckdb.Error as e:
             raise MergeError(f"merge: {other} is not a matstore store: {e}") from e
-        if version == 0:
+        if version is None:
             raise MergeError(f"merge: {other} is not a matstore store (no schema_migrations table)")
         copy = tmpdir / "other.duckdb"
         try:
@@ -106,7 +111,7 @@ def snapshot(other: Path, tmpdir: Path) -> tuple[str, int]:
 def upgrade(copy: str, other: Path) -> None:
     """Apply our migrations to the copy (guards on: a migration needs no file access)."""
     try:
-        con = duckdb.connect(copy, config=GUARDS)
+        con = open_duckdb(copy)
         try:
             migrations.migrate(con, copy)
         finally:

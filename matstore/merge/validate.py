@@ -10,12 +10,12 @@ import json
 import math
 from functools import lru_cache
 
-import duckdb
 import polars as pl
 
 from .. import compositions as C
 from .. import migrations
-from .base import GUARDS, SRC, MergeError, ident, scalar
+from ..connection import open_duckdb
+from .base import SRC, MergeError, ident, scalar
 
 # (table, column, parent table, parent column): every non-NULL value must be a row of the parent
 # in the other file itself, so nothing received can attach to one of our rows by a forged id.
@@ -71,7 +71,7 @@ MAX_ATOMS = getattr(C, "MAX_ATOMS", None)
 
 @lru_cache(maxsize=1)
 def _expected_schema_cached(version: int) -> tuple:
-    con = duckdb.connect(":memory:", config=GUARDS)
+    con = open_duckdb(":memory:")
     try:
         migrations.migrate(con, ":memory:")
         return tuple(schema_of(con, "memory").items())

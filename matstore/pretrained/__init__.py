@@ -73,25 +73,26 @@ def import_pretrained(store: Store, name: str):
     with its shipped leave-out set, so `matstore quality` measures its recovery there too."""
     from ..registry import import_models  # noqa: PLC0415 (imports torch)
 
-    res = import_models(store, path(name))
-    import_leave_out(store, name)
-    return res
+    parsed = leave_out(name)   # checked before anything is written: a forged entry imports nothing
+    return import_models(store, path(name), then=lambda con: write_leave_out(con, name, parsed))
 
 
 def import_leave_out(store: Store, name: str) -> int:
     """The shipped leave-out formulas of ``name`` as composition_sets rows (role 'holdout',
     set '<name>/leave-out') of the store's version with the shipped weights, unless that version
     already has a leave-out split (trained here, or imported before). Returns rows written."""
-    import datetime as dt  # noqa: PLC0415
+    parsed = leave_out(name)
+    with store.transaction() as con:
+        return write_leave_out(con, name, parsed)
 
-    import polars as pl  # noqa: PLC0415
 
+def leave_out(name: str) -> list:
+    """The shipped leave-out compositions of ``name`` (checked against the manifest), or []."""
     from ..compositions import try_parse  # noqa: PLC0415
-    from ..store import append  # noqa: PLC0415
 
     lo = entry(name).get("leave_out")
     if not lo:
-        return 0
+        return []
     f = PACKAGE_DIR / lo["file"]
     if f.parent != PACKAGE_DIR or not f.is_file() or sha256_file(f) != lo["sha256"]:
         raise PretrainedError(f"pretrained {name!r}: leave-out file {lo['file']!r} is missing or "
@@ -101,22 +102,49 @@ def import_leave_out(store: Store, name: str) -> int:
     if bad or len(parsed) != lo["n"]:
         raise PretrainedError(f"pretrained {name!r}: leave-out file {f.name} holds {len(parsed)} formulas "
                               f"({len(bad)} unreadable), the manifest says {lo['n']}")
-    ids = sorted({c.composition_id for c in parsed})
+    return parsed
+
+
+def write_leave_out(con, name: str, parsed: list) -> int:
+    """In the caller's transaction: the leave-out compositions themselves (those the store lacks,
+    so the set's rows point at compositions of this store and it merges), then its
+    composition_sets rows. Returns the set rows written."""
+    import datetime as dt  # noqa: PLC0415
+
+    import polars as pl  # noqa: PLC0415
+
+    from ..compositions import insert_new  # noqa: PLC0415
+    from ..store import append  # noqa: PLC0415
+
+    if not parsed:
+        return 0
+    uniq = {c.composition_id: c for c in parsed}
+    ids = sorted(uniq)
     weights = sorted(shipped_weights(name))
-    with store.transaction() as con:
-        row = con.execute("SELECT max(model_id) FROM model_versions WHERE name = ? AND "
-                          "list_contains(?::VARCHAR[], weights_sha256)", [name, weights]).fetchall()
-        if not row or row[0][0] is None:
-            return 0
-        model_id = int(row[0][0])
-        have = con.execute("SELECT count(*) FROM composition_sets WHERE model_id = ? AND role IN "
-                           "('val', 'test', 'holdout')", [model_id]).fetchall()[0][0]
-        if have:
-            return 0
-        append(con, "composition_sets", pl.DataFrame({
-            "set_name": f"{name}/leave-out", "composition_id": pl.Series(ids, dtype=pl.Int64),
-            "model_id": pl.Series([model_id] * len(ids), dtype=pl.Int32), "role": "holdout",
-            "created_at": dt.datetime.now()}))
+    row = con.execute("SELECT max(model_id) FROM model_versions WHERE name = ? AND "
+                      "list_contains(?::VARCHAR[], weights_sha256)", [name, weights]).fetchall()
+    if not row or row[0][0] is None:
+        return 0
+    model_id = int(row[0][0])
+    have = con.execute("SELECT count(*) FROM composition_sets WHERE model_id = ? AND role IN "
+                       "('val', 'test', 'holdout')", [model_id]).fetchall()[0][0]
+    if have:
+        return 0
+    comps = list(uniq.values())
+    _, taken_by = insert_new(con, pl.DataFrame({
+        "composition_id": pl.Series([c.composition_id for c in comps], dtype=pl.Int64),
+        "formula": [c.formula for c in comps],
+        "elements": pl.Series([list(c.elements) for c in comps], dtype=pl.List(pl.String)),
+        "counts": pl.Series([list(c.counts) for c in comps], dtype=pl.List(pl.Int32)),
+        "n_elements": pl.Series([c.n_elements for c in comps], dtype=pl.Int32),
+        "n_atoms": pl.Series([c.n_atoms for c in comps], dtype=pl.Int32)}))
+    if taken_by.drop_nulls().len():   # a key held by another map: that id is not this formula
+        raise PretrainedError(f"pretrained {name!r}: {taken_by.drop_nulls().len()} leave-out "
+                              f"formulas collide with other compositions of this store")
+    append(con, "composition_sets", pl.DataFrame({
+        "set_name": f"{name}/leave-out", "composition_id": pl.Series(ids, dtype=pl.Int64),
+        "model_id": pl.Series([model_id] * len(ids), dtype=pl.Int32), "role": "holdout",
+        "created_at": dt.datetime.now()}))
     return len(ids)
 
 

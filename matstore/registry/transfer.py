@@ -10,25 +10,28 @@ from pathlib import Path
 import polars as pl
 
 from .. import models
+from .. import outpaths
 from ..store import Store
 from .records import (COLUMNS, JSON_COLUMNS, OPTIONAL_COLUMNS, ModelError, ModelVersion, get_record,
                       insert_version)
 from .weights import rebuild
 
-def export_models(store: Store, path: str | Path, refs: list | None = None) -> int:
-    """Write the given versions (default: all) with weights to one Parquet file; returns rows."""
-    path = Path(path)
+def export_models(store: Store, path: str | Path, refs: list | None = None,
+                  overwrite: bool = False) -> int:
+    """Write the given versions (default: all) with weights to one Parquet file; returns rows.
+    An existing file is replaced only with overwrite, never a store (outpaths.check)."""
+    path = outpaths.check(path, overwrite=overwrite, option="models export")
     if refs:
         ids = [get_record(store, r, weights=False)["model_id"] for r in refs]
         where, params = f"model_id IN ({', '.join('?' for _ in ids)})", ids
     else:
         where, params = "true", []
-    with store.connect() as con:
+    tmp = path.with_name(path.name + ".partial")
+    with store.connect(write_paths=[str(tmp)]) as con:
         n = con.execute(f"SELECT count(*) FROM model_versions WHERE {where}", params).fetchall()[0][0]
         if n == 0:
             raise ModelError(f"no models to export from {store.path}")
         cols = ", ".join(c if c not in JSON_COLUMNS else f"{c}::VARCHAR AS {c}" for c in COLUMNS)
-        tmp = path.with_name(path.name + ".partial")
         con.execute(f"COPY (SELECT model_id, {cols} FROM model_versions WHERE {where} ORDER BY model_id) "
                     f"TO '{_sql_str(tmp)}' (FORMAT parquet)", params)
     tmp.replace(path)  # no half-written export file under the real name
@@ -45,8 +48,10 @@ class ImportResult:
     skipped: list[str]  # "name@N (same weights as name@M)"
 
 
-def import_models(store: Store, path: str | Path) -> ImportResult:
-    """Read an export file: every row is checked (sha256, rebuild) before any is written."""
+def import_models(store: Store, path: str | Path, then=None) -> ImportResult:
+    """Read an export file: every row is checked (sha256, rebuild) before any is written.
+    then(con): more writes in the same transaction (a shipped model's leave-out set), so an
+    import lands whole or not at all."""
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"model file {path} does not exist")
@@ -81,6 +86,8 @@ def import_models(store: Store, path: str | Path) -> ImportResult:
             metrics = json.loads(rec["metrics"]) if rec["metrics"] else {}
             imported.append(ModelVersion(model_id, rec["name"], version, rec["kind"],
                                          rec["weights_sha256"], metrics))
+        if then is not None:
+            then(con)
     return ImportResult(imported, skipped)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 
-from .. import models
+from .. import bounds, models
 from ..models import ensemble
 from ..models.errors import WeightsError
 from ..models.torch_weights import WEIGHTS_FORMAT, state_dict_of
@@ -44,7 +44,19 @@ def rebuild(record: dict):
     kind = record["kind"]
     try:
         family = models.get(kind)
-        return family.load(weights, record, ensemble.spec(record.get("hyperparams")), ref)
+        members = ensemble.spec(record.get("hyperparams"))
+        if family.torch:   # sized on torch's meta device, then the blob's declared size, before loading
+            try:
+                values = bounds.model_values(kind, record["config"], (
+                    (lambda k, c: ensemble.Members.build(k, c, members)) if members is not None
+                    else models.build))
+            except bounds.BoundsError as e:
+                raise ModelError(f"model {ref}: {e}") from None
+            try:
+                bounds.check_weights_blob(weights, values, ref)
+            except bounds.BoundsError as e:
+                raise ModelError(str(e)) from None
+        return family.load(weights, record, members, ref)
     except WeightsError as e:
         raise ModelError(str(e)) from None
     except (ValueError, TypeError) as e:

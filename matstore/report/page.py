@@ -242,6 +242,9 @@ def _quality(d: ReportData) -> str:
 def write_report(store: Store, out: str | Path, run_id: int | None = None, notify=None) -> Path:
     """index.html + PNGs about one generation run (default: the latest) in folder out;
     notify(line) is told before each long part."""
+    from ..outpaths import refuse_store  # noqa: PLC0415
+
+    refuse_store(out)
     say = notify or (lambda _line: None)
     run_id = latest_run(store) if run_id is None else int(run_id)
     say(f"report: reading run {run_id}'s numbers and recomputing each predictor on its test split")

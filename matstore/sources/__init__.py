@@ -165,6 +165,11 @@ def read_table(path: str | Path) -> pl.DataFrame:
         if suffix.endswith(".json") or suffix.endswith(".jsonl") or suffix.endswith(".ndjson"):
             return _read_json_rows(p)
         sep = "\t" if suffix.endswith(".tsv") else ","
+        with open(p, "rb") as f:
+            head = f.read(4)
+        if head[:2] in (b"\xff\xfe", b"\xfe\xff") or (len(head) == 4 and (head[1] == 0 or head[0] == 0)):
+            raise SourceError(f"cannot read {p}: it is UTF-16 text (a spreadsheet's 'Unicode text' "
+                              f"export); save it as UTF-8 CSV")
         df = pl.read_csv(p, infer_schema=False, separator=sep, truncate_ragged_lines=False)
     except SourceError:
         raise

@@ -17,7 +17,9 @@ import numpy as np
 
 from ..compositions import CompositionBatch
 from ..errors import MatstoreError
-from ..query import check_selection
+from ..catalogue import printable
+from ..query import QueryError
+from ..selection import ids_of, query_sql, registered
 from ..store import Store, frame
 
 _SAFE_SOURCE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")  # a source name we may write into SQL text
@@ -136,22 +138,25 @@ def selection_sql(selection: str, target: str | None, source: str | tuple | list
 
 
 def load(store: Store, selection: str, target: str | None = None, max_rows: int | None = None,
-         seed: int = 0, source: str | tuple | None = None) -> Dataset:
+         seed: int = 0, source: str | tuple | None = None, option: str = "train --on") -> Dataset:
     """Run the selection; targets from `source` (default: target_source's choice); max_rows keeps
     a seeded random subset (still ordered by id).
 
-    The selection is user SQL (`train --on`): checked to be one SELECT and run on a guarded
-    read-only connection (no COPY TO, ATTACH, other files, extensions)."""
-    check_selection(selection, "train --on")
+    The selection is user SQL (`train --on`): matstore.selection evaluates it on a guarded
+    read-only connection to composition ids, and the rows are re-read by id. The returned
+    Dataset's sql is the training query as written (the selection's text, for provenance)."""
+    sel_sql = query_sql(selection, option)
     if target and source is None:
         source = target_source(store, target).source
     sql = selection_sql(selection, target, source)
     try:
-        with store.connect(write=False, guarded=True) as con:
-            df = frame(con, sql)
-    except duckdb.Error as e:
+        with store.connect(write=False) as con:
+            ids = ids_of(con, sel_sql, selection, option)
+            with registered(con, ids) as table:
+                df = frame(con, selection_sql(f"SELECT composition_id FROM {table}", target, source))
+    except (duckdb.Error, QueryError) as e:
         raise SelectionError(f"training selection must be a query returning composition_id; "
-                         f"{selection.strip()!r} failed: {e}") from None
+                             f"{printable(selection.strip(), 200)!r} failed: {e}") from None
     n = df.height
     if n == 0:
         what = f" with a {target} value from source {source}" if target else ""

@@ -232,6 +232,7 @@ def parse_overrides(name: str, items) -> tuple[dict, dict]:
     import json  # noqa: PLC0415
 
     from .. import models  # noqa: PLC0415
+    from ..bounds import check_value  # noqa: PLC0415
 
     p = get(name)
     cfg_default = models.config_dict(p.config())
@@ -248,11 +249,12 @@ def parse_overrides(name: str, items) -> tuple[dict, dict]:
             value = raw
         head, _, field_name = key.partition(".")
         if not field_name and key in set(p.hyper) | OPTIONAL_HYPER:
-            hyper[key] = value
+            hyper[key] = check_value(key, value, p.hyper.get(key))
         elif not field_name and key in cfg_default and not isinstance(cfg_default[key], dict):
-            config[key] = value
+            config[key] = check_value(key, value, cfg_default[key])
         elif field_name and isinstance(cfg_default.get(head), dict) and field_name in cfg_default[head]:
-            config.setdefault(head, dict(cfg_default[head]))[field_name] = value
+            config.setdefault(head, dict(cfg_default[head]))[field_name] = check_value(
+                key, value, cfg_default[head][field_name])
         else:
             fields = sorted(f"{k}.{f}" if isinstance(v, dict) else k
                             for k, v in cfg_default.items()

@@ -1,0 +1,82 @@
+"""The one place matstore opens a DuckDB connection (tests/adversarial/test_open.py holds every
+other module to it).
+
+Every connection, read or write, to a store or in memory, gets DuckDB's guards as connect-time
+configuration, so they hold before the first statement touches the file:
+
+- `enable_external_access = false`: no COPY TO/FROM, EXPORT/IMPORT, ATTACH, read_csv/read_text/
+  glob & co., except the exact files (`write_paths`) and folders (`write_dirs`) that the command
+  itself must write or attach (an export's temporary folder, a merge's private copy);
+- extensions: no autoinstall, no autoload, no community or unsigned extensions, no persistent
+  secrets (nothing is read from or created under `~/.duckdb`);
+- `temp_directory`: a folder inside this process's private temporary folder, not DuckDB's default
+  `<store>.tmp` next to the store (DuckDB lets a guarded connection write its temp folder);
+- `lock_configuration = true`: SQL cannot SET any of this back (session settings such as
+  `search_path` remain).
+
+DuckDB 2.0.1 refuses `allowed_paths` / `allowed_directories` as connect-time configuration
+("before the database is started") and refuses to change them once external access is off. So a
+connection that must write somewhere (export, models export, merge's attach) is opened with
+everything else as configuration and gets those three settings (allowed paths, external access
+off, configuration locked) as its first statements, before any statement reads the file: opening
+a DuckDB file runs none of its SQL (views are bound only when queried).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+from typing import Iterable
+
+import duckdb
+
+GUARD_CONFIG = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "allow_community_extensions": False,
+    "allow_unsigned_extensions": False,
+    "allow_persistent_secrets": False,
+}
+_PRIVATE: list[str] = []
+
+
+def _private_temp() -> str:
+    """This process's own 0700 temporary folder (removed at exit): DuckDB's spill folder, which a
+    guarded connection may write, holds nothing of anyone else's. One per process: DuckDB refuses
+    a second connection to an open file with another configuration."""
+    if not _PRIVATE or not os.path.isdir(_PRIVATE[0]):
+        _PRIVATE[:] = [tempfile.mkdtemp(prefix="matstore-duckdb-")]
+        atexit.register(shutil.rmtree, _PRIVATE[0], True)
+    return os.path.join(_PRIVATE[0], "spill")
+
+
+def open_duckdb(path: str = ":memory:", *, read_only: bool = False, write_paths: Iterable[str] = (),
+                write_dirs: Iterable[str] = ()) -> duckdb.DuckDBPyConnection:
+    """A guarded DuckDB connection to path (a file, or ":memory:").
+
+    write_paths / write_dirs: the only files / folders (with everything below them) that SQL on
+    this connection may reach besides the database itself; matstore passes paths it chose, never
+    one from the store or the user's SQL."""
+    config: dict = dict(GUARD_CONFIG)
+    paths = [os.path.abspath(p) for p in write_paths]
+    dirs = [os.path.join(os.path.abspath(d), "") for d in write_dirs]
+    config["temp_directory"] = _private_temp()
+    if not paths and not dirs:
+        config["lock_configuration"] = True
+        return duckdb.connect(str(path), read_only=read_only, config=config)
+    del config["enable_external_access"]
+    con = duckdb.connect(str(path), read_only=read_only, config=config)
+    try:
+        if paths:
+            con.execute("SET allowed_paths = ?", [paths])
+        if dirs:
+            con.execute("SET allowed_directories = ?", [dirs])
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+    except BaseException:
+        con.close()
+        raise
+    return con
