@@ -27,9 +27,9 @@ REVIEWED = {
     # where: one of two constant strings (a ? placeholder)
     'matstore/al/campaigns.py::status': ['where'],
     # table: selection.IDS; sel: the user's --pool, checked by selection.query_sql, run only through selection (guarded, read-only, ids)
-    'matstore/al/loop.py::_pool_predictions': ['sel', 'table'],
+    'matstore/al/screening.py::pool_predictions': ['sel', 'table'],
     # base_set: a value of the store, quoted as a literal ('' doubled); the `on` it builds is evaluated by selection to ids only
-    'matstore/al/loop.py::finish': ['base_set'],
+    'matstore/al/screening.py::finish': ['base_set'],
     # LABEL_URI: package constant
     'matstore/al/loop.py::propose': ["labels.LABEL_URI.split('{')[0]"],
     # prop: checked against the three property column names first
@@ -67,7 +67,7 @@ REVIEWED = {
     # target: SRC-qualified ident() of our schema
     'matstore/merge/write.py::theirs': ['target'],
     # run.run_id: an int matstore assigned
-    'matstore/pipeline.py::run_demo': ['run.run_id'],
+    'matstore/demo.py::run_demo': ['run.run_id'],
     # ids_sql: package SQL strings with ? placeholders
     'matstore/quality.py::_histograms': ['ids_sql'],
     # per: a constant string
@@ -118,6 +118,14 @@ REVIEWED = {
     'matstore/training/presets.py::_source': ['source'],
     # prop: preset constants
     'matstore/training/presets.py::_with': ['prop'],
+    # base: screen_sql() of a package screen (name checked against the shipped sql/screen_*.sql);
+    # c/value/model: columns of that package view (DESCRIBE) or the _VALUE_OF constant
+    'matstore/report/screens.py::_check_spreads': ['base', 'c', 'model', 'value'],
+    'matstore/report/screens.py::run_screen': ['base', 'where'],
+    # name: checked against the package's screen names (view_definitions)
+    'matstore/report/screens.py::screen_sql': ['name'],
+    # pred/sql: package SQL strings with ? placeholders
+    'matstore/stability/selfconsistent.py::phases': ['pred', 'sql'],
 }
 
 
