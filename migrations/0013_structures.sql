@@ -49,3 +49,11 @@ COMMENT ON COLUMN structures.prototype IS 'Prototype label: anonymous formula, s
 COMMENT ON COLUMN structures.fingerprint IS 'Hash of the spglib-standardized primitive cell (species, lattice lengths/angles to 1e-3 Å/deg, positions to 1e-3): one structure, one fingerprint, whatever its site order';
 COMMENT ON COLUMN structures.details IS 'Method specifics (JSON): template structure and formula, substitution map and rule, ElMD distance, volume rule, pyxtal seed, ...';
 COMMENT ON COLUMN structures.created_at IS 'When it was written (local time)';
+
+-- The two structure sources `matstore ingest` knows (matstore.sources.SOURCES); a name already
+-- taken in an older store (a --source-name) keeps its recorded kind.
+INSERT INTO sources
+SELECT * FROM (VALUES
+    ('structures', 'unknown', NULL, 'a crystal-structure file (CIF, POSCAR, extended XYZ, pymatgen JSON, a table with a CIF column, crystal GAN images) ingested without --source-name / --kind'),
+    ('optimade', 'unknown', NULL, 'an OPTIMADE database''s structures (--url), ingested without --source-name')) v(name, kind, method, description)
+WHERE name NOT IN (SELECT name FROM sources);

@@ -15,10 +15,12 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 
 import numpy as np
 
+os.environ.setdefault("SPGLIB_WARNING", "OFF")   # spglib prints C-level warnings on stderr otherwise
 DEFAULT_SYMPREC = 0.01
 _ROUND = 3
 
