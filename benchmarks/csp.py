@@ -97,11 +97,18 @@ def summarise(results, k=1):
     return 100 * len(hits) / max(len(results), 1), float(np.mean(rms)) if hits else float("nan")
 
 
+_TEMPLATES: dict[tuple[int, int], object] = {}   # (id of the list, index) -> Template (symmetry cached)
+
+
 def library(structures, ids, rule):
     from matstore.structures.templates import Template, TemplateLibrary, reduced_counts
 
-    return TemplateLibrary([Template(int(i), structures[i], reduced_counts(structures[i].composition))
-                            for i in ids], rule=rule)
+    def template(i):
+        key = (id(structures), int(i))
+        if key not in _TEMPLATES:
+            _TEMPLATES[key] = Template(int(i), structures[i], reduced_counts(structures[i].composition))
+        return _TEMPLATES[key]
+    return TemplateLibrary([template(i) for i in ids], rule=rule)
 
 
 def perov(args, structures):
