@@ -4,7 +4,7 @@
 - prototype: ``<anonymous formula>_<space group number>_<Wyckoff letters of the distinct orbits,
   sorted>``, e.g. ``ABC3_221_abd`` for cubic SrTiO3; two structures of one prototype differ only by
   which elements sit where (and lattice/free parameters), which is what template prediction wants;
-- fingerprint: a hash of the spglib-standardized primitive cell — species, lattice lengths and
+- fingerprint: a hash of the spglib-standardized conventional cell — species, lattice lengths and
   angles rounded to 1e-3 (Å, degrees), fractional positions rounded to 1e-3 and sorted — so the same
   structure gives the same fingerprint whatever its site order, origin or which equivalent cell
   was stored (the origin is put on each site of the rarest species in turn, the smallest wins).
@@ -67,7 +67,7 @@ def analyse(structure, symprec: float = DEFAULT_SYMPREC) -> Symmetry:
 
 
 def analyse_cell(structure, symprec: float = DEFAULT_SYMPREC):
-    """(Symmetry, standardized primitive cell as (lattice, positions, atomic numbers))."""
+    """(Symmetry, standardized conventional cell as (lattice, positions, atomic numbers))."""
     import spglib  # noqa: PLC0415
 
     lattice, positions, numbers = _cell(structure)
@@ -84,8 +84,9 @@ def analyse_cell(structure, symprec: float = DEFAULT_SYMPREC):
     orbits = sorted({(int(e), w) for e, w in zip(data.equivalent_atoms, data.wyckoffs)})
     letters = "".join(sorted(w for _, w in orbits))
     prototype = f"{anon}_{int(data.number)}_{letters}"
-    std = spglib.standardize_cell(cell, to_primitive=True, no_idealize=False, symprec=symprec)
-    std = tuple(np.asarray(a) for a in std) if std is not None else cell
+    # the dataset's standardized conventional cell (one spglib call, not two): as canonical as
+    # the primitive one for a fingerprint, and the same for a supercell of the same crystal
+    std = (np.asarray(data.std_lattice), np.asarray(data.std_positions), np.asarray(data.std_types))
     return Symmetry(int(data.number), str(data.international), prototype, _hash_cell(*std), symprec,
                     tuple(str(w) for w in data.wyckoffs)), std
 
