@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import click
 
 from ..store import Store
@@ -44,10 +46,24 @@ def predict(db, where, formulas, k, templates, rule, volume, batch_size, seed, n
                   f"{r.n_none} without any, {r.compositions_per_s:.1f} compositions/s")
 
 
-@structures.command(epilog="""\\b
+class SignedIdCommand(click.Command):
+    """Structure ids are signed 64-bit hashes: a token like -123 is an id, not an option."""
+
+    def parse_args(self, ctx, args):
+        return super().parse_args(ctx, [f"id:{a}" if re.fullmatch(r"-\d+", a) else a for a in args])
+
+
+def structure_id_arg(ctx, param, value) -> int:
+    try:
+        return int(str(value).removeprefix("id:"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a structure id (an integer)") from None
+
+
+@structures.command(cls=SignedIdCommand, epilog="""\\b
 Example:
-  matstore structures show 1234567 --cif SrTiO3.cif""")
-@click.argument("structure_id", type=int)
+  matstore structures show -8187949774823060506 --cif SrTiO3.cif""")
+@click.argument("structure_id", callback=structure_id_arg)
 @store_option
 @click.option("--cif", "cif", type=click.Path(dir_okay=False), help="Also write the structure to this CIF file.")
 @click.option("--poscar", "poscar", type=click.Path(dir_okay=False), help="Also write it as a POSCAR file.")

@@ -17,11 +17,12 @@ elements substituted site by site and the volume rescaled.
   element that replaces it (chemically similar elements take each other's sites);
   `en`: equal-count groups matched in order of Pauling electronegativity.
   All three are measured side by side by benchmarks/csp.py.
-- Volume (`fitted`, default): per-element atomic volumes fitted by least squares to the library's
-  own known structures (V = sum over sites of v_element), the template's volume scaled to that
-  prediction's ratio; elements the fit has not seen keep the template's volume. `template`: no rescale.
-- Each template gives one structure; K predictions are the K best templates whose substituted
-  structures are distinct (fingerprint). Space group and prototype are the template's (a
+- Volume (`fitted`, default): per-element atomic volumes fitted by ridge least squares to the
+  library's own known structures (V = sum over sites of v_element, shrunk towards the median volume
+  per atom), the template's volume scaled by the ratio of the two sums; a template with an
+  element the fit has no volume for keeps its volume. `template`: no rescale.
+- Each template gives its best and its second-best substitution (MAPS_PER_TEMPLATE), in template
+  order; K predictions are the first K distinct ones (fingerprint). Space group and prototype are the template's (a
   one-to-one change of elements and a uniform scale keep every symmetry operation).
 - No template of the pattern: a pyxtal random structure of a space group compatible with the
   counts, seeded by the composition and rank (method `pyxtal-random`, flagged as a fallback).
@@ -39,6 +40,9 @@ from .symmetry import DEFAULT_SYMPREC, Symmetry, analyse_cell, relabelled
 RULES = ("sites", "petti", "en")
 VOLUMES = ("fitted", "template")
 FALLBACK_SPACEGROUPS = (225, 221, 194, 166, 139, 62, 14, 12, 2, 1)
+# each template gives its best substitution, then its second best (where equal-count elements can
+# swap sites, e.g. the A and B cations of a perovskite: the commonest miss at one prediction)
+MAPS_PER_TEMPLATE = 2
 
 
 @dataclass
@@ -220,23 +224,25 @@ class TemplateLibrary:
                 break
             t = self.templates[i]
             scorer = self.site_score(t) if self.rule == "sites" else None
-            mapping = assignments(t.counts, target, self.rule, self.scale, scorer)[0]
-            factor, volume = self.volume_scale(t, mapping)
-            sym, cell = t.symmetry()
-            z_map = {Element(a).Z: Element(b).Z for a, b in mapping.items()}
-            new_sym = relabelled(sym, cell, z_map, factor)
-            if new_sym.fingerprint in seen:
-                continue
-            seen.add(new_sym.fingerprint)
-            s = t.structure
-            lattice = Lattice(np.asarray(s.lattice.matrix) * factor)
-            new = Structure(lattice, [mapping[site.specie.symbol] for site in s], s.frac_coords)
-            out.append(Prediction(new, new_sym, "template-substitution", t.structure_id, {
-                "rank": len(out) + 1, "template_rank": rank + 1, "template_structure_id": t.structure_id,
-                "template_formula": _formula_key(t.counts), "elmd": round(dist, 6),
-                "substitution": dict(sorted(mapping.items())), "rule": self.rule,
-                "volume_rule": self.volume_rule if volume is not None else "template",
-                "predicted_volume": None if volume is None else round(volume, 4)}))
+            for alt, mapping in enumerate(assignments(t.counts, target, self.rule, self.scale, scorer)[:MAPS_PER_TEMPLATE]):
+                if len(out) >= k:
+                    break
+                factor, volume = self.volume_scale(t, mapping)
+                sym, cell = t.symmetry()
+                z_map = {Element(a).Z: Element(b).Z for a, b in mapping.items()}
+                new_sym = relabelled(sym, cell, z_map, factor)
+                if new_sym.fingerprint in seen:
+                    continue
+                seen.add(new_sym.fingerprint)
+                s = t.structure
+                lattice = Lattice(np.asarray(s.lattice.matrix) * factor)
+                new = Structure(lattice, [mapping[site.specie.symbol] for site in s], s.frac_coords)
+                out.append(Prediction(new, new_sym, "template-substitution", t.structure_id, {
+                    "rank": len(out) + 1, "template_rank": rank + 1, "template_structure_id": t.structure_id,
+                    "template_formula": _formula_key(t.counts), "elmd": round(dist, 6),
+                    "substitution": dict(sorted(mapping.items())), "substitution_rank": alt + 1,
+                    "rule": self.rule, "volume_rule": self.volume_rule if volume is not None else "template",
+                    "predicted_volume": None if volume is None else round(volume, 4)}))
         if not out and fallback:
             out = random_structures(target, k, seed)
         return out
@@ -267,8 +273,10 @@ def site_statistics(templates: list[Template]) -> dict[tuple, dict[str, int]]:
     return counts
 
 
-def fit_atomic_volumes(templates: list[Template]) -> dict[str, float]:
-    """Per-element volumes (Å^3) minimising sum (V - sum_sites v_el)^2 over the structures."""
+def fit_atomic_volumes(templates: list[Template], ridge: float = 0.001) -> dict[str, float]:
+    """Per-element volumes (Å^3) minimising sum (V/N - mean_sites v_el)^2 + ridge N |v - prior|^2:
+    the prior is the median volume per atom of the structures, so an element the fit cannot
+    separate from its neighbours (every perovskite has one A, one B, three X) keeps a plain size."""
     if not templates:
         return {}
     elements = sorted({el for t in templates for el in t.counts})
@@ -280,9 +288,10 @@ def fit_atomic_volumes(templates: list[Template]) -> dict[str, float]:
         for site in t.structure:
             a[r, col[site.specie.symbol]] += 1.0 / n
         b[r] = t.structure.volume / n
-    v, *_ = np.linalg.lstsq(a, b, rcond=None)
-    # an element seen only beside others may fit <= 0: such a value is no volume, it is left out
-    return {el: float(v[j]) for el, j in col.items() if v[j] > 1.0}
+    prior = np.full(len(elements), float(np.median(b)))
+    lam = ridge * len(templates)      # per structure, so the prior weighs the same at any library size
+    v = np.linalg.solve(a.T @ a + lam * np.eye(len(elements)), a.T @ b + lam * prior)
+    return {el: float(v[j]) for el, j in col.items() if v[j] > 0.5}
 
 
 def random_structures(target: dict[str, int], k: int, seed: int) -> list[Prediction]:
