@@ -117,3 +117,46 @@ def test_elmd_kernel_equals_the_elmd_package():
         theirs = [ElMD("".join(f"{e}{n}" for e, n in c.items())).elmd("".join(f"{e}{n}" for e, n in d.items()))
                   for d in comps]
         assert np.allclose(mine, theirs)
+
+
+KILLER = """
+import os, signal, sys
+from matstore.store import Store
+from matstore.structures import predict as p
+real, calls = p.write_rows, []
+def dying(con, rows):
+    calls.append(1)
+    if len(calls) == 2:          # the second batch: the first is committed
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(con, rows)
+p.write_rows = dying
+p.predict_structures(Store(sys.argv[1]), formulas=sys.argv[2].split(","), k=3, batch_size=4, progress=False)
+"""
+
+
+@pytest.mark.slow
+def test_prediction_resumes_after_kill_9(tmp_path, shared_data, perov):
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    formulas = sorted({s.composition.reduced_formula for s in perov[1][N_TEMPLATES:N_TEMPLATES + 12]})
+    stores = []
+    for name in ("a", "b"):
+        store = Store.init(tmp_path / f"{name}.duckdb")
+        run(store, "structures", file=str(shared_data / "structures/perov_5/val.csv"), limit=120)
+        stores.append(store)
+    predict_structures(stores[0], formulas=formulas, k=3, batch_size=4, progress=False)
+    repo = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([repo] + sys.path)}
+    p = subprocess.run([sys.executable, "-c", KILLER, stores[1].path, ",".join(formulas)], env=env, timeout=300)
+    assert p.returncode == -signal.SIGKILL
+    stores[1].forget_prepared()
+    assert stores[1].query("SELECT count(*) AS n FROM run_batches")["n"][0] == 1
+    resumed = predict_structures(stores[1], formulas=formulas, k=3, batch_size=4, progress=False)
+    assert resumed.resumed and resumed.run_id == 1
+    a, b = (structures_frame(s, origin="template").drop("created_at", "run_id") for s in stores)
+    assert a.height > 0 and a.equals(b)
+    assert stores[1].query("SELECT status FROM runs")["status"].to_list() == ["done"]
