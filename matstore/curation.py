@@ -28,6 +28,7 @@ from .elements85 import ELEMENTS_85, MAX_COUNT
 from .errors import MatstoreError
 
 FE = "formation_energy_per_atom"
+FE_PHYSICAL_MAX = 5.0   # eV/atom: |FE| above it is flagged (sql/physical_outliers.sql says the same)
 ROW_RULES = ("exclude_elements", "matgan_elements", "single_element")
 SET_RULES = ("fe_outliers", "lowest_fe")
 RULES = ROW_RULES + SET_RULES
@@ -121,3 +122,13 @@ def _filter(df: pl.DataFrame, keep: pl.Expr, rule: str,
     if dropped is not None and kept.height < df.height:
         dropped.append(df.filter(~keep.fill_null(False)).with_columns(pl.lit(rule).alias("rule")))
     return kept, df.height - kept.height
+
+
+def physical_outliers(store, ingest_id: int) -> tuple[int, str | None]:
+    """(rows of an ingest whose |formation energy| > FE_PHYSICAL_MAX eV/atom, the most extreme one
+    as 'formula value'); they are kept, flagged in view physical_outliers."""
+    got = store.query(f"SELECT count(*) AS n, arg_max(c.formula || ' ' || printf('%.1f', p.value), abs(p.value)) AS worst "
+                      f"FROM properties p JOIN materials m USING (material_id) JOIN compositions c "
+                      f"ON c.composition_id = p.composition_id WHERE m.ingest_id = ? AND p.name = ? "
+                      f"AND abs(p.value) > {FE_PHYSICAL_MAX}", [ingest_id, FE])
+    return int(got["n"][0]), got["worst"][0]

@@ -28,7 +28,7 @@ def stdout_console() -> Console:
 
 def stderr_console() -> Console:
     """Where status, progress and hints go."""
-    return Console(stderr=True, emoji=False)
+    return Console(stderr=True, emoji=False, soft_wrap=True)   # whole lines: greps and paths survive
 
 
 def _cell(v) -> str:

@@ -157,8 +157,11 @@ def run_demo(store: Store, samples: int = 20000, gan_epochs: int | None = None,
     n_cand = store.query("SELECT count(*) AS n FROM candidates")["n"][0]
     shown = screened.select("formula", pl.col("n_elements").alias("elements"),
                             pl.col("pred_formation_energy_per_atom").round(3).alias("pred_Ef_eV_per_atom"),
-                            pl.col("pred_e_above_hull").round(3).alias("pred_E_hull_eV_per_atom"),
-                            "decomposes_to", pl.col("times_generated").alias("times_generated"))
+                            pl.col("e_above_hull").round(3).alias("pred_E_hull_eV_per_atom"),
+                            pl.col("decomposition").list.eval(pl.format(
+                                "{} {}", pl.element().struct.field("fraction").round(2),
+                                pl.element().struct.field("formula"))).list.join(" + ").alias("decomposes_to"),
+                            "rarest_ion", pl.col("times_generated").alias("times_generated"))
     output.print_table(shown,
                        title=f"top candidates (screen_hull_novel, {fe} vs the {HULL_REFERENCE} hull: "
                              f"{screened.height:,} of {n_cand:,} candidates)", max_rows=top)

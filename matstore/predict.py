@@ -114,3 +114,42 @@ def predict(store: Store, model, where: str | None = None, chunk_size: int = DEF
             prog.update(task, advance=len(batch))
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def predict_formulas(store: Store, model, formulas: list[str], device: str | None = None):
+    """Predict model's property for formulas given on the spot, writing nothing to the store (the
+    formulas are not ingested as known). A polars frame: formula (as given), composition (reduced),
+    value, std, p_metal (a two-stage band gap is 0 where p_metal >= 0.5, as in the views), model,
+    known_in (the store's sources that hold the composition, empty when it is new)."""
+    import polars as pl  # noqa: PLC0415
+
+    from . import compositions  # noqa: PLC0415
+    from .registry import load_model  # noqa: PLC0415
+
+    if not formulas:
+        raise PredictError("no formula given")
+    comps = []
+    for f in formulas:
+        c = compositions.try_parse(f)
+        if isinstance(c, str):
+            raise PredictError(f"formula {f!r}: {c}")
+        comps.append(c)
+    m = load_model(store, model, device=device)
+    if not is_predictor(m):
+        raise PredictError(f"model {m.ref} is a {m.kind}, not a property predictor")
+    batch = compositions.CompositionBatch.from_lists([list(c.elements) for c in comps],
+                                                     [list(c.counts) for c in comps],
+                                                     [c.composition_id for c in comps])
+    out = m.predict_outputs(batch, device=device)
+    value = np.asarray(out.value, np.float64)
+    p_metal = np.asarray(out.p_metal, np.float64)
+    value = np.where(np.isfinite(p_metal) & (p_metal >= 0.5), 0.0, value)
+    known = dict(store.query("SELECT composition_id, sources FROM known WHERE composition_id IN "
+                             "(SELECT unnest(?::BIGINT[]))", [[c.composition_id for c in comps]]).iter_rows())
+    nan = lambda v: [None if not np.isfinite(x) else float(x) for x in v]  # noqa: E731
+    return pl.DataFrame({"formula": list(formulas), "composition": [c.formula for c in comps],
+                         "property": [m.property] * len(comps), "value": nan(value),
+                         "std": nan(np.asarray(out.std, np.float64)), "p_metal": nan(p_metal),
+                         "model": [m.ref] * len(comps),
+                         "known_in": [known.get(c.composition_id) or [] for c in comps]},
+                        schema_overrides={"known_in": pl.List(pl.String)})

@@ -184,11 +184,14 @@ def measure(store: Store, run_id: int) -> dict:
     return {c: row[c] for c in cols}
 
 
-def refresh(store: Store, run_id: int | None = None) -> pl.DataFrame:
-    """Measure run_id (default: every generate run) and return the stored rows."""
+def refresh(store: Store, run_id: int | None = None, notify=None) -> pl.DataFrame:
+    """Measure run_id (default: every generate run) and return the stored rows; notify(line) is
+    told before each run is measured."""
     ids = [run_id] if run_id is not None else store.query(
         "SELECT run_id FROM runs WHERE kind = 'generate' ORDER BY run_id")["run_id"].to_list()
-    for r in ids:
+    for i, r in enumerate(ids):
+        if notify:
+            notify(f"quality: measuring run {r} ({i + 1} of {len(ids)})")
         measure(store, r)
     return store.query("SELECT * FROM generation_quality WHERE list_contains(?::INTEGER[], run_id) "
                        "ORDER BY run_id", [ids])

@@ -3,7 +3,9 @@
 -- Each predicted column names the model version it came from (pred_*_model): when two versions
 -- predicted, the latest run's value is shown, with its version, never an unnamed mix; its _std
 -- (an ensemble's spread, NULL for one model) and p_metal (two-stage band gaps) come from that row.
--- depends: composition_validity, known, model_refs
+-- rarest_ion(_share): the assignment's least ICSD-reported ion (ion_plausibility). A two-stage
+-- band-gap model's gap is 0 where its p_metal >= 0.5 (the ensemble mean of the members' gaps is not).
+-- depends: composition_validity, ion_plausibility, known, model_refs
 -- key: composition_id
 WITH g AS (
     SELECT gen.composition_id,
@@ -49,10 +51,12 @@ SELECT c.composition_id,
        v.smact_valid,
        v.charge_neutral AND v.electronegativity_balanced AS valid,
        v.ions,
+       ip.rarest_ion,
+       ip.rarest_ion_share,
        p.fe.value AS pred_formation_energy_per_atom,
        p.fe.std AS pred_formation_energy_std,
        fm.ref AS pred_formation_energy_model,
-       p.bg.value AS pred_band_gap,
+       CASE WHEN p.bg.p_metal >= 0.5 THEN 0.0 ELSE p.bg.value END AS pred_band_gap,
        p.bg.std AS pred_band_gap_std,
        p.bg.p_metal AS pred_band_gap_p_metal,
        bm.ref AS pred_band_gap_model,
@@ -63,6 +67,7 @@ FROM g
 JOIN compositions c USING (composition_id)
 LEFT JOIN known k USING (composition_id)
 LEFT JOIN v USING (composition_id)
+LEFT JOIN ion_plausibility ip USING (composition_id)
 LEFT JOIN p USING (composition_id)
 LEFT JOIN model_refs fm ON fm.model_id = p.fe.model_id
 LEFT JOIN model_refs bm ON bm.model_id = p.bg.model_id

@@ -101,7 +101,7 @@ def test_export_refuses_a_non_empty_folder_and_leaves_no_partial_export(study, t
     prev = tmp_path / "prev"
     export_parquet(study, prev, tables=["compositions", "runs"])
     export_parquet(study, prev, overwrite=True, tables=["compositions"])
-    assert sorted(p.name for p in prev.iterdir()) == ["compositions", "manifest.json"]
+    assert sorted(p.name for p in prev.iterdir()) == ["compositions", "manifest.json", "views"]  # anion_families
 
 
 def test_empty_store_exports_empty_tables_that_read_back(tmp_path):

@@ -229,8 +229,9 @@ def test_export_overwrite_replaces_its_views_and_keeps_a_users_files(generated, 
     (out / "views" / "mine.txt").unlink()
     export_parquet(generated, out, overwrite=True, tables=["compositions", "materials", "sources"])
     manifest = json.loads((out / "manifest.json").read_text())
-    assert [v["name"] for v in manifest["views"]] == ["known"]   # the only view these tables build
-    assert sorted(p.name for p in (out / "views").iterdir()) == ["known.sql"]
+    # the only views these tables build (anion_families reads compositions alone)
+    assert [v["name"] for v in manifest["views"]] == ["anion_families", "known"]
+    assert sorted(p.name for p in (out / "views").iterdir()) == ["anion_families.sql", "known.sql"]
     export_parquet(generated, out, overwrite=True, tables=["properties"])
     assert not (out / "views").exists() and json.loads((out / "manifest.json").read_text())["views"] == []
     other = tmp_path / "other"                   # a views/ folder that is not the export's

@@ -38,8 +38,8 @@ def test_demo_runs_end_to_end_and_is_consistent(tmp_path):
     assert gen_ids.join(hull, on="composition_id", how="anti").height == 0
     screened = run_screen(store, "hull_novel")
     assert screened.height == res.n_screened
-    assert (screened["pred_e_above_hull"] <= 0.1).all()
-    assert screened["pred_e_above_hull"].to_list() == sorted(screened["pred_e_above_hull"].to_list())
+    assert (screened["e_above_hull"] <= 0.1).all()
+    assert screened["e_above_hull"].to_list() == sorted(screened["e_above_hull"].to_list())
     # re-running reuses the stored models and ingest, and adds one generation run
     res2 = pipeline.run_demo(store, samples=1000, seed=1, device="cpu", top=5, progress=False)
     assert store.query("SELECT count(*) AS n FROM model_versions")["n"][0] == 2

@@ -64,7 +64,12 @@ def test_screen_stable_novel_matches_independent_filter(screened):
     val = store.query("SELECT composition_id, charge_neutral AND electronegativity_balanced AS ok "
                       "FROM validity")
     pr = store.query("SELECT composition_id, value FROM predictions")
-    expect = (raw.filter(~pl.col("composition_id").is_in(known))
+    # the screens' default: the assignment's rarest ion has an ICSD share >= 1 %
+    from matstore.validity.plausibility import MIN_ION_SHARE, rarest_share
+    ox = store.query("SELECT v.composition_id, c.elements, v.oxidation_states FROM validity v "
+                     "JOIN compositions c USING (composition_id)")
+    plausible = [i for i, e, o in ox.iter_rows() if (rarest_share(e, o) or 0) >= MIN_ION_SHARE]
+    expect = (raw.filter(~pl.col("composition_id").is_in(known), pl.col("composition_id").is_in(plausible))
               .join(val.filter(pl.col("ok")), on="composition_id")
               .join(pr.filter(pl.col("value") < 0), on="composition_id"))
     assert 0 < got.height == expect.height

@@ -355,13 +355,14 @@ def test_a_screen_filtered_on_std_keeps_exactly_the_rows_an_independent_query_ke
     store, refs, formulas = study
     _generate(store, formulas, runner.Stages(validate=True, predict=(refs["fe_ens"].ref,)))
     full = run_screen(store, "stable_novel")
-    assert full.height > 20 and (full["pred_formation_energy_model"] == refs["fe_ens"].ref).all()
+    assert full.height > 20 and (full["fe_model"] == refs["fe_ens"].ref).all()
     bound = float(np.median(full["pred_formation_energy_std"].to_numpy()))
     got = run_screen(store, "stable_novel", max_std=bound)
     expect = store.query("""
         SELECT p.composition_id FROM predictions p
         WHERE p.model_id = ? AND p.value < 0 AND p.std <= ?
-          AND p.composition_id IN (SELECT composition_id FROM candidates WHERE novel AND valid)
+          AND p.composition_id IN (SELECT composition_id FROM candidates WHERE novel AND valid
+                                   AND rarest_ion_share >= 0.01)
         ORDER BY 1""", [refs["fe_ens"].model_id, bound])
     assert 0 < got.height < full.height
     assert sorted(got["composition_id"].to_list()) == expect["composition_id"].to_list()

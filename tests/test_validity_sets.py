@@ -296,7 +296,7 @@ def test_cli_validate_oxidation_set(store):
 # ---- screen_stable_semiconductors against a recount ----------------------------------------------
 
 STABILITY_COLS = ["composition_id", "model_id", "reference", "reference_ingests", "formation_energy_per_atom",
-                  "e_above_hull", "decomposition", "run_id"]
+                  "e_above_hull", "decomposition", "run_id", "coverage"]
 
 
 ELEMENTS_ONLY = [{"composition_id": 1, "formula": "Fe", "fraction": 0.4},
@@ -336,7 +336,8 @@ def test_screen_stable_semiconductors_matches_recount(store, read_formulas):
         "formation_energy_per_atom": rng.normal(-1, 0.5, n + len(ids[::2]) + 50),
         "e_above_hull": rng.uniform(-0.05, 0.3, n + len(ids[::2]) + 50),
         "decomposition": [ELEMENTS_ONLY if i % 2 else WITH_COMPOUND for i in range(n + len(ids[::2]) + 50)],
-        "run_id": 5}, schema_overrides={"model_id": pl.Int32, "run_id": pl.Int32,
+        "run_id": 5,
+        "coverage": rng.choice([1.0, 0.5], n + len(ids[::2]) + 50, p=[0.8, 0.2])}, schema_overrides={"model_id": pl.Int32, "run_id": pl.Int32,
                                          "reference_ingests": pl.List(pl.Int32)})
     stab = stab.unique(["composition_id", "model_id", "reference"])
     with store.transaction() as con:
@@ -351,6 +352,13 @@ def test_screen_stable_semiconductors_matches_recount(store, read_formulas):
     val = store.query("SELECT composition_id, charge_neutral AND electronegativity_balanced AS ok "
                       "FROM validity WHERE checker_version = ?", [cur])
     valid = set(val.filter(pl.col("ok"))["composition_id"].to_list())
+    # the default filters: plausible ions (rarest ICSD share >= 1 %), full binary coverage
+    from matstore.validity.plausibility import MIN_ION_SHARE, rarest_share
+    ox = store.query("SELECT c.composition_id, c.elements, v.oxidation_states FROM validity v "
+                     "JOIN compositions c USING (composition_id) WHERE checker_version = ?", [cur])
+    plausible = {i for i, e, o in ox.iter_rows() if (rarest_share(e, o) or 0) >= MIN_ION_SHARE}
+    valid &= plausible
+    stab = stab.filter(pl.col("coverage") >= 1.0)
     bg = pred.sort(["run_id", "model_id"]).group_by("composition_id").last()
     want = (stab.filter(pl.col("model_id") > 0, pl.col("e_above_hull") <= 0.1)
             .join(bg.select("composition_id", pl.col("value").alias("bg"), pl.col("model_id").alias("bgm")),

@@ -152,8 +152,10 @@ def fit_surrogate(store: Store, campaign: Campaign, ae=None, seed: int = 0):
 
 
 def step(store: Store, campaign_id: int, *, allow_missing: bool = False, ae=None,
-         oracle_model=None) -> StepResult:
-    """One round further (see the module's docstring)."""
+         oracle_model=None, notify=None) -> StepResult:
+    """One round further (see the module's docstring). notify(line): told what the step is
+    doing before each long part (the surrogate fit, the candidates, the oracle)."""
+    say = notify or (lambda _line: None)
     t0 = time.perf_counter()
     c = campaigns.get(store, campaign_id)
     kind, _ = oracles.parse(c.oracle)
@@ -172,8 +174,9 @@ def step(store: Store, campaign_id: int, *, allow_missing: bool = False, ae=None
                               f"`matstore al export` its proposals and `matstore al label` the values "
                               f"(or step with --allow-missing to go on without them)")
             campaigns.close_round(con, c.campaign_id, r_open)
-    res = propose(store, c, ae)
+    res = propose(store, c, ae, notify=say)
     if kind.automatic:
+        say(f"round {res.round_no}: the {c.oracle} oracle labels {res.decodable} proposal(s)")
         res.labelled = label_round(store, c, res.round_no, oracle_model)
     res.seconds = time.perf_counter() - t0
     return res
@@ -189,9 +192,10 @@ def label_round(store: Store, c: Campaign, round_no: int, oracle_model=None) -> 
     return n
 
 
-def propose(store: Store, c: Campaign, ae=None) -> StepResult:
+def propose(store: Store, c: Campaign, ae=None, notify=None) -> StepResult:
     """Fit, choose and decode one batch; write the round and its proposals in one transaction."""
     t0 = time.perf_counter()
+    say = notify or (lambda _line: None)
     ae = ae or _load_ae(store, c.autoencoder_id)
     with store.connect() as con:
         round_no = campaigns.last_round(con, c.campaign_id) + 1
@@ -211,7 +215,9 @@ def propose(store: Store, c: Campaign, ae=None) -> StepResult:
         x = latents.matrix(train)
         gp, box = None, surrogate.Box.of(x)
     else:
+        say(f"round {round_no}: fitting the {c.acquisition} surrogate on the labelled compositions")
         gp, train, x = fit_surrogate(store, c, ae, seed=seed)
+        say(f"round {round_no}: surrogate fitted on {len(x):,}; scoring {int(p['n_candidates']):,} candidates")
         box = gp.box
     exclude = known | proposed
     if p.get("candidates_from"):      # pool-based: the latents of given compositions, not decodes

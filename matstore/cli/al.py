@@ -72,12 +72,20 @@ def al_start(db, autoencoder, oracle, prop, target, acquisition, kappa, threshol
 @click.option("--rounds", type=POSITIVE, default=1, show_default=True, help="Rounds to run.")
 @click.option("--allow-missing", is_flag=True,
               help="External oracle: close the open round even where labels are missing.")
-def al_step(campaign_id, db, rounds, allow_missing):
-    """Finish the open round or propose (and, with a model oracle, label) the next one."""
+@no_progress_option
+def al_step(campaign_id, db, rounds, allow_missing, no_progress, quiet):
+    """Finish the open round or propose (and, with a model oracle, label) the next one.
+
+    Example: matstore al step 1 --db study.duckdb --rounds 3
+    """
     from ..al import step
 
+    def notify(line: str) -> None:
+        console.print(f"campaign {campaign_id} {line}", markup=False, highlight=False)
+
     for _ in range(rounds):
-        r = step(Store(db), campaign_id, allow_missing=allow_missing)
+        r = step(Store(db), campaign_id, allow_missing=allow_missing,
+                 notify=None if (no_progress or quiet) else notify)
         what = "finished" if r.resumed else f"proposed {r.proposed} ({r.decodable} decodable) from {r.n_train} labelled,"
         console.print(f"campaign {campaign_id} round {r.round_no}: {what} {r.labelled} labelled "
                       f"in {r.seconds:.1f} s")

@@ -80,11 +80,28 @@ def generate(db, model, n, batch_size, seed, device, tolerance, temperature, top
 @click.option("--batch-size", type=POSITIVE, default=65536, show_default=True,
               help="Compositions per prediction batch and transaction.")
 @click.option("--chunk-size", type=POSITIVE, default=None, hidden=True, help="Old name of --batch-size.")
+@click.option("--formula", "formulas", multiple=True, metavar="FORMULA",
+              help="Predict these formulas and print them, storing nothing (repeatable).")
 @no_progress_option
-def predict(db, model, where, params, device, batch_size, chunk_size, no_progress, quiet):
-    """Predict a property for compositions lacking that model version's predictions."""
+@output_options
+def predict(db, model, where, params, device, batch_size, chunk_size, formulas, no_progress, quiet,
+            fmt, parquet, limit_rows):
+    """Predict a property for compositions lacking that model version's predictions.
+
+    Example: matstore predict --db study.duckdb --model oqmd-attn-fe --formula Cu2ZnSnS4
+    """
     from ..predict import predict as run_predict
     from ..query import parse_params
+
+    if formulas:
+        from .. import output  # noqa: PLC0415
+        from ..predict import PredictError, predict_formulas  # noqa: PLC0415
+
+        if where or params:
+            raise PredictError("--formula predicts the formulas given; --where/-p select stored ones")
+        output.emit(predict_formulas(Store(db), model, list(formulas), device=device), fmt, parquet,
+                    max_rows=limit_rows)
+        return
 
     res = run_predict(Store(db), model, where=where, chunk_size=chunk_size or batch_size, device=device,
                       progress=not (no_progress or quiet), params=parse_params(params))
@@ -99,12 +116,17 @@ def predict(db, model, where, params, device, batch_size, chunk_size, no_progres
 @click.option("--reference", default=None,
               help="materials.source whose known phases make the hull (default: the only one "
                    "with formation energies).")
+@click.option("--hull", type=click.Choice(["dft", "mixed", "model"]), default="dft", show_default=True,
+              help="dft: the reference's DFT energies; mixed: plus known compositions without one at "
+                   "--model's predicted energy (reference SOURCE+model); model: every reference phase "
+                   "at --model's energy (SOURCE:model).")
 @no_progress_option
-def stability(db, model, reference, no_progress, quiet):
+def stability(db, model, reference, hull, no_progress, quiet):
     """Energy above the convex hull of a source's known phases, with decomposition products."""
     from ..stability import compute
 
-    res = compute(Store(db), model=model, reference=reference, progress=not (no_progress or quiet))
+    res = compute(Store(db), model=model, reference=reference, hull=hull,
+                  progress=not (no_progress or quiet))
     console.print(f"stability of {res.model or 'the known phases'} vs {res.reference} "
                   f"({res.n_phases:,} reference phases): {res.n_computed:,} rows, "
                   f"{res.n_below:,} below the known hull, in {res.seconds:.1f} s"
@@ -156,13 +178,18 @@ def validate(db, where, params, batch_size, no_progress, quiet, oxidation_set):
 @click.command()
 @store_option
 @click.option("--run", "run_id", type=int, default=None, help="Generation run (default: every one).")
+@no_progress_option
 @output_options
-def quality(db, run_id, fmt, parquet, limit_rows):
+def quality(db, run_id, no_progress, quiet, fmt, parquet, limit_rows):
     """Measure generation quality (validity, uniqueness, novelty, recovery, distribution distances
-    to the training set) into generation_quality and print the rows."""
+    to the training set) into generation_quality and print the rows.
+
+    Example: matstore quality --db study.duckdb --run 3
+    """
     from ..quality import refresh
 
-    output.emit(refresh(Store(db), run_id), fmt, parquet, max_rows=limit_rows)
+    say = None if (no_progress or quiet) else (lambda line: console.print(line, markup=False, highlight=False))
+    output.emit(refresh(Store(db), run_id, notify=say), fmt, parquet, max_rows=limit_rows)
 
 
 COMMANDS = [generate, quality, predict, stability, featurize, validate]

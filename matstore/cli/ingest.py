@@ -69,8 +69,9 @@ def ingest(source, db, file, limit, formula_col, id_col, props, source_name, kin
             max_sites=max_sites, min_distance=min_distance)
     console.print(f"ingest {r.ingest_id} ({r.source}{', resumed' if r.resumed else ''}): "
                   f"{r.rows_seen} seen, {r.rows_kept} kept, {r.rows_rejected} rejected, "
-                  f"{r.rows_curated} curated{_counts(r.curation)}, {r.rows_duplicate} duplicate "
-                  f"in {r.seconds:.1f} s")
+                  f"{r.rows_curated} curated{_counts(r.curation)}, {r.rows_duplicate} duplicate"
+                  + (f", {sum(r.flagged.values())} flagged{_counts(r.flagged)}" if r.flagged else "")
+                  + f" in {r.seconds:.1f} s")
 
 
 def _counts(d) -> str:

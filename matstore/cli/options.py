@@ -11,7 +11,7 @@ from rich.console import Console
 from .. import output
 from ..store import DEFAULT_PATH
 
-console = Console(stderr=True, emoji=False)  # ":a:" in a message is text, not an emoji
+console = Console(stderr=True, emoji=False, soft_wrap=True)  # ":a:" stays text; lines never hard-wrapped (greps, paths)
 POSITIVE = click.IntRange(min=1)          # counts and sizes: 0 or less would do nothing
 TOLERANCE = click.FloatRange(0, 1, min_open=True, max_open=True)   # see options.decode_tolerance
 

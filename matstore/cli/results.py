@@ -6,7 +6,7 @@ import click
 
 from .. import output
 from ..store import Store
-from .options import POSITIVE, console, device_option, output_options, store_option
+from .options import POSITIVE, console, device_option, no_progress_option, output_options, store_option
 
 
 @click.command()
@@ -15,12 +15,24 @@ from .options import POSITIVE, console, device_option, output_options, store_opt
 @click.option("--max-std", type=float, default=None, metavar="X",
               help="Keep rows whose every predicted spread (*_std: ensembles) is <= X; a single "
                    "model's prediction has no spread and is dropped.")
+@click.option("--partial-coverage", is_flag=True,
+              help="Keep hull hits whose binary sub-systems lack reference phases (default: dropped, "
+                   "the hull there is partly the elements' tie plane).")
+@click.option("--rare-ions", is_flag=True,
+              help="Keep oxidation-state assignments with an ion the ICSD reports in < 1 %% of the "
+                   "element's compounds (default: dropped).")
 @output_options
-def screen(name, db, max_std, fmt, parquet, limit_rows):
-    """Run the screen_NAME view (no NAME: list the screens)."""
-    from ..report import run_screen
+def screen(name, db, max_std, partial_coverage, rare_ions, fmt, parquet, limit_rows):
+    """Run the screen_NAME view (no NAME: list the screens).
 
-    df = run_screen(Store(db), name, max_std=max_std)
+    Example: matstore screen stable_semiconductors --db study.duckdb --partial-coverage
+    """
+    from ..report import run_screen, screen_notes
+
+    relax = tuple(k for k, on in (("coverage", partial_coverage), ("ions", rare_ions)) if on)
+    df = run_screen(Store(db), name, max_std=max_std, relax=relax)
+    for note in screen_notes(name, relax):
+        click.echo(note, err=True)
     output.emit(df, fmt, parquet, max_rows=limit_rows)
 
 
@@ -29,11 +41,16 @@ def screen(name, db, max_std, fmt, parquet, limit_rows):
 @click.option("--run", "run_id", type=int, default=None, help="Generation run (default: latest).")
 @click.option("--out", "out", type=click.Path(file_okay=False), required=True,
               help="Folder to write the report into.")
-def report(db, run_id, out):
-    """Write PNG plots and an index.html about a generation run."""
+@no_progress_option
+def report(db, run_id, out, no_progress, quiet):
+    """Write PNG plots and an index.html about a generation run.
+
+    Example: matstore report --db study.duckdb --out report/
+    """
     from ..report import write_report
 
-    path = write_report(Store(db), out, run_id=run_id)
+    say = None if (no_progress or quiet) else (lambda line: console.print(line, markup=False, highlight=False))
+    path = write_report(Store(db), out, run_id=run_id, notify=say)
     console.print(f"report written to {path}")
 
 

@@ -135,6 +135,25 @@ def _refuse_label_source(store: Store, name: str) -> None:
                           f"ingest data under another --source-name")
 
 
+def _flag_outliers(store: Store, res: IngestResult) -> None:
+    """Count (and warn about) physically implausible formation energies the ingest kept."""
+    import warnings  # noqa: PLC0415
+
+    from ..curation import FE_PHYSICAL_MAX, physical_outliers  # noqa: PLC0415
+
+    n, worst = physical_outliers(store, res.ingest_id)
+    res.flagged = {"fe_physical_outliers": n} if n else {}
+    if n:
+        warnings.warn(f"ingest {res.ingest_id} ({res.source}): {n:,} formation energies beyond "
+                      f"+-{FE_PHYSICAL_MAX:g} eV/atom (e.g. {worst}) are physical outliers: kept, "
+                      f"listed in view physical_outliers; --fe-sigma or a --where drops them",
+                      PhysicalOutlierWarning, stacklevel=3)
+
+
+class PhysicalOutlierWarning(UserWarning):
+    """Formation energies an ingest kept that no real compound has."""
+
+
 def ingest(store: Store, source: Source, curation: Curation | None = None, *, resume: bool = True,
            progress: bool = False, on_chunk: Callable[[IngestResult], None] | None = None) -> IngestResult:
     """Run one ingest of `source` into `store`; see the module docstring for the rules."""
@@ -160,6 +179,7 @@ def ingest(store: Store, source: Source, curation: Curation | None = None, *, re
         with store.transaction() as con:
             save(con, res, None, status="done")
         res.status = "done"
+        _flag_outliers(store, res)
     except BaseException as e:
         res.status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
         try:

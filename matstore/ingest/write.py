@@ -35,6 +35,7 @@ class IngestResult:
     rows_duplicate: int = 0
     curation: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    flagged: dict[str, int] = field(default_factory=dict)   # kept but flagged (physical outliers)
 
 
 def _lookup(con, sql: str, ids: pl.DataFrame, params: list | None = None) -> pl.DataFrame:

@@ -19,6 +19,9 @@ from .base import GUARDS, SRC, MergeError, ident, scalar
 
 # (table, column, parent table, parent column): every non-NULL value must be a row of the parent
 # in the other file itself, so nothing received can attach to one of our rows by a forged id.
+# composition_sets.composition_id is not one: a set lists keys, and a shipped generator's
+# leave-out set names compositions the store never saw (pretrained.import_leave_out); its
+# model_id is checked, and is remapped to the received model.
 REFERENCES = [
     ("materials", "composition_id", "compositions", "composition_id"),
     ("properties", "composition_id", "compositions", "composition_id"),
@@ -26,7 +29,6 @@ REFERENCES = [
     ("validity", "composition_id", "compositions", "composition_id"),
     ("generated", "composition_id", "compositions", "composition_id"),
     ("predictions", "composition_id", "compositions", "composition_id"),
-    ("composition_sets", "composition_id", "compositions", "composition_id"),
     ("properties", "material_id", "materials", "material_id"),
     ("materials", "ingest_id", "ingests", "ingest_id"),
     ("rejects", "ingest_id", "ingests", "ingest_id"),

@@ -7,7 +7,7 @@ shows what `matstore query` would.
 
 from __future__ import annotations
 
-from .screens import ReportError, latest_run, run_screen, screens
+from .screens import ReportError, latest_run, run_screen, screen_notes, screen_sql, screens
 from .page import write_report
 
-__all__ = ["ReportError", "latest_run", "run_screen", "screens", "write_report"]
+__all__ = ["ReportError", "latest_run", "run_screen", "screen_notes", "screen_sql", "screens", "write_report"]

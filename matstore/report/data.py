@@ -72,9 +72,11 @@ def _hits(con, run_id: int) -> tuple[str | None, pl.DataFrame]:
                   [df["composition_id"].to_list()])
     extra = extra.select(["composition_id"] + [c for c in extra.columns if c not in df.columns])
     df = df.join(extra, on="composition_id", how="left", maintain_order="left")
-    keep = [c for c in ("formula", "ions", "e_above_hull", "pred_formation_energy_per_atom",
-                        "pred_band_gap", "fe_model", "band_gap_model", "reference",
-                        "times_generated", "generated_by") if c in df.columns]
+    keep = [c for c in ("formula", "ions", "rarest_ion", "rarest_ion_share", "e_above_hull",
+                        "e_above_hull_bar", "coverage", "missing_systems",
+                        "pred_formation_energy_per_atom", "pred_band_gap", "fe_model",
+                        "band_gap_model", "reference", "times_generated", "generated_by")
+            if c in df.columns]
     if "band_gap_model" in keep and df["band_gap_model"].null_count() == df.height:
         keep.remove("band_gap_model")
     return name, df.select(keep)

@@ -97,7 +97,10 @@ HIT_HEADERS = {"pred_formation_energy_per_atom": "pred. formation energy (eV/ato
                "pred_band_gap": "pred. band gap (eV)", "e_above_hull": "E above hull (eV/atom)",
                "ions": "oxidation states", "fe_model": "formation-energy model",
                "band_gap_model": "band-gap model", "times_generated": "times generated",
-               "generated_by": "generator", "reference": "hull reference"}
+               "generated_by": "generator", "reference": "hull reference",
+               "rarest_ion": "rarest ion", "rarest_ion_share": "its ICSD share",
+               "e_above_hull_bar": "E above hull with the model's error bar",
+               "coverage": "binary coverage", "missing_systems": "sub-systems without reference phases"}
 
 
 class _Figures:
@@ -140,6 +143,10 @@ def _sections(store: Store, d: ReportData, fig: _Figures) -> list[tuple[str, str
         tried = HIT_SCREENS[:HIT_SCREENS.index(d.hits_screen)]
         body = (f"<p class=sub>screen_{d.hits_screen} over this run's compositions, top {d.hits.height:,}"
                 + (f" ({', '.join('screen_' + t for t in tried)}: no hits in this run)" if tried else "")
+                + ". Hull screens keep compositions whose every binary sub-system holds a "
+                "reference phase and whose rarest ion the ICSD reports in >= 1 % of the element's "
+                "compounds; the error bar is the model's ensemble spread and its measured bias "
+                "on known phases (`matstore bias`)."
                 + "</p>" + table(d.hits, HIT_HEADERS))
     else:
         body = _empty("No composition of this run passes screen_stable_semiconductors, "
@@ -235,13 +242,17 @@ def _quality(d: ReportData) -> str:
     return note + table(shown, QUALITY_HEADERS)
 
 
-def write_report(store: Store, out: str | Path, run_id: int | None = None) -> Path:
-    """index.html + PNGs about one generation run (default: the latest) in folder out."""
+def write_report(store: Store, out: str | Path, run_id: int | None = None, notify=None) -> Path:
+    """index.html + PNGs about one generation run (default: the latest) in folder out;
+    notify(line) is told before each long part."""
+    say = notify or (lambda _line: None)
     run_id = latest_run(store) if run_id is None else int(run_id)
+    say(f"report: reading run {run_id}'s numbers and recomputing each predictor on its test split")
     d = report_data(store, run_id)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     fig = _Figures(out)
+    say(f"report: drawing the plots into {out}")
     sections = _sections(store, d, fig)
     # up to two parity plots share a row with the FE-vs-gap scatter; more take the full width
     width = {"accuracy": "span2", "fe-bg": "span1"} if len(d.parity) <= 2 else {}

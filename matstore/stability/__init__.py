@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from ..errors import MatstoreError
 from ..store import Store, append_new
+from . import coverage, selfconsistent
 from .hull import HullResult, Hulls
 
 PROPERTY = "formation_energy_per_atom"
@@ -39,6 +40,19 @@ class Reference:
     source: str
     ingests: list[int]
     hulls: Hulls
+    predicted: np.ndarray | None = None   # per phase (hulls.phase_ids order): energy predicted
+    _coverage_keys: np.ndarray | None = None
+
+    @property
+    def coverage_keys(self) -> np.ndarray:
+        """Packed element sets of the reference's 2- and 3-element phases (coverage.py)."""
+        if self._coverage_keys is None:
+            self._coverage_keys = coverage.system_keys(self.hulls.phase_ranks)
+        return self._coverage_keys
+
+    @property
+    def predicted_phases(self) -> np.ndarray:
+        return np.zeros(self.hulls.n_phases, bool) if self.predicted is None else self.predicted
 
 
 @dataclass
@@ -69,10 +83,26 @@ def default_reference(store: Store) -> str:
     return got["source"][0]
 
 
-def load_reference(store: Store, source: str) -> Reference:
-    """Read the ground-state formation energy per composition of source's phases; hulls are lazy."""
+def load_reference(store: Store, source: str, hull: str = "dft", model=None,
+                   progress: bool = False) -> Reference:
+    """Read the ground-state formation energy per composition of source's phases; hulls are lazy.
+    hull 'mixed' / 'model' (selfconsistent.py): phases at model's predicted energies too."""
     from ..featurize import batch_from_arrow  # noqa: PLC0415
 
+    if hull not in selfconsistent.HULLS:
+        raise StabilityError(f"hull {hull!r} is not one of: {', '.join(selfconsistent.HULLS)}")
+    if hull != "dft":
+        if model is None:
+            raise StabilityError(f"a {hull!r} hull takes its energies from a formation-energy model: "
+                                 f"name one (--model)")
+        model_id, model_ref = resolve_model(store, model)
+        ingests = load_reference(store, source).ingests     # checks the source has phases
+        tab = selfconsistent.phases(store, source, hull, model_ref, model_id, progress)
+        b = batch_from_arrow(tab)
+        hulls = Hulls(b.composition_id, b.z, b.counts, tab.column("energy").to_numpy(),
+                      tab.column("formula").to_pylist())
+        return Reference(selfconsistent.reference_name(source, hull), ingests, hulls,
+                         selfconsistent.predicted_mask(hulls.phase_ids, tab))
     with store.connect() as con:
         tab = con.sql(
             "SELECT p.composition_id, any_value(c.elements) AS elements, any_value(c.counts) AS counts, "
@@ -101,12 +131,19 @@ def rows(ref: Reference, composition_id, z, counts, energy, model_id: int,
     """stability-table rows of compositions (padded z/counts) with energies (NaN: NULL)."""
     energy = np.asarray(energy, np.float64)
     res = ref.hulls.evaluate(z, counts, energy)
-    return _table(ref, np.asarray(composition_id, np.int64), energy, res, model_id, run_id)
+    cov = coverage.evaluate(ref.coverage_keys, z, counts)
+    return _table(ref, np.asarray(composition_id, np.int64), energy, res, cov, model_id, run_id)
 
 
-def _table(ref: Reference, ids: np.ndarray, energy: np.ndarray, res: HullResult, model_id: int,
-           run_id: int | None) -> pa.Table:
+def _table(ref: Reference, ids: np.ndarray, energy: np.ndarray, res: HullResult,
+           cov: coverage.Coverage, model_id: int, run_id: int | None) -> pa.Table:
     n = len(ids)
+    n_products = np.diff(res.offsets)
+    pred = ref.predicted_phases
+    is_pred = (res.product < len(pred)) & pred[np.minimum(res.product, max(len(pred) - 1, 0))] \
+        if len(pred) else np.zeros(len(res.product), bool)
+    row_of = np.repeat(np.arange(n), n_products)
+    n_pred = np.bincount(row_of[is_pred], minlength=n).astype(np.int32)
     bad = ~np.isfinite(energy)
     ingests = pa.array([ref.ingests] * n, pa.list_(pa.int32())) if n else pa.array([], pa.list_(pa.int32()))
     return pa.table({
@@ -119,7 +156,12 @@ def _table(ref: Reference, ids: np.ndarray, energy: np.ndarray, res: HullResult,
         "decomposition": res.decomposition(ref.hulls),
         "run_id": pa.array(np.full(n, -1 if run_id is None else run_id, np.int32),
                            mask=np.full(n, run_id is None)),
-        "hull_energy_per_atom": pa.array(res.hull_energy, mask=~np.isfinite(res.hull_energy))})
+        "hull_energy_per_atom": pa.array(res.hull_energy, mask=~np.isfinite(res.hull_energy)),
+        "coverage": pa.array(cov.coverage),
+        "ternary_coverage": pa.array(cov.ternary_coverage, mask=np.isnan(cov.ternary_coverage)),
+        "missing_systems": cov.missing,
+        "products_dft": pa.array((n_products - n_pred).astype(np.int32)),
+        "products_predicted": pa.array(n_pred)})
 
 
 def _pending(store: Store, model_id: int, reference: str) -> pa.Table:
@@ -155,9 +197,11 @@ def resolve_model(store: Store, model) -> tuple[int, str]:
 
 
 def compute(store: Store, model=None, reference: str | None = None, chunk_size: int = DEFAULT_CHUNK,
-            progress: bool = True, ref: Reference | None = None) -> StabilityResult:
+            progress: bool = True, ref: Reference | None = None, hull: str = "dft") -> StabilityResult:
     """Energy above the hull of reference's known phases for every composition with a
-    formation-energy prediction of model (None: the reference's own phases) lacking a row."""
+    formation-energy prediction of model (None: the reference's own phases) lacking a row.
+    hull: 'dft' (the source's DFT energies), 'mixed' or 'model' (selfconsistent.py; the rows'
+    reference is then 'SOURCE+model' or 'SOURCE:model')."""
     from ..featurize import batch_from_arrow  # noqa: PLC0415
     from ..progress import bar as progress_bar  # noqa: PLC0415
     from ..runs import count, open_run, tracked  # noqa: PLC0415
@@ -165,6 +209,12 @@ def compute(store: Store, model=None, reference: str | None = None, chunk_size: 
     t0 = time.perf_counter()
     reference = reference or (ref.source if ref else default_reference(store))
     model_id, model_ref = resolve_model(store, model) if model is not None else (0, None)
+    if hull != "dft":
+        if model is None:
+            raise StabilityError(f"the {hull!r} hull is made with a model's energies: name the "
+                                 f"formation-energy model (--model)")
+        ref = load_reference(store, reference, hull, model_ref, progress)
+        reference = ref.source
     ref = ref if ref is not None and ref.source == reference else load_reference(store, reference)
     h = ref.hulls
     if model_id == 0:
@@ -174,6 +224,7 @@ def compute(store: Store, model=None, reference: str | None = None, chunk_size: 
         pend = _pending(store, model_id, reference)
         n_todo = pend.num_rows
     result = StabilityResult(None, model_id, model_ref, reference, h.n_phases, 0, 0, 0.0)
+    backfill_coverage(store, ref)
     if n_todo == 0:
         result.seconds = time.perf_counter() - t0
         return result
@@ -206,6 +257,34 @@ def compute(store: Store, model=None, reference: str | None = None, chunk_size: 
             prog.update(task, advance=tab.num_rows)
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def backfill_coverage(store: Store, ref: Reference) -> int:
+    """Fill coverage and product counts of ref's DFT-hull rows written before migration 0012."""
+    from ..featurize import batch_from_arrow  # noqa: PLC0415
+
+    with store.connect() as con:
+        old = con.sql("SELECT s.composition_id, s.model_id, c.elements, c.counts, len(s.decomposition) AS n "
+                      "FROM stability s JOIN compositions c USING (composition_id) "
+                      "WHERE s.reference = ? AND s.coverage IS NULL", params=[ref.source]).to_arrow_table()
+    if old.num_rows == 0:
+        return 0
+    b = batch_from_arrow(old)
+    cov = coverage.evaluate(ref.coverage_keys, b.z, b.counts)
+    tab = pa.table({"composition_id": old.column("composition_id"), "model_id": old.column("model_id"),
+                    "coverage": pa.array(cov.coverage),
+                    "ternary_coverage": pa.array(cov.ternary_coverage, mask=np.isnan(cov.ternary_coverage)),
+                    "missing_systems": cov.missing, "products_dft": old.column("n")})
+    with store.transaction() as con:
+        con.register("cov_fill", tab)
+        con.execute("UPDATE stability SET coverage = f.coverage, ternary_coverage = f.ternary_coverage, "
+                    "missing_systems = f.missing_systems, products_dft = f.products_dft, "
+                    "products_predicted = 0 FROM cov_fill f WHERE stability.composition_id = "
+                    "f.composition_id AND stability.model_id = f.model_id AND stability.reference = ? "
+                    "AND stability.coverage IS NULL",
+                    [ref.source])
+        con.unregister("cov_fill")
+    return old.num_rows
 
 
 def _z_of_ranks(ranks: np.ndarray) -> np.ndarray:

@@ -36,7 +36,7 @@ LOW_DECODABLE_PCT = 50.0
 
 
 class LowDecodableWarning(UserWarning):
-    """A trained GAN whose samples mostly decode to no composition."""
+    """A trained GAN whose samples, or an autoencoder whose reconstructions, mostly decode to no composition."""
 
 
 def _onehot(batch) -> tuple[np.ndarray, np.ndarray]:
@@ -224,6 +224,8 @@ def train(store: Store, preset_name: str, on: str | None = None, epochs: int | N
                     split_ids={"train": ids[sp.train], "val": ids[sp.val], "test": ids[sp.test]})
     if "sample" in metrics:   # saved all the same: it may be trained further or inspected
         warn_low_decodable(mv.ref, p.name, metrics["sample"])
+    if p.kind == "autoencoder":
+        warn_low_reconstruction(mv.ref, metrics)
     return mv
 
 
@@ -295,6 +297,20 @@ def warn_low_decodable(name: str, preset: str, sample: dict) -> None:
     warnings.warn(f"train {name}: only {pct:.1f}% of {sample.get('n_samples', 0):,} samples decode to a "
                   f"composition (< {LOW_DECODABLE_PCT:.0f}%): generate would store few or none; {hint}",
                   LowDecodableWarning, stacklevel=3)
+
+
+def warn_low_reconstruction(name: str, metrics: dict) -> None:
+    """Warn when fewer than LOW_DECODABLE_PCT % of an autoencoder's train or test rows decode back."""
+    low = {k: float(metrics[k]["decodable_pct"]) for k in ("train", "test")
+           if isinstance(metrics.get(k), dict) and metrics[k].get("decodable_pct") is not None
+           and float(metrics[k]["decodable_pct"]) < LOW_DECODABLE_PCT}
+    if low:
+        import warnings  # noqa: PLC0415
+
+        got = ", ".join(f"{v:.1f}% of {k}" for k, v in low.items())
+        warnings.warn(f"train {name}: only {got} rows decode back to their composition "
+                      f"(< {LOW_DECODABLE_PCT:.0f}%): its latents and decodes are not to be trusted; "
+                      f"train longer (--epochs)", LowDecodableWarning, stacklevel=3)
 
 
 class TrainingError(MatstoreError, RuntimeError):
