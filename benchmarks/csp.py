@@ -147,7 +147,7 @@ def speed(args, structures, train, test):
     """K=5: the library alone and the store path (`structures predict` on a temporary store)."""
     from matstore.store import Store
     from matstore.structures import write_structures
-    from matstore.structures.predict import add_compositions, predict_structures
+    from matstore.structures.prediction import add_compositions, predict_structures
     from matstore.structures.templates import reduced_counts
 
     lib = library(structures, train, args.rules[0])

@@ -10,7 +10,7 @@ import pytest
 from matstore.ingest import run
 from matstore.store import Store
 from matstore.structures import read_structures, structures_frame
-from matstore.structures.predict import predict_structures
+from matstore.structures.prediction import predict_structures
 from matstore.structures.templates import ElmdScale, elmd_many
 
 MATCHER = dict(stol=0.5, angle_tol=10, ltol=0.3)
@@ -37,7 +37,7 @@ def _held_out_cubic(perov, store):
     """The first perovskite after the templates that is cubic (Pm-3m), whose composition is not a
     template's, and whose nearest template by ElMD has its prototype (a same-prototype neighbour)."""
     from matstore.structures import analyse
-    from matstore.structures.predict import load_templates
+    from matstore.structures.prediction import load_templates
     from matstore.structures.templates import TemplateLibrary, reduced_counts
 
     _, structs = perov
@@ -74,7 +74,7 @@ def test_held_out_perovskite_is_recovered(template_store, perov, tmp_path):
 
 
 def test_prediction_is_deterministic_and_resumes(tmp_path, shared_data, perov, monkeypatch):
-    from matstore.structures import predict as predict_module
+    from matstore.structures import prediction as predict_module
 
     formulas = sorted({s.composition.reduced_formula for s in perov[1][N_TEMPLATES:N_TEMPLATES + 12]})
     stores = []
@@ -122,7 +122,7 @@ def test_elmd_kernel_equals_the_elmd_package():
 KILLER = """
 import os, signal, sys
 from matstore.store import Store
-from matstore.structures import predict as p
+from matstore.structures import prediction as p
 real, calls = p.write_rows, []
 def dying(con, rows):
     calls.append(1)

@@ -36,7 +36,7 @@ Example:
 @no_progress_option
 def predict(db, where, formulas, k, templates, rule, volume, batch_size, seed, no_fallback, no_resume, no_progress, quiet):
     """Predict K structures per composition from stored known structures (template substitution)."""
-    from ..structures.predict import predict_structures
+    from ..structures.prediction import predict_structures
 
     r = predict_structures(Store(db), where=where, k=k, templates=templates, rule=rule, volume=volume,
                            batch_size=batch_size, seed=seed, fallback=not no_fallback,

@@ -14,7 +14,7 @@ from ..store import Store
 from . import plots
 from .data import HIT_SCREENS, UNITS, ReportData, report_data
 from .screens import latest_run
-from .structures import section as structures_section
+from .structure_section import section as structures_section
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;background:#f4f5f7;color:#222}

@@ -68,7 +68,7 @@ SOURCES: dict[str, SourceKind] = {
     "builtin": SourceKind("builtin:BuiltinSource.open", "experiment", None,
                           "pymatgen exp_compounds experimental formation enthalpies; "
                           "matminer MP formulas (no properties)"),
-    "structures": SourceKind("structures:open_structures", "unknown", None,
+    "structures": SourceKind("structure_files:open_structures", "unknown", None,
                              "a crystal-structure file (CIF, POSCAR, extended XYZ, pymatgen JSON, a table "
                              "with a CIF column, crystal GAN images) ingested without --source-name / --kind"),
     "optimade": SourceKind("optimade:open_optimade", "unknown", None,

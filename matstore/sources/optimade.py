@@ -15,7 +15,7 @@ import json
 from urllib.parse import urlparse
 
 from . import SourceError, check_kind, check_source_name
-from .structures import limits_of
+from .structure_files import limits_of
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
@@ -54,7 +54,7 @@ def open_optimade(api_url=None, filter=None, page_size=None, timeout=None, retri
                   source_name=None, kind=None, method=None, allow_partial=None, max_sites=None,
                   min_distance=None):
     """The structures endpoint of the OPTIMADE database at api_url, filtered by an OPTIMADE filter."""
-    from ..structures.ingest import StructureSource  # noqa: PLC0415
+    from ..structures.entries import StructureSource  # noqa: PLC0415
 
     url = _check_url(api_url)
     name = "optimade" if source_name is None else check_source_name(source_name)

@@ -134,7 +134,12 @@ def write_rows(con, rows: pa.Table) -> int:
     if bad.height:
         raise StructureError(f"{bad['formula'][0]}: {compositions.collision_reason(taken.drop_nulls()[0])}")
     table = rows.drop_columns(["formula", "elements", "counts"])
-    cols = ", ".join(f'"{c}"' for c in table.column_names)
+    from ..catalogue import ident, package_columns  # noqa: PLC0415
+
+    unknown = set(table.column_names) - set(package_columns("structures"))
+    if unknown:   # rows may come from a worker: names are the package's schema, never the rows'
+        raise StructureError(f"structure rows carry columns that are not the store's: {sorted(unknown)[:5]}")
+    cols = ", ".join(ident(c) for c in table.column_names)
     con.register("_matstore_structures", table)
     try:
         got = con.execute(

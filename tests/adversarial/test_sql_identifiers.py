@@ -126,6 +126,10 @@ REVIEWED = {
     'matstore/report/screens.py::screen_sql': ['name'],
     # pred/sql: package SQL strings with ? placeholders
     'matstore/stability/selfconsistent.py::phases': ['pred', 'sql'],
+    # cols: ident()-quoted columns checked against catalogue.package_columns('structures')
+    'matstore/structures/store.py::write_rows': ['cols'],
+    # run_id: an int of the runs table (a printed hint, never executed)
+    'matstore/report/structure_section.py::section': ['run_id'],
 }
 
 

@@ -108,7 +108,7 @@ def predict_structures(store: Store, where: str | None = None, k: int = 5, templ
     the known structures of source `templates` (all known structures when None). formulas: also
     (or only) these compositions, added to the store's compositions if new."""
     from .. import progress as bars  # noqa: PLC0415
-    from ..featurize import pending  # noqa: PLC0415
+    from ..selection import lacking, prepare  # noqa: PLC0415
 
     for name, v in (("-k", k), ("--batch-size", batch_size)):
         if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1000 * (1 + 99 * (name != "-k")):
@@ -132,12 +132,13 @@ def predict_structures(store: Store, where: str | None = None, k: int = 5, templ
     run_id = _find_resumable(store, params) if resume else None
     resumed = run_id is not None
     missing = "SELECT 1 FROM structures s WHERE s.composition_id = c.composition_id AND s.run_id = ?"
+    prepare(store)   # an older store is migrated by this command's own write connection first
     if resumed:
-        todo = pending(store, missing, [run_id], where, None, "structures predict --where",
+        todo = lacking(store, missing, [run_id], where, None, "structures predict --where",
                        PredictStructuresError, ordered=True)
         reopen_run(store, run_id)
     else:
-        todo = pending(store, missing, [-1], where, None, "structures predict --where",
+        todo = lacking(store, missing, [-1], where, None, "structures predict --where",
                        PredictStructuresError, ordered=True)
         if todo.num_rows == 0:
             return StructurePredictResult(None, False, 0, 0, 0, 0, time.perf_counter() - t0)

@@ -28,7 +28,7 @@ def open_structures(file=None, format=None, cif_col=None, id_col=None, props=Non
     """A structure file: format by name or --format; a table's CIF column by --cif-col (default:
     cif/structure), its ids by --id-col (default: material_id/id), properties by --prop."""
     from ..structures import readers  # noqa: PLC0415
-    from ..structures.ingest import StructureSource, chunked  # noqa: PLC0415
+    from ..structures.entries import StructureSource, chunked  # noqa: PLC0415
 
     if not file:
         raise SourceError("source structures needs --file")
