@@ -38,6 +38,7 @@ class RelaxSettings:
     max_sites: int = 400             # bigger inputs are refused (status error), before any allocation
     max_abs_energy_per_atom: float = 50.0          # eV/atom beyond this: exploded
     volume_ratio_bounds: tuple[float, float] = (0.2, 5.0)  # V/V0 outside: exploded
+    relax_cell: bool = True          # False: positions only, cell fixed (a molecule in its box)
 
     def check(self) -> "RelaxSettings":
         from .errors import RelaxError  # noqa: PLC0415
@@ -56,7 +57,7 @@ class RelaxSettings:
         return {"fmax": self.fmax, "max_steps": self.max_steps, "time_limit": self.time_limit,
                 "max_sites": self.max_sites, "max_abs_energy_per_atom": self.max_abs_energy_per_atom,
                 "volume_ratio_bounds": list(self.volume_ratio_bounds), "optimizer": "ase FIRE",
-                "cell_filter": "ase FrechetCellFilter"}
+                "cell_filter": "ase FrechetCellFilter" if self.relax_cell else None}
 
 
 @dataclass
@@ -144,7 +145,7 @@ def relax_batch(potential, structures: Sequence, settings: RelaxSettings = Relax
             continue
         calc = served_calculator()
         atoms.calc = calc
-        filt = FrechetCellFilter(atoms)
+        filt = FrechetCellFilter(atoms) if settings.relax_cell else atoms
         opt = FIRE(filt, logfile=None)
         opt.fmax = settings.fmax   # what opt.run(fmax=...) sets before its irun loop
         states.append(_State(atoms, calc, opt, filt, atoms.get_volume()))
@@ -217,7 +218,7 @@ def relax_sequential(calculator, structures: Sequence, settings: RelaxSettings =
         v0 = atoms.get_volume()
         t = time.perf_counter()
         e0 = atoms.get_potential_energy() / len(atoms)
-        filt = FrechetCellFilter(atoms)
+        filt = FrechetCellFilter(atoms) if settings.relax_cell else atoms
         opt = FIRE(filt, logfile=None)
         converged = opt.run(fmax=settings.fmax, steps=settings.max_steps)
         out.append(RelaxResult("converged" if converged else "step_cap", opt.nsteps, _fmax(filt),
