@@ -15,13 +15,23 @@ from matstore.relax.hull import Hull, Phase
 def perovskites(shared_data):
     from pymatgen.core import Structure
 
-    df = pl.read_csv(shared_data / "structures/perov_5/val.csv", n_rows=6)
+    df = pl.read_csv(shared_data / "structures/perov_5/val.csv", n_rows=60)
     return [Structure.from_str(c, fmt="cif") for c in df["cif"]]
+
+
+# cubic (Pm-3m) perovskites of the set whose DFT cell CHGNet relaxes in a few FIRE steps
+# (HgYN3, SbZnN3, TeBN3: 5-6 steps, the volume changes by 2-5 %)
+CUBIC = [13, 44, 54]
 
 
 @pytest.fixture(scope="module")
 def chgnet():
-    return potential.load("chgnet")
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)   # 2 cores shared by many jobs: one thread spins far less
+    yield potential.load("chgnet")
+    torch.set_num_threads(threads)
 
 
 def disturbed(s, strain=0.02, shift=0.04):
@@ -91,14 +101,14 @@ def test_no_network_when_loading(monkeypatch):
 
 @pytest.mark.slow
 def test_batched_equals_one_at_a_time_ase(chgnet, perovskites):
-    inputs = [disturbed(s) for s in perovskites[:2]]
-    settings = RelaxSettings(fmax=0.05, max_steps=60)
+    inputs = [perovskites[i] for i in CUBIC[:2]]
+    settings = RelaxSettings(fmax=0.05, max_steps=30)
     batched = relax_batch(chgnet, inputs, settings)
     direct = relax_sequential(chgnet.calculator(), inputs, settings)   # chgnet's CHGNetCalculator
     for b, d in zip(batched, direct):
         assert b.status == d.status == "converged"
         assert abs(b.energy_per_atom - d.energy_per_atom) < 1e-3        # 1 meV/atom
-        assert b.steps > 0 and abs(b.steps - d.steps) <= 2
+        assert b.steps > 0 and abs(b.steps - d.steps) <= 1 and abs(b.volume_change) > 0.01
         assert b.energy_per_atom < b.initial_energy_per_atom
         assert b.fmax <= 0.05
 
