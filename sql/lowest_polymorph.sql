@@ -3,11 +3,12 @@
 -- relaxed structure and input, its energy per atom in the potential's convention, how many
 -- distinct relaxed structures (polymorphs) and inputs were compared (inputs that relax to the same
 -- structure share its row), and the potential's name@version.
+-- depends: model_refs
 -- key: composition_id, model_id
 SELECT r.composition_id,
        c.formula,
        r.model_id,
-       m.name || '@' || m.version AS potential,
+       m.ref AS potential,
        arg_min(r.relaxed_structure_id, (r.energy_per_atom, r.relaxed_structure_id)) AS structure_id,
        arg_min(r.structure_id, (r.energy_per_atom, r.relaxed_structure_id)) AS input_structure_id,
        min(r.energy_per_atom) AS energy_per_atom,
@@ -15,6 +16,6 @@ SELECT r.composition_id,
        count(DISTINCT r.structure_id) AS n_inputs
 FROM relaxations r
 JOIN compositions c USING (composition_id)
-JOIN model_versions m ON m.model_id = r.model_id
+JOIN model_refs m ON m.model_id = r.model_id
 WHERE r.status = 'converged' AND r.relaxed_structure_id IS NOT NULL
-GROUP BY r.composition_id, c.formula, r.model_id, m.name, m.version
+GROUP BY r.composition_id, c.formula, r.model_id, m.ref

@@ -128,3 +128,25 @@ def test_statuses_end_a_relaxation(chgnet, perovskites):
     apart.scale_lattice(s.volume * 40)   # atoms 3.4x further apart: isolated, no graph
     alone, = relax_batch(chgnet, [apart], RelaxSettings())
     assert alone.status == "error" and alone.steps == 0
+
+
+@pytest.mark.slow
+def test_sevennet_batch_equals_its_calculator(perovskites):
+    import torch
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        pot = potential.load("sevennet-0")
+        atoms = [AseAtomsAdaptor.get_atoms(perovskites[i]) for i in (0, 13, 44)]
+        batch = pot.predict(atoms)
+        calc = pot.calculator()       # sevenn's own SevenNetCalculator, one structure at a time
+        for a, p in zip(atoms, batch):
+            a.calc = calc
+            assert p.error is None
+            assert abs(a.get_potential_energy() - p.energy) / len(a) < 1e-5
+            assert np.abs(a.get_forces() - p.forces).max() < 1e-4
+            assert np.abs(a.get_stress() - p.stress).max() < 1e-5
+    finally:
+        torch.set_num_threads(threads)
