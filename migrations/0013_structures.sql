@@ -46,7 +46,7 @@ COMMENT ON COLUMN structures.spacegroup_number IS 'International space group num
 COMMENT ON COLUMN structures.spacegroup_symbol IS 'Hermann-Mauguin symbol of that space group, e.g. Pm-3m';
 COMMENT ON COLUMN structures.symprec IS 'Symmetry tolerance used for the space group and prototype (Å)';
 COMMENT ON COLUMN structures.prototype IS 'Prototype label: anonymous formula, space group number and sorted Wyckoff letters, e.g. ABC3_221_abd';
-COMMENT ON COLUMN structures.fingerprint IS 'Hash of the spglib-standardized primitive cell (species, lattice lengths/angles to 1e-3 Å/deg, positions to 1e-3): one structure, one fingerprint, whatever its site order';
+COMMENT ON COLUMN structures.fingerprint IS 'Hash of the spglib-standardized conventional cell (species, lattice lengths/angles to 1e-3 Å/deg, positions to 1e-3): one structure, one fingerprint, whatever its site order';
 COMMENT ON COLUMN structures.details IS 'Method specifics (JSON): template structure and formula, substitution map and rule, ElMD distance, volume rule, pyxtal seed, ...';
 COMMENT ON COLUMN structures.created_at IS 'When it was written (local time)';
 

@@ -34,17 +34,17 @@ def entry_of(doc: dict):
     """One OPTIMADE structure resource -> matstore Entry (structure or reason)."""
     from optimade.adapters import Structure as OptimadeStructure  # noqa: PLC0415
 
-    from ..structures.readers import Entry, _quiet, _short  # noqa: PLC0415
+    from ..structures.readers import Entry, quietly, shorten  # noqa: PLC0415
 
     ext = str(doc.get("id", ""))
-    raw = _short(json.dumps(doc.get("attributes", {}), default=str))
+    raw = shorten(json.dumps(doc.get("attributes", {}), default=str))
     attrs = doc.get("attributes") or {}
     if not ext:
         return Entry(ext, raw, None, "OPTIMADE entry without an id")
     dims = attrs.get("dimension_types")
     if dims is not None and list(dims) != [1, 1, 1]:
         return Entry(ext, raw, None, f"not periodic in 3-D (dimension_types {dims})")
-    adapted, reason = _quiet(lambda: OptimadeStructure(doc).as_pymatgen)
+    adapted, reason = quietly(lambda: OptimadeStructure(doc).as_pymatgen)
     if adapted is None or not hasattr(adapted, "lattice"):
         return Entry(ext, raw, None, f"cannot convert to a pymatgen Structure: {reason or type(adapted).__name__}")
     return Entry(ext, raw, adapted, None)

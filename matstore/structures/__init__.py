@@ -2,7 +2,10 @@
 
 Modules: store (pymatgen Structures <-> rows: write_structures, read_structures, structures_frame,
 to_structure; the stable API, see its docstring), symmetry (space group, prototype label,
-fingerprint through spglib), checks (what makes a structure storable: one reason per reject).
+fingerprint through spglib), checks (what makes a structure storable: one reason per reject),
+readers (structure files -> entries), image (the crystal GAN's 30x3 images), ingest (entries ->
+materials + known structures), templates (template-based prediction), predict (its batched,
+resumable runs), show (a structure for a person). docs/structures.md describes them.
 
     from matstore.structures import write_structures, read_structures
     ids = write_structures(store, [s1, s2], "relaxed", "chgnet-0.4.2", parents=[p1, p2], run_id=7)
@@ -14,8 +17,8 @@ from __future__ import annotations
 from .checks import Limits, check
 from .store import (ORIGINS, StructureError, read_structures, structure_id, structure_rows,
                     structures_frame, to_structure, write_rows, write_structures)
-from .symmetry import DEFAULT_SYMPREC, Symmetry, analyse
+from .symmetry import DEFAULT_SYMPREC, Symmetry, analyse, analyse_cell
 
-__all__ = ["DEFAULT_SYMPREC", "Limits", "ORIGINS", "StructureError", "Symmetry", "analyse", "check",
+__all__ = ["DEFAULT_SYMPREC", "Limits", "ORIGINS", "StructureError", "Symmetry", "analyse", "analyse_cell", "check",
            "read_structures", "structure_id", "structure_rows", "structures_frame", "to_structure",
            "write_rows", "write_structures"]

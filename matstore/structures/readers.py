@@ -66,11 +66,11 @@ def read_text(path: str | Path) -> str:
     return p.read_bytes().decode("utf-8", errors="replace")
 
 
-def _short(text: str) -> str:
+def shorten(text: str) -> str:
     return text if len(text) <= MAX_RAW_CHARS else text[:MAX_RAW_CHARS] + f"... [{len(text):,} chars]"
 
 
-def _quiet(fn, *args, **kw):
+def quietly(fn, *args, **kw):
     """Call a pymatgen/ase parser with its warnings silenced (they become a reject's reason instead)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -102,7 +102,7 @@ def parse_cif(text: str, max_sites: int):
             raise ValueError("no structure in the block")
         return structures[0]
 
-    s, reason = _quiet(parse)
+    s, reason = quietly(parse)
     return (s, None) if s is not None else (None, f"unparseable CIF: {reason}")
 
 
@@ -117,15 +117,15 @@ def _cif_blocks(text: str) -> list[str]:
 def cif_entries(path: str, id_prefix: str, max_sites: int) -> Iterator[Entry]:
     for i, block in enumerate(_cif_blocks(read_text(path)), start=1):
         s, reason = parse_cif(block, max_sites)
-        yield Entry(f"{id_prefix}#{i}", _short(block), s, reason)
+        yield Entry(f"{id_prefix}#{i}", shorten(block), s, reason)
 
 
 def poscar_entries(path: str, id_prefix: str, max_sites: int) -> Iterator[Entry]:
     from pymatgen.io.vasp import Poscar  # noqa: PLC0415
 
     text = read_text(path)
-    p, reason = _quiet(Poscar.from_str, text, read_velocities=False)
-    yield Entry(f"{id_prefix}#1", _short(text), p.structure if p is not None else None,
+    p, reason = quietly(Poscar.from_str, text, read_velocities=False)
+    yield Entry(f"{id_prefix}#1", shorten(text), p.structure if p is not None else None,
                 None if p is not None else f"unparseable POSCAR: {reason}")
 
 
@@ -134,9 +134,9 @@ def extxyz_entries(path: str, id_prefix: str, max_sites: int, props=()) -> Itera
     from pymatgen.io.ase import AseAtomsAdaptor  # noqa: PLC0415
 
     read_text(path)  # existence and size
-    frames, reason = _quiet(read, path, index=":", format="extxyz")
+    frames, reason = quietly(read, path, index=":", format="extxyz")
     if frames is None:
-        yield Entry(f"{id_prefix}#1", _short(read_text(path)), None, f"unparseable extended XYZ: {reason}")
+        yield Entry(f"{id_prefix}#1", shorten(read_text(path)), None, f"unparseable extended XYZ: {reason}")
         return
     for i, atoms in enumerate(frames, start=1):
         values = {p.name: _text(atoms.info.get(p.column)) for p in props}
@@ -144,7 +144,7 @@ def extxyz_entries(path: str, id_prefix: str, max_sites: int, props=()) -> Itera
         if not all(atoms.pbc) or atoms.cell.rank < 3:
             yield Entry(f"{id_prefix}#{i}", raw, None, "extended XYZ frame without a periodic 3-D cell", values)
             continue
-        s, why = _quiet(AseAtomsAdaptor.get_structure, atoms)
+        s, why = quietly(AseAtomsAdaptor.get_structure, atoms)
         yield Entry(f"{id_prefix}#{i}", raw, s, None if s is not None else f"invalid frame: {why}", values)
 
 
@@ -159,11 +159,11 @@ def json_entries(path: str, id_prefix: str, max_sites: int) -> Iterator[Entry]:
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as e:
-        yield Entry(f"{id_prefix}#1", _short(text), None, f"not JSON: {e}")
+        yield Entry(f"{id_prefix}#1", shorten(text), None, f"not JSON: {e}")
         return
     docs = doc if isinstance(doc, list) else [doc]
     for i, d in enumerate(docs, start=1):
-        raw = _short(json.dumps(d)[:MAX_RAW_CHARS])
+        raw = shorten(json.dumps(d)[:MAX_RAW_CHARS])
         if not isinstance(d, dict) or "lattice" not in d or "sites" not in d:
             yield Entry(f"{id_prefix}#{i}", raw, None, "not a pymatgen Structure dict (lattice, sites)")
             continue
@@ -171,7 +171,7 @@ def json_entries(path: str, id_prefix: str, max_sites: int) -> Iterator[Entry]:
             yield Entry(f"{id_prefix}#{i}", raw, None, f"too many sites: {len(d['sites'])} > {max_sites}")
             continue
         plain = {k: v for k, v in d.items() if not k.startswith("@")}
-        s, reason = _quiet(Structure.from_dict, plain)
+        s, reason = quietly(Structure.from_dict, plain)
         yield Entry(f"{id_prefix}#{i}", raw, s, None if s is not None else f"invalid Structure dict: {reason}")
 
 
@@ -187,7 +187,7 @@ def table_entries(df, path: str, id_prefix: str, max_sites: int, cif_col: str, i
             yield Entry(ext, json.dumps(values), None, f"empty {cif_col!r} column", values)
             continue
         s, reason = parse_cif(str(text), max_sites)
-        yield Entry(ext, _short(str(text)), s, reason, values)
+        yield Entry(ext, shorten(str(text)), s, reason, values)
 
 
 def mgmno_entries(path: str, id_prefix: str, max_sites: int) -> Iterator[Entry]:

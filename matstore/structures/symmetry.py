@@ -4,7 +4,7 @@
 - prototype: ``<anonymous formula>_<space group number>_<Wyckoff letters of the distinct orbits,
   sorted>``, e.g. ``ABC3_221_abd`` for cubic SrTiO3; two structures of one prototype differ only by
   which elements sit where (and lattice/free parameters), which is what template prediction wants;
-- fingerprint: a hash of the spglib-standardized primitive cell — species, lattice lengths and
+- fingerprint: a hash of the spglib-standardized conventional cell — species, lattice lengths and
   angles rounded to 1e-3 (Å, degrees), fractional positions rounded to 1e-3 and sorted — so the same
   structure gives the same fingerprint whatever its site order, origin or which equivalent cell
   was stored (the origin is put on each site of the rarest species in turn, the smallest wins).
@@ -32,6 +32,7 @@ class Symmetry:
     prototype: str | None
     fingerprint: str
     symprec: float
+    wyckoffs: tuple[str, ...] | None = None   # Wyckoff letter of each site (input order)
 
 
 def _cell(structure):
@@ -62,6 +63,11 @@ def _hash_cell(lattice: np.ndarray, positions: np.ndarray, numbers: np.ndarray) 
 
 def analyse(structure, symprec: float = DEFAULT_SYMPREC) -> Symmetry:
     """Space group, prototype label and fingerprint of an ordered pymatgen Structure."""
+    return analyse_cell(structure, symprec)[0]
+
+
+def analyse_cell(structure, symprec: float = DEFAULT_SYMPREC):
+    """(Symmetry, standardized conventional cell as (lattice, positions, atomic numbers))."""
     import spglib  # noqa: PLC0415
 
     lattice, positions, numbers = _cell(structure)
@@ -73,11 +79,24 @@ def analyse(structure, symprec: float = DEFAULT_SYMPREC) -> Symmetry:
     anon = structure.composition.reduced_composition.anonymized_formula
     if data is None:
         reduced = structure.get_reduced_structure("niggli")
-        lat, pos, num = _cell(reduced)
-        return Symmetry(None, None, None, _hash_cell(lat, pos, num), symprec)
+        std = _cell(reduced)
+        return Symmetry(None, None, None, _hash_cell(*std), symprec), std
     orbits = sorted({(int(e), w) for e, w in zip(data.equivalent_atoms, data.wyckoffs)})
     letters = "".join(sorted(w for _, w in orbits))
     prototype = f"{anon}_{int(data.number)}_{letters}"
-    std = spglib.standardize_cell(cell, to_primitive=True, no_idealize=False, symprec=symprec)
-    lat, pos, num = std if std is not None else cell
-    return Symmetry(int(data.number), str(data.international), prototype, _hash_cell(lat, pos, num), symprec)
+    # the dataset's standardized conventional cell (one spglib call, not two): as canonical as
+    # the primitive one for a fingerprint, and the same for a supercell of the same crystal
+    std = (np.asarray(data.std_lattice), np.asarray(data.std_positions), np.asarray(data.std_types))
+    return Symmetry(int(data.number), str(data.international), prototype, _hash_cell(*std), symprec,
+                    tuple(str(w) for w in data.wyckoffs)), std
+
+
+def relabelled(sym: Symmetry, std_cell, z_map: dict[int, int], scale: float) -> Symmetry:
+    """The Symmetry of a structure made from one with (sym, std_cell) by a one-to-one change of
+    elements (z_map: atomic number -> atomic number) and a uniform lattice scale: the space group
+    and prototype are unchanged (a bijective relabelling keeps every symmetry operation), only the
+    fingerprint is recomputed — without spglib."""
+    lattice, positions, numbers = std_cell
+    mapped = np.array([z_map[int(z)] for z in numbers], int)
+    return Symmetry(sym.number, sym.symbol, sym.prototype, _hash_cell(lattice * scale, positions, mapped),
+                    sym.symprec, sym.wyckoffs)
