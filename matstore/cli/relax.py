@@ -31,7 +31,10 @@ def _settings(fmax, max_steps, time_limit):
     return RelaxSettings(fmax=fmax, max_steps=max_steps, time_limit=time_limit)
 
 
-@click.command()
+@click.command(epilog="""\b
+Example:
+  matstore relax --where "s.origin = 'template'" --potential chgnet --max-steps 300 --time-limit 120
+  matstore relax --resume 7""")
 @store_option
 @click.option("--where", default=None,
               help="SQL condition on structures (alias s); default: every structure that is not a relaxation.")
@@ -43,12 +46,7 @@ def _settings(fmax, max_steps, time_limit):
 def relax(db, where, potential, batch, fmax, max_steps, time_limit, resume_id, device, no_progress, quiet):
     """Relax stored structures with an ML potential (FIRE + ASE FrechetCellFilter, batched):
     relaxed structures become new rows (origin relaxed, linked to their input), energies and
-    status per structure go to the relaxations table. Running it again relaxes only what is new.
-
-    \b
-    Example:
-      matstore relax --where "s.origin = 'template'" --potential chgnet --max-steps 300 --time-limit 120
-    """
+    status per structure go to the relaxations table. Running it again relaxes only what is new."""
     from ..relax.run import relax_structures  # noqa: PLC0415
 
     res = relax_structures(Store(db), where, potential, _settings(fmax, max_steps, time_limit), batch,
@@ -58,7 +56,10 @@ def relax(db, where, potential, batch, fmax, max_steps, time_limit, resume_id, d
                   + (", ".join(f"{k} {v:,}" for k, v in sorted(res.counts.items())) or "nothing new") + ")")
 
 
-@click.command("relax-stability")
+@click.command("relax-stability", epilog="""\b
+Example:
+  matstore relax --potential chgnet && matstore relax-stability --potential chgnet
+  matstore query "SELECT * FROM stability WHERE reference = 'relaxed-known'"""")
 @store_option
 @settings_options
 @no_progress_option
@@ -66,12 +67,7 @@ def relax_stability(db, potential, batch, fmax, max_steps, time_limit, no_progre
     """Formation energy and energy above the hull of every composition's lowest relaxed polymorph,
     against elemental references and known structures relaxed with the SAME potential (one energy
     convention); rows go to the stability table (reference relaxed-known). Elements without a
-    reference get ASE reference states relaxed first (settings below).
-
-    \b
-    Example:
-      matstore relax --potential chgnet && matstore relax-stability --potential chgnet
-    """
+    reference get ASE reference states relaxed first (settings below)."""
     from ..relax.stability import structure_stability  # noqa: PLC0415
 
     res = structure_stability(Store(db), potential, _settings(fmax, max_steps, time_limit), batch,
@@ -81,14 +77,11 @@ def relax_stability(db, potential, batch, fmax, max_steps, time_limit, no_progre
                   + (f"; not placed (no elemental reference): {', '.join(res.missing[:5])}" if res.missing else ""))
 
 
-@click.command()
+@click.command(epilog="""\b
+Example:
+  matstore potentials""")
 def potentials():
-    """List the ML potentials, whether their package is installed, and what their energies are.
-
-    \b
-    Example:
-      matstore potentials
-    """
+    """List the ML potentials, whether their package is installed, and what their energies are."""
     from ..models import potential as pot  # noqa: PLC0415
 
     for spec in pot.SPECS.values():
