@@ -59,7 +59,8 @@ def relax(db, where, potential, batch, fmax, max_steps, time_limit, resume_id, d
 @click.command("relax-stability", epilog="""\b
 Example:
   matstore relax --potential chgnet && matstore relax-stability --potential chgnet
-  matstore query "SELECT * FROM stability WHERE reference = 'relaxed-known'"""")
+  matstore query "SELECT * FROM stability WHERE reference = 'relaxed-known'"
+""")
 @store_option
 @settings_options
 @no_progress_option
