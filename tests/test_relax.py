@@ -150,3 +150,17 @@ def test_sevennet_batch_equals_its_calculator(perovskites):
             assert np.abs(a.get_stress() - p.stress).max() < 1e-5
     finally:
         torch.set_num_threads(threads)
+
+
+def test_potentials_command_lists_identity_and_convention():
+    from click.testing import CliRunner
+
+    from matstore.cli import main
+
+    out = CliRunner().invoke(main, ["potentials"])
+    assert out.exit_code == 0, out.output
+    sha = potential.resolve("chgnet").identity()["weights_sha256"][:12]
+    assert f"chgnet 0.4.2, weights sha256 {sha}" in out.output and "sevennet-l3i5" in out.output
+    assert out.output.count("MP2020") == 3
+    helptext = CliRunner().invoke(main, ["relax", "--help"]).output
+    assert helptext.rstrip().splitlines()[-1].strip().startswith("matstore relax")
