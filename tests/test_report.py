@@ -19,7 +19,7 @@ import torch
 from _store_data import fill
 from matstore.report.browser import find_browser, screenshot
 
-SECTIONS = ["summary", "hits", "accuracy", "fe-bg", "band-gaps", "elements", "quality", "curves"]
+SECTIONS = ["summary", "hits", "structures", "accuracy", "fe-bg", "band-gaps", "elements", "quality", "curves"]
 WINDOW = (1600, 3000)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -234,9 +234,42 @@ def test_sections_without_data_say_so_in_one_line(tmp_path, read_formulas):
     index = write_report(store, tmp_path / "rep", run_id=run.run_id)
     page = _parse(index.read_text())
     assert list(page.sections) == SECTIONS
-    for sec in ("hits", "accuracy", "fe-bg", "band-gaps"):
+    for sec in ("hits", "structures", "accuracy", "fe-bg", "band-gaps"):
         assert len(page.empty[sec]) == 1 and page.empty[sec][0].strip(), sec
     assert sorted(page.imgs) == ["element_counts.png", "element_frequency.png", "uniqueness_curve.png"]
+
+
+def test_structures_section_shows_the_candidates_predicted_structures(tmp_path, read_formulas):
+    from _runner_helpers import ReplayGenerator
+    from pymatgen.core import Composition, Lattice, Structure
+
+    from matstore import runner
+    from matstore.report import write_report
+    from matstore.store import Store
+    from matstore.structures import write_structures
+
+    store = Store.init(tmp_path / "s.duckdb")
+    df = read_formulas("oqmd/formation_enthalpy_train.csv").head(200)
+    fill(store, "oqmd", df, "formation_energy_per_atom")
+    run = runner.generate(store, ReplayGenerator(df["formula"].to_list()), 300, batch_size=150, seed=1,
+                          device="cpu", progress=False)
+    formulas = store.query("SELECT formula FROM candidates WHERE n_elements <= 3 ORDER BY composition_id "
+                           "LIMIT 3")["formula"].to_list()
+    toy = []
+    for f in formulas:   # a toy cell per candidate: atoms on a 3 A grid
+        species = [str(el) for el, n in Composition(f).items() for _ in range(int(n))]
+        side = int(np.ceil(len(species) ** (1 / 3)))
+        toy.append(Structure(Lattice.cubic(3.0 * side), species,
+                             [((i % side) / side, (i // side % side) / side, (i // side // side) / side)
+                              for i in range(len(species))]))
+    write_structures(store, toy, "template", "test-grid", details={"rank": 1, "template_formula": "X"})
+    index = write_report(store, tmp_path / "rep", run_id=run.run_id)
+    page = _parse(index.read_text())
+    rows = page.tables["structures"][0]
+    assert len(rows) == 1 + len(formulas) and {r[0] for r in rows[1:]} == set(formulas)
+    assert "structures.png" in page.imgs
+    for r in rows[1:]:
+        assert (index.parent / r[-1]).read_text().startswith("# generated using pymatgen")
 
 
 @pytest.mark.skipif(find_browser() is None, reason="no chromium binary on PATH (apt-get install chromium): "

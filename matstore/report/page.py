@@ -14,6 +14,7 @@ from ..store import Store
 from . import plots
 from .data import HIT_SCREENS, UNITS, ReportData, report_data
 from .screens import latest_run
+from .structures import section as structures_section
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;background:#f4f5f7;color:#222}
@@ -144,6 +145,8 @@ def _sections(store: Store, d: ReportData, fig: _Figures) -> list[tuple[str, str
         body = _empty("No composition of this run passes screen_stable_semiconductors, "
                       "screen_semiconductors or screen_stable_novel.")
     s.append(("hits", "Screen: top hits", body))
+    s.append(("structures", "Predicted structures of the candidates",
+              structures_section(store, d.run_id, fig.out, fig, table, _empty)))
 
     figs = []
     for i, p in enumerate(d.parity):

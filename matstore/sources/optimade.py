@@ -117,7 +117,7 @@ def page_fetcher(url: str, filter: str, size: int, timeout: float, retries: int)
         got = client.get_one("structures", filter, url, page_limit=size, paginate=False, override_url=nxt)[url]
         if got.errors or not pages:
             why = got.errors[0] if got.errors else "no response"
-            raise SourceError(f"OPTIMADE {nxt or url}: {str(why).splitlines()[0][:300]}")
+            raise SourceError(f"OPTIMADE {nxt or first_url(url, filter, size)}: {str(why).splitlines()[0][:300]}")
         return pages[-1]
     return fetch
 
