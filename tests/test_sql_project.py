@@ -97,6 +97,13 @@ SCHEMA = {  # table -> 'column TYPE' in order: the schema every migration adds u
         'material_id BIGINT', 'composition_id BIGINT', 'name VARCHAR', 'value DOUBLE',
         'unit VARCHAR',
     ],
+    'relaxations': [
+        'structure_id BIGINT', 'model_id INTEGER', 'settings_hash VARCHAR', 'run_id INTEGER',
+        'batch_no INTEGER', 'composition_id BIGINT', 'relaxed_structure_id BIGINT', 'status VARCHAR',
+        'steps INTEGER', 'fmax DOUBLE', 'energy_per_atom DOUBLE', 'initial_energy_per_atom DOUBLE',
+        'volume_change DOUBLE', 'n_sites INTEGER', 'seconds DOUBLE', 'message VARCHAR',
+        'created_at TIMESTAMP',
+    ],
     'rejects': [
         'ingest_id INTEGER', 'row_ref VARCHAR', 'raw VARCHAR', 'reason VARCHAR',
     ],
@@ -120,7 +127,8 @@ SCHEMA = {  # table -> 'column TYPE' in order: the schema every migration adds u
         'composition_id BIGINT', 'model_id INTEGER', 'reference VARCHAR',
         'reference_ingests INTEGER[]', 'formation_energy_per_atom DOUBLE', 'e_above_hull DOUBLE',
         'decomposition STRUCT(composition_id BIGINT, formula VARCHAR, fraction DOUBLE)[]',
-        'run_id INTEGER', 'hull_energy_per_atom DOUBLE',
+        'run_id INTEGER', 'hull_energy_per_atom DOUBLE', 'structure_id BIGINT', 'convention VARCHAR',
+        'reference_structures BIGINT[]',
     ],
     'structures': [
         'structure_id BIGINT', 'composition_id BIGINT', 'material_id BIGINT', 'origin VARCHAR',
