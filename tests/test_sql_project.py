@@ -100,6 +100,13 @@ SCHEMA = {  # table -> 'column TYPE' in order: the schema every migration adds u
     'ion_reports': [
         'element VARCHAR', 'oxidation_state INTEGER', 'reports INTEGER', 'share DOUBLE',
     ],
+    'relaxations': [
+        'structure_id BIGINT', 'model_id INTEGER', 'settings_hash VARCHAR', 'run_id INTEGER',
+        'batch_no INTEGER', 'composition_id BIGINT', 'relaxed_structure_id BIGINT', 'status VARCHAR',
+        'steps INTEGER', 'fmax DOUBLE', 'energy_per_atom DOUBLE', 'initial_energy_per_atom DOUBLE',
+        'volume_change DOUBLE', 'n_sites INTEGER', 'seconds DOUBLE', 'message VARCHAR',
+        'created_at TIMESTAMP',
+    ],
     'rejects': [
         'ingest_id INTEGER', 'row_ref VARCHAR', 'raw VARCHAR', 'reason VARCHAR',
     ],
@@ -125,7 +132,8 @@ SCHEMA = {  # table -> 'column TYPE' in order: the schema every migration adds u
         'decomposition STRUCT(composition_id BIGINT, formula VARCHAR, fraction DOUBLE)[]',
         'run_id INTEGER', 'hull_energy_per_atom DOUBLE', 'coverage DOUBLE',
         'ternary_coverage DOUBLE', 'missing_systems VARCHAR[]', 'products_dft INTEGER',
-        'products_predicted INTEGER',
+        'products_predicted INTEGER', 'structure_id BIGINT', 'convention VARCHAR',
+        'reference_structures BIGINT[]',
     ],
     'structures': [
         'structure_id BIGINT', 'composition_id BIGINT', 'material_id BIGINT', 'origin VARCHAR',
@@ -254,6 +262,23 @@ def _add_structures(store):
     cands = store.query("SELECT formula FROM candidates ORDER BY composition_id LIMIT 5")["formula"]
     write_structures(store, [_grid_structure(f) for f in cands], "template", "test-grid",
                      parents=ids[: len(cands)], details={"template_formula": known[0][1], "rank": 1})
+    _add_relaxations(store, ids[:2], [f for _, f in known[:2]])
+
+
+def _add_relaxations(store, parents, formulas):
+    """Two relaxations with a registered potential (rows as matstore.relax.run writes them)."""
+    from matstore.models.potential.registry import register
+    from matstore.structures import write_structures
+
+    model_id, _ = register(store, "chgnet")
+    out = write_structures(store, [_grid_structure(f) for f in formulas], "relaxed", "chgnet-0.3.0",
+                           parents=parents)
+    with store.transaction() as con:
+        for k, (p, o) in enumerate(zip(parents, out)):
+            con.execute("INSERT INTO relaxations (structure_id, model_id, settings_hash, composition_id, "
+                        "relaxed_structure_id, status, steps, fmax, energy_per_atom, created_at) "
+                        "SELECT ?, ?, 'test', composition_id, ?, 'converged', 3, 0.01, ?, now() "
+                        "FROM structures WHERE structure_id = ?", [p, model_id, o, -5.0 - k, p])
 
 
 def test_the_study_fills_most_views(study):
