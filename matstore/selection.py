@@ -64,22 +64,45 @@ def _tree(sql: str, what: str) -> dict:
     return tree["statements"][0]["node"]
 
 
-def condition_sql(where: str, option: str = "--where") -> str:
-    """The complete statement of a condition on compositions (alias c), checked as a whole; else
-    QueryError naming the option."""
+# the tables a condition may select from: (alias, key column)
+_CONDITION_TABLES = {"compositions": ("c", "composition_id"), "structures": ("s", "structure_id")}
+
+
+def condition_sql(where: str, option: str = "--where", table: str = "compositions") -> str:
+    """The complete statement of a condition on compositions (alias c) or structures (alias s),
+    checked as a whole; else QueryError naming the option."""
+    alias, key = _CONDITION_TABLES[table]
     if not where or not where.strip():
         raise QueryError(f"{option}: empty condition")
     what = f"{option} {_quote(where)}"
-    sql = f"{_CONDITION}({where}\n)"
+    sql = f"SELECT {alias}.{key} FROM {table} {alias} WHERE ({where}\n)"
     node = _tree(sql, what)
     frm = node.get("from_table") or {}
     if (node.get("type") != "SELECT_NODE" or frm.get("type") != "BASE_TABLE"
-            or frm.get("table_name") != "compositions" or frm.get("alias") != "c"
+            or frm.get("table_name") != table or frm.get("alias") != alias
             or len(node.get("select_list") or []) != 1 or node.get("group_expressions")
             or node.get("having") or node.get("qualify") or node.get("modifiers")):
-        raise QueryError(f"{what} must be one SQL condition on compositions (alias c); it closes "
+        raise QueryError(f"{what} must be one SQL condition on {table} (alias {alias}); it closes "
                          f"the condition's parentheses and adds to the statement")
     return sql
+
+
+def structure_ids(store: Store, where: str, option: str = "--where",
+                  created_before=None) -> list[int]:
+    """The ids (sorted, present in structures) that a condition on structures (alias s) selects,
+    on a guarded read-only connection; created_before: only structures stored by then."""
+    sql = condition_sql(where, option, table="structures")
+    later = " WHERE s.created_at <= ?" if created_before is not None else ""
+    try:
+        with store.connect(write=False) as con:
+            rows = con.execute(f"SELECT DISTINCT s.structure_id FROM structures s SEMI JOIN ({sql}) u "
+                               f"ON u.structure_id = s.structure_id{later} ORDER BY 1",
+                               [created_before] if later else []).fetchall()
+    except duckdb.Error as e:
+        why = str(friendly(e, "")).removeprefix(": ")
+        raise QueryError(f"{option} {_quote(where)} is not a valid condition on structures: "
+                         f"{printable(why)}") from None
+    return [int(r[0]) for r in rows]
 
 
 def query_sql(selection: str, option: str = "--on") -> str:

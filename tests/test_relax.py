@@ -8,7 +8,7 @@ import pytest
 
 from matstore.models import potential
 from matstore.relax import RelaxError, RelaxSettings, relax_batch, relax_sequential
-from matstore.relax.hull import Hull, Phase
+from matstore.relax.energy_hull import Hull, Phase
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import polars as pl
 
 from .. import progress, runs
-from ..query import check_selection
+from ..query import QueryError
+from ..selection import structure_ids
 from ..store import Store, append
 from .engine import RelaxSettings, relax_batch
 from .errors import RelaxError
@@ -50,19 +51,12 @@ def settings_hash(settings: RelaxSettings) -> str:
 
 def select(store: Store, where: str | None, before: dt.datetime | None = None) -> list[int]:
     """Ids of the structures matching where (a condition on structures, alias s), in id order;
-    evaluated on a guarded read-only connection."""
+    evaluated on a guarded read-only connection (matstore.selection)."""
     cond = where if where and where.strip() else DEFAULT_WHERE
-    sql = f"SELECT s.structure_id FROM structures s WHERE ({cond})"
-    check_selection(sql, "relax --where")
-    params = []
-    if before is not None:
-        sql += " AND s.created_at <= ?"
-        params.append(before)
-    with store.connect(guarded=True) as con:
-        try:
-            return [r[0] for r in con.execute(sql + " ORDER BY s.structure_id", params).fetchall()]
-        except Exception as e:  # noqa: BLE001 - DuckDB's message, one line, naming the option
-            raise RelaxError(f"relax --where {cond!r}: {str(e).splitlines()[0]}") from None
+    try:
+        return structure_ids(store, cond, "relax --where", created_before=before)
+    except QueryError as e:
+        raise RelaxError(str(e)) from None
 
 
 def pending(store: Store, ids: list[int], model_id: int, shash: str) -> list[int]:

@@ -30,7 +30,7 @@ from ..store import Store, append, frame
 from . import references
 from .engine import RelaxSettings
 from .errors import RelaxError
-from .hull import Hull, Phase
+from .energy_hull import Hull, Phase
 
 REFERENCE = "relaxed-known"
 _ENERGIES = """

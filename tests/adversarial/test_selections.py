@@ -107,3 +107,15 @@ def test_predict_where_escapes_add_no_duplicate_or_forged_predictions(study):
         "count(*) FILTER (WHERE composition_id NOT IN (SELECT composition_id FROM compositions)) "
         "FROM predictions").row(0)
     assert n == distinct == study.query("SELECT count(*) FROM compositions")[0, 0] and orphans == 0
+
+
+def test_a_structure_condition_cannot_escape_its_parentheses(study):
+    """relax --where is a condition on structures (alias s): the same whole-statement check."""
+    from matstore.selection import structure_ids
+
+    for payload in ("false) UNION ALL SELECT 42 WHERE (true", "true) GROUP BY s.structure_id HAVING (true"):
+        with pytest.raises(QueryError, match="condition on structures"):
+            condition_sql(payload, "relax --where", table="structures")
+    assert structure_ids(study, "s.n_sites > 0", "relax --where") == []   # no structures stored
+    with pytest.raises(QueryError, match="relax --where"):
+        structure_ids(study, "no_such_column > 1", "relax --where")

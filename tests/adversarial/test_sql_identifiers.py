@@ -130,6 +130,11 @@ REVIEWED = {
     'matstore/structures/store.py::write_rows': ['cols'],
     # run_id: an int of the runs table (a printed hint, never executed)
     'matstore/report/structure_section.py::section': ['run_id'],
+    # alias/key/table: the _CONDITION_TABLES constant; where: the user's condition, parsed as part of
+    # the complete statement, whose shape (one SELECT from that table, nothing added) is checked
+    'matstore/selection.py::condition_sql': ['alias', 'key', 'table', 'where'],
+    # sql: condition_sql's checked statement, run guarded and read-only, ids only; later: constant
+    'matstore/selection.py::structure_ids': ['later', 'sql'],
 }
 
 
