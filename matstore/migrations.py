@@ -1,6 +1,8 @@
 """Numbered schema migrations (migrations/NNNN_name.sql), applied in order, recorded in a table.
 
-Append-only: never edit a migration that has shipped; add the next number. A store's recorded
+Append-only: never edit a migration that has shipped; add the next number. Numbers are reserved
+per branch while several are written at once, so the package may know 1..11 and 13 before 12
+lands: a store gets every known migration it lacks, in number order. A store's recorded
 migrations are checked by number AND name against the package's: a store that went through a
 different migration under the same number (another branch's, say) is refused, not upgraded.
 """
@@ -45,13 +47,13 @@ def known_migrations() -> list[Migration]:
             raise ValueError(f"migration file {p.name!r} is not named NNNN_name.sql")
         found.append(Migration(int(m.group(1)), m.group(2), p))
     versions = [m.version for m in found]
-    if versions != list(range(1, len(found) + 1)):
-        raise ValueError(f"migrations must be numbered 1..N without gaps, found {versions}")
+    if versions[:1] != [1] or any(b <= a for a, b in zip(versions, versions[1:])):
+        raise ValueError(f"migrations must be numbered from 1, each number once, found {versions}")
     return found
 
 
 def latest_version() -> int:
-    return len(known_migrations())
+    return known_migrations()[-1].version
 
 
 def current_version(con: duckdb.DuckDBPyConnection) -> int:
@@ -69,6 +71,11 @@ def applied(con: duckdb.DuckDBPyConnection) -> list[tuple[int, str]]:
         return []
     return [tuple(r) for r in con.execute("SELECT version, name FROM schema_migrations ORDER BY version")
             .fetchall()]
+
+
+def applied_versions(con: duckdb.DuckDBPyConnection) -> list[tuple[int, str]]:
+    """applied(), or nothing where the table is yet to be made."""
+    return applied(con)
 
 
 def check_not_newer(con: duckdb.DuckDBPyConnection, path: str) -> int:
@@ -95,7 +102,8 @@ def migrate(con: duckdb.DuckDBPyConnection, path: str) -> list[Migration]:
     con.execute("CREATE TABLE IF NOT EXISTS schema_migrations ("
                 "version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)")
     applied = []
-    for mig in known_migrations()[have:]:
+    done = {v for v, _ in applied_versions(con)}
+    for mig in [m for m in known_migrations() if m.version not in done]:
         con.execute("BEGIN TRANSACTION")
         try:
             con.execute(mig.sql())

@@ -122,6 +122,13 @@ SCHEMA = {  # table -> 'column TYPE' in order: the schema every migration adds u
         'decomposition STRUCT(composition_id BIGINT, formula VARCHAR, fraction DOUBLE)[]',
         'run_id INTEGER', 'hull_energy_per_atom DOUBLE',
     ],
+    'structures': [
+        'structure_id BIGINT', 'composition_id BIGINT', 'material_id BIGINT', 'origin VARCHAR',
+        'method VARCHAR', 'parent_structure_id BIGINT', 'ingest_id INTEGER', 'run_id INTEGER',
+        'lattice DOUBLE[3][3]', 'species VARCHAR[]', 'frac_coords DOUBLE[3][]', 'n_sites INTEGER',
+        'volume DOUBLE', 'spacegroup_number INTEGER', 'spacegroup_symbol VARCHAR', 'symprec DOUBLE',
+        'prototype VARCHAR', 'fingerprint VARCHAR', 'details JSON', 'created_at TIMESTAMP',
+    ],
     'validity': [
         'composition_id BIGINT', 'checker_version VARCHAR', 'charge_neutral BOOLEAN',
         'electronegativity_balanced BOOLEAN', 'smact_valid BOOLEAN', 'oxidation_states INTEGER[]',
@@ -211,7 +218,35 @@ def study(tmp_path_factory, read_formulas) -> Store:
     predict(store, mv.ref, where="composition_id IN (SELECT composition_id FROM candidates)",
             device="cpu", progress=False)
     compute_stability(store, model=mv.ref, reference="mp", progress=False)
+    _add_structures(store)
     return store
+
+
+def _grid_structure(formula: str):
+    """A toy structure of formula: its atoms on a 3 A grid of a cubic cell (views need rows)."""
+    import math
+
+    from pymatgen.core import Composition, Lattice, Structure
+
+    species = [str(el) for el, n in Composition(formula).items() for _ in range(int(n))]
+    side = math.ceil(len(species) ** (1 / 3))
+    coords = [((i % side) / side, (i // side % side) / side, (i // side // side) / side)
+              for i in range(len(species))]
+    return Structure(Lattice.cubic(3.0 * side), species, coords)
+
+
+def _add_structures(store):
+    """A known structure per material with a property, a template structure per candidate."""
+    from matstore.structures import write_structures
+
+    known = store.query("SELECT DISTINCT m.material_id, c.formula FROM materials m JOIN properties p "
+                        "USING (material_id) JOIN compositions c ON c.composition_id = m.composition_id "
+                        "ORDER BY 1 LIMIT 5").rows()
+    ids = write_structures(store, [_grid_structure(f) for _, f in known], "known", "test-grid",
+                           material_ids=[m for m, _ in known])
+    cands = store.query("SELECT formula FROM candidates ORDER BY composition_id LIMIT 5")["formula"]
+    write_structures(store, [_grid_structure(f) for f in cands], "template", "test-grid",
+                     parents=ids[: len(cands)], details={"template_formula": known[0][1], "rank": 1})
 
 
 def test_the_study_fills_most_views(study):

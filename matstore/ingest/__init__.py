@@ -152,7 +152,11 @@ def ingest(store: Store, source: Source, curation: Curation | None = None, *, re
 
     try:
         with bar:
-            (_run_paged if source.paged else _run_whole)(store, source, cur, res, cursor, tick)
+            own = getattr(source, "run_ingest", None)   # sources that write more than materials
+            if own is not None:                          # (structures) run their own chunks
+                own(store, cur, res, cursor, tick)
+            else:
+                (_run_paged if source.paged else _run_whole)(store, source, cur, res, cursor, tick)
         with store.transaction() as con:
             save(con, res, None, status="done")
         res.status = "done"

@@ -53,14 +53,21 @@ REFERENCES = [
     ("al_labels", "composition_id", "compositions", "composition_id"),
     ("al_labels", "material_id", "materials", "material_id"),
     ("al_labels", "model_id", "model_versions", "model_id"),
+    ("structures", "composition_id", "compositions", "composition_id"),
+    ("structures", "material_id", "materials", "material_id"),
+    ("structures", "ingest_id", "ingests", "ingest_id"),
+    ("structures", "run_id", "runs", "run_id"),
+    ("structures", "parent_structure_id", "structures", "structure_id"),
 ]
 UNIQUE = {"ingests": ["ingest_id"], "model_versions": ["model_id"], "runs": ["run_id"],
           "compositions": ["composition_id"], "materials": ["material_id"],
-          "al_campaigns": ["campaign_id"], "al_proposals": ["proposal_id"]}
+          "al_campaigns": ["campaign_id"], "al_proposals": ["proposal_id"],
+          "structures": ["structure_id"]}
 FINITE = [("properties", "value"), ("predictions", "value"), ("predictions", "std"),
           ("predictions", "p_metal"), ("stability", "e_above_hull"),
           ("stability", "formation_energy_per_atom"), ("al_labels", "value"),
-          ("al_proposals", "acquisition"), ("al_proposals", "mean"), ("al_proposals", "std")]
+          ("al_proposals", "acquisition"), ("al_proposals", "mean"), ("al_proposals", "std"),
+          ("structures", "volume")]
 # Limits of a received composition: the ingest's own (compositions.MAX_COUNT per element; atoms
 # per formula unit where compositions defines MAX_ATOMS, else what the INTEGER counts allow).
 MAX_COUNT = C.MAX_COUNT

@@ -67,6 +67,11 @@ SOURCES: dict[str, SourceKind] = {
     "builtin": SourceKind("builtin:BuiltinSource.open", "experiment", None,
                           "pymatgen exp_compounds experimental formation enthalpies; "
                           "matminer MP formulas (no properties)"),
+    "structures": SourceKind("structures:open_structures", "unknown", None,
+                             "a crystal-structure file (CIF, POSCAR, extended XYZ, pymatgen JSON, a table "
+                             "with a CIF column, crystal GAN images) ingested without --source-name / --kind"),
+    "optimade": SourceKind("optimade:open_optimade", "unknown", None,
+                           "an OPTIMADE database's structures (--url), ingested without --source-name"),
 }
 KNOWN_SOURCES = {name: (s.kind, s.method, s.description) for name, s in SOURCES.items()}
 _SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
