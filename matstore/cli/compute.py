@@ -13,9 +13,13 @@ from .options import (POSITIVE, TOLERANCE, console, device_option, no_progress_o
                       param_option, store_option, where_option)
 
 
-@click.command()
+@click.command(epilog="\b\nExamples:\n  matstore generate --db s.duckdb --model transformer-mp --elements Mg,Mn,O -n 10000\n"
+                      "  matstore generate --db s.duckdb --model cccgan-mgmno --composition Mg2MnO4 -n 300")
 @store_option
 @click.option("--model", "model", default=None, help="Generator NAME[@VERSION] or model id.")
+@click.option("--composition", default=None, metavar="FORMULA",
+              help="Structure generators (cccgan): the cell composition to generate structures for, "
+                   "e.g. Mg2MnO4 (as written, not reduced).")
 @click.option("-n", "n", type=POSITIVE, default=None, help="Samples to draw.")
 @click.option("--batch-size", type=POSITIVE, default=None,
               help="Samples per batch and transaction (default: 8192 on CPU, 262144 on CUDA).")
@@ -42,15 +46,29 @@ from .options import (POSITIVE, TOLERANCE, console, device_option, no_progress_o
               help="Also predict with this model NAME[@VERSION] (repeatable).")
 @click.option("--stability", "stability_ref", default=None, metavar="SOURCE",
               help="Also place the --predict formation energies on the hull of SOURCE's known phases.")
-def generate(db, model, n, batch_size, seed, device, tolerance, temperature, top_p, elements,
-             all_elements, resume_id, no_progress, quiet, validate, featurizers, predictors,
+def generate(db, model, composition, n, batch_size, seed, device, tolerance, temperature, top_p,
+             elements, all_elements, resume_id, no_progress, quiet, validate, featurizers, predictors,
              stability_ref):
     """Sample a generator into the store, one transaction per batch (--validate, --featurize,
     --predict: the full pipeline per batch, for the batch's compositions that lack it)."""
     from .. import runner
 
+    from .. import structgen
+
     store = Store(db)
     no_progress = no_progress or quiet
+    if composition or (resume_id is not None and structgen.is_structure_run(store, resume_id)):
+        if resume_id is not None:
+            res = structgen.resume(store, resume_id, device=device, progress=not no_progress)
+        elif not model or not n:
+            raise click.UsageError("generate --composition needs --model NAME and -n N")
+        else:
+            res = structgen.generate(store, model, composition, n, batch_size=batch_size, seed=seed,
+                                     device=device or "cpu", progress=not no_progress)
+        console.print(f"run {res.run_id} done: {res.n_samples:,} samples, {res.n_classified:,} classified "
+                      f"as the requested composition, {res.n_written:,} new structures written "
+                      f"({res.seconds:.1f} s)")
+        return
     if resume_id is not None:
         if temperature is not None or top_p is not None or elements or all_elements:
             raise click.UsageError("--resume draws with the run's own sampling settings; "

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 
 from .attention import AttentionConfig, CompositionAttention
+from .cccgan.config import CCCGANConfig
+from .cccgan.networks import CCCGAN
 from .autoencoder import Autoencoder, AutoencoderConfig
 from .cnn import CNNConfig, CNNRegressor
 from .elemnet import ElemNet, ElemNetConfig
@@ -55,6 +57,9 @@ KINDS: dict[str, ModelKind] = {k.name: k for k in [
               predictor=True, inputs="flat"),
     ModelKind("rf", ForestConfig, ForestRegressor, torch=False, generator=False, predictor=True,
               inputs="flat", seeded=True),
+    # a structure generator (structgen runs, not the composition runner)
+    ModelKind("cccgan", CCCGANConfig, CCCGAN, torch=True, generator=False, predictor=False,
+              inputs="image"),
 ]}
 TORCH_KINDS = frozenset(k for k, v in KINDS.items() if v.torch)
 GENERATIVE_KINDS = frozenset(k for k, v in KINDS.items() if v.generator)   # the generators

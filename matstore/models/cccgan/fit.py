@@ -1,8 +1,10 @@
 """Training: WGAN-GP critic, classifier and generator with seed 003's losses (Table S1).
 
 Per batch of real images x with conditions C_real (their counts) and atom rows A_real, and a
-generated batch x~ = G(z, C_gen) (C_gen: the batch's conditions shuffled; A_gen: the first
-C_gen rows of each element block, where real images hold their atoms):
+generated batch x~ = G(z, C_gen) (C_gen: the batch's conditions shuffled, and, given a pool of
+cell compositions, every other row drawn from the pool instead, so the generator and classifier
+also learn compositions without real images; A_gen: the first C_gen rows of each element block,
+where real images hold their atoms):
 - critic:     D(x~) - D(x) + lambda_GP (||grad D(x^)|| - 1)^2
 - classifier: L_atom + lambda_c L_comp, L_comp = CE(C_real) + lambda_1 CE(C_gen),
               L_atom = CE(A_real) + lambda_2 CE(A_gen)
@@ -93,10 +95,11 @@ def gradient_penalty(critic, real, fake, eps):
 
 def fit(images: np.ndarray, config: CCCGANConfig, epochs: int, seed: int = 0,
         checkpoint: str | Path | None = None, max_seconds: float | None = None,
-        on_batch=None) -> tuple[CCCGAN, list[dict]]:
+        on_batch=None, pool: np.ndarray | None = None) -> tuple[CCCGAN, list[dict]]:
     """Train on (n, height, 3) images for `epochs` epochs (fewer if max_seconds runs out at an
     epoch's end); resume from checkpoint when it holds an earlier epoch of the same run (config,
-    seed, data). Returns (module in eval mode, per-epoch history)."""
+    seed, data). pool: (k, n_elements) cell counts that generated conditions are also drawn from.
+    Returns (module in eval mode, per-epoch history)."""
     c = config
     lay = layout_of(c)
     x_all = np.asarray(images, np.float32)
@@ -106,6 +109,13 @@ def fit(images: np.ndarray, config: CCCGANConfig, epochs: int, seed: int = 0,
     counts = lay.counts(occ)
     cond_all = conditions(counts, c)
     sha = data_sha256(images)
+    if pool is not None:
+        pool = np.asarray(pool, np.int64).reshape(-1, len(c.rows))
+        if not len(pool) or (pool < 0).any() or (pool > np.array(c.rows)).any():
+            raise ModelConfigError(f"cccgan fit: condition pool counts must be 0..{c.rows}")
+        sha = hashlib.sha256((sha + data_sha256(pool.astype(float))).encode()).hexdigest()
+        pool_cond = torch.from_numpy(conditions(pool, c))
+        pool_counts = torch.from_numpy(pool)
     m = build(c, seed)
     opts = _optimizers(m, c)
     history: list[dict] = []
@@ -128,8 +138,11 @@ def fit(images: np.ndarray, config: CCCGANConfig, epochs: int, seed: int = 0,
             a_real = torch.from_numpy(occ[idx].astype(np.int64))
             shuffle = torch.randperm(bs, generator=gen)
             c_gen = c_real[shuffle]
-            a_gen = torch.from_numpy(select_rows(c_gen.numpy(), lay).astype(np.int64))
             cond_gen = torch.from_numpy(cond_all[idx])[shuffle]
+            if pool is not None:
+                pick = torch.randint(len(pool), (bs,), generator=gen)[::2]
+                c_gen[::2], cond_gen[::2] = pool_counts[pick], pool_cond[pick]
+            a_gen = torch.from_numpy(select_rows(c_gen.numpy(), lay).astype(np.int64))
             z = torch.randn(bs, c.latent_dim, generator=gen)
             eps = torch.rand(bs, 1, 1, 1, generator=gen)
             fake = m.generator(z, cond_gen)
