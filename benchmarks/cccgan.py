@@ -105,7 +105,7 @@ def main() -> None:
     for f in holdout:
         mine = np.flatnonzero(red == f)
         cell = counts[mine[np.argmin(counts[mine].sum(1))]]
-        cell_formula = "".join(f"{e}{int(k)}" for e, k in zip(im.MGMNO.elements, cell) if k)
+        cell_formula = "".join(f"{e}{int(k) if k > 1 else ''}" for e, k in zip(im.MGMNO.elements, cell) if k)
         res = structgen.generate(store, loaded, cell_formula, args.n, seed=args.seed, progress=False)
         valid, classified, rows_ok = [], 0, 0
         bs = structgen.DEFAULT_BATCH

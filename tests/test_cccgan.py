@@ -116,7 +116,7 @@ def store_with_model(tmp_path_factory, shared_data):
                 for r in im.MGMNO.counts(im.occupied(x))}
     mv = structgen.train(store, "cccgan-mgmno", shared_data / "structures/mgmno/mgmno_structures.npy",
                          1, per_composition=1, seed=0, holdout=tuple(sorted(formulas - {"MgMnO2"})),
-                         config={**SMALL, "hyper": {"lr": 1e-2}}, progress=False, pool=False)
+                         config={**SMALL, "hyper": {"lr": 1e-2, "n_critic": 5}}, progress=False, pool=False)
     return store, mv
 
 
