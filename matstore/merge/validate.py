@@ -58,6 +58,12 @@ REFERENCES = [
     ("structures", "ingest_id", "ingests", "ingest_id"),
     ("structures", "run_id", "runs", "run_id"),
     ("structures", "parent_structure_id", "structures", "structure_id"),
+    ("relaxations", "structure_id", "structures", "structure_id"),
+    ("relaxations", "relaxed_structure_id", "structures", "structure_id"),
+    ("relaxations", "composition_id", "compositions", "composition_id"),
+    ("relaxations", "model_id", "model_versions", "model_id"),
+    ("relaxations", "run_id", "runs", "run_id"),
+    ("stability", "structure_id", "structures", "structure_id"),
 ]
 UNIQUE = {"ingests": ["ingest_id"], "model_versions": ["model_id"], "runs": ["run_id"],
           "compositions": ["composition_id"], "materials": ["material_id"],
@@ -67,7 +73,8 @@ FINITE = [("properties", "value"), ("predictions", "value"), ("predictions", "st
           ("predictions", "p_metal"), ("stability", "e_above_hull"),
           ("stability", "formation_energy_per_atom"), ("al_labels", "value"),
           ("al_proposals", "acquisition"), ("al_proposals", "mean"), ("al_proposals", "std"),
-          ("structures", "volume")]
+          ("structures", "volume"), ("relaxations", "energy_per_atom"),
+          ("relaxations", "initial_energy_per_atom"), ("relaxations", "fmax"), ("relaxations", "volume_change")]
 # Limits of a received composition: the ingest's own (compositions.MAX_COUNT per element; atoms
 # per formula unit where compositions defines MAX_ATOMS, else what the INTEGER counts allow).
 MAX_COUNT = C.MAX_COUNT

@@ -39,6 +39,7 @@ KEYS = {
     "al_rounds": ["campaign_id", "round_no"],
     "al_labels": ["proposal_id"],
     "structures": ["structure_id"],  # a hash of (origin, method, material, fingerprint)
+    "relaxations": ["structure_id", "model_id", "settings_hash"],
 }
 # id columns where 0 means "none" (stability.model_id 0: the reference's own energies): kept as 0
 ZERO_MEANS_NONE = {("stability", "model_id")}
