@@ -64,10 +64,11 @@ def cell_counts(formula: str, elements: tuple[str, ...], rows: tuple[int, ...]) 
 
 
 def _load(store: Store, model, device: str):
+    from .models.cccgan.networks import CCCGAN  # noqa: PLC0415
     from .registry import load_model  # noqa: PLC0415
 
     loaded = load_model(store, model, device=device) if isinstance(model, (str, int)) else model
-    if loaded.kind != "cccgan":
+    if not isinstance(getattr(loaded, "module", None), CCCGAN):   # asks the module, not the kind name
         raise RunError(f"--composition: model {loaded.ref} is a {loaded.kind}, not a structure "
                        f"generator (cccgan)")
     return loaded
