@@ -253,7 +253,8 @@ def test_the_study_fills_most_views(study):
     empty = [v.name for v in package_views()
              if study.query(f'SELECT count(*) AS n FROM "{v.name}"')["n"][0] == 0]
     # no band-gap model in this study: only the band-gap screens may be empty
-    assert set(empty) <= {"screen_semiconductors", "screen_stable_semiconductors"}, empty
+    assert set(empty) <= {"screen_semiconductors", "screen_stable_semiconductors",
+                          "screen_photoanode_mgmno"}, empty
 
 
 @pytest.mark.parametrize("view", sorted(view_definitions()))
