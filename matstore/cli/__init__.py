@@ -13,7 +13,7 @@ import click
 import duckdb
 
 from ..errors import MatstoreError
-from . import al, cccgan, chemsys, compute, ingest, models, relax, results, store
+from . import al, cccgan, chemsys, compute, ingest, models, relax, results, store, structures
 from .options import console
 
 
@@ -53,7 +53,7 @@ def main(ctx, read_only):
         ctx.call_on_close(lambda: READ_ONLY.reset(token))
 
 
-for _group in (store, ingest, compute, results, models, al, relax, chemsys, cccgan):
+for _group in (store, ingest, compute, results, models, al, structures, relax, chemsys, cccgan):
     for _command in _group.COMMANDS:
         main.add_command(_command)
 

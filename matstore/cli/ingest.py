@@ -9,7 +9,13 @@ from ..store import Store
 from .options import console, no_progress_option, store_option
 
 
-@click.command()
+@click.command(epilog="""\b
+Examples (structures: docs/structures.md):
+  matstore ingest csv --file gaps.csv --source-name expt_gaps --kind experiment --prop band_gap=gap:eV
+  matstore ingest structures --file perov_5/val.csv --source-name perov5 --kind dft \\
+      --method GLLB-SC --prop band_gap=ind_gap:eV
+  matstore ingest optimade --url https://optimade.materialsproject.org \\
+      --filter 'elements HAS ALL "Mg","Mn","O" AND nelements=3'""")
 @click.argument("source", type=click.Choice(list(SOURCES)))
 @store_option
 @click.option("--file", "file", type=click.Path(dir_okay=False), help="Read this CSV/Parquet/JSON file.")
@@ -22,9 +28,19 @@ from .options import console, no_progress_option, store_option
 @click.option("--kind", type=click.Choice(["dft", "experiment"]),
               help="csv: the values are DFT or experiment (default: unknown).")
 @click.option("--method", help="csv with --kind dft: level of theory, e.g. PBE or HSE06.")
-@click.option("--api-url", help="oqmd: API endpoint (default https://oqmd.org/oqmdapi/formationenergy).")
+@click.option("--api-url", "--url", "api_url",
+              help="oqmd: API endpoint (default https://oqmd.org/oqmdapi/formationenergy); optimade: the base URL.")
 @click.option("--page-size", type=int, help="oqmd/mp: rows per API page (one transaction each).")
-@click.option("--filter", "filter_", help="oqmd: API filter, e.g. 'element_set=O AND ntypes<4'.")
+@click.option("--filter", "filter_", help="oqmd: API filter, e.g. 'element_set=O AND ntypes<4'; "
+              "optimade: an OPTIMADE filter, e.g. 'elements HAS ALL \"Mg\",\"O\" AND nelements=2'.")
+@click.option("--format", "format_", type=click.Choice(["cif", "poscar", "extxyz", "json", "table", "mgmno"]),
+              help="structures: the file's format (default: from its name).")
+@click.option("--cif-col", help="structures: a table's CIF column (default: cif or structure).")
+@click.option("--allow-partial", is_flag=True, default=None,
+              help="structures/optimade: keep partially occupied sites as their majority species (default: reject).")
+@click.option("--max-sites", type=int, help="structures/optimade: reject cells with more sites (default 500).")
+@click.option("--min-distance", type=float,
+              help="structures/optimade: reject atoms closer than this, in Å (default 0.5).")
 @click.option("--timeout", type=float, help="oqmd: seconds before a request is retried.")
 @click.option("--retries", type=int, help="oqmd: retries per page on HTTP 5xx/timeouts.")
 @click.option("--matgan-curation", is_flag=True, help="All MatGAN curation rules below (5 sigma).")
@@ -36,7 +52,8 @@ from .options import console, no_progress_option, store_option
 @click.option("--no-resume", is_flag=True, help="Start afresh instead of resuming an interrupted ingest.")
 @no_progress_option
 def ingest(source, db, file, limit, formula_col, id_col, props, source_name, kind, method, api_url,
-           page_size, filter_, timeout, retries, matgan_curation, exclude_elements, matgan_elements,
+           page_size, filter_, format_, cif_col, allow_partial, max_sites, min_distance, timeout, retries,
+           matgan_curation, exclude_elements, matgan_elements,
            drop_single_element, fe_sigma, lowest_fe, no_resume, no_progress, quiet):
     """Ingest materials from SOURCE, with optional curation."""
     from ..curation import Curation
@@ -48,7 +65,8 @@ def ingest(source, db, file, limit, formula_col, id_col, props, source_name, kin
     r = run(Store(db), source, cur, resume=not no_resume, progress=not (no_progress or quiet), file=file, limit=limit,
             formula_col=formula_col, id_col=id_col, props=list(props), source_name=source_name,
             kind=kind, method=method, api_url=api_url, page_size=page_size, filter=filter_,
-            timeout=timeout, retries=retries)
+            timeout=timeout, retries=retries, format=format_, cif_col=cif_col, allow_partial=allow_partial,
+            max_sites=max_sites, min_distance=min_distance)
     console.print(f"ingest {r.ingest_id} ({r.source}{', resumed' if r.resumed else ''}): "
                   f"{r.rows_seen} seen, {r.rows_kept} kept, {r.rows_rejected} rejected, "
                   f"{r.rows_curated} curated{_counts(r.curation)}, {r.rows_duplicate} duplicate "

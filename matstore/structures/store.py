@@ -3,9 +3,10 @@
 Stable API (other modules and branches build on it; keep the signatures):
 
     rows = structure_rows(structures, origin, method, material_ids=None, parents=None,
-                          ingest_id=None, run_id=None, details=None, symprec=0.01)
+                          ingest_id=None, run_id=None, details=None, symprec=0.01, symmetries=None)
         -> pyarrow Table of `structures` rows (no store access; structures must be ordered and
-           checked, see matstore.structures.checks)
+           checked, see matstore.structures.checks; symmetries: their Symmetry where the caller
+           knows it already, e.g. symmetry.relabelled, else spglib is run per structure)
     ids = write_structures(con_or_store, structures, origin, method, **same keywords)
         -> list of structure_id, one per input structure, in order; a structure already stored
            (same structure_id) is not written again and its id is returned
@@ -60,7 +61,7 @@ def _per_item(value, n: int, name: str) -> list:
 
 def structure_rows(structures: Sequence, origin: str, method: str, *, material_ids=None, parents=None,
                    ingest_id: int | None = None, run_id: int | None = None, details=None,
-                   symprec: float = DEFAULT_SYMPREC) -> pa.Table:
+                   symprec: float = DEFAULT_SYMPREC, symmetries=None) -> pa.Table:
     """The `structures` rows of ordered pymatgen Structures (see the module docstring)."""
     from .. import compositions  # noqa: PLC0415
 
@@ -69,17 +70,18 @@ def structure_rows(structures: Sequence, origin: str, method: str, *, material_i
     n = len(structures)
     mats, pars, dets = (_per_item(material_ids, n, "material_ids"), _per_item(parents, n, "parents"),
                         _per_item(details, n, "details"))
+    syms = _per_item(symmetries, n, "symmetries")
     cols: dict[str, list] = {k: [] for k in (
         "structure_id", "composition_id", "material_id", "origin", "method", "parent_structure_id",
         "ingest_id", "run_id", "lattice", "species", "frac_coords", "n_sites", "volume",
         "spacegroup_number", "spacegroup_symbol", "symprec", "prototype", "fingerprint", "details",
         "formula", "elements", "counts")}
     now = datetime.now()
-    for s, mat, par, det in zip(structures, mats, pars, dets):
+    for s, mat, par, det, known in zip(structures, mats, pars, dets, syms):
         if not s.is_ordered:
             raise StructureError(f"{s.composition.formula}: partially occupied sites cannot be stored")
         comp = compositions.parse(s.composition.formula.replace(" ", ""))
-        sym = analyse(s, symprec)
+        sym = known if known is not None else analyse(s, symprec)
         cols["structure_id"].append(structure_id(origin, method, mat, sym.fingerprint))
         cols["composition_id"].append(comp.composition_id)
         cols["material_id"].append(None if mat is None else int(mat))

@@ -32,6 +32,7 @@ class Symmetry:
     prototype: str | None
     fingerprint: str
     symprec: float
+    wyckoffs: tuple[str, ...] | None = None   # Wyckoff letter of each site (input order)
 
 
 def _cell(structure):
@@ -62,6 +63,11 @@ def _hash_cell(lattice: np.ndarray, positions: np.ndarray, numbers: np.ndarray) 
 
 def analyse(structure, symprec: float = DEFAULT_SYMPREC) -> Symmetry:
     """Space group, prototype label and fingerprint of an ordered pymatgen Structure."""
+    return analyse_cell(structure, symprec)[0]
+
+
+def analyse_cell(structure, symprec: float = DEFAULT_SYMPREC):
+    """(Symmetry, standardized primitive cell as (lattice, positions, atomic numbers))."""
     import spglib  # noqa: PLC0415
 
     lattice, positions, numbers = _cell(structure)
@@ -73,11 +79,23 @@ def analyse(structure, symprec: float = DEFAULT_SYMPREC) -> Symmetry:
     anon = structure.composition.reduced_composition.anonymized_formula
     if data is None:
         reduced = structure.get_reduced_structure("niggli")
-        lat, pos, num = _cell(reduced)
-        return Symmetry(None, None, None, _hash_cell(lat, pos, num), symprec)
+        std = _cell(reduced)
+        return Symmetry(None, None, None, _hash_cell(*std), symprec), std
     orbits = sorted({(int(e), w) for e, w in zip(data.equivalent_atoms, data.wyckoffs)})
     letters = "".join(sorted(w for _, w in orbits))
     prototype = f"{anon}_{int(data.number)}_{letters}"
     std = spglib.standardize_cell(cell, to_primitive=True, no_idealize=False, symprec=symprec)
-    lat, pos, num = std if std is not None else cell
-    return Symmetry(int(data.number), str(data.international), prototype, _hash_cell(lat, pos, num), symprec)
+    std = tuple(np.asarray(a) for a in std) if std is not None else cell
+    return Symmetry(int(data.number), str(data.international), prototype, _hash_cell(*std), symprec,
+                    tuple(str(w) for w in data.wyckoffs)), std
+
+
+def relabelled(sym: Symmetry, std_cell, z_map: dict[int, int], scale: float) -> Symmetry:
+    """The Symmetry of a structure made from one with (sym, std_cell) by a one-to-one change of
+    elements (z_map: atomic number -> atomic number) and a uniform lattice scale: the space group
+    and prototype are unchanged (a bijective relabelling keeps every symmetry operation), only the
+    fingerprint is recomputed — without spglib."""
+    lattice, positions, numbers = std_cell
+    mapped = np.array([z_map[int(z)] for z in numbers], int)
+    return Symmetry(sym.number, sym.symbol, sym.prototype, _hash_cell(lattice * scale, positions, mapped),
+                    sym.symprec, sym.wyckoffs)

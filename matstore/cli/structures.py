@@ -1,0 +1,66 @@
+"""`matstore structures predict | show`: crystal structures of compositions (matstore.structures)."""
+
+from __future__ import annotations
+
+import click
+
+from ..store import Store
+from .options import POSITIVE, console, no_progress_option, store_option
+
+
+@click.group()
+def structures():
+    """Crystal structures: predict them from templates, show them, write CIF/POSCAR."""
+
+
+@structures.command(epilog="""\\b
+Example:
+  matstore ingest structures --file perov_5/val.csv --source-name perov5 --kind dft
+  matstore structures predict --formula SrTiO3 --formula BaZrO3 -k 5 --templates perov5
+  matstore structures predict --where "c.composition_id IN (SELECT composition_id FROM candidates)" -k 5""")
+@store_option
+@click.option("--where", help="SQL condition on compositions (alias c): which compositions to predict.")
+@click.option("--formula", "formulas", multiple=True, help="Predict this composition (repeatable; added to the store).")
+@click.option("-k", "k", type=POSITIVE, default=5, show_default=True, help="Structures per composition.")
+@click.option("--templates", help="Source whose known structures are the templates (default: every known structure).")
+@click.option("--rule", type=click.Choice(["sites", "petti", "en"]), default="sites", show_default=True,
+              help="Which equal-count element takes which site (docs/structures.md).")
+@click.option("--volume", type=click.Choice(["fitted", "template"]), default="fitted", show_default=True,
+              help="Rescale the cell by per-element volumes fitted to the templates, or keep the template's.")
+@click.option("--batch-size", type=POSITIVE, default=200, show_default=True, help="Compositions per transaction.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the pyxtal fallback.")
+@click.option("--no-fallback", is_flag=True, help="No pyxtal random structure where no template fits.")
+@click.option("--no-resume", is_flag=True, help="Start a new run instead of continuing an interrupted one.")
+@no_progress_option
+def predict(db, where, formulas, k, templates, rule, volume, batch_size, seed, no_fallback, no_resume, no_progress, quiet):
+    """Predict K structures per composition from stored known structures (template substitution)."""
+    from ..structures.predict import predict_structures
+
+    r = predict_structures(Store(db), where=where, k=k, templates=templates, rule=rule, volume=volume,
+                           batch_size=batch_size, seed=seed, fallback=not no_fallback,
+                           resume=not no_resume, progress=not (no_progress or quiet), formulas=list(formulas))
+    console.print(f"structures run {r.run_id}{' (resumed)' if r.resumed else ''}: {r.n_compositions} "
+                  f"compositions, {r.n_structures} new structures, {r.n_fallback} by the pyxtal fallback, "
+                  f"{r.n_none} without any, {r.compositions_per_s:.1f} compositions/s")
+
+
+@structures.command(epilog="""\\b
+Example:
+  matstore structures show 1234567 --cif SrTiO3.cif""")
+@click.argument("structure_id", type=int)
+@store_option
+@click.option("--cif", "cif", type=click.Path(dir_okay=False), help="Also write the structure to this CIF file.")
+@click.option("--poscar", "poscar", type=click.Path(dir_okay=False), help="Also write it as a POSCAR file.")
+@click.option("--force", is_flag=True, help="Overwrite an existing --cif/--poscar file.")
+def show(structure_id, db, cif, poscar, force):
+    """Print a stored structure: formula, lattice, space group, sites, where it came from."""
+    from ..structures.show import describe, write_file
+
+    click.echo(describe(Store(db), structure_id))
+    for path, fmt in ((cif, "cif"), (poscar, "poscar")):
+        if path:
+            write_file(Store(db), structure_id, path, fmt, overwrite=force)
+            console.print(f"wrote {path}")
+
+
+COMMANDS = [structures]
