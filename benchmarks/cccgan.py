@@ -76,6 +76,9 @@ def main() -> None:
     ap.add_argument("--relax-generated", type=int, default=8)
     ap.add_argument("--relax-known", type=int, default=8)
     ap.add_argument("--skip-table", action="store_true", help="only the --energies pilot")
+    ap.add_argument("--templates", type=int, default=0, metavar="K",
+                    help="also K template-based predictions per formula (matstore.structures.templates, "
+                         "templates: the training structures), judged the same way")
     args = ap.parse_args()
 
     import torch
@@ -116,7 +119,10 @@ def main() -> None:
     tot = collections.Counter()
     t0 = time.perf_counter()
     pilot = [f for f in args.energies.split(",") if f.strip()]
+    tot_t = collections.Counter()
+    lib = template_library(images[~np.isin(red, holdout)]) if args.templates else None
     for f in ([] if args.skip_table else holdout) + [f for f in pilot if args.skip_table]:
+        t_f = time.perf_counter()
         mine = np.flatnonzero(red == f)
         cell = counts[mine[np.argmin(counts[mine].sum(1))]]
         cell_formula = "".join(f"{e}{int(k) if k > 1 else ''}" for e, k in zip(im.MGMNO.elements, cell) if k)
@@ -136,8 +142,20 @@ def main() -> None:
         uniq = [g[0] for g in groups]
         known = [im.decode(images[i]) for i in mine]
         found = sum(any(sm.fit(u, k) for k in known) for u in uniq)
+        t_gan = time.perf_counter() - t_f
+        tmpl = []
+        if args.templates:
+            t = time.perf_counter()
+            tmpl = template_predictions(lib, f, args.templates)
+            t_tmpl = time.perf_counter() - t
+            tv = [p for p in tmpl if check(p)[0] is not None and v_lo <= p.volume / len(p) <= v_hi]
+            tu = [g[0] for g in sm.group_structures(tv)] if tv else []
+            tf = sum(any(sm.fit(u, k) for k in known) for u in tu)
+            tot_t.update({"samples": len(tmpl), "valid": len(tv), "unique": len(tu), "found": tf})
+            print(f"  templates {len(tmpl):4d} predicted in {t_tmpl:5.1f} s (CCCGAN: {t_gan:5.1f} s): "
+                  f"valid {len(tv)}, unique {len(tu)}, rediscovered {tf}", flush=True)
         if f in pilot:
-            energy_pilot(f, uniq, known, args.relax_generated, args.relax_known)
+            energy_pilot(f, uniq, known, args.relax_generated, args.relax_known, tmpl)
         row = {"samples": args.n, "classified": classified, "rows": rows_ok, "valid": len(valid),
                "unique": len(uniq), "found": found}
         tot.update(row)
@@ -145,6 +163,9 @@ def main() -> None:
               f"{len(uniq):6d} {found:9d} {'n/m':>7} {'n/m':>6}", flush=True)
     print(f"{'total':21} {tot['samples']:7d} {tot['classified']:8d} {tot['rows']:7d} {tot['valid']:6d} "
           f"{tot['unique']:6d} {tot['found']:9d} {'n/m':>7} {'n/m':>6}")
+    if args.templates:
+        print(f"{'templates':21} {tot_t['samples']:7d} {'':>8} {'':>7} {tot_t['valid']:6d} "
+              f"{tot_t['unique']:6d} {tot_t['found']:9d}")
     print(f"{'paper (DFT)':21} {PAPER['generated']:7d} {'':>8} {'':>7} {'':>6} {'':>6} {'':>9} "
           f"{PAPER['e200']:7d} {PAPER['e80']:6d}")
     print(f"({time.perf_counter() - t0:.0f} s for sampling, decoding, matching; n/m: energy above the "
@@ -152,20 +173,37 @@ def main() -> None:
           f"polymorph)")
 
 
-def energy_pilot(formula, generated, known, k, m) -> None:
+def template_library(images):
+    from matstore.structures.templates import Template, TemplateLibrary, reduced_counts
+
+    structs = [im.decode(x) for x in images]
+    return TemplateLibrary([Template(i, s, reduced_counts(s.composition)) for i, s in enumerate(structs)])
+
+
+def template_predictions(lib, formula: str, k: int) -> list:
+    from pymatgen.core import Composition
+
+    from matstore.structures.templates import reduced_counts
+
+    return [p.structure for p in lib.predict(reduced_counts(Composition(formula)), k, fallback=False)]
+
+
+def energy_pilot(formula, generated, known, k, m, templates=()) -> None:
     from matstore.models import potential
     from matstore.relax import RelaxSettings, relax_batch
 
     pot = potential.load()
     ident = pot.spec.identity()
     settings = RelaxSettings(fmax=0.05, max_steps=300)
-    todo = list(generated[:k]) + list(known[:m])
+    kt = min(k, len(templates))
+    todo = list(generated[:k]) + list(templates[:kt]) + list(known[:m])
     t = time.perf_counter()
     res = relax_batch(pot, todo, settings)
     sec = time.perf_counter() - t
     e = np.array([r.energy_per_atom if r.status == "converged" and r.energy_per_atom is not None
                   else np.nan for r in res])
-    eg, ek = e[:min(k, len(generated))], e[len(todo) - min(m, len(known)):]
+    ng = min(k, len(generated))
+    eg, et, ek = e[:ng], e[ng:ng + kt], e[len(todo) - min(m, len(known)):]
     best = np.nanmin(ek) if np.isfinite(ek).any() else np.nan
     d = (eg - best) * 1000
     print(f"  {formula}: {len(todo)} relaxations ({ident['potential']}, {ident['package']} "
@@ -174,6 +212,12 @@ def energy_pilot(formula, generated, known, k, m) -> None:
           f"{np.nanmin(eg) if np.isfinite(eg).any() else float('nan'):.4f} eV/atom; generated within 80 / 200 "
           f"meV/atom of the lowest known: {int((d <= 80).sum())} / {int((d <= 200).sum())}; "
           f"{int((d <= 0).sum())} at or below it", flush=True)
+    if kt:
+        dt_ = (et - best) * 1000
+        print(f"  {formula} templates: converged {np.isfinite(et).sum()}/{kt}; lowest "
+              f"{np.nanmin(et) if np.isfinite(et).any() else float('nan'):.4f} eV/atom; within 80 / 200 "
+              f"meV/atom of the lowest known: {int((dt_ <= 80).sum())} / {int((dt_ <= 200).sum())}; "
+              f"{int((dt_ <= 0).sum())} at or below it", flush=True)
 
 
 if __name__ == "__main__":
