@@ -121,7 +121,7 @@ def main() -> None:
     pilot = [f for f in args.energies.split(",") if f.strip()]
     tot_t = collections.Counter()
     lib = template_library(images[~np.isin(red, holdout)]) if args.templates else None
-    for f in ([] if args.skip_table else holdout) + [f for f in pilot if args.skip_table]:
+    for f in ([] if args.skip_table else list(holdout)) + [f for f in pilot if args.skip_table]:
         t_f = time.perf_counter()
         mine = np.flatnonzero(red == f)
         cell = counts[mine[np.argmin(counts[mine].sum(1))]]
