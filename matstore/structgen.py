@@ -34,6 +34,8 @@ BENCHMARK_HOLDOUT = ("Mg2MnO4", "Mg2Mn3O5", "Mg2Mn3O6", "Mg2Mn3O8", "Mg2Mn4O7", 
 MAX_SAMPLES = 1_000_000
 POOL_OXIDATION = {"Mg": 2, "Mn": (2, 4), "O": -2}    # the seed's rule for candidate compositions          # per run: bounded before anything is drawn
 DEFAULT_BATCH = 256
+MAX_BATCH = 8192                 # images per batch (and transaction): bounded before any allocation
+MAX_PER_COMPOSITION = 2000       # augmented images per cell composition (the seed: 1,000)
 
 
 @dataclass
@@ -81,6 +83,8 @@ def generate(store: Store, model, composition: str, n: int, batch_size: int | No
     if n > MAX_SAMPLES:
         raise RunError(f"generate: -n {n:,} is above the limit of {MAX_SAMPLES:,} structures per run")
     bs = at_least_one("generate: the batch size", batch_size, allow_none=True, error=RunError) or DEFAULT_BATCH
+    if bs > MAX_BATCH:
+        raise RunError(f"generate: --batch-size {bs:,} is above the limit of {MAX_BATCH:,} structures")
     loaded = _load(store, model, device)
     c = loaded.config
     counts = cell_counts(composition, c.elements, c.rows)
@@ -192,6 +196,8 @@ def train(store: Store, name: str, images_path: str | Path, epochs: int, per_com
 
     epochs = at_least_one("train: epochs", epochs, error=RunError)
     per_composition = at_least_one("train: images per composition", per_composition, error=RunError)
+    if per_composition > MAX_PER_COMPOSITION:
+        raise RunError(f"train: --per-composition {per_composition:,} is above {MAX_PER_COMPOSITION:,}")
     cfg = config if isinstance(config, CCCGANConfig) else CCCGANConfig(**(config or {}))
     raw = Path(images_path).read_bytes()
     real, held = training_images(images_path, tuple(holdout))

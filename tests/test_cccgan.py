@@ -169,3 +169,6 @@ def test_generate_writes_structures_and_resumes_like_any_run(store_with_model, t
     for bad in ("Mg2FeO4", "Mg9MnO4", "Mg0.5MnO2"):
         with pytest.raises(RunError, match="--composition"):
             structgen.generate(store, "cccgan-mgmno", bad, 10, progress=False)
+    for kw, msg in (({"n": 10**7}, "limit"), ({"n": 10, "batch_size": 10**6}, "batch-size")):
+        with pytest.raises(RunError, match=msg):
+            structgen.generate(store, "cccgan-mgmno", "Mg4Mn4O8", progress=False, **kw)
