@@ -50,3 +50,22 @@ def sampling_overrides(temperature=None, top_p=None, error: type = OptionError) 
                         f"{'temperature > 0' if name == 'temperature' else '0 < top_p <= 1'}, got {v!r}")
         out[name] = float(v)
     return out
+
+
+MAX_SYSTEM_ELEMENTS = 8   # a chemical system to sample within (the one-hot encoding's width)
+
+
+def chemical_system(elements, error: type = OptionError) -> list[str] | None:
+    """Element symbols of a chemical system ('Mg,Mn,O', 'Mg-Mn-O' or a list) as a sorted list of
+    distinct known symbols; None or empty: no system."""
+    if elements is None or elements == "" or elements == ():
+        return None
+    from .compositions.elements import Z_OF  # noqa: PLC0415
+
+    parts = elements.replace("-", ",").split(",") if isinstance(elements, str) else list(elements)
+    syms = [str(p).strip() for p in parts if str(p).strip()]
+    bad = [s for s in syms if s not in Z_OF]
+    if bad or not syms or len(set(syms)) != len(syms) or len(syms) > MAX_SYSTEM_ELEMENTS:
+        raise error(f"chemical system {elements!r}: needs 1 to {MAX_SYSTEM_ELEMENTS} distinct element "
+                    f"symbols (unknown: {bad[:5]})")
+    return sorted(syms, key=lambda s: Z_OF[s])

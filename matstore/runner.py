@@ -27,7 +27,7 @@ from . import compositions, models, progress as progress_bars
 from .bounds import BoundsError, check_samples
 from .compositions import composition_rows
 from .devices import resolve_device
-from .option_checks import at_least_one, decode_tolerance, sampling_overrides
+from .option_checks import at_least_one, chemical_system, decode_tolerance, sampling_overrides
 from .runs import RunError, count, get_run, open_run, reopen_run, still_running, tracked
 from .samples import DecodedBatch, decode_batch, key_check, known_keys
 from .stages import Pipeline, Stages
@@ -99,13 +99,16 @@ def default_batch_size(device: str) -> int:
 def generate(store: Store, model, n: int, batch_size: int | None = None, seed: int = 0,
              device: str | None = None, tolerance: float | None = None,
              progress: bool = True, stages: Stages | None = None,
-             temperature: float | None = None, top_p: float | None = None) -> RunResult:
+             temperature: float | None = None, top_p: float | None = None,
+             elements=None, all_elements: bool = False) -> RunResult:
     """Draw n samples from a generator model ('name', 'name@N', id or LoadedModel) into a new run.
 
     stages: also validate / featurize / predict each batch's distinct compositions that lack it
     (the full pipeline in one pass; see Stages for when those rows are written).
     temperature, top_p: a transformer's sampling settings for this run (default: the version's),
-    recorded in the run's params (a resume draws with them)."""
+    recorded in the run's params (a resume draws with them).
+    elements: a chemical system ('Mg,Mn,O') a transformer samples within by masking the other
+    elements (all_elements: every sample holds all of them); recorded in the params likewise."""
     n = at_least_one("generate: the number of samples (-n)", n, error=RunError)
     try:
         n = check_samples(n)   # before any batch list is built or a run is recorded
@@ -116,10 +119,11 @@ def generate(store: Store, model, n: int, batch_size: int | None = None, seed: i
     device = resolve_device(device)
     batch_size = default_batch_size(device) if batch_size is None else batch_size
     sampling = sampling_overrides(temperature, top_p, error=RunError)
+    sampling.update(_system(elements, all_elements))
     loaded = _load(store, model, device)
     if sampling and not set(sampling) <= set(models.get(loaded.kind).sampling_options):
-        raise RunError(f"generate: --temperature / --top-p apply to transformer generators; "
-                       f"{loaded.ref} is a {loaded.kind}")
+        raise RunError(f"generate: --temperature / --top-p / --elements apply to transformer "
+                       f"generators; {loaded.ref} is a {loaded.kind}")
     pipe = Pipeline(store, stages, device) if stages else None
     params = {"n": int(n), "batch_size": int(batch_size), "tolerance": tolerance,
               "model": loaded.ref}
@@ -187,9 +191,11 @@ def _execute(store: Store, run_id: int, loaded, params: dict, seed: int, device:
 
     n, bs, tol = params["n"], params["batch_size"], params.get("tolerance")
     stored = params.get("sampling") or {}   # a received store's params are checked like options
-    if not isinstance(stored, dict) or set(stored) - {"temperature", "top_p"}:
-        raise RunError(f"run {run_id}: its sampling settings {stored!r} are not temperature / top_p")
+    if not isinstance(stored, dict) or set(stored) - {"temperature", "top_p", "elements", "all_elements"}:
+        raise RunError(f"run {run_id}: its sampling settings {stored!r} are not temperature / top_p "
+                       f"/ elements / all_elements")
     sampling = sampling_overrides(stored.get("temperature"), stored.get("top_p"), error=RunError)
+    sampling.update(_system(stored.get("elements"), stored.get("all_elements", False)))
     todo = [b for b in range(-(-n // bs)) if b not in done]
     known, by_formula = known_keys(store)
     t_start = time.perf_counter()
@@ -261,6 +267,18 @@ def _execute(store: Store, run_id: int, loaded, params: dict, seed: int, device:
                       f"names another element/count map (compositions.insert_new)", RuntimeWarning)
     return RunResult(run_id, "done", tally["drawn"], tally["decodable"], tally["new"], seconds,
                      written if pipe else None, tally["key_collisions"])
+
+
+def _system(elements, all_elements) -> dict:
+    """The sampling settings of a chemical system (checked; {} for none)."""
+    syms = chemical_system(elements, error=RunError)
+    if syms is None:
+        if all_elements:
+            raise RunError("generate: --all-elements needs --elements")
+        return {}
+    if not isinstance(all_elements, bool):
+        raise RunError(f"all_elements must be true or false, got {all_elements!r}")
+    return {"elements": syms, "all_elements": all_elements}
 
 
 def _refuse_if_nothing_decodes(ref: str, seen: dict, batch_no: int, m: int, n_decodable: int,

@@ -121,7 +121,9 @@ def test_model_kinds_say_what_each_kind_is():
     assert models.MAP_GENERATOR_KINDS == {"wgan", "autoencoder"}
     assert models.TORCH_KINDS == set(models.KINDS) - {"rf"}
     for name, kind in models.KINDS.items():
-        assert kind.name == name and kind.predictor != kind.generator
+        # a kind is a composition generator, a predictor, or neither (a structure generator, cccgan)
+        assert kind.name == name and not (kind.predictor and kind.generator)
+        assert kind.predictor or kind.generator or kind.inputs == "image"
         assert (kind.inputs in ("maps", "tokens")) == kind.generator
     with pytest.raises(ValueError, match="unknown model kind 'svm'"):
         models.build("svm", {})

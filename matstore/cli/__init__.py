@@ -13,7 +13,7 @@ import click
 import duckdb
 
 from ..errors import MatstoreError
-from . import al, compute, ingest, model_bias, models, relax, results, store, structures
+from . import al, cccgan, chemsys, compute, ingest, model_bias, models, relax, results, store, structures
 from .options import console
 
 
@@ -60,7 +60,7 @@ def main(ctx, read_only):
         ctx.call_on_close(lambda: READ_ONLY.reset(token))
 
 
-for _group in (store, ingest, compute, results, models, al, model_bias, structures, relax):
+for _group in (store, ingest, compute, results, models, al, model_bias, structures, relax, chemsys, cccgan):
     for _command in _group.COMMANDS:
         main.add_command(_command)
 

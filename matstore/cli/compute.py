@@ -13,9 +13,13 @@ from .options import (POSITIVE, TOLERANCE, console, device_option, no_progress_o
                       param_option, store_option, where_option)
 
 
-@click.command()
+@click.command(epilog="\b\nExamples:\n  matstore generate --db s.duckdb --model transformer-mp --elements Mg,Mn,O -n 10000\n"
+                      "  matstore generate --db s.duckdb --model cccgan-mgmno --composition Mg2MnO4 -n 300")
 @store_option
 @click.option("--model", "model", default=None, help="Generator NAME[@VERSION] or model id.")
+@click.option("--composition", default=None, metavar="FORMULA",
+              help="Structure generators (cccgan): the cell composition to generate structures for, "
+                   "e.g. Mg2MnO4 (as written, not reduced).")
 @click.option("-n", "n", type=POSITIVE, default=None, help="Samples to draw.")
 @click.option("--batch-size", type=POSITIVE, default=None,
               help="Samples per batch and transaction (default: 8192 on CPU, 262144 on CUDA).")
@@ -27,6 +31,11 @@ from .options import (POSITIVE, TOLERANCE, console, device_option, no_progress_o
               help="Transformer generators: sampling temperature for this run (default: the version's).")
 @click.option("--top-p", "top_p", type=click.FloatRange(0, 1, min_open=True), default=None,
               help="Transformer generators: nucleus (top-p) for this run (default: the version's).")
+@click.option("--elements", default=None, metavar="A,B,C",
+              help="Transformer generators: sample within this chemical system only (masked "
+                   "sampling; recorded in the run).")
+@click.option("--all-elements", is_flag=True,
+              help="With --elements: every sample holds all of the system's elements.")
 @click.option("--resume", "resume_id", type=int, default=None,
               help="Continue an interrupted run from its last committed batch.")
 @no_progress_option
@@ -37,18 +46,33 @@ from .options import (POSITIVE, TOLERANCE, console, device_option, no_progress_o
               help="Also predict with this model NAME[@VERSION] (repeatable).")
 @click.option("--stability", "stability_ref", default=None, metavar="SOURCE",
               help="Also place the --predict formation energies on the hull of SOURCE's known phases.")
-def generate(db, model, n, batch_size, seed, device, tolerance, temperature, top_p, resume_id,
-             no_progress, quiet, validate, featurizers, predictors, stability_ref):
+def generate(db, model, composition, n, batch_size, seed, device, tolerance, temperature, top_p,
+             elements, all_elements, resume_id, no_progress, quiet, validate, featurizers, predictors,
+             stability_ref):
     """Sample a generator into the store, one transaction per batch (--validate, --featurize,
     --predict: the full pipeline per batch, for the batch's compositions that lack it)."""
     from .. import runner
 
+    from .. import structgen
+
     store = Store(db)
     no_progress = no_progress or quiet
+    if composition or (resume_id is not None and structgen.is_structure_run(store, resume_id)):
+        if resume_id is not None:
+            res = structgen.resume(store, resume_id, device=device, progress=not no_progress)
+        elif not model or not n:
+            raise click.UsageError("generate --composition needs --model NAME and -n N")
+        else:
+            res = structgen.generate(store, model, composition, n, batch_size=batch_size, seed=seed,
+                                     device=device or "cpu", progress=not no_progress)
+        console.print(f"run {res.run_id} done: {res.n_samples:,} samples, {res.n_classified:,} classified "
+                      f"as the requested composition, {res.n_written:,} new structures written "
+                      f"({res.seconds:.1f} s)")
+        return
     if resume_id is not None:
-        if temperature is not None or top_p is not None:
+        if temperature is not None or top_p is not None or elements or all_elements:
             raise click.UsageError("--resume draws with the run's own sampling settings; "
-                                   "drop --temperature / --top-p")
+                                   "drop --temperature / --top-p / --elements")
         res = runner.resume(store, resume_id, device=device, progress=not no_progress)
     else:
         if not model or not n:
@@ -56,7 +80,8 @@ def generate(db, model, n, batch_size, seed, device, tolerance, temperature, top
         stages = runner.Stages(validate, tuple(featurizers), tuple(predictors), stability_ref)
         res = runner.generate(store, model, n, batch_size=batch_size, seed=seed, device=device,
                               tolerance=tolerance, progress=not no_progress, stages=stages,
-                              temperature=temperature, top_p=top_p)
+                              temperature=temperature, top_p=top_p, elements=elements,
+                              all_elements=all_elements)
     console.print(f"run {res.run_id} {res.status}: {res.n_samples:,} samples, "
                   f"{res.n_decodable:,} decodable, {res.n_new_compositions:,} new compositions, "
                   f"{res.samples_per_s:,.0f} samples/s"

@@ -17,6 +17,10 @@ Decisions (written once, here):
 - Sampling: temperature and nucleus (top-p) from the config; each step draws one uniform number
   per row of the batch from the caller's torch.Generator (all rows, finished or not), so a batch
   is a pure function of (weights, generator seed, batch size).
+- A chemical system (``elements``) is masked sampling: tokens of other elements get probability 0
+  and the rest are renormalised (the model's conditional distribution restricted to the system).
+  ``all_elements`` also forbids EOS until every element of the system is placed; with the order
+  enforced that fixes which element comes at each step, so only the counts are sampled.
 """
 
 from __future__ import annotations
@@ -210,12 +214,44 @@ class CompositionTransformer(nn.Module):
             x = blk(x, cache)
         return self.head(self.ln(x[:, 0]))
 
+    def system_masks(self, elements, all_elements: bool = False) -> list[torch.Tensor] | None:
+        """Per sampling step, the (vocab,) tokens a chemical system allows (None: no system)."""
+        c = self.config
+        if not elements:
+            return None
+        from ..compositions.elements import Z_OF  # noqa: PLC0415
+
+        syms = [str(e) for e in elements]
+        bad = [s for s in syms if s not in Z_OF or int(self.rank_of_z[Z_OF[s]]) < 0]
+        if bad or len(set(syms)) != len(syms) or len(syms) > c.max_elements:
+            raise ModelConfigError(f"chemical system {'-'.join(syms)}: elements {bad} are outside this "
+                                   f"transformer's vocabulary, repeat, or exceed {c.max_elements}")
+        ranks = sorted(int(self.rank_of_z[Z_OF[s]]) for s in syms)
+        rank = self.token_rank
+        base = torch.zeros(c.vocab, dtype=torch.bool, device=rank.device)
+        base[:FIRST] = True
+        base |= torch.isin(rank, torch.tensor(ranks, device=rank.device))
+        if not all_elements:
+            return [base] * (c.max_elements + 1)
+        masks = []
+        for step in range(c.max_elements + 1):
+            m = torch.zeros_like(base)
+            if step < len(ranks):
+                m |= rank == ranks[step]
+            elif step == len(ranks):
+                m[EOS] = True
+            masks.append(m)
+        return masks
+
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, device=None,
-               temperature: float | None = None, top_p: float | None = None):
+               temperature: float | None = None, top_p: float | None = None,
+               elements=None, all_elements: bool = False):
         """n compositions as (z int64 (n, max_elements), counts int64 (n, max_elements)), numpy,
-        atomic numbers in the canonical order, 0-padded."""
+        atomic numbers in the canonical order, 0-padded. elements: element symbols of a chemical
+        system to sample within (masked sampling; all_elements: each sample holds all of them)."""
         c = self.config
+        masks = self.system_masks(elements, all_elements)
         temperature = c.temperature if temperature is None else float(temperature)
         top_p = c.top_p if top_p is None else float(top_p)
         device = torch.device(device) if device is not None else self.head.weight.device
@@ -230,7 +266,10 @@ class CompositionTransformer(nn.Module):
             if not len(rows):
                 continue   # keep drawing: the generator's state stays independent of the rows
             logits = self._step(prev, step, caches).float()
-            logits = logits.masked_fill(~self.allowed(prev, step), float("-inf"))
+            ok = self.allowed(prev, step)
+            if masks is not None:
+                ok &= masks[step].to(ok.device)
+            logits = logits.masked_fill(~ok, float("-inf"))
             tok = _nucleus(logits / temperature, top_p, u)
             el = tok >= FIRST
             if step < c.max_elements:
