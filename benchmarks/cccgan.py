@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from matstore import structgen
-from matstore.models.cccgan import image as im
+from matstore.structures import image as im
 from matstore.models.cccgan import sample as sa
 from matstore.store import Store
 

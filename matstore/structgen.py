@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from . import progress as progress_bars
-from .options import at_least_one
+from .option_checks import at_least_one
 from .runs import RunError, count, get_run, open_run, reopen_run, still_running, tracked
 from .store import Store
 
@@ -171,7 +171,7 @@ def training_images(path: str | Path, holdout: tuple[str, ...] = ()) -> tuple[np
     images, held-out images)."""
     from pymatgen.core import Composition  # noqa: PLC0415
 
-    from .models.cccgan.image import MGMNO, load_images, occupied  # noqa: PLC0415
+    from .structures.image import MGMNO, load_images, occupied  # noqa: PLC0415
 
     x = load_images(path)
     counts = MGMNO.counts(occupied(x))
@@ -186,7 +186,7 @@ def train(store: Store, name: str, images_path: str | Path, epochs: int, per_com
     """Train a CCCGAN on the image file (augmented to per_composition images per cell composition,
     the held-out formulas left out) and save it as a version of `name`; returns the ModelVersion.
     pool: generated conditions also come from every cell composition of the seed's rule
-    (Mg2+, O2-, 2 <= OS(Mn) <= 4, the image's rows; chemsys.enumerate_system)."""
+    (Mg2+, O2-, 2 <= OS(Mn) <= 4, the image's rows; chemical_systems.enumerate_system)."""
     import torch  # noqa: PLC0415
 
     from .models.cccgan import augment  # noqa: PLC0415
@@ -205,7 +205,7 @@ def train(store: Store, name: str, images_path: str | Path, epochs: int, per_com
     per_epoch = len(images) // int(cfg.hyper["batch_size"])
     cells = None
     if pool:
-        from .chemsys import enumerate_system  # noqa: PLC0415
+        from .chemical_systems import enumerate_system  # noqa: PLC0415
 
         rule = enumerate_system(cfg.elements, POOL_OXIDATION, sum(cfg.rows), dict(zip(cfg.elements, cfg.rows)))
         cells = rule.cells[:, [rule.elements.index(e) for e in cfg.elements]]

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from matstore import structgen
 from matstore.cli import main
-from matstore.models.cccgan import image as im
+from matstore.structures import image as im
 from matstore.models.cccgan import sample as sa
 from matstore.models.cccgan.config import CCCGANConfig
 from matstore.models.cccgan.fit import fit

@@ -10,7 +10,7 @@ from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Lattice, Structure
 
 from matstore.models.cccgan import augment as aug
-from matstore.models.cccgan import image as im
+from matstore.structures import image as im
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import torch
 
 from matstore.compositions import try_parse
 from matstore.ingest import run as ingest_run
-from matstore.models.cccgan import image as im
+from matstore.structures import image as im
 from matstore.predict import predict
 from matstore.pretrained import import_pretrained
 from matstore.stability import compute

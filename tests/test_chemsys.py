@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from pymatgen.core import Composition
 
 from matstore import runner
-from matstore.chemsys import EnumerationError, enumerate_system, write_run
+from matstore.chemical_systems import EnumerationError, enumerate_system, write_run
 from matstore.cli import main
 from matstore.errors import MatstoreError
 from matstore.registry import load_model

@@ -31,7 +31,7 @@ def _counts(spec: str | None) -> dict[str, int]:
 def enumerate_command(db, elements, oxidation, max_atoms, max_counts, subsystems):
     """Write every charge-neutral composition of a chemical system as an 'enumerate' run: mean
     oxidation states within their ranges, atoms per cell bounded (the rule is in the run's params)."""
-    from ..chemsys import enumerate_system, write_run
+    from ..chemical_systems import enumerate_system, write_run
 
     res = enumerate_system(elements, oxidation, max_atoms, _counts(max_counts), not subsystems)
     run_id, n_new = write_run(Store(db), res)

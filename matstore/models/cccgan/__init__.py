@@ -4,4 +4,4 @@ translations, axis swaps), config (Table S1), networks (generator, critic, class
 (WGAN-GP + classifier losses, deterministic per seed, resumable), sample (images for a requested
 composition -> structures, through the classifier)."""
 
-from . import family  # noqa: F401,E402  (registers the kind)
+from . import kind  # noqa: F401,E402  (registers the kind)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .image import MGMNO, OFFSET, ImageLayout, occupied
+from ...structures.image import MGMNO, OFFSET, ImageLayout, occupied
 
 SUPERCELLS = ((2, 2, 1), (1, 2, 2), (2, 1, 2))
 SWAPS = ((0, 1), (1, 2), (0, 2))

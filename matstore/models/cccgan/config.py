@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from ..errors import ModelConfigError
-from .image import MGMNO
+from ...structures.image import MGMNO
 
 # Table S1 (batch, Adam lr and betas, lambda_GP, lambda_1, lambda_2, lambda_c) + n_critic.
 TABLE_S1 = {"batch_size": 32, "lr": 1e-4, "beta1": 0.5, "beta2": 0.999, "lambda_gp": 10.0,

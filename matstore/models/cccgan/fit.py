@@ -29,7 +29,7 @@ from torch.nn import functional as F
 
 from ..errors import ModelConfigError
 from .config import CCCGANConfig
-from .image import ImageLayout, occupied, select_rows
+from ...structures.image import ImageLayout, occupied, select_rows
 from .networks import CCCGAN
 
 CHECKPOINT_FORMAT = "matstore-cccgan-checkpoint/1"

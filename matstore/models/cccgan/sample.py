@@ -13,7 +13,7 @@ import torch
 
 from .config import CCCGANConfig
 from .fit import conditions, layout_of, predicted_counts
-from .image import ImageError, decode, select_rows
+from ...structures.image import ImageError, decode, select_rows
 
 
 @dataclass

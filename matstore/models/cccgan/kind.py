@@ -20,7 +20,7 @@ class CCCGANFamily(TorchFamily):
         c = self.make_config(config)
         image = {"featurizer": "cccgan-image", "shape": [2 + c.n_sites, 3], "labels": None,
                  "meaning": f"cell lengths/30 A, angles/180 deg, then {dict(zip(c.elements, c.rows))} "
-                            f"site rows of p' = (2/3) p + 1/6 (models.cccgan.image)"}
+                            f"site rows of p' = (2/3) p + 1/6 (structures.image)"}
         return {"inputs": {"featurizer": "latent+condition", "shape": [c.latent_dim + c.condition_dim],
                            "labels": None, "meaning": "noise and one one-hot of atom counts per element"},
                 "outputs": image, "latent_dim": c.latent_dim, "target": None,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import MatstoreError
-from .options import at_least_one, chemical_system
+from .option_checks import at_least_one, chemical_system
 
 MAX_CELLS = 5_000_000   # cell compositions visited at most (bounded before the loop starts)
 
