@@ -173,7 +173,8 @@ class Bench:
     def _inspect_killed(self, store: Store, t: Trial) -> None:
         """What the kill left: whole batches only, each equal to the clean run's."""
         clean = self.clean_batches[t.kind].path
-        with store.connect(write=True) as con:  # the first write-open marks dead work interrupted
+        # the first write-open marks dead work interrupted; the clean store is the one file it may attach
+        with store.connect(write=True, write_paths=[str(clean), f"{clean}.wal"]) as con:
             con.execute(f"ATTACH '{clean}' AS clean (READ_ONLY)")
             try:
                 if t.kind == "generate":

@@ -7,12 +7,14 @@
 -- composition's stability row (fe_model's predicted formation energy on the hull of reference's
 -- phases), not a structure energy. Pourbaix stability (the paper's dG_pbx <= 0.59 eV/atom) is
 -- not screened: pymatgen computes Pourbaix diagrams from Materials Project ion reference data,
--- which it does not ship (MPRester, online only).
--- depends: model_refs
+-- which it does not ship (MPRester, online only). As every screen: a two-stage band gap is 0 where
+-- p_metal >= 0.5, and the oxidation-state assignment's rarest ion has an ICSD share >= 0.01.
+-- depends: ion_plausibility, model_refs
 -- key: structure_id, fe_model, reference
 WITH bg AS (
     SELECT composition_id,
-           arg_max({'value': value, 'model_id': model_id}, [coalesce(run_id, 0), model_id]) AS b
+           arg_max({'value': value, 'std': std, 'p_metal': p_metal, 'model_id': model_id},
+                   [coalesce(run_id, 0), model_id]) AS b
     FROM predictions
     WHERE property = 'band_gap'
     GROUP BY composition_id
@@ -26,8 +28,12 @@ SELECT s.structure_id,
        s.n_sites,
        s.volume / s.n_sites AS volume_per_atom,
        s.spacegroup_symbol,
-       bg.b.value AS pred_band_gap,
+       CASE WHEN bg.b.p_metal >= 0.5 THEN 0.0 ELSE bg.b.value END AS pred_band_gap,
+       bg.b.std AS pred_band_gap_std,
+       bg.b.p_metal AS pred_band_gap_p_metal,
        gm.ref AS band_gap_model,
+       ip.rarest_ion,
+       ip.rarest_ion_share,
        st.e_above_hull,
        fe.ref AS fe_model,
        st.reference
@@ -37,8 +43,10 @@ JOIN bg USING (composition_id)
 JOIN stability st ON st.composition_id = s.composition_id
 JOIN model_refs fe ON fe.model_id = st.model_id
 LEFT JOIN model_refs gm ON gm.model_id = bg.b.model_id
+JOIN ion_plausibility ip USING (composition_id)
 WHERE list_sort(c.elements) = ['Mg', 'Mn', 'O']
   AND st.model_id > 0
-  AND bg.b.value BETWEEN 1.6 AND 3.0
+  AND CASE WHEN bg.b.p_metal >= 0.5 THEN 0.0 ELSE bg.b.value END BETWEEN 1.6 AND 3.0
+  AND ip.rarest_ion_share >= 0.01
   AND st.e_above_hull <= 0.08
 ORDER BY st.e_above_hull, c.formula, s.structure_id, fe_model, st.reference

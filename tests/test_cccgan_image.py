@@ -57,7 +57,7 @@ def test_image_refuses_what_it_cannot_hold(images):
         im.encode(s * (2, 2, 2))
     bad = images[0].copy()
     bad[1] = [170 / 180, 170 / 180, 170 / 180]
-    with pytest.raises(im.ImageError, match="no cell"):
+    with pytest.raises(im.ImageError, match="not a cell"):
         im.decode(bad)
     with pytest.raises(im.ImageError, match="shape"):
         im.decode(images[0][:29])

@@ -35,14 +35,17 @@ def test_photoanode_screen_equals_the_filter_it_states(store, shared_data, tmp_p
                       "FROM screen_photoanode_mgmno")
     rows = store.query("""
         SELECT s.structure_id, c.elements, st.e_above_hull, st.model_id,
-               (SELECT p.value FROM predictions p WHERE p.composition_id = s.composition_id
-                AND p.property = 'band_gap' ORDER BY coalesce(p.run_id, 0) DESC, p.model_id DESC LIMIT 1) AS gap
+               (SELECT CASE WHEN p.p_metal >= 0.5 THEN 0.0 ELSE p.value END FROM predictions p
+                WHERE p.composition_id = s.composition_id AND p.property = 'band_gap'
+                ORDER BY coalesce(p.run_id, 0) DESC, p.model_id DESC LIMIT 1) AS gap,
+               (SELECT ip.rarest_ion_share FROM ion_plausibility ip
+                WHERE ip.composition_id = s.composition_id) AS ion_share
         FROM structures s JOIN compositions c USING (composition_id)
         JOIN stability st ON st.composition_id = s.composition_id""")
     ternary = rows.filter(pl.col("elements").list.sort() == pl.lit(["Mg", "Mn", "O"]))
     assert ternary.height >= 25 and ternary["gap"].is_not_null().all()   # the joins have rows to judge
     want = ternary.filter((pl.col("model_id") > 0) & pl.col("gap").is_between(1.6, 3.0)
-                          & (pl.col("e_above_hull") <= 0.08))
+                          & (pl.col("e_above_hull") <= 0.08) & (pl.col("ion_share") >= 0.01))
     assert sorted(got["structure_id"].to_list()) == sorted(want["structure_id"].to_list())
     assert (got["pred_band_gap"].is_between(1.6, 3.0)).all() and (got["e_above_hull"] <= 0.08).all()
     assert set(got["fe_model"]) <= {"oqmd-attn-fe@1"}

@@ -220,7 +220,7 @@ BAD_FILE_REASONS = {
     "notjson.json": "not JSON",
     "scalar.json": "expected JSON objects",
     "bad.parquet": "parquet",
-    "utf16.csv": "no formula column",
+    "utf16.csv": "UTF-16",   # issue 22: named as such (was "no formula column")
 }
 
 

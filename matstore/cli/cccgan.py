@@ -14,10 +14,12 @@ from .options import POSITIVE, console, no_progress_option, store_option
 @click.option("--images", "images", required=True, type=click.Path(exists=True, dir_okay=False),
               help="The seed's (n, 30, 3) image file (.npy).")
 @click.option("--name", default="cccgan-mgmno", show_default=True, help="Model name to save under.")
-@click.option("--epochs", type=POSITIVE, default=10, show_default=True)
+@click.option("--epochs", type=POSITIVE, default=10, show_default=True,
+              help="Passes over the augmented images.")
 @click.option("--per-composition", type=POSITIVE, default=100, show_default=True,
               help="Augment every cell composition to this many images (the seed: 1,000).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seeds the networks, augmentation and batches (same seed, same model).")
 @click.option("--holdout", default="", metavar="F1,F2|benchmark",
               help="Reduced formulas left out of training ('benchmark': the benchmark's 20).")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,

@@ -155,6 +155,15 @@ def check_kind(kind: str | None, method: str | None = None) -> tuple[str | None,
 
 # --- reading tabular files ---------------------------------------------------------------
 
+def _looks_utf16(head: bytes) -> bool:
+    """A byte-order mark, or text whose every other byte is zero (BOM-less UTF-16 of ASCII);
+    not arbitrary binary that happens to hold a zero byte."""
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return True
+    even, odd = head[0::2], head[1::2]
+    return len(head) >= 4 and (odd.count(0) == len(odd) or even.count(0) == len(even)) and head.count(0) < len(head)
+
+
 def read_table(path: str | Path) -> pl.DataFrame:
     """A CSV/TSV/Parquet/JSON file as a frame of strings (values are checked later, per row)."""
     p = Path(path)
@@ -171,8 +180,8 @@ def read_table(path: str | Path) -> pl.DataFrame:
             return _read_json_rows(p)
         sep = "\t" if suffix.endswith(".tsv") else ","
         with open(p, "rb") as f:
-            head = f.read(4)
-        if head[:2] in (b"\xff\xfe", b"\xfe\xff") or (len(head) == 4 and (head[1] == 0 or head[0] == 0)):
+            head = f.read(64)
+        if _looks_utf16(head):
             raise SourceError(f"cannot read {p}: it is UTF-16 text (a spreadsheet's 'Unicode text' "
                               f"export); save it as UTF-8 CSV")
         df = pl.read_csv(p, infer_schema=False, separator=sep, truncate_ragged_lines=False)
