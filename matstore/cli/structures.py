@@ -15,7 +15,7 @@ def structures():
     """Crystal structures: predict them from templates, show them, write CIF/POSCAR."""
 
 
-@structures.command(epilog="""\\b
+@structures.command(epilog="""\b
 Example:
   matstore ingest structures --file perov_5/val.csv --source-name perov5 --kind dft
   matstore structures predict --formula SrTiO3 --formula BaZrO3 -k 5 --templates perov5
@@ -60,7 +60,7 @@ def structure_id_arg(ctx, param, value) -> int:
         raise click.BadParameter(f"{value!r} is not a structure id (an integer)") from None
 
 
-@structures.command(cls=SignedIdCommand, epilog="""\\b
+@structures.command(cls=SignedIdCommand, epilog="""\b
 Example:
   matstore structures show -8187949774823060506 --cif SrTiO3.cif""")
 @click.argument("structure_id", callback=structure_id_arg)
