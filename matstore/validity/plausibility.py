@@ -11,9 +11,7 @@ Screens drop assignments whose rarest ion has a share below MIN_ION_SHARE.
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
-from pathlib import Path
 
 MIN_ION_SHARE = 0.01   # N5- 0.06 %, Dy4+ 0.4 %, Ga4+ 0.3 % fall below; Sn4- (stannides) 1.2 % passes
 SOURCE = "smact oxidation_states_icsd24_counts.json (ICSD 2024)"
@@ -23,16 +21,10 @@ SOURCE = "smact oxidation_states_icsd24_counts.json (ICSD 2024)"
 def shares() -> dict[tuple[str, int], tuple[int, float]]:
     """(symbol, state) -> (ICSD reports, share of the element's non-zero-state reports);
     states with no report are absent (share 0)."""
-    from smact import data_directory
+    from .sets import icsd24_report_counts  # noqa: PLC0415
 
-    rows = json.loads((Path(data_directory) / "oxidation_states_icsd24_counts.json").read_text())
-    total: dict[str, int] = {}
-    for r in rows:
-        if int(r["oxidation_state"]) != 0:
-            total[r["element"]] = total.get(r["element"], 0) + int(r["results_count"])
-    return {(r["element"], int(r["oxidation_state"])):
-            (int(r["results_count"]), int(r["results_count"]) / total[r["element"]])
-            for r in rows if int(r["oxidation_state"]) != 0 and int(r["results_count"]) > 0}
+    counts, total = icsd24_report_counts()
+    return {k: (n, n / total[k[0]]) for k, n in counts.items() if n > 0}
 
 
 def rarest_share(elements: list[str], states: list[int]) -> float | None:

@@ -83,18 +83,25 @@ def _set_states(oxidation_set: str) -> dict[str, list[int]]:
     return out
 
 
-def _icsd24_log_share() -> dict[tuple[str, int], float]:
-    """(symbol, state) -> log((reports + 1) / (element's non-zero reports + 1)), ICSD 2024."""
+@lru_cache(maxsize=1)
+def icsd24_report_counts() -> tuple[dict[tuple[str, int], int], dict[str, int]]:
+    """SMACT's ICSD 2024 report counts: (symbol, non-zero state) -> reports, and per element the
+    reports of all its non-zero states (the denominator of every share)."""
     from smact import data_directory
 
     rows = json.loads((Path(data_directory) / "oxidation_states_icsd24_counts.json").read_text())
+    counts = {(r["element"], int(r["oxidation_state"])): int(r["results_count"])
+              for r in rows if int(r["oxidation_state"]) != 0}
     total: dict[str, int] = {}
-    for r in rows:
-        if int(r["oxidation_state"]) != 0:
-            total[r["element"]] = total.get(r["element"], 0) + int(r["results_count"])
-    return {(r["element"], int(r["oxidation_state"])):
-            float(np.log((int(r["results_count"]) + 1) / (total[r["element"]] + 1)))
-            for r in rows if int(r["oxidation_state"]) != 0}
+    for (element, _), n in counts.items():
+        total[element] = total.get(element, 0) + n
+    return counts, total
+
+
+def _icsd24_log_share() -> dict[tuple[str, int], float]:
+    """(symbol, state) -> log((reports + 1) / (element's non-zero reports + 1)), ICSD 2024."""
+    counts, total = icsd24_report_counts()
+    return {k: float(np.log((n + 1) / (total[k[0]] + 1))) for k, n in counts.items()}
 
 
 class Tables:
