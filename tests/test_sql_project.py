@@ -171,8 +171,8 @@ def test_views_build_in_declared_order_on_a_fresh_schema(tmp_path):
 
 def test_an_undeclared_view_read_is_an_error_naming_the_view():
     defs = view_definitions()
-    bad = dict(defs, screen_stable_novel=defs["screen_stable_novel"].replace("-- depends: candidate_hull, candidates\n", ""))
-    with pytest.raises(ViewError, match=r"sql/screen_stable_novel\.sql reads views \['candidate_hull', 'candidates'\]"):
+    bad = dict(defs, screen_stable_novel=defs["screen_stable_novel"].replace("-- depends: candidate_screen_rows\n", ""))
+    with pytest.raises(ViewError, match=r"sql/screen_stable_novel\.sql reads views \['candidate_screen_rows'\]"):
         order_views(bad)
     extra = dict(defs, known="-- depends: model_refs\n" + defs["known"])   # declared, never read
     with pytest.raises(ViewError, match=r"sql/known\.sql .*declares `-- depends: model_refs`"):
