@@ -89,7 +89,7 @@ def split_hashes(store: Store, ref: str) -> dict[str, str]:
 
 
 def pretrain(store: Store, preset: str, name: str, *, rows: int | None, epochs: int | None,
-             seed: int, hyper: dict, out_dir: Path, record: bool) -> dict:
+             seed: int, hyper: dict, out_dir: Path, record: bool, ensemble: int | None = None) -> dict:
     p = presets.get(preset)
     if p.property not in FILES:
         raise SystemExit(f"preset {preset}: no shared OQMD file for property {p.property!r}")
@@ -101,7 +101,7 @@ def pretrain(store: Store, preset: str, name: str, *, rows: int | None, epochs: 
     sel = selection(p.property)
     hp, cfg = presets.parse_overrides(preset, [f"{k}={v}" for k, v in hyper.items()])
     mv = training.train(store, preset, on=sel, epochs=epochs, seed=seed, max_rows=rows, name=name,
-                        config=cfg or None, progress=False, target_source="oqmd", **hp)
+                        config=cfg or None, progress=False, target_source="oqmd", ensemble=ensemble, **hp)
     rec = store.query("SELECT training_query, training_rows, split::VARCHAR split, data_hash, hyperparams::VARCHAR hp "
                       "FROM model_versions WHERE model_id = ?", [mv.model_id]).row(0, named=True)
     test = mv.metrics["test"]
@@ -136,6 +136,8 @@ def main() -> None:
                     "(seeded subset before the 80/10/10 split; default all)")
     ap.add_argument("--epochs", type=int, default=None, help="epochs (default: the preset's)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ensemble", type=int, default=None, metavar="K",
+                    help="K members seeded seed..seed+K-1 in one version (its prediction is their mean)")
     ap.add_argument("--hyper", action="append", default=[], metavar="KEY=VALUE",
                     help="preset hyperparameter or config field (as train --hyper)")
     ap.add_argument("--store", default=None, help="store to train in (default: a temporary one)")
@@ -160,7 +162,8 @@ def main() -> None:
         store = Store(path) if path.exists() else Store.init(path)
         for preset, name in zip(todo, names):
             pretrain(store, preset, name, rows=args.rows, epochs=args.epochs, seed=args.seed,
-                     hyper=hyper, out_dir=pretrained.PACKAGE_DIR, record=not args.dry_run)
+                     hyper=hyper, out_dir=pretrained.PACKAGE_DIR, record=not args.dry_run,
+                     ensemble=args.ensemble)
 
 
 if __name__ == "__main__":
