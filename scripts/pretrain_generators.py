@@ -91,7 +91,7 @@ def ship(store, name: str, ref: str, data: Path) -> dict:
 
     rec = get_record(store, ref, weights=False)
     out = pretrained.PACKAGE_DIR / f"{name}.parquet"
-    export_models(store, out, refs=[ref])
+    export_models(store, out, refs=[ref], overwrite=True)   # the new version replaces the file
     leave = store.query("SELECT DISTINCT c.formula FROM composition_sets s JOIN compositions c "
                         "USING (composition_id) WHERE s.model_id = ? AND s.role IN ('val', 'test') "
                         "ORDER BY 1", [rec["model_id"]])["formula"].to_list()

@@ -112,7 +112,7 @@ def pretrain(store: Store, preset: str, name: str, *, rows: int | None, epochs: 
     out = out_dir / f"{name}.parquet"
     if not record:
         return {"name": name, "metrics": test}
-    export_models(store, out, [mv.ref])
+    export_models(store, out, [mv.ref], overwrite=True)   # the new version replaces the file
     import json  # noqa: PLC0415
 
     entry = pretrained.record(
