@@ -9,12 +9,13 @@ from .. import output
 from ..features import FEATURIZERS
 from ..store import Store
 from ..validity import DEFAULT_SET, OXIDATION_SETS
-from .options import (POSITIVE, TOLERANCE, console, device_option, no_progress_option, output_options,
-                      param_option, store_option, where_option)
+from .options import (POSITIVE, TOLERANCE, console, device_option, executor_options, no_progress_option,
+                      output_options, param_option, store_option, where_option)
 
 
 @click.command(epilog="\b\nExamples:\n  matstore generate --db s.duckdb --model transformer-mp --elements Mg,Mn,O -n 10000\n"
-                      "  matstore generate --db s.duckdb --model cccgan-mgmno --composition Mg2MnO4 -n 300")
+                      "  matstore generate --db s.duckdb --model cccgan-mgmno --composition Mg2MnO4 -n 300\n"
+                      "  matstore generate --db s.duckdb --model gan-mp-small -n 1000000 --executor processes:2")
 @store_option
 @click.option("--model", "model", default=None, help="Generator NAME[@VERSION] or model id.")
 @click.option("--composition", default=None, metavar="FORMULA",
@@ -46,9 +47,10 @@ from .options import (POSITIVE, TOLERANCE, console, device_option, no_progress_o
               help="Also predict with this model NAME[@VERSION] (repeatable).")
 @click.option("--stability", "stability_ref", default=None, metavar="SOURCE",
               help="Also place the --predict formation energies on the hull of SOURCE's known phases.")
+@executor_options
 def generate(db, model, composition, n, batch_size, seed, device, tolerance, temperature, top_p,
              elements, all_elements, resume_id, no_progress, quiet, validate, featurizers, predictors,
-             stability_ref):
+             stability_ref, executor, executor_insecure):
     """Sample a generator into the store, one transaction per batch (--validate, --featurize,
     --predict: the full pipeline per batch, for the batch's compositions that lack it)."""
     from .. import runner
@@ -73,7 +75,8 @@ def generate(db, model, composition, n, batch_size, seed, device, tolerance, tem
         if temperature is not None or top_p is not None or elements or all_elements:
             raise click.UsageError("--resume draws with the run's own sampling settings; "
                                    "drop --temperature / --top-p / --elements")
-        res = runner.resume(store, resume_id, device=device, progress=not no_progress)
+        res = runner.resume(store, resume_id, device=device, progress=not no_progress,
+                            executor=executor, insecure=executor_insecure)
     else:
         if not model or not n:
             raise click.UsageError("generate needs --model NAME and -n N (or --resume RUN_ID)")
@@ -81,7 +84,7 @@ def generate(db, model, composition, n, batch_size, seed, device, tolerance, tem
         res = runner.generate(store, model, n, batch_size=batch_size, seed=seed, device=device,
                               tolerance=tolerance, progress=not no_progress, stages=stages,
                               temperature=temperature, top_p=top_p, elements=elements,
-                              all_elements=all_elements)
+                              all_elements=all_elements, executor=executor, insecure=executor_insecure)
     console.print(f"run {res.run_id} {res.status}: {res.n_samples:,} samples, "
                   f"{res.n_decodable:,} decodable, {res.n_new_compositions:,} new compositions, "
                   f"{res.samples_per_s:,.0f} samples/s"
@@ -106,11 +109,15 @@ def generate(db, model, composition, n, batch_size, seed, device, tolerance, tem
               help="Predict these formulas and print them, storing nothing (repeatable).")
 @no_progress_option
 @output_options
+@executor_options
 def predict(db, model, where, params, device, batch_size, chunk_size, formulas, no_progress, quiet,
-            fmt, parquet, limit_rows):
+            fmt, parquet, limit_rows, executor, executor_insecure):
     """Predict a property for compositions lacking that model version's predictions.
 
-    Example: matstore predict --db study.duckdb --model oqmd-attn-fe --formula Cu2ZnSnS4
+    \b
+    Examples:
+      matstore predict --db study.duckdb --model oqmd-attn-fe --formula Cu2ZnSnS4
+      matstore predict --db study.duckdb --model rf-fe --executor processes:2
     """
     from ..predict import predict as run_predict
     from ..query import parse_params
@@ -126,7 +133,8 @@ def predict(db, model, where, params, device, batch_size, chunk_size, formulas, 
         return
 
     res = run_predict(Store(db), model, where=where, chunk_size=chunk_size or batch_size, device=device,
-                      progress=not (no_progress or quiet), params=parse_params(params))
+                      progress=not (no_progress or quiet), params=parse_params(params),
+                      executor=executor, insecure=executor_insecure)
     console.print(f"{res.model}: {res.n_predicted:,} {res.property} predictions "
                   f"({res.n_null:,} not featurizable) in {res.seconds:.1f} s")
 
