@@ -95,7 +95,11 @@ class DaskExecutor:
 
     @property
     def dashboard(self) -> str | None:
-        """The dashboard link when the scheduler serves one (bokeh installed, not disabled)."""
+        """The dashboard link when the scheduler serves its pages (they need bokeh)."""
+        import importlib.util  # noqa: PLC0415
+
+        if importlib.util.find_spec("bokeh") is None:
+            return None
         try:
             if "dashboard" not in self.client.scheduler_info().get("services", {}):
                 return None
@@ -130,7 +134,9 @@ class DaskExecutor:
         """value scattered to every worker once (its future); the same object is sent once."""
         key = id(value)
         if key not in self.shared_futures:
-            self.shared_futures[key] = (value, self.client.scatter(value, broadcast=True, hash=False))
+            # scattered as one item: scatter would split a dict or list into futures of its parts
+            fut = self.client.scatter([value], broadcast=True, hash=False)[0]
+            self.shared_futures[key] = (value, fut)
         return self.shared_futures[key][1]
 
     def map(self, items, local_fn, task, shared=(), accept=None):
@@ -187,14 +193,14 @@ def _client(address_or_cluster, security=None, timeout: float = CONNECT_TIMEOUT)
                   deserializers=["msgpack", "error"])
 
 
-def _local_cluster(n: int, dashboard: bool):
+def _local_cluster(n: int):
     from distributed import LocalCluster  # noqa: PLC0415
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")   # inherited by the workers: no oversubscription
     try:
         return LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                            dashboard_address="127.0.0.1:0" if dashboard else None,
-                            protocol="tcp://", silence_logs=40)
+                            dashboard_address="127.0.0.1:0", protocol="tcp://", silence_logs=40,
+                            death_timeout=60)   # workers left by a killed client exit by themselves
     except Exception as e:  # noqa: BLE001
         raise ExecutorError(f"executor processes:{n}: the local cluster did not start: "
                             f"{type(e).__name__}: {' '.join(str(e).split())[:300]}") from None
@@ -223,8 +229,7 @@ def _connect(address: str, insecure: bool, security, timeout: float):
 
 
 @contextmanager
-def open_executor(spec=None, insecure: bool = False, security=None, dashboard: bool = False,
-                  timeout: float = CONNECT_TIMEOUT, announce: bool = False):
+def open_executor(spec=None, insecure: bool = False, security=None, timeout: float = CONNECT_TIMEOUT, announce: bool = False):
     """The executor a spec names (a distributed.Client is used as it is and left open); a local
     cluster is started here and stopped when the block ends. announce: print the dashboard link
     (when there is one) and the worker count on stderr."""
@@ -243,7 +248,7 @@ def open_executor(spec=None, insecure: bool = False, security=None, dashboard: b
     if kind == "client":
         ex = DaskExecutor(spec, spec.scheduler.address)
     elif kind == "processes":
-        cluster = _local_cluster(n, dashboard)
+        cluster = _local_cluster(n)
         try:
             client = _client(cluster)
         except Exception:

@@ -36,7 +36,7 @@ def decoded_batch(data, batch_no: int, first_sample: int, n_samples: int, name: 
     if meta.get(b"batch_no") != str(batch_no).encode() or meta.get(b"n_samples") != str(n_samples).encode():
         raise ExecutorError(f"{what}: the worker's batch says batch {meta.get(b'batch_no')!r} of "
                             f"{meta.get(b'n_samples')!r} samples, not batch {batch_no} of {n_samples}")
-    if t.null_count:
+    if any(col.null_count for col in t.columns):
         raise ExecutorError(f"{what}: the worker's batch holds NULLs")
     sample_no = t["sample_no"].to_numpy()
     sent = t["composition_id"].to_numpy()
