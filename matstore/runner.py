@@ -263,7 +263,7 @@ def _execute(store: Store, run_id: int, loaded, params: dict, seed: int, device:
                     batch, n_clash, uniq, first, new = key_check(batch, known, by_formula)
                     tally["key_collisions"] += n_clash
                     new_rows = composition_rows(batch.z[first[new]], batch.counts[first[new]])
-                    if record is not None:   # a worker's batch: merge's composition checks
+                    if ex.name != "local":   # a worker's batch: merge's composition checks
                         new_compositions(new_rows, ex.name, b)
                     chunk = None
                     if pipe:

@@ -43,10 +43,17 @@ def identity_of(records=()) -> dict:
 
 
 def identity(records=()) -> dict:
-    """This worker's matstore version and the sha256 of the weights it received."""
+    """This worker's matstore version and the sha256 of the weights it received; each model is
+    rebuilt here too (the first batch then costs what the others do, and weights that do not
+    load fail before any batch)."""
+    from .. import runner  # noqa: F401, PLC0415 (imported once per worker, before the first batch)
+
     out = {"matstore": version()}
     for rec in records:
-        out[f"weights of {rec['name']}@{rec['version']}"] = hashlib.sha256(rec["weights"]).hexdigest()
+        sha = hashlib.sha256(rec["weights"]).hexdigest()
+        out[f"weights of {rec['name']}@{rec['version']}"] = sha
+        if sha == rec["weights_sha256"]:
+            model(rec, "cpu")
     return out
 
 
