@@ -26,11 +26,12 @@ from matstore.executor import batch_checks, worker_tasks
 from matstore.executor.payloads import encode
 from matstore.predict import predict
 from matstore.registry.records import get_record
+from matstore.stability import compute
 from matstore.store import Store
 from _runner_helpers import TINY_GAN, decode_tolerance_for, load_compositions, mp_formulas
 
 N, BS, SEED = 20_000, 2_000, 3
-TABLES = ("generated", "compositions", "predictions", "validity")
+TABLES = ("generated", "compositions", "predictions", "validity", "stability")
 
 
 @pytest.fixture(scope="module")
@@ -68,17 +69,19 @@ def _run(store, gan, rf, tol, executor):
     res = runner.generate(store, gan, N, batch_size=BS, seed=SEED, device="cpu", tolerance=tol,
                           progress=False, stages=runner.Stages(True, (), (rf,)), executor=executor)
     predict(store, rf, device="cpu", progress=False, chunk_size=500, executor=executor)
+    compute(store, model=rf, reference="mp", chunk_size=2000, progress=False, executor=executor)
     return res
 
 
-def _content(store: Store, generate_only: bool) -> dict:
+def _content(store: Store, tables, generate_only: bool) -> dict:
     only = {"predictions": " WHERE run_id = 1"} if generate_only else {}   # the generate run's stage
-    return {t: store.query(f"SELECT * FROM {t}{only.get(t, '')} ORDER BY ALL") for t in TABLES}
+    return {t: store.query(f"SELECT * FROM {t}{only.get(t, '')} ORDER BY ALL") for t in tables}
 
 
 def _assert_same(store: Store, serial: Store, generate_only: bool = False) -> None:
-    got, want = _content(store, generate_only), _content(serial, generate_only)
-    for t in TABLES:
+    tables = TABLES[:4] if generate_only else TABLES
+    got, want = _content(store, tables, generate_only), _content(serial, tables, generate_only)
+    for t in tables:
         assert want[t].height > 0, t
         assert got[t].equals(want[t]), f"{t}: {got[t].height} rows vs serial {want[t].height}"
 
@@ -175,9 +178,9 @@ def test_two_workers_store_exactly_the_rows_of_a_serial_run(study, client, tmp_p
     assert res.n_samples == N
     _assert_same(store, study["serial"])
     runs = store.query("SELECT kind, executor, workers FROM runs ORDER BY run_id")
-    assert runs["kind"].to_list() == ["generate", "predict"]
-    assert runs["executor"].to_list() == [client.scheduler.address] * 2
-    assert runs["workers"].to_list() == [2, 2]
+    assert runs["kind"].to_list() == ["generate", "predict", "stability"]
+    assert runs["executor"].to_list() == [client.scheduler.address] * 3
+    assert runs["workers"].to_list() == [2, 2, 2]
     assert study["serial"].query("SELECT DISTINCT executor, workers FROM runs").rows() == [("local", 1)]
 
 

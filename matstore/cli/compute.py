@@ -151,12 +151,19 @@ def predict(db, model, where, params, device, batch_size, chunk_size, formulas, 
                    "--model's predicted energy (reference SOURCE+model); model: every reference phase "
                    "at --model's energy (SOURCE:model).")
 @no_progress_option
-def stability(db, model, reference, hull, no_progress, quiet):
-    """Energy above the convex hull of a source's known phases, with decomposition products."""
+@executor_options
+def stability(db, model, reference, hull, no_progress, quiet, executor, executor_insecure):
+    """Energy above the convex hull of a source's known phases, with decomposition products.
+
+    \b
+    Examples:
+      matstore stability --db study.duckdb --model rf-fe --reference oqmd
+      matstore stability --db study.duckdb --model rf-fe --reference oqmd --executor processes:2
+    """
     from ..stability import compute
 
     res = compute(Store(db), model=model, reference=reference, hull=hull,
-                  progress=not (no_progress or quiet))
+                  progress=not (no_progress or quiet), executor=executor, insecure=executor_insecure)
     console.print(f"stability of {res.model or 'the known phases'} vs {res.reference} "
                   f"({res.n_phases:,} reference phases): {res.n_computed:,} rows, "
                   f"{res.n_below:,} below the known hull, in {res.seconds:.1f} s"

@@ -118,3 +118,24 @@ def _width(data: bytes, what: str) -> int:
     if not 1 <= width <= MAX_WIDTH:
         raise ExecutorError(f"{what}: {width} element slots per sample (at most {MAX_WIDTH})")
     return width
+
+
+def stability_rows(data, schema: pa.Schema, ids: np.ndarray, name: str, chunk_no: int) -> pa.Table:
+    """A worker's stability rows of one chunk: the columns and types stability.rows builds here,
+    the chunk's ids in order, no infinite value in merge's FINITE columns of stability (NaN is a
+    NULL), e_above_hull >= the hull's own floor of -1e3 eV/atom, coverage in 0..1."""
+    what = f"executor {name}: stability chunk {chunk_no}"
+    t = decode(data, schema, what, ExecutorError)
+    got = t["composition_id"].to_numpy(zero_copy_only=False)
+    ids = np.asarray(ids, np.int64)
+    if len(got) != len(ids) or (got != ids).any():
+        raise ExecutorError(f"{what}: the composition ids differ from the chunk sent")
+    for table, col in FINITE:
+        if table == "stability" and col in t.column_names:
+            v = t[col].to_numpy(zero_copy_only=False).astype(np.float64)
+            if np.isinf(v).any() or (col == "e_above_hull" and (v[~np.isnan(v)] < -1e3).any()):
+                raise ExecutorError(f"{what}: {col} holds an infinite or out-of-bounds value")
+    cov = t["coverage"].to_numpy(zero_copy_only=False).astype(np.float64)
+    if ((cov < 0) | (cov > 1)).any():
+        raise ExecutorError(f"{what}: coverage outside 0..1")
+    return t

@@ -128,3 +128,13 @@ def predict_chunk(item: tuple, record: dict, p: dict) -> bytes:
                             "value": pa.array(np.asarray(out.value, np.float64)),
                             "std": pa.array(np.asarray(out.std, np.float64)),
                             "p_metal": pa.array(np.asarray(out.p_metal, np.float64))}))
+
+
+def stability_chunk(item: tuple, ref, p: dict) -> bytes:
+    """Stability rows of one chunk (item: (chunk number, (ids, z, counts, energy))) against the
+    reference's hulls (stability.rows), as the in-process path builds them."""
+    from ..stability import rows  # noqa: PLC0415
+    from .payloads import encode  # noqa: PLC0415
+
+    _check_version(p["version"])
+    return encode(rows(ref, *item[1], p["model_id"], p["run_id"]))
