@@ -141,7 +141,7 @@ def generate(store: Store, model, n: int, batch_size: int | None = None, seed: i
         if pipe.reference is not None:
             params["stages"]["stability"] = pipe.reference.source
     with open_executor(executor, insecure=insecure, announce=progress) as ex:
-        record = ship_model(ex, store, loaded.model_id)   # versions checked before any batch
+        record = ship_model(ex, store, _stored_id(loaded))   # versions checked before any batch
         run_id = open_run(store, "generate", loaded.model_id, params, device, n, seed=int(seed),
                           executor=ex.name, workers=ex.workers)
         return _execute(store, run_id, loaded, params, int(seed), device, set(), progress, pipe,
@@ -171,7 +171,7 @@ def resume(store: Store, run_id: int, device: str | None = None, progress: bool 
         raise RunError(f"resume: run {run_id} was drawn from model id {run['model_id']}, "
                        f"not {loaded.model_id}")
     with open_executor(executor, insecure=insecure, announce=progress) as ex:
-        record = ship_model(ex, store, loaded.model_id)
+        record = ship_model(ex, store, _stored_id(loaded))
         reopen_run(store, run_id, ex.name, ex.workers)
         with store.connect() as con:
             done = {r[0] for r in con.execute("SELECT batch_no FROM run_batches WHERE run_id = ?",
@@ -182,6 +182,11 @@ def resume(store: Store, run_id: int, device: str | None = None, progress: bool 
             pipe.catch_up(store, int(run_id))   # rows a killed run still had buffered
         return _execute(store, int(run_id), loaded, params, int(run["seed"]), device, done, progress,
                         pipe, ex, record)
+
+
+def _stored_id(loaded) -> int | None:
+    """The model id workers can rebuild from the store's record (None: an object given in Python)."""
+    return loaded.model_id if getattr(loaded, "record", None) is not None else None
 
 
 def _load(store: Store, model, device: str):

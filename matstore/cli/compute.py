@@ -60,6 +60,9 @@ def generate(db, model, composition, n, batch_size, seed, device, tolerance, tem
     store = Store(db)
     no_progress = no_progress or quiet
     if composition or (resume_id is not None and structgen.is_structure_run(store, resume_id)):
+        if executor != "local":
+            raise click.UsageError("--executor applies to composition generators; structure "
+                                   "generators (--composition) run in this process")
         if resume_id is not None:
             res = structgen.resume(store, resume_id, device=device, progress=not no_progress)
         elif not model or not n:
