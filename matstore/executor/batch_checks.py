@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from .. import compositions as C
-from ..merge.validate import FINITE, MAX_COUNT, composition_problem
+from ..merge.validate import FINITE, MAX_ATOMS, MAX_COUNT, composition_problem
 from . import ExecutorError
 from .payloads import decode, package_fields
 
@@ -51,6 +51,8 @@ def decoded_batch(data, batch_no: int, first_sample: int, n_samples: int, name: 
     if ((counts < 0) | (counts > MAX_COUNT)).any():
         bad = int(counts[(counts < 0) | (counts > MAX_COUNT)][0])
         raise ExecutorError(f"{what}: a count ({bad:,}) outside 0..{MAX_COUNT:,}")
+    if MAX_ATOMS is not None and (counts.sum(axis=1) > MAX_ATOMS).any():
+        raise ExecutorError(f"{what}: a sample with more than {MAX_ATOMS:,} atoms")
     present = (z > 0) & (counts > 0)
     if len(z) and not present.any(axis=1).all():
         raise ExecutorError(f"{what}: a sample with no element")
