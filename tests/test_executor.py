@@ -169,6 +169,27 @@ def test_forged_prediction_chunks_are_refused_by_the_checks(template):
         batch_checks.predictions(_forge(data, value=pa.array(v.astype(np.float32))), ids, None, "test", 0)
 
 
+def test_forged_stability_chunks_are_refused_by_the_checks(template):
+    from matstore.stability import load_reference, rows
+    from matstore.stability.hull import N_EL, Z_OF_RANK
+
+    ref = load_reference(template["template"], "mp")   # the known phases, as `stability` places them
+    h = ref.hulls
+    idx = np.arange(60)
+    z = np.where(h.phase_ranks < (1 << 30), Z_OF_RANK[np.minimum(h.phase_ranks, N_EL - 1)], 0)[idx]
+    args = (h.phase_ids[idx], z, h.phase_frac[idx], h.phase_energy[idx])
+    data = worker_tasks.stability_chunk((0, args), ref, payload_params(model_id=0, run_id=1))
+    want = rows(ref, *args, 0, 1)
+    got = batch_checks.stability_rows(data, want.schema, args[0], "test", 0)
+    assert got.equals(want)
+    e = want["e_above_hull"].to_numpy(zero_copy_only=False).copy()
+    e[5] = np.inf
+    with pytest.raises(ExecutorError, match="e_above_hull holds an infinite"):
+        batch_checks.stability_rows(_forge(data, e_above_hull=pa.array(e)), want.schema, args[0], "test", 0)
+    with pytest.raises(ExecutorError, match="ids differ"):
+        batch_checks.stability_rows(data, want.schema, args[0][::-1], "test", 0)
+
+
 # ---- slow tier: a real LocalCluster ----------------------------------------------------------
 
 @pytest.mark.slow
