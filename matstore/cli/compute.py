@@ -99,7 +99,8 @@ def generate(db, model, composition, n, batch_size, seed, device, tolerance, tem
         console.print(summary(measure(store, res.run_id)), markup=False, highlight=False, soft_wrap=True)
 
 
-@click.command()
+@click.command(epilog="\b\nExamples:\n  matstore predict --db study.duckdb --model oqmd-attn-fe --formula Cu2ZnSnS4\n"
+                      "  matstore predict --db study.duckdb --model rf-fe --executor processes:2")
 @store_option
 @click.option("--model", "model", required=True, help="Predictor NAME[@VERSION] or model id.")
 @where_option
@@ -115,13 +116,7 @@ def generate(db, model, composition, n, batch_size, seed, device, tolerance, tem
 @executor_options
 def predict(db, model, where, params, device, batch_size, chunk_size, formulas, no_progress, quiet,
             fmt, parquet, limit_rows, executor, executor_insecure):
-    """Predict a property for compositions lacking that model version's predictions.
-
-    \b
-    Examples:
-      matstore predict --db study.duckdb --model oqmd-attn-fe --formula Cu2ZnSnS4
-      matstore predict --db study.duckdb --model rf-fe --executor processes:2
-    """
+    """Predict a property for compositions lacking that model version's predictions."""
     from ..predict import predict as run_predict
     from ..query import parse_params
 
@@ -142,7 +137,9 @@ def predict(db, model, where, params, device, batch_size, chunk_size, formulas, 
                   f"({res.n_null:,} not featurizable) in {res.seconds:.1f} s")
 
 
-@click.command()
+@click.command(epilog="\b\nExamples:\n  matstore stability --db study.duckdb --model rf-fe --reference oqmd\n"
+                      "  matstore stability --db study.duckdb --model rf-fe --reference oqmd "
+                      "--executor processes:2")
 @store_option
 @click.option("--model", "model", default=None,
               help="Formation-energy predictor NAME[@VERSION] or id (default: the known phases).")
@@ -156,13 +153,7 @@ def predict(db, model, where, params, device, batch_size, chunk_size, formulas, 
 @no_progress_option
 @executor_options
 def stability(db, model, reference, hull, no_progress, quiet, executor, executor_insecure):
-    """Energy above the convex hull of a source's known phases, with decomposition products.
-
-    \b
-    Examples:
-      matstore stability --db study.duckdb --model rf-fe --reference oqmd
-      matstore stability --db study.duckdb --model rf-fe --reference oqmd --executor processes:2
-    """
+    """Energy above the convex hull of a source's known phases, with decomposition products."""
     from ..stability import compute
 
     res = compute(Store(db), model=model, reference=reference, hull=hull,
