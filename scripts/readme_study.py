@@ -64,6 +64,8 @@ def main(argv: list[str]) -> int:
     env = {**os.environ, "D": os.environ.get("D", str(repo.parent / "shared" / "data"))}
     script = "set -eo pipefail\n"
     for cmd in commands((repo / "README.md").read_text()):
+        if cmd.startswith("export D="):  # D is set above (absolute: the study runs in WORKDIR)
+            continue
         # every command in one shell (the study's exports carry), each printed with its wall time
         script += (f"echo; echo {shlex.quote('$ ' + cmd)}; t=$SECONDS\n{cmd}\n"
                    f"echo \"[$((SECONDS - t)) s]\"\n")
