@@ -5,7 +5,9 @@ per shell command (continuation lines and multi-line quoted SQL joined, comments
 tests/test_readme_study.py runs them on a small store; this script runs them at the README's own
 sizes, printing each command, its output and its time, which is how the README's outputs were made:
 
-    scripts/readme_study.py [WORKDIR]     (default /tmp/matstore_study; data: $D or ../shared/data)
+    scripts/readme_study.py [WORKDIR [FIRST]]   (default /tmp/matstore_study; data: $D or ../shared/data)
+
+FIRST (a number) starts at that command (1 = the first), in a WORKDIR that holds the earlier ones.
 
 Needs `matstore` of the project's venv on PATH.
 """
@@ -62,12 +64,15 @@ def main(argv: list[str]) -> int:
     work = Path(argv[0] if argv else "/tmp/matstore_study")
     work.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "D": os.environ.get("D", str(repo.parent / "shared" / "data"))}
+    first = int(argv[1]) if len(argv) > 1 else 1
     script = "set -eo pipefail\n"
-    for cmd in commands((repo / "README.md").read_text()):
+    for i, cmd in enumerate(commands((repo / "README.md").read_text()), 1):
         if cmd.startswith("export D="):  # D is set above (absolute: the study runs in WORKDIR)
             continue
+        if i < first and not cmd.startswith("export "):
+            continue
         # every command in one shell (the study's exports carry), each printed with its wall time
-        script += (f"echo; echo {shlex.quote('$ ' + cmd)}; t=$SECONDS\n{cmd}\n"
+        script += (f"echo; echo {shlex.quote(f'$ [{i}] ' + cmd)}; t=$SECONDS\n{cmd}\n"
                    f"echo \"[$((SECONDS - t)) s]\"\n")
     start = time.time()
     rc = subprocess.run(["bash", "-c", script], cwd=work, env=env).returncode
