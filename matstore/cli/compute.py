@@ -9,8 +9,8 @@ from .. import output
 from ..features import FEATURIZERS
 from ..store import Store
 from ..validity import DEFAULT_SET, OXIDATION_SETS
-from .options import (POSITIVE, TOLERANCE, console, device_option, executor_options, no_progress_option,
-                      output_options, param_option, store_option, where_option)
+from .options import (POSITIVE, TOLERANCE, console, device_option, example, executor_options,
+                      no_progress_option, output_options, param_option, store_option, where_option)
 
 
 @click.command(epilog="\b\nExamples:\n  matstore generate --db s.duckdb --model transformer-mp --elements Mg,Mn,O -n 10000\n"
@@ -99,8 +99,8 @@ def generate(db, model, composition, n, batch_size, seed, device, tolerance, tem
         console.print(summary(measure(store, res.run_id)), markup=False, highlight=False, soft_wrap=True)
 
 
-@click.command(epilog="\b\nExamples:\n  matstore predict --db study.duckdb --model oqmd-attn-fe --formula Cu2ZnSnS4\n"
-                      "  matstore predict --db study.duckdb --model rf-fe --executor processes:2")
+@click.command(epilog=example("matstore predict --db study.duckdb --model oqmd-attn-fe --formula Cu2ZnSnS4",
+                              "matstore predict --db study.duckdb --model oqmd-attn-fe --executor processes:2"))
 @store_option
 @click.option("--model", "model", required=True, help="Predictor NAME[@VERSION] or model id.")
 @where_option
@@ -137,9 +137,8 @@ def predict(db, model, where, params, device, batch_size, chunk_size, formulas, 
                   f"({res.n_null:,} not featurizable) in {res.seconds:.1f} s")
 
 
-@click.command(epilog="\b\nExamples:\n  matstore stability --db study.duckdb --model rf-fe --reference oqmd\n"
-                      "  matstore stability --db study.duckdb --model rf-fe --reference oqmd "
-                      "--executor processes:2")
+@click.command(epilog=example("matstore stability --model oqmd-attn-fe --reference oqmd --hull mixed",
+                              "matstore stability --model oqmd-attn-fe --reference oqmd --executor processes:2"))
 @store_option
 @click.option("--model", "model", default=None,
               help="Formation-energy predictor NAME[@VERSION] or id (default: the known phases).")
@@ -164,7 +163,7 @@ def stability(db, model, reference, hull, no_progress, quiet, executor, executor
                   + (f" (run {res.run_id})" if res.run_id else ""))
 
 
-@click.command()
+@click.command(epilog=example('matstore featurize --featurizer magpie --where "n_elements >= $n" -p n=3'))
 @store_option
 @click.option("--featurizer", "featurizer", required=True,
               type=click.Choice(list(FEATURIZERS)), help="Featurizer to compute.")
@@ -184,7 +183,7 @@ def featurize(db, featurizer, where, params, batch_size, no_progress, quiet):
                   f"compositions ({r.not_encodable:,} not encodable, empty vector) in {r.seconds:.1f} s")
 
 
-@click.command()
+@click.command(epilog=example("matstore validate --oxidation-set icsd16"))
 @store_option
 @where_option
 @param_option
@@ -206,17 +205,14 @@ def validate(db, where, params, batch_size, no_progress, quiet, oxidation_set):
                   f"compositions ({r.not_encodable:,} outside smact's data: NULL flags) in {r.seconds:.1f} s")
 
 
-@click.command()
+@click.command(epilog=example("matstore quality --db study.duckdb --run 3"))
 @store_option
 @click.option("--run", "run_id", type=int, default=None, help="Generation run (default: every one).")
 @no_progress_option
 @output_options
 def quality(db, run_id, no_progress, quiet, fmt, parquet, limit_rows):
     """Measure generation quality (validity, uniqueness, novelty, recovery, distribution distances
-    to the training set) into generation_quality and print the rows.
-
-    Example: matstore quality --db study.duckdb --run 3
-    """
+    to the training set) into generation_quality and print the rows."""
     from ..quality import refresh
 
     say = None if (no_progress or quiet) else (lambda line: console.print(line, markup=False, highlight=False))

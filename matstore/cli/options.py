@@ -104,3 +104,9 @@ def executor_options(f):
                         help="Where batches are computed: in this process, N local worker processes "
                              "(127.0.0.1 only), or an existing Dask scheduler (tls://HOST:PORT with "
                              "TLS). This process stays the one writer.")(f)
+
+
+def example(*lines: str) -> str:
+    """A command's epilog: the example(s) its --help ends with (tests/test_cli_examples.py parses
+    each one)."""
+    return "\b\nExample" + ("s" if len(lines) > 1 else "") + ":\n" + "\n".join(f"  {line}" for line in lines)
