@@ -80,7 +80,8 @@ def positives(ph: pl.DataFrame, hidden: set[str]) -> pl.DataFrame:
         pl.Series("on_hull", res.e_above_hull <= 1e-9))
 
 
-def build(store, ph, hidden, tmp: Path, trees: int, samples: int, seed: int, log) -> str:
+def build(store, ph, hidden, tmp: Path, trees: int, samples: int, seed: int, log,
+          hulls=("mixed", "model")) -> str:
     from matstore import pretrained, runner, training
     from matstore.ingest import run as ingest
     from matstore.stability import compute
@@ -106,7 +107,7 @@ def build(store, ph, hidden, tmp: Path, trees: int, samples: int, seed: int, log
                           stages=runner.Stages(validate=True, predict=(fe.ref,), stability=REF))
     log(f"generated {samples:,} with {GENERATOR}: {run.status}")
     compute(store, reference=REF, progress=False)
-    for hull in ("mixed", "model"):
+    for hull in hulls:
         compute(store, model=fe.ref, reference=REF, hull=hull, progress=False)
         log(f"stability on the {hull} hull")
     bias = measure(store, fe.ref, reference=REF, progress=False)

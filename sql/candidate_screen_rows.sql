@@ -14,7 +14,7 @@ SELECT c.composition_id, c.formula, c.n_elements, c.novel, c.valid, c.ions, c.ra
        h.fe_model_bias, h.fe_model_mae, h.fe_model_bias_phases, h.fe_model_bias_family,
        h.anion_family, c.pred_band_gap, c.pred_band_gap_std, c.pred_band_gap_p_metal,
        c.pred_formation_energy_model AS fe_model, c.pred_band_gap_model AS band_gap_model,
-       h.reference, h.reference_ingests, h.coverage, h.ternary_coverage, h.missing_systems,
+       h.reference, h.preferred_hull, h.reference_ingests, h.coverage, h.ternary_coverage, h.missing_systems,
        h.products_dft, h.products_predicted, h.decomposition, h.decomposes_to_elements,
        c.times_generated, c.first_run, c.generated_by
 FROM candidates c
