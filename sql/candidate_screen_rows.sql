@@ -1,12 +1,12 @@
 -- Every generated candidate with the columns the composition screens share (the hull screens'
 -- schema, candidate_hull): the latest predictions with their model versions and spreads, ions
 -- and the rarest ion's ICSD share, and, where the FE model's prediction was placed on a hull, the
--- first reference's (by name) e_above_hull, coverage, decomposition and the model's measured bias.
+-- first preferred hull's (candidate_hull.preferred_hull, then by reference name) e_above_hull, coverage, decomposition and the model's measured bias.
 -- depends: candidate_hull, candidates
 -- key: composition_id
 WITH h AS (
     SELECT * FROM candidate_hull
-    QUALIFY row_number() OVER (PARTITION BY composition_id, fe_model ORDER BY reference) = 1
+    QUALIFY row_number() OVER (PARTITION BY composition_id, fe_model ORDER BY NOT preferred_hull, reference) = 1
 )
 SELECT c.composition_id, c.formula, c.n_elements, c.novel, c.valid, c.ions, c.rarest_ion,
        c.rarest_ion_share, h.e_above_hull, h.e_above_hull_bar,
