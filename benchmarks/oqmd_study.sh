@@ -53,11 +53,13 @@ step 'matstore predict --model elemnet-magpie-fe --where "composition_id IN (SEL
 step 'matstore stability --model elemnet-magpie-fe --reference oqmd'
 step 'matstore validate'
 step 'matstore stability --reference oqmd'
+step 'matstore bias --model elemnet-magpie-fe --reference oqmd'
+step 'matstore stability --model elemnet-magpie-fe --reference oqmd --hull mixed'
 step "matstore query 'SELECT run_id, model, n_samples, decodable_pct, n_unique, unique_pct, novel_pct, valid_pct FROM generation_stats'"
 step 'matstore screen stable_semiconductors --limit-rows 10'
 step "matstore query 'SELECT formula, ions, round(e_above_hull, 3) AS e_hull, round(pred_formation_energy_per_atom, 3) AS pred_Ef,
                        round(pred_band_gap, 2) AS pred_gap, fe_model, band_gap_model, reference
-                FROM screen_stable_semiconductors WHERE reference = \$ref LIMIT 10' -p ref=oqmd"
+                FROM screen_stable_semiconductors WHERE reference = \$ref LIMIT 10' -p ref=oqmd+model"
 step 'matstore stability --model elemnet-magpie-fe --reference mp'
 step "matstore query 'SELECT formula, ions, round(e_above_hull, 3) AS e_hull, round(pred_band_gap, 2) AS pred_gap, reference
                 FROM screen_stable_semiconductors WHERE reference = \$ref AND e_above_hull >= \$lo LIMIT 5' -p ref=mp -p lo=-0.05"
