@@ -51,6 +51,7 @@ class Template:
     structure: object                 # pymatgen Structure (ordered)
     counts: dict[str, int]            # reduced element -> count
     _cell: tuple | None = field(default=None, repr=False)
+    _orbits: dict | None = field(default=None, repr=False)
 
     def symmetry(self, symprec: float = DEFAULT_SYMPREC):
         if self._cell is None:
@@ -253,11 +254,36 @@ def _formula_key(counts: dict[str, int]) -> str:
 
 
 def orbit_keys(template: Template, sym: Symmetry) -> dict[str, tuple]:
-    """element -> (prototype, its sites' Wyckoff letters): the orbits it occupies in the template."""
+    """element -> (prototype, its sites' Wyckoff letters, rank): the orbits it occupies in the
+    template. Distinct orbits can share a letter (P4mm ABO2N: the A cation at 1a (0,0,0) and N at
+    1a (0,0,z)), so elements with the same letters are told apart by the rank of their shortest
+    bond (normalised by (V/N)^(1/3)): 0 for the shortest; cached on the template."""
+    if template._orbits is not None:
+        return template._orbits
     letters: dict[str, set] = {}
     for site, w in zip(template.structure, sym.wyckoffs):
         letters.setdefault(site.specie.symbol, set()).add(w)
-    return {el: (sym.prototype, "".join(sorted(ws))) for el, ws in letters.items()}
+    joined = {el: "".join(sorted(ws)) for el, ws in letters.items()}
+    shared = {el for el, w in joined.items() if sum(v == w for v in joined.values()) > 1}
+    rank = {}
+    if shared:
+        bond = shortest_bonds(template.structure)
+        for el in shared:
+            peers = sorted((bond[e], e) for e in shared if joined[e] == joined[el])
+            rank[el] = [e for _, e in peers].index(el)
+    template._orbits = {el: (sym.prototype, w, rank.get(el, 0)) for el, w in joined.items()}
+    return template._orbits
+
+
+def shortest_bonds(structure) -> dict[str, float]:
+    """element -> its shortest distance to any other site (periodic images included), rounded to
+    0.02 (V/N)^(1/3) so that small distortions do not reorder equal bonds (ties: by element)."""
+    unit = (structure.volume / len(structure)) ** (1 / 3)
+    out: dict[str, float] = {}
+    for site, neighbours in zip(structure, structure.get_all_neighbors(2.5 * unit)):
+        d = min((n.nn_distance for n in neighbours), default=float("inf")) / unit
+        out[site.specie.symbol] = min(out.get(site.specie.symbol, float("inf")), round(d / 0.02) * 0.02)
+    return out
 
 
 def site_statistics(templates: list[Template]) -> dict[tuple, dict[str, int]]:
