@@ -52,11 +52,18 @@ class Template:
     counts: dict[str, int]            # reduced element -> count
     _cell: tuple | None = field(default=None, repr=False)
     _orbits: dict | None = field(default=None, repr=False)
+    _env: dict | None = field(default=None, repr=False)
 
     def symmetry(self, symprec: float = DEFAULT_SYMPREC):
         if self._cell is None:
             self._cell = analyse_cell(self.structure, symprec)
         return self._cell
+
+    def environment(self) -> dict[str, tuple[int, float]]:
+        """element -> (coordination, shortest distance / (V/N)^(1/3)): see coordination()."""
+        if self._env is None:
+            self._env = coordination(self.structure)
+        return self._env
 
 
 @dataclass
@@ -174,13 +181,15 @@ class TemplateLibrary:
         if sym.prototype is None or sym.wyckoffs is None:
             return None
         orbits = orbit_keys(template, sym)
+        env = template.environment()
 
         def score(m: dict[str, str]) -> float:
             total = 0.0
             for el, new in m.items():
-                seen = self.site_counts.get(orbits[el], {})
-                n = sum(seen.values())
-                total += np.log((seen.get(new, 0) + 0.5) / (n + 0.5 * 100))
+                for key in (orbits[el], ("coordination", env[el][0])):
+                    seen = self.site_counts.get(key, {})
+                    n = sum(seen.values())
+                    total += np.log((seen.get(new, 0) + 0.5) / (n + 0.5 * 100))
             return total
         return score
 
@@ -255,9 +264,9 @@ def _formula_key(counts: dict[str, int]) -> str:
 
 def orbit_keys(template: Template, sym: Symmetry) -> dict[str, tuple]:
     """element -> (prototype, its sites' Wyckoff letters, rank): the orbits it occupies in the
-    template. Distinct orbits can share a letter (P4mm ABO2N: the A cation at 1a (0,0,0) and N at
-    1a (0,0,z)), so elements with the same letters are told apart by the rank of their shortest
-    bond (normalised by (V/N)^(1/3)): 0 for the shortest; cached on the template."""
+    template. Distinct orbits can share a letter (P4mm ABON2: the A cation and N on 1a, the B
+    cation and O on 1b), so elements with the same letters are told apart by their coordination
+    (a cation's 6 or 12 neighbours, an anion's 2): rank 0 for the highest; cached on the template."""
     if template._orbits is not None:
         return template._orbits
     letters: dict[str, set] = {}
@@ -267,35 +276,41 @@ def orbit_keys(template: Template, sym: Symmetry) -> dict[str, tuple]:
     shared = {el for el, w in joined.items() if sum(v == w for v in joined.values()) > 1}
     rank = {}
     if shared:
-        bond = shortest_bonds(template.structure)
+        env = template.environment()
         for el in shared:
-            peers = sorted((bond[e], e) for e in shared if joined[e] == joined[el])
-            rank[el] = [e for _, e in peers].index(el)
+            peers = sorted((-env[e][0], env[e][1], e) for e in shared if joined[e] == joined[el])
+            rank[el] = [p[2] for p in peers].index(el)
     template._orbits = {el: (sym.prototype, w, rank.get(el, 0)) for el, w in joined.items()}
     return template._orbits
 
 
-def shortest_bonds(structure) -> dict[str, float]:
-    """element -> its shortest distance to any other site (periodic images included), rounded to
-    0.02 (V/N)^(1/3) so that small distortions do not reorder equal bonds (ties: by element)."""
+def coordination(structure, shell: float = 1.3) -> dict[str, tuple[int, float]]:
+    """element -> (fewest neighbours of its sites within `shell` x the site's shortest distance,
+    shortest distance / (V/N)^(1/3)); periodic images included."""
     unit = (structure.volume / len(structure)) ** (1 / 3)
-    out: dict[str, float] = {}
+    out: dict[str, tuple[int, float]] = {}
     for site, neighbours in zip(structure, structure.get_all_neighbors(2.5 * unit)):
-        d = min((n.nn_distance for n in neighbours), default=float("inf")) / unit
-        out[site.specie.symbol] = min(out.get(site.specie.symbol, float("inf")), round(d / 0.02) * 0.02)
+        d = sorted(n.nn_distance for n in neighbours)
+        cn, near = (sum(x <= shell * d[0] for x in d), d[0] / unit) if d else (0, float("inf"))
+        old = out.get(site.specie.symbol)
+        out[site.specie.symbol] = (cn, near) if old is None else (min(old[0], cn), min(old[1], near))
     return out
 
 
 def site_statistics(templates: list[Template]) -> dict[tuple, dict[str, int]]:
-    """(prototype, Wyckoff letters) -> element -> how many templates hold it there."""
+    """(prototype, Wyckoff letters, rank) -> element -> how many templates hold it there; and, a
+    back-off for prototypes with few templates, ('coordination', n) -> element -> how many
+    templates hold it with n neighbours (an anion's 2 are never a cation's 6 or 12)."""
     counts: dict[tuple, dict[str, int]] = {}
     for t in templates:
         sym, _ = t.symmetry()
         if sym.prototype is None or sym.wyckoffs is None:
             continue
+        env = t.environment()
         for el, key in orbit_keys(t, sym).items():
-            d = counts.setdefault(key, {})
-            d[el] = d.get(el, 0) + 1
+            for k in (key, ("coordination", env[el][0])):
+                d = counts.setdefault(k, {})
+                d[el] = d.get(el, 0) + 1
     return counts
 
 
