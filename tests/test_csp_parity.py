@@ -67,6 +67,7 @@ def test_store_parity_report_figure_and_cli(store, tmp_path):
     from matstore.structures.parity import store_parity, summary
 
     assert store_parity(store).height == 0          # nothing predicted yet: no parity, no error
+    assert parity_html(store, lambda *a, **k: "FIGURE") == ""
     ids = store.query("SELECT DISTINCT composition_id FROM structures ORDER BY composition_id LIMIT 12")
     where = f"c.composition_id IN ({', '.join(str(i) for i in ids['composition_id'])})"
     r = predict_structures(store, where=where, k=1, templates="perov5", exclude_same=True, progress=False)
@@ -90,8 +91,7 @@ def test_store_parity_report_figure_and_cli(store, tmp_path):
     assert s["n"] == 12 and s["match_rate"] == pytest.approx(100 * sum(direct.values()) / 12)
     fig = csp_parity(df, "test")
     assert len(fig.axes) == 2
-    html = parity_html(store, lambda f, name, caption, none, wide=False: name if f is not None else none,
-                       lambda text: "EMPTY " + text)
+    html = parity_html(store, lambda f, name, caption, none, wide=False: name if f is not None else none)
     assert html == "csp_parity.png"
 
     out = tmp_path / "parity.png"

@@ -79,15 +79,15 @@ def csp_parity(df: pl.DataFrame, title: str):
     return fig
 
 
-def parity_html(store, fig, empty) -> str:
-    """The store's CSP parity (structures.parity.store_parity) as a figure, or a line saying why not."""
+def parity_html(store, fig) -> str:
+    """The store's CSP parity (structures.parity.store_parity) as a figure; "" without any (it needs
+    rank-1 template predictions of compositions that hold known structures, e.g. from
+    `matstore structures predict --where ... --exclude-same -k 1`)."""
     from ..structures.parity import MAX_PAIRS, store_parity
 
     df = store_parity(store)
-    if df.height == 0:
-        return empty("CSP parity: no rank-1 template prediction of a composition that also holds a known "
-                     "structure (predict some known compositions from other templates, e.g. "
-                     "matstore structures predict --where \"...\" --exclude-same, to see it).")
+    if df.height == 0:     # nothing to compare (the usual case: candidates are new compositions)
+        return ""
     return fig(csp_parity(df, "CSP parity"), "csp_parity.png",
                f"CSP parity: rank-1 template predictions against the known structures of the same "
                f"composition (first {MAX_PAIRS} compositions, templates of other compositions only); "
@@ -99,10 +99,10 @@ def section(store, run_id: int, out: Path, fig, table, empty) -> str:
     from ..structures import read_structures
     from ..structures.show import write_file
 
-    parity = parity_html(store, fig, empty)
+    parity = parity_html(store, fig)
     df = structures_table(store, run_id)
     if df.height == 0:
-        return parity + empty(f"No candidate of run {run_id} has a predicted structure yet: "
+        return (f"<div class=grid>{parity}</div>" if parity else "") + empty(f"No candidate of run {run_id} has a predicted structure yet: "
                      f"matstore structures predict --where \"c.composition_id IN (SELECT composition_id "
                      f"FROM generated WHERE run_id = {run_id})\" -k 5")
     folder = out / "structures"
