@@ -11,8 +11,10 @@ elements substituted site by site and the volume rescaled.
 - Substitution: template elements are replaced by target elements of the same count (a one-to-one
   map); rules for which of several equal-count elements takes which site:
   `sites` (default): site preferences learned from the library itself — for each prototype and
-  Wyckoff orbit, how often each element occupies it among the known structures; the map with the
-  highest summed log-frequency (add-half smoothing) wins, ties by `petti`;
+  Wyckoff orbit (orbits sharing a letter told apart by coordination), how often each element
+  occupies it among the known structures, plus a back-off: how often it has that coordination in
+  any template; the map with the highest summed log-frequency (add-half smoothing) wins, ties by
+  `petti`;
   `petti`: the smallest total |mod-Pettifor difference| between each template element and the
   element that replaces it (chemically similar elements take each other's sites);
   `en`: equal-count groups matched in order of Pauling electronegativity.
