@@ -28,8 +28,9 @@ Example:
 @click.option("--templates", help="Source whose known structures are the templates (default: every known structure).")
 @click.option("--rule", type=click.Choice(["sites", "petti", "en"]), default="sites", show_default=True,
               help="Which equal-count element takes which site (docs/structures.md).")
-@click.option("--volume", type=click.Choice(["fitted", "template"]), default="fitted", show_default=True,
-              help="Rescale the cell by per-element volumes fitted to the templates, or keep the template's.")
+@click.option("--volume", type=click.Choice(["coordination", "fitted", "template"]), default="coordination",
+              show_default=True, help="Rescale the cell by volumes fitted to the templates per element and coordination "
+                                      "(the site it takes), per element only, or keep the template's.")
 @click.option("--batch-size", type=POSITIVE, default=200, show_default=True, help="Compositions per transaction.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the pyxtal fallback.")
 @click.option("--no-fallback", is_flag=True, help="No pyxtal random structure where no template fits.")

@@ -102,7 +102,7 @@ def _find_resumable(store: Store, params: dict) -> int | None:
 
 
 def predict_structures(store: Store, where: str | None = None, k: int = 5, templates: str | None = None,
-                       rule: str = "sites", volume: str = "fitted", batch_size: int = DEFAULT_BATCH,
+                       rule: str = "sites", volume: str = "coordination", batch_size: int = DEFAULT_BATCH,
                        seed: int = 0, fallback: bool = True, exclude_same: bool = False,
                        resume: bool = True, progress: bool = True, formulas=None,
                        rank_energy: str | None = None) -> StructurePredictResult:
