@@ -1,4 +1,4 @@
-"""`matstore structures predict | show`: crystal structures of compositions (matstore.structures)."""
+"""`matstore structures predict | show | parity`: crystal structures of compositions (matstore.structures)."""
 
 from __future__ import annotations
 
