@@ -54,7 +54,7 @@ def predict(db, where, formulas, k, templates, rule, volume, batch_size, seed, n
                            exclude_same=exclude_same, rank_energy=rank_energy)
     console.print(f"structures run {r.run_id}{' (resumed)' if r.resumed else ''}: {r.n_compositions} "
                   f"compositions, {r.n_structures} new structures, {r.n_fallback} by the pyxtal fallback, "
-                  f"{r.n_none} without any, {r.compositions_per_s:.1f} compositions/s")
+                  f"{r.n_none} without any, in {r.seconds:.1f} s (templates loaded once per call)")
 
 
 @structures.command(epilog="""\b
