@@ -1,0 +1,62 @@
+"""Start-up: the CLI loads heavy packages only inside the commands that use them (issue 31).
+
+Checked through sys.modules in a fresh interpreter, not by timing (timings fail on busy machines)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("torch", "pymatgen", "sklearn", "umap", "matminer", "elementembeddings", "chgnet", "sevenn",
+         "distributed", "pandas", "smact", "ase")
+
+
+def _loaded_after(code: str) -> list[str]:
+    probe = (f"import sys, json\n{code}\n"
+             f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_help_imports_no_heavy_package():
+    code = ("import matstore.cli\n"
+            "from click.testing import CliRunner\n"
+            "r = CliRunner().invoke(matstore.cli.main, ['--help'])\n"
+            "assert r.exit_code == 0 and 'generate' in r.output, r.output")
+    assert _loaded_after(code) == []
+
+
+# (featurize --help lists the featurizers, which is their registry's import)
+@pytest.mark.parametrize("command", ["generate", "predict", "validate", "ingest", "query", "stability"])
+def test_command_help_imports_no_heavy_package(command):
+    code = ("import matstore.cli\n"
+            "from click.testing import CliRunner\n"
+            f"r = CliRunner().invoke(matstore.cli.main, [{command!r}, '--help'])\n"
+            "assert r.exit_code == 0 and 'Usage' in r.output, r.output")
+    assert _loaded_after(code) == []
+
+
+def test_query_imports_no_heavy_package(tmp_path):
+    db = str(tmp_path / "s.duckdb")
+    code = ("import matstore.cli\n"
+            "from click.testing import CliRunner\n"
+            f"r = CliRunner().invoke(matstore.cli.main, ['init', {db!r}])\n"
+            "assert r.exit_code == 0, r.output\n"
+            f"r = CliRunner().invoke(matstore.cli.main, ['query', '--db', {db!r}, '--csv', 'select 41 + 1 AS x'])\n"
+            "assert r.exit_code == 0 and '42' in r.output, r.output")
+    assert _loaded_after(code) == []
+
+
+def test_validate_help_names_the_default_set():
+    # the default is resolved when the command runs (validity is not imported for --help)
+    from click.testing import CliRunner
+
+    from matstore.cli import main
+    from matstore.validity import DEFAULT_SET
+
+    out = CliRunner().invoke(main, ["validate", "--help"]).output
+    assert DEFAULT_SET in out
