@@ -63,3 +63,22 @@ def test_validate_help_names_the_default_set():
 
     out = CliRunner().invoke(main, ["validate", "--help"]).output
     assert DEFAULT_SET in out
+
+
+def test_loading_an_attention_model_imports_no_umap(tmp_path):
+    # its element vectors are stored with the weights: elementembeddings (-> umap -> sklearn) is
+    # only needed to build a new one
+    from click.testing import CliRunner
+
+    from matstore.cli import main
+
+    db = str(tmp_path / "s.duckdb")
+    assert CliRunner().invoke(main, ["init", db]).exit_code == 0
+    r = CliRunner().invoke(main, ["models", "import", "--pretrained", "oqmd-attn-fe", "--db", db])
+    assert r.exit_code == 0, r.output
+    code = ("from matstore.store import Store\n"
+            "from matstore.registry import load_model\n"
+            f"m = load_model(Store({db!r}), 'oqmd-attn-fe')\n"
+            "assert float(m.module.table.abs().sum()) > 0   # the vectors came from the weights")
+    loaded = _loaded_after(code)
+    assert "torch" in loaded and not {"umap", "sklearn", "elementembeddings"} & set(loaded)

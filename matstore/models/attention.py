@@ -33,7 +33,7 @@ from torch import nn
 
 from .cnn import TargetScaled
 from .errors import ModelConfigError
-from .family import register
+from .family import FOR_STORED_WEIGHTS, register
 from .regressors import RegressorFamily
 
 RESOLUTION = 5000  # CrabNet's fractional-encoding resolution
@@ -140,6 +140,8 @@ class CompositionAttention(TargetScaled):
         elements = input_elements(c.n_inputs)
         self._init_scaling((c.n_inputs,))  # x scaling unused (fractions); y_mean / y_std used
         try:
+            if FOR_STORED_WEIGHTS.get():   # the state_dict holds the vectors: no elementembeddings/umap
+                raise EmbeddingUnavailable("filled from the stored weights")
             table, missing = embedding_table(c.embedding, elements)
             self.embedding_loaded = True
         except EmbeddingUnavailable:  # a stored version's state_dict fills the table on load

@@ -8,6 +8,7 @@ import hashlib
 from .. import bounds, models
 from ..models import ensemble
 from ..models.errors import WeightsError
+from ..models.family import for_stored_weights
 from ..models.torch_weights import WEIGHTS_FORMAT, state_dict_of
 from .records import ModelError
 
@@ -42,6 +43,11 @@ def rebuild(record: dict):
         raise ModelError(f"model {ref}: weights are corrupt (sha256 {sha[:12]}... does not match "
                          f"the recorded {str(record.get('weights_sha256'))[:12]}...)")
     kind = record["kind"]
+    with for_stored_weights():   # the weights carry what the modules would otherwise load (umap...)
+        return _rebuild(kind, record, weights, ref)
+
+
+def _rebuild(kind: str, record: dict, weights: bytes, ref: str):
     try:
         family = models.get(kind)
         members = ensemble.spec(record.get("hyperparams"))
