@@ -34,6 +34,7 @@ DATA = Path(os.environ.get("MATSTORE_TEST_DATA", ROOT.parent / "shared" / "data"
 PREDICTORS = ("oqmd-attn-fe", "oqmd-bg-two-stage")
 
 SAMPLE = """
+import matstore   # first, as the CLI does: the package's settings apply before torch loads
 import sys, time, torch
 from matstore.store import Store
 from matstore.registry import load_model
