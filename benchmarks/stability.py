@@ -29,6 +29,9 @@ Measured (2-core box shared with other jobs, load 4-11, 2026-11-22):
     (1,109 candidates) 1.3 ms CPU per system, extrapolated 100 s wall / 50 s CPU (996/s):
     102x faster per candidate (wall and CPU); largest difference 4.9e-15 eV/atom. Earlier runs
     under heavier load: 89x-101x (wall), 101x (CPU).
+    Measured in FULL (all 38,817 systems, 2026-12-07, load 11-17): matstore 1.12 s wall / 0.47 s
+    CPU; pymatgen 140.5 s wall / 52.3 s CPU: 126x (wall), 112x (CPU); all 100,000 answers
+    compared, largest difference 4.9e-14 eV/atom.
 (b) `--discovery --epochs 100` (all 46,035 training rows; 5,220 held out, 26.1% on or below the
     training hull by DFT, so the best possible DAF is 3.83):
     dummy (training mean 0.004)  no composition predicted stable      MAE(e_above_hull) 0.615
