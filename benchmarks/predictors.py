@@ -13,9 +13,9 @@ Issue 13 (attention rows), measured on the loaded 2-core box, 1 thread, seed 0:
 (--attn-pretrained evaluates the shipped version scripts/pretrain_predictors.py trained on this
 very split, checked by the sha256 of its train/val/test composition ids; its training time is the
 script's. Without it, --neural attn trains the preset here: --attn-epochs, --attn-d-model, ...)
-The rows below were measured with the d128x3 versions. A tracked file may not exceed 1 MiB, so
-what ships now is smaller (oqmd-attn-fe at d64x2, its MAE in MANIFEST.json and the README) and
-oqmd-attn-bg no longer ships (retrain it with scripts/pretrain_predictors.py --preset attn-bg
+The rows below were measured with the d128x3 versions. oqmd-attn-fe ships at d128x3 since issue 30
+(a shipped file may take 8 MiB; test MAE 0.0573 on this split, docs/pretrained.md);
+oqmd-attn-bg does not ship (retrain it with scripts/pretrain_predictors.py --preset attn-bg
 --rows 100000 --epochs 30 --dry-run --store S, then evaluate from that store).
 
     task (test rows)                 model                        MAE     RMSE    R²      train s  epochs

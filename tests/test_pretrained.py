@@ -92,9 +92,66 @@ def test_a_store_model_under_a_shipped_name_with_other_weights_warns(shipped, tm
         assert pretrained.ensure(fresh, "fe-shipped") is False
 
 
-def test_a_shipped_file_over_one_mib_is_refused(shipped):
+def test_a_shipped_file_over_eight_mib_is_refused(shipped):
+    assert pretrained.MAX_FILE_BYTES == 8 * 2**20      # issue 30: a shipped model file may take 8 MiB
     big = pretrained.PACKAGE_DIR / "big.parquet"
     big.write_bytes(b"\0" * (pretrained.MAX_FILE_BYTES + 1))
-    with pytest.raises(pretrained.PretrainedError, match="stays under 1 MiB"):
+    with pytest.raises(pretrained.PretrainedError, match="stays under 8 MiB"):
         pretrained.record("big", big, model="big@1", script="x", data={}, selection="", metrics={})
     assert "big" not in pretrained.manifest()
+
+
+def test_a_retrained_shipped_model_is_a_new_version_and_a_store_keeps_the_old(shipped, tmp_path,
+                                                                             read_formulas):
+    """Re-recording a name with other weights keeps the old entry under ``previous``; a store that
+    imported the old version keeps it (and is told, not warned of a foreign model); importing the
+    shipped name then adds the new weights as version 2 beside it."""
+    batch = CompositionBatch.from_formulas(
+        read_formulas("oqmd/formation_enthalpy_train.csv")["formula"].to_list()[:50])
+    old_store = Store.init(tmp_path / "old.duckdb")
+    pretrained.import_pretrained(old_store, "fe-shipped")
+    old_pred = load_model(old_store, "fe-shipped@1").predict(batch)
+    old_weights = pretrained.shipped_weights("fe-shipped")
+
+    _save(shipped, "fe-shipped", _elemnet(9))        # the retrained model (fe-shipped@2 there)
+    export_models(shipped, pretrained.PACKAGE_DIR / "fe-shipped.parquet", ["fe-shipped@2"], overwrite=True)
+    e = pretrained.record("fe-shipped", pretrained.PACKAGE_DIR / "fe-shipped.parquet", model="fe-shipped@2",
+                          script="tests/test_pretrained.py", data={"none": "0"}, selection="SELECT 1",
+                          metrics={"test": {"mae": 0.05}, "val": {"mae": 0.06}})
+    assert set(e["weights_sha256"]) == pretrained.shipped_weights("fe-shipped") != old_weights
+    (prev,) = e["previous"]
+    assert prev["model"] == "fe-shipped@1" and set(prev["weights_sha256"]) == old_weights
+    assert prev["metrics"] == {"test": {"mae": 0.1}}
+    assert pretrained.previous_weights("fe-shipped") == old_weights
+
+    with pytest.warns(pretrained.OlderPretrainedWarning, match="earlier shipped version"):
+        assert pretrained.ensure(old_store, "fe-shipped") is False   # kept, not replaced
+    assert load_model(old_store, "fe-shipped").version == 1
+    pretrained.import_pretrained(old_store, "fe-shipped")
+    new = load_model(old_store, "fe-shipped")
+    assert new.version == 2 and new.record["weights_sha256"] in pretrained.shipped_weights("fe-shipped")
+    assert np.array_equal(load_model(old_store, "fe-shipped@1").predict(batch), old_pred)
+    assert not np.array_equal(new.predict(batch), old_pred)
+    # recording the same weights again keeps the history as it is
+    again = pretrained.record("fe-shipped", pretrained.PACKAGE_DIR / "fe-shipped.parquet",
+                              model="fe-shipped@2", script="x", data={}, selection="", metrics={})
+    assert again["previous"] == e["previous"]
+
+
+def test_only_shipped_model_files_exceed_the_one_mib_of_a_tracked_file():
+    """The 8 MiB limit is for the model files the manifest lists; everything else tracked in the
+    repository stays under 1 MiB (data lives in ../shared/data)."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    repo = Path(pretrained.__file__).resolve().parents[2]
+    if shutil.which("git") is None or not (repo / ".git").exists():
+        pytest.skip("not a git checkout: no list of tracked files")
+    files = subprocess.run(["git", "-C", str(repo), "ls-files", "-z"], capture_output=True,
+                           check=True).stdout.decode().split("\0")
+    shipped = {f"matstore/pretrained/{e['file']}" for e in pretrained.manifest().values()}
+    assert shipped <= set(files)
+    sizes = {f: (repo / f).stat().st_size for f in files if f and (repo / f).is_file()}
+    assert {f: n for f, n in sizes.items() if n > 2**20 and f not in shipped} == {}
+    assert max(sizes[f] for f in shipped) <= pretrained.MAX_FILE_BYTES

@@ -28,7 +28,7 @@ def test_the_attention_predictors_ship_with_their_provenance(shared_data):
     for name in ATTENTION:
         e = pretrained.entry(name)
         assert e["kind"] == "attention" and e["model"].startswith(f"{name}@")
-        assert pretrained.path(name).stat().st_size == e["bytes"] < 2**20   # the tracked-file limit
+        assert pretrained.path(name).stat().st_size == e["bytes"] <= pretrained.MAX_FILE_BYTES   # 8 MiB
         for rel, sha in e["data"].items():              # trained on these very bytes
             assert pretrained.sha256_file(shared_data / rel) == sha
         assert "composition_properties_by_source" in e["selection"] and "oqmd" in e["selection"]
@@ -71,3 +71,43 @@ def test_predict_imports_a_shipped_attention_model_on_first_use(tmp_path, read_f
     # formation energies of real compositions: mostly in the physical range, not a constant
     v = rows["value"].to_numpy()
     assert np.isfinite(v).all() and v.std() > 0.2 and (np.abs(v) < 5).mean() > 0.99
+
+
+def test_a_store_that_imported_the_previous_shipped_version_keeps_it(tmp_path):
+    """Issue 30: a retrained shipped model is a new version. A store that imported the previous
+    release's file (tests/data/pretrained_previous: that very file) keeps that version and its
+    predictions; `ensure` says a newer one ships instead of replacing it; importing the shipped
+    name adds the new weights as version 2 beside it."""
+    import warnings
+    from pathlib import Path
+
+    from matstore.models.ensemble import clamp
+    from matstore.registry import import_models
+
+    name = "oqmd-attn-fe"
+    old_file = Path(__file__).parent / "data" / "pretrained_previous" / f"{name}@1.parquet"
+    e = pretrained.entry(name)
+    prev = e["previous"][0]
+    assert pretrained.sha256_file(old_file) == prev["sha256"] != e["sha256"]
+    store = Store.init(tmp_path / "old.duckdb")
+    import_models(store, old_file)
+    old = load_model(store, name)
+    assert old.version == 1 and old.record["weights_sha256"] in prev["weights_sha256"]
+    with pytest.warns(pretrained.OlderPretrainedWarning, match="earlier shipped version"):
+        assert pretrained.ensure(store, name) is False
+    assert load_model(store, name).version == 1          # the store's own version still answers
+
+    def check(model, chk):
+        got = model.predict(CompositionBatch.from_formulas(chk["formulas"]), device="cpu")
+        np.testing.assert_allclose(got, clamp(model.property, np.asarray(chk["predictions"])),
+                                   rtol=1e-5, atol=1e-6)
+
+    check(old, prev["check"])
+    pretrained.import_pretrained(store, name)
+    new = load_model(store, name)
+    assert new.version == 2 and new.record["weights_sha256"] in e["weights_sha256"]
+    check(new, e["check"])
+    check(load_model(store, f"{name}@1"), prev["check"])  # unchanged beside it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert pretrained.ensure(store, name) is False   # this release's weights: nothing to say

@@ -23,7 +23,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 MANIFEST = PACKAGE_DIR / "MANIFEST.json"
 # All shipped files together stay small enough for a wheel (tens of MB).
 MAX_TOTAL_BYTES = 40 * 1024 * 1024
-MAX_FILE_BYTES = 1024 * 1024   # the project's limit on a tracked file: a shipped model stays small
+MAX_FILE_BYTES = 8 * 1024 * 1024   # one shipped model file (issue 30); every other tracked file: 1 MiB
 
 
 class PretrainedError(MatstoreError, LookupError):
@@ -168,13 +168,20 @@ def ensure(store: Store, ref) -> bool:
             shipped = shipped_weights(name)
         except PretrainedError:   # the shipped file is being replaced (a pretrain script runs)
             shipped = have
-        if not have & shipped:   # e.g. a received store's model under our name
+        if not have & shipped:
             import warnings  # noqa: PLC0415
 
-            warnings.warn(f"the store's model {name!r} is not the one that ships with matstore "
-                          f"(other weights); it is used as the store has it — `matstore models "
-                          f"import --pretrained {name}` adds the shipped one as a new version",
-                          ShadowedPretrainedWarning, stacklevel=2)
+            earlier = have & previous_weights(name)
+            if earlier:   # imported from an earlier release: kept, the newer one is opt-in
+                warnings.warn(f"the store's {name!r} is an earlier shipped version; it is used as the "
+                              f"store has it — `matstore models import --pretrained {name}` adds the "
+                              f"one this release ships as a new version", OlderPretrainedWarning,
+                              stacklevel=2)
+            else:         # e.g. a received store's model under our name
+                warnings.warn(f"the store's model {name!r} is not the one that ships with matstore "
+                              f"(other weights); it is used as the store has it — `matstore models "
+                              f"import --pretrained {name}` adds the shipped one as a new version",
+                              ShadowedPretrainedWarning, stacklevel=2)
         return False
     import_pretrained(store, name)
     return True
@@ -184,11 +191,18 @@ class ShadowedPretrainedWarning(UserWarning):
     """A store's model carries a shipped model's name but none of its weights."""
 
 
+class OlderPretrainedWarning(UserWarning):
+    """A store holds an earlier release's shipped version of a name, not this release's."""
+
+
+def previous_weights(name: str) -> set[str]:
+    """weights_sha256 of the versions earlier releases shipped under ``name`` (manifest ``previous``)."""
+    return {w for p in entry(name).get("previous", []) for w in p.get("weights_sha256", [])}
+
+
 def shipped_weights(name: str) -> set[str]:
     """weights_sha256 of the versions in the shipped file of ``name``."""
-    import polars as pl  # noqa: PLC0415
-
-    return set(pl.read_parquet(path(name), columns=["weights_sha256"])["weights_sha256"].to_list())
+    return _weights_of(path(name))
 
 
 def record(name: str, export_file: str | Path, *, model: str, script: str, data: dict[str, str],
@@ -203,14 +217,45 @@ def record(name: str, export_file: str | Path, *, model: str, script: str, data:
         raise PretrainedError(f"{p.name} is {p.stat().st_size / 2**20:.2f} MiB; a shipped model file "
                               f"stays under {MAX_FILE_BYTES / 2**20:.0f} MiB (train a smaller config)")
     m = manifest()
-    m[name] = {"file": p.name, "sha256": sha256_file(p), "bytes": p.stat().st_size, "model": model,
-               "script": script, "data": data, "selection": selection, "metrics": metrics, **extra}
+    new = {"file": p.name, "sha256": sha256_file(p), "bytes": p.stat().st_size, "model": model,
+           "weights_sha256": sorted(_weights_of(p)), "script": script, "data": data,
+           "selection": selection, "metrics": metrics, **extra}
+    new["previous"] = previous_of(m.get(name), new)
+    m[name] = new
     total = sum(v["bytes"] for v in m.values())
     if total > MAX_TOTAL_BYTES:
         raise PretrainedError(f"shipped models would take {total / 2**20:.1f} MiB "
                               f"(limit {MAX_TOTAL_BYTES / 2**20:.0f} MiB)")
     MANIFEST.write_text(json.dumps(m, indent=2, sort_keys=True) + "\n")
     return m[name]
+
+
+# what a replaced entry keeps in ``previous``: enough to recognise its weights in a store and to
+# check that a store which imported it still predicts what it did
+PREVIOUS_KEYS = ("model", "sha256", "bytes", "weights_sha256", "metrics", "check", "sample_check",
+                 "hyperparams", "replaced_at")
+
+
+def previous_of(old: dict | None, new: dict) -> list[dict]:
+    """The ``previous`` list of ``new``: the old entry's, plus the old entry itself when its
+    weights are not the new ones (a retrained model is a new version; stores keep the old)."""
+    if not old:
+        return []
+    prev = list(old.get("previous", []))
+    if old.get("weights_sha256") and set(old["weights_sha256"]) != set(new["weights_sha256"]):
+        import datetime as dt  # noqa: PLC0415
+
+        keep = {k: old[k] for k in PREVIOUS_KEYS if k in old}
+        if "metrics" in keep:   # the test metrics only: the before/after table's numbers
+            keep["metrics"] = {k: v for k, v in keep["metrics"].items() if k in ("test", "sample")}
+        prev.append({**keep, "replaced_at": dt.date.today().isoformat()})
+    return prev
+
+
+def _weights_of(p: Path) -> set[str]:
+    import polars as pl  # noqa: PLC0415
+
+    return set(pl.read_parquet(p, columns=["weights_sha256"])["weights_sha256"].to_list())
 
 
 def ids_sha256(composition_ids) -> str:
