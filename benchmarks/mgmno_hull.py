@@ -1,6 +1,6 @@
 """Mg-Mn-O hull from structures with one ML potential (issues 27 and 29).
 
-    PYTHONPATH=. python benchmarks/mgmno_hull.py --db hull.duckdb --per-composition 2 --max-steps 300
+    PYTHONPATH=. python benchmarks/mgmno_hull.py --db hull.duckdb --per-composition 1 --screen 4 --max-steps 300
 
 1. ingest the seed-003 DFT structures (../shared/data/structures/mgmno, 2,627 ternaries, origin
    known) into the store (once);
@@ -55,7 +55,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--db", required=True)
     ap.add_argument("--potential", default="chgnet")
-    ap.add_argument("--per-composition", type=int, default=2)
+    ap.add_argument("--per-composition", type=int, default=1, help="lowest single points relaxed per composition")
+    ap.add_argument("--screen", type=int, default=4, help="single points per composition (first by structure id)")
     ap.add_argument("--max-steps", type=int, default=300)
     ap.add_argument("--time-limit", type=float, default=240.0, help="seconds of compute per structure")
     ap.add_argument("--batch", type=int, default=16)
@@ -75,13 +76,13 @@ def main() -> None:
     t = time.perf_counter()
     pot = potential.load(a.potential)
     settings = RelaxSettings(fmax=0.05, max_steps=a.max_steps, time_limit=a.time_limit)
-    res = system_hull(store, ("Mg", "Mn", "O"), a.potential, a.per_composition, settings, a.batch,
+    res = system_hull(store, ("Mg", "Mn", "O"), a.potential, a.per_composition, a.screen, settings, a.batch,
                       show_progress=True, loaded=pot)
     ident = pot.spec.identity()
     print(f"potential {ident['potential']} ({ident['package']} {ident['package_version']}, {ident['convention']}); "
           f"FIRE + FrechetCellFilter, fmax 0.05, <= {a.max_steps} steps, <= {a.time_limit:.0f} s each; "
           f"{len(res.single_points):,} single points, {len(res.selected)} known ternaries relaxed "
-          f"(lowest {a.per_composition} per composition) + {len(res.prototype_ids)} prototypes; "
+          f"(lowest {a.per_composition} of <= {a.screen} single points per composition) + {len(res.prototype_ids)} prototypes; "
           f"relax run {res.relax_run}, stability run {res.stability_run}; {time.perf_counter() - t:.0f} s")
     summary(store, a.potential, a.show)
 
