@@ -95,3 +95,13 @@ def test_hull_of_relaxed_known_phases_leaves_out_compositions(tmp_path):
     assert off[0]["e_above_hull"] == pytest.approx(formation, abs=1e-4)
     assert off[0]["e_above_hull_before"] == pytest.approx(formation, abs=1e-4)   # converged at step 0
     assert on[0]["status"] == "converged" and on[0]["steps"] == 0
+
+    # the structure-based stability rows of this store, and the screen that requires them
+    from matstore.relax.stability import structure_stability
+
+    run = structure_stability(store, "chgnet", RelaxSettings(fmax=10, max_steps=5), loaded=pot)
+    assert run.n_compositions == 3 and not run.missing
+    rows = store.query("SELECT formula, e_above_hull, potential, input_method FROM screen_structure_stable")
+    assert rows.height == 3     # Mg, MgO, O2: each on its own hull
+    assert set(rows["input_method"]) == {prototypes.METHOD}
+    assert (rows["e_above_hull"].abs() < 1e-6).all() and rows["potential"][0].startswith("chgnet")
