@@ -105,3 +105,37 @@ def test_hull_of_relaxed_known_phases_leaves_out_compositions(tmp_path):
     assert rows.height == 3     # Mg, MgO, O2: each on its own hull
     assert set(rows["input_method"]) == {prototypes.METHOD}
     assert (rows["e_above_hull"].abs() < 1e-6).all() and rows["potential"][0].startswith("chgnet")
+
+
+@pytest.mark.slow
+def test_system_hull_relaxes_the_lowest_single_points_and_places_every_composition(tmp_path, shared_data):
+    import torch
+
+    from matstore.ingest import run
+    from matstore.models import potential
+    from matstore.relax import RelaxSettings
+    from matstore.relax.system_hull import system_hull
+
+    torch.set_num_threads(1)
+    pot = potential.load("chgnet")
+    store = Store.init(tmp_path / "s.duckdb")
+    run(store, "structures", file=str(shared_data / "structures/mgmno/mgmno_structures.npy"), limit=12)
+    # fmax 10 eV/Å: inputs count as converged as they are (single points), so this stays cheap
+    res = system_hull(store, ("Mg", "Mn", "O"), "chgnet", per_composition=1, screen=3,
+                      settings=RelaxSettings(fmax=10, max_steps=3), loaded=pot)
+    known = system_known(store, ("Mg", "Mn", "O"), 3)
+    assert set(res.single_points) == {sid for sid, _ in known}
+    assert res.selected == lowest_per_composition(known, res.single_points, 1)
+    relaxed = store.query(f"SELECT structure_id FROM relaxations WHERE run_id = {res.relax_run}")["structure_id"]
+    assert set(relaxed) == set(res.selected) | set(res.prototype_ids)
+    st = store.query("SELECT c.formula, st.e_above_hull, st.reference_structures FROM stability st "
+                     "JOIN compositions c USING (composition_id) WHERE st.reference = 'relaxed-known'")
+    ternaries = st.filter(st["formula"].str.contains("Mg") & st["formula"].str.contains("Mn"))
+    assert ternaries.height == len({c for _, c in known})
+    assert (st["e_above_hull"] >= -1e-6).all()   # every composition's lowest is a known phase here
+    # a ternary's hull names the prototype binaries' relaxed structures among its references
+    refs = set(ternaries["reference_structures"][0])
+    parents = store.query("SELECT s.structure_id, i.method FROM structures s JOIN structures i "
+                          "ON i.structure_id = s.parent_structure_id")
+    methods = {m for sid, m in parents.iter_rows() if sid in refs}
+    assert prototypes.METHOD in methods and "mgmno-image" in methods
