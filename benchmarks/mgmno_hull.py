@@ -61,6 +61,8 @@ def main() -> None:
     ap.add_argument("--time-limit", type=float, default=240.0, help="seconds of compute per structure")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--stability-only", action="store_true",
+                    help="relax nothing new: stability rows from the relaxations committed so far")
     ap.add_argument("--show", type=float, default=0.1, help="list compositions within this (eV/atom)")
     a = ap.parse_args()
     import torch
@@ -76,6 +78,13 @@ def main() -> None:
     t = time.perf_counter()
     pot = potential.load(a.potential)
     settings = RelaxSettings(fmax=0.05, max_steps=a.max_steps, time_limit=a.time_limit)
+    if a.stability_only:
+        from matstore.relax.stability import structure_stability
+
+        r = structure_stability(store, a.potential, settings, a.batch, show_progress=True, loaded=pot)
+        print(f"stability run {r.run_id} from the relaxations committed so far: {r.n_compositions} placed")
+        summary(store, a.potential, a.show)
+        return
     res = system_hull(store, ("Mg", "Mn", "O"), a.potential, a.per_composition, a.screen, settings, a.batch,
                       show_progress=True, loaded=pot)
     ident = pot.spec.identity()
