@@ -107,10 +107,14 @@ def system_hull(store: Store, elements, potential: str | None = None, per_compos
     if not known:
         raise RelaxError(f"no known {'-'.join(sorted(elements))} structures in {store.path}")
     pot = loaded if loaded is not None else potentials.load(potential)
-    with bars.bar(show_progress, "structures") as prog:
-        task = prog.add_task("single points", total=len(known))
-        energy = single_points(pot, store, [sid for sid, _ in known], lambda n: prog.update(task, advance=n))
-    chosen = lowest_per_composition(known, energy, int(per_composition))
+    if screen is not None and screen <= per_composition:
+        energy = {}        # every screened structure is relaxed: nothing to rank
+        chosen = sorted(sid for sid, _ in known)
+    else:
+        with bars.bar(show_progress, "structures") as prog:
+            task = prog.add_task("single points", total=len(known))
+            energy = single_points(pot, store, [sid for sid, _ in known], lambda n: prog.update(task, advance=n))
+        chosen = lowest_per_composition(known, energy, int(per_composition))
     ids = sorted(set(proto_ids) | set(chosen))
     run = relax_structures(store, "s.structure_id IN (" + ", ".join(str(int(i)) for i in ids) + ")",
                            potential, settings, batch=batch, show_progress=show_progress, loaded=pot)
