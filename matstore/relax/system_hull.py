@@ -147,7 +147,8 @@ def known_hull(store: Store, model_id: int, exclude=()):
 
 def place_inputs(store: Store, model_id: int, structure_ids, hull) -> list[dict]:
     """For stored input structures relaxed under the potential: status, energies and the energy
-    above `hull` before (the input's unrelaxed energy) and after relaxation (converged only)."""
+    above `hull` before (the input's unrelaxed energy), after relaxation (converged only) and at
+    the last state reached (step_cap / time_limit too: an upper bound of the relaxed one)."""
     from .energy_hull import Phase  # noqa: PLC0415
 
     ids = [int(i) for i in structure_ids]
@@ -159,8 +160,9 @@ def place_inputs(store: Store, model_id: int, structure_ids, hull) -> list[dict]
     out = []
     for sid, formula, status, e0, e1, steps in rows:
         before = hull.place(Phase(sid, formula, e0)).e_above_hull if e0 is not None else None
-        after = hull.place(Phase(sid, formula, e1)).e_above_hull if status == "converged" and e1 is not None else None
+        last = hull.place(Phase(sid, formula, e1)).e_above_hull if e1 is not None else None
         out.append({"structure_id": sid, "formula": formula, "status": status, "steps": steps,
-                    "e_above_hull_before": before, "e_above_hull": after, "energy_per_atom": e1})
+                    "e_above_hull_before": before, "e_above_hull": last if status == "converged" else None,
+                    "e_above_hull_last": last, "energy_per_atom": e1})
     order = {sid: i for i, sid in enumerate(ids)}
     return sorted(out, key=lambda r: order[r["structure_id"]])
