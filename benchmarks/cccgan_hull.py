@@ -122,6 +122,9 @@ def main() -> None:
                                settings, batch=16, show_progress=True, loaded=potential.load(a.potential))
     model_id, ref = register(store, a.potential)
     hull = known_hull(store, model_id, exclude=holdout)
+    if hull.missing("MgMnO3"):
+        sys.exit(f"no converged elemental reference for {', '.join(hull.missing('MgMnO3'))} under {ref} in "
+                 f"{a.db}: run benchmarks/mgmno_hull.py (or matstore relax-stability) first")
     report(store, model_id, ref, hull, per, holdout, a, run, t_gen)
 
 
