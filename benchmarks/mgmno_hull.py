@@ -44,6 +44,8 @@ def ingest(store, images: Path) -> None:
 def hull_table(store, model_id: int) -> pl.DataFrame:
     return store.query(
         "SELECT c.formula, st.formation_energy_per_atom AS fe, st.e_above_hull, st.structure_id, "
+        "(SELECT i.origin FROM structures r JOIN structures i ON i.structure_id = r.parent_structure_id "
+        " WHERE r.structure_id = st.structure_id) AS origin, "
         "(SELECT count(*) FROM relaxations r WHERE r.composition_id = st.composition_id AND r.model_id = st.model_id "
         " AND r.status = 'converged') AS relaxed, "
         "(SELECT count(*) FROM structures s WHERE s.composition_id = st.composition_id AND s.origin = 'known') AS known "
@@ -119,10 +121,10 @@ def summary(store, potential_name: str, show: float) -> None:
         print(f"  {r['formula']:6} {e:>9} {r['status']:9} {r['method']} {r['aflow'] or ''} {r['phase'] or ''}")
     print(f"\n{df.height} compositions placed; on the hull (e_above_hull <= 1 meV/atom): "
           f"{(df['e_above_hull'] <= 1e-3).sum()}; within {show * 1000:.0f} meV/atom:")
-    print("| formula | formation energy (eV/atom) | e_above_hull (meV/atom) | relaxed (converged) | known DFT structures | note |")
-    print("|---|---|---|---|---|---|")
+    print("| formula | formation energy (eV/atom) | e_above_hull (meV/atom) | lowest polymorph from | relaxed (converged) | known structures | note |")
+    print("|---|---|---|---|---|---|---|")
     for r in df.filter(pl.col("e_above_hull") <= show).iter_rows(named=True):
-        print(f"| {r['formula']} | {r['fe']:.3f} | {1000 * r['e_above_hull']:.1f} | {r['relaxed']} | {r['known']} | "
+        print(f"| {r['formula']} | {r['fe']:.3f} | {1000 * r['e_above_hull']:.1f} | {r['origin']} | {r['relaxed']} | {r['known']} | "
               f"{KNOWN_PHASES.get(r['formula'], '')} |")
     for f, what in KNOWN_PHASES.items():
         row = df.filter(pl.col("formula") == f)
