@@ -68,11 +68,9 @@ DATA = Path(os.environ.get("MATSTORE_TEST_DATA", REPO.parent.parent / "shared" /
 if not DATA.is_dir():
     DATA = Path("/work/shared/data")
 
-SMALL_AE = {"latent_dim": 32,
-            "encoder": {"convs": [[16, 3, 3, 2, 1], [32, 3, 3, 2, 1], [32, 3, 3, 2, 1], [64, 5, 5, 2, 2]],
-                        "norm": "batch"},
-            "decoder": {"latent_dim": 32, "fc_channels": 64,
-                        "deconvs": [[32, 5, 5, 2, 2], [32, 3, 3, 2, 1], [16, 3, 3, 2, 1], [1, 3, 3, 2, 1]]}}
+from matstore.training import presets  # noqa: E402
+
+SMALL_AE = presets.small_autoencoder().to_dict()   # the ae-small preset
 SEED_TABLE = {  # seed 001, Table 1 (mean over 10 repeats)
     "exp2": {"BS": dict(n=1000, r2=0.361, mae=0.882, cand=123, rec=51.96),
              "AL": dict(n=1741, r2=0.611, mae=0.539, cand=171, rec=78.43, decodable="741/1000")},

@@ -12,7 +12,9 @@ configuration, so they hold before the first statement touches the file:
 - `temp_directory`: a folder inside this process's private temporary folder, not DuckDB's default
   `<store>.tmp` next to the store (DuckDB lets a guarded connection write its temp folder);
 - `lock_configuration = true`: SQL cannot SET any of this back (session settings such as
-  `search_path` remain).
+  `search_path` remain). DuckDB accepts it only as a statement once `enable_progress_bar = false`
+  (a session setting: DuckDB's own bar would print into matstore's output) has been set, so both
+  are the first statements of every connection, before any statement reads the file.
 
 DuckDB 2.0.1 refuses `allowed_paths` / `allowed_directories` as connect-time configuration
 ("before the database is started") and refuses to change them once external access is off. So a
@@ -64,12 +66,13 @@ def open_duckdb(path: str = ":memory:", *, read_only: bool = False, write_paths:
     paths = [os.path.abspath(p) for p in write_paths]
     dirs = [os.path.join(os.path.abspath(d), "") for d in write_dirs]
     config["temp_directory"] = _private_temp()
-    if not paths and not dirs:
-        config["lock_configuration"] = True
-        return duckdb.connect(str(path), read_only=read_only, config=config)
-    del config["enable_external_access"]
+    if paths or dirs:  # DuckDB refuses these at connect time; set below, external access after them
+        del config["enable_external_access"]
     con = duckdb.connect(str(path), read_only=read_only, config=config)
     try:
+        # DuckDB's own progress bar (a slow query, e.g. under load) would print into matstore's
+        # output; a session setting, so it is set here, before the configuration is locked
+        con.execute("SET enable_progress_bar = false")
         if paths:
             con.execute("SET allowed_paths = ?", [paths])
         if dirs:

@@ -125,6 +125,29 @@ def test_al_start_with_a_shipped_oracle_on_a_fresh_store(fresh, oracle):
                      "(SELECT model_id FROM model_versions WHERE name = ?)", [oracle]) == 1
 
 
+@pytest.mark.parametrize("name", SHIPPED)
+def test_models_show_and_export_take_every_shipped_name_on_a_fresh_store(fresh, name, tmp_path):
+    """`models show` / `models export` resolve like every other command: a shipped name the store
+    lacks is imported (one line), then shown / exported with the shipped file's weights."""
+    import json
+
+    import polars as pl
+
+    other = Store(shutil.copy(fresh.path, tmp_path / "other.duckdb"))   # fresh, for the export
+    res = _run("models", "show", name, "--db", fresh.path)
+    assert res.exit_code == 0, res.output
+    assert f"imported the shipped model {name}@1" in res.stderr and "checked" in res.stderr, res.output
+    shown = json.loads(res.stdout)
+    shipped = pl.read_parquet(pretrained.path(name), columns=["weights_sha256"])["weights_sha256"][0]
+    assert shown["name"] == name and shown["weights_sha256"] == shipped
+    # export from the other fresh copy: imported there too, and the file holds those weights
+    out = tmp_path / f"{name}.parquet"
+    res = _run("models", "export", out, name, "--db", other.path)
+    assert res.exit_code == 0, res.output
+    assert res.output.count(f"imported the shipped model {name}@1") == 1, res.output
+    assert pl.read_parquet(out, columns=["name", "weights_sha256"]).rows() == [(name, shipped)]
+
+
 def test_an_unknown_model_names_the_stores_and_the_shipped_models(fresh):
     for args in (["predict", "--model", "nope"], ["stability", "--model", "nope", "--reference", "mp"],
                  ["generate", "--model", "nope", "-n", 4]):

@@ -241,6 +241,17 @@ def two_dft_store(tmp_path_factory, read_formulas):
     return s
 
 
+def test_an_ambiguous_source_error_names_the_callers_own_option(two_dft_store):
+    """train says --target-source; al start (whose option is --base-source) says --base-source, not
+    an option it does not have (issue 23: the README's `al start` failed naming --target-source)."""
+    with pytest.raises(data.TargetSourceError, match=r"choose one with --target-source \(Python: target_source="):
+        data.target_source(two_dft_store, "formation_energy_per_atom")
+    with pytest.raises(data.TargetSourceError) as e:
+        data.target_source(two_dft_store, "formation_energy_per_atom", option="--base-source")
+    assert "choose one with --base-source (Python: base_source=" in str(e.value)
+    assert "--target-source" not in str(e.value)
+
+
 def test_training_target_source_is_explicit_and_recorded(two_dft_store):
     s = two_dft_store
     with pytest.raises(data.TargetSourceError, match=r"several DFT sources .*mp \(dft, PBE.*oqmd \(dft, PBE"):

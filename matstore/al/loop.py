@@ -88,7 +88,7 @@ def start(store: Store, autoencoder, oracle: str, *, property: str = "band_gap",
     ae = _load_ae(store, autoencoder)
     kind, ref = oracles.parse(oracle)
     oracle_model = oracles.load_predictor(store, ref, property) if kind.automatic else None
-    source = data.target_source(store, property, base_source)
+    source = data.target_source(store, property, base_source, option="--base-source")
     check_selection(base_selection, "al start --base")
     try:
         ds = data.load(store, base_selection, property, max_rows=base_rows, seed=seed, source=source.source,

@@ -8,6 +8,7 @@ matstore.training.presets.PRESETS, matstore.validity.OXIDATION_SETS), never from
 from __future__ import annotations
 
 import sys
+import warnings
 
 import click
 import duckdb
@@ -46,6 +47,11 @@ def fail(line: str) -> None:
     sys.exit(1)
 
 
+def _one_line_warning(message, category, *_args, **_kwargs) -> str:
+    """A warning on the command line is one line naming its kind, not Python's file:line + source."""
+    return f"warning ({category.__name__}): {message}\n"
+
+
 @click.group(cls=MatstoreGroup)
 @click.version_option(package_name="matstore")
 @click.option("--read-only", is_flag=True, envvar="MATSTORE_READ_ONLY",
@@ -53,6 +59,7 @@ def fail(line: str) -> None:
 @click.pass_context
 def main(ctx, read_only):
     """Materials discovery in one DuckDB file."""
+    warnings.formatwarning = _one_line_warning
     if read_only:  # every Store this command makes is read-only; reset when the command ends
         from ..store import READ_ONLY  # noqa: PLC0415
 

@@ -6,7 +6,8 @@ import click
 
 from .. import output
 from ..store import Store
-from .options import POSITIVE, RegistryChoice, console, no_progress_option, output_options, store_option
+from .options import (POSITIVE, RegistryChoice, console, example, no_progress_option, output_options,
+                      store_option)
 
 
 def _acquisitions():
@@ -15,12 +16,16 @@ def _acquisitions():
     return ACQUISITIONS
 
 
-@click.group()
+@click.group(epilog=example(
+    "matstore al start --autoencoder ae --oracle model:rf-bg@1 --base-source oqmd --base-rows 1000",
+    "matstore al step 1 --rounds 5"))
 def al():
     """Active learning: GP on autoencoder latents proposes compositions, an oracle labels them."""
 
 
-@al.command("start")
+@al.command("start", epilog=example(
+    "matstore al start --autoencoder ae --oracle model:rf-bg@1 --base-source oqmd --target max "
+    "--base-rows 1000 --batch-size 100"))
 @store_option
 @click.option("--autoencoder", required=True, metavar="NAME[@N]",
               help="Autoencoder model version whose latent space the campaign searches.")
@@ -66,7 +71,7 @@ def al_start(db, autoencoder, oracle, prop, target, acquisition, kappa, threshol
     console.print(f"campaign {cid} started")
 
 
-@al.command("step")
+@al.command("step", epilog=example("matstore al step 1 --db study.duckdb --rounds 3"))
 @click.argument("campaign_id", type=int)
 @store_option
 @click.option("--rounds", type=POSITIVE, default=1, show_default=True, help="Rounds to run.")
@@ -74,10 +79,7 @@ def al_start(db, autoencoder, oracle, prop, target, acquisition, kappa, threshol
               help="External oracle: close the open round even where labels are missing.")
 @no_progress_option
 def al_step(campaign_id, db, rounds, allow_missing, no_progress, quiet):
-    """Finish the open round or propose (and, with a model oracle, label) the next one.
-
-    Example: matstore al step 1 --db study.duckdb --rounds 3
-    """
+    """Finish the open round or propose (and, with a model oracle, label) the next one."""
     from ..al import step
 
     def notify(line: str) -> None:
@@ -91,7 +93,7 @@ def al_step(campaign_id, db, rounds, allow_missing, no_progress, quiet):
                       f"in {r.seconds:.1f} s")
 
 
-@al.command("status")
+@al.command("status", epilog=example("matstore al status 1 --proposals --csv"))
 @click.argument("campaign_id", type=int, required=False)
 @store_option
 @click.option("--proposals", "show_proposals", is_flag=True, help="List the campaign's proposals instead.")
@@ -109,7 +111,7 @@ def al_status(campaign_id, db, show_proposals, fmt, parquet, limit_rows):
     output.emit(df, fmt, parquet, max_rows=limit_rows)
 
 
-@al.command("export")
+@al.command("export", epilog=example("matstore al export 1 round1.csv"))
 @click.argument("campaign_id", type=int)
 @click.argument("file", type=click.Path(dir_okay=False))
 @store_option
@@ -124,7 +126,8 @@ def al_export(campaign_id, file, db, round_no, overwrite):
     console.print(f"wrote {n} proposal(s) to {file}: fill in `value`, then `matstore al label`")
 
 
-@al.command("label")
+@al.command("label", epilog=example(
+    "matstore al label 1 round1.csv --source vasp_hse --kind dft --method HSE06"))
 @click.argument("campaign_id", type=int)
 @click.argument("file", type=click.Path(dir_okay=False))
 @store_option
@@ -141,7 +144,8 @@ def al_label(campaign_id, file, db, source, kind, method):
     console.print(f"stored {n} new label(s) from {file} under source {source}")
 
 
-@al.command("finish")
+@al.command("finish", epilog=example(
+    'matstore al finish 1 --model rf-bg --pool "SELECT composition_id FROM candidates" --threshold 4'))
 @click.argument("campaign_id", type=int)
 @store_option
 @click.option("--model", "preset", default="rf-bg", show_default=True,

@@ -9,8 +9,8 @@ from .. import output
 from ..features import FEATURIZERS
 from ..store import Store
 from ..validity import DEFAULT_SET, OXIDATION_SETS
-from .options import (POSITIVE, TOLERANCE, console, device_option, no_progress_option, output_options,
-                      param_option, store_option, where_option)
+from .options import (POSITIVE, TOLERANCE, console, device_option, example, no_progress_option,
+                      output_options, param_option, store_option, where_option)
 
 
 @click.command(epilog="\b\nExamples:\n  matstore generate --db s.duckdb --model transformer-mp --elements Mg,Mn,O -n 10000\n"
@@ -93,7 +93,7 @@ def generate(db, model, composition, n, batch_size, seed, device, tolerance, tem
         console.print(summary(measure(store, res.run_id)), markup=False, highlight=False, soft_wrap=True)
 
 
-@click.command()
+@click.command(epilog=example("matstore predict --db study.duckdb --model oqmd-attn-fe --formula Cu2ZnSnS4"))
 @store_option
 @click.option("--model", "model", required=True, help="Predictor NAME[@VERSION] or model id.")
 @where_option
@@ -108,10 +108,7 @@ def generate(db, model, composition, n, batch_size, seed, device, tolerance, tem
 @output_options
 def predict(db, model, where, params, device, batch_size, chunk_size, formulas, no_progress, quiet,
             fmt, parquet, limit_rows):
-    """Predict a property for compositions lacking that model version's predictions.
-
-    Example: matstore predict --db study.duckdb --model oqmd-attn-fe --formula Cu2ZnSnS4
-    """
+    """Predict a property for compositions lacking that model version's predictions."""
     from ..predict import predict as run_predict
     from ..query import parse_params
 
@@ -131,7 +128,7 @@ def predict(db, model, where, params, device, batch_size, chunk_size, formulas, 
                   f"({res.n_null:,} not featurizable) in {res.seconds:.1f} s")
 
 
-@click.command()
+@click.command(epilog=example("matstore stability --model oqmd-attn-fe --reference oqmd --hull mixed"))
 @store_option
 @click.option("--model", "model", default=None,
               help="Formation-energy predictor NAME[@VERSION] or id (default: the known phases).")
@@ -155,7 +152,7 @@ def stability(db, model, reference, hull, no_progress, quiet):
                   + (f" (run {res.run_id})" if res.run_id else ""))
 
 
-@click.command()
+@click.command(epilog=example('matstore featurize --featurizer magpie --where "n_elements >= $n" -p n=3'))
 @store_option
 @click.option("--featurizer", "featurizer", required=True,
               type=click.Choice(list(FEATURIZERS)), help="Featurizer to compute.")
@@ -175,7 +172,7 @@ def featurize(db, featurizer, where, params, batch_size, no_progress, quiet):
                   f"compositions ({r.not_encodable:,} not encodable, empty vector) in {r.seconds:.1f} s")
 
 
-@click.command()
+@click.command(epilog=example("matstore validate --oxidation-set icsd16"))
 @store_option
 @where_option
 @param_option
@@ -197,17 +194,14 @@ def validate(db, where, params, batch_size, no_progress, quiet, oxidation_set):
                   f"compositions ({r.not_encodable:,} outside smact's data: NULL flags) in {r.seconds:.1f} s")
 
 
-@click.command()
+@click.command(epilog=example("matstore quality --db study.duckdb --run 3"))
 @store_option
 @click.option("--run", "run_id", type=int, default=None, help="Generation run (default: every one).")
 @no_progress_option
 @output_options
 def quality(db, run_id, no_progress, quiet, fmt, parquet, limit_rows):
     """Measure generation quality (validity, uniqueness, novelty, recovery, distribution distances
-    to the training set) into generation_quality and print the rows.
-
-    Example: matstore quality --db study.duckdb --run 3
-    """
+    to the training set) into generation_quality and print the rows."""
     from ..quality import refresh
 
     say = None if (no_progress or quiet) else (lambda line: console.print(line, markup=False, highlight=False))

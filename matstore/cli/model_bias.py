@@ -6,10 +6,10 @@ import click
 
 from .. import output
 from ..store import Store
-from .options import device_option, no_progress_option, output_options, store_option
+from .options import device_option, example, no_progress_option, output_options, store_option
 
 
-@click.command()
+@click.command(epilog=example("matstore bias --db study.duckdb --model oqmd-attn-fe --reference oqmd"))
 @store_option
 @click.option("--model", "model", required=True, help="Formation-energy predictor NAME[@VERSION] or id.")
 @click.option("--reference", default=None,
@@ -21,10 +21,7 @@ from .options import device_option, no_progress_option, output_options, store_op
 def bias(db, model, reference, device, no_progress, quiet, fmt, parquet, limit_rows):
     """Measure how far a FE model places the reference's known phases (those it did not train on)
     from their DFT e_above_hull: mean and MAE overall, by number of elements and by anion family;
-    screens show it beside every hit.
-
-    Example: matstore bias --db study.duckdb --model oqmd-attn-fe --reference oqmd
-    """
+    screens show it beside every hit."""
     from ..stability.bias import measure
 
     df = measure(Store(db), model, reference=reference, device=device,

@@ -7,7 +7,8 @@ import click
 
 from .. import output
 from ..store import Store
-from .options import POSITIVE, RegistryChoice, console, device_option, no_progress_option, output_options, store_option
+from .options import (POSITIVE, RegistryChoice, console, device_option, example, no_progress_option,
+                      output_options, store_option)
 
 
 def preset_names():
@@ -16,7 +17,9 @@ def preset_names():
     return PRESETS
 
 
-@click.command()
+@click.command(epilog=example(
+    "matstore train --model rf-bg --target-source oqmd --max-rows 20000",
+    "matstore train --model bg-two-stage --target-source oqmd --ensemble 5 --epochs 30"))
 @store_option
 @click.option("--model", "preset", required=True, type=RegistryChoice(preset_names),
               help="Training preset (matstore.training.presets).")
@@ -84,12 +87,12 @@ def train(db, preset, on, target_source, name, epochs, batch_size, lr, max_rows,
                       f"{s['uniqueness_pct']:.1f}% unique, {s['validity_pct']:.1f}% valid")
 
 
-@click.group()
+@click.group(epilog=example("matstore models list", "matstore models show oqmd-attn-fe"))
 def models():
     """List, show, export, import, rename and delete model versions."""
 
 
-@models.command("list")
+@models.command("list", epilog=example("matstore models list --json"))
 @store_option
 @output_options
 def models_list(db, fmt, parquet, limit_rows):
@@ -104,7 +107,7 @@ def models_list(db, fmt, parquet, limit_rows):
     output.emit(df, fmt, parquet, max_rows=limit_rows)
 
 
-@models.command("show")
+@models.command("show", epilog=example("matstore models show oqmd-attn-fe"))
 @click.argument("ref")
 @store_option
 def models_show(ref, db):
@@ -116,7 +119,7 @@ def models_show(ref, db):
     click.echo(json.dumps(show_model(Store(db), ref), indent=2, default=str))
 
 
-@models.command("export")
+@models.command("export", epilog=example("matstore models export models.parquet rf-bg@1 elemnet-magpie-fe"))
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.argument("refs", nargs=-1)
 @store_option
@@ -129,7 +132,9 @@ def models_export(file, refs, db, overwrite):
     console.print(f"exported {n} model version(s) to {file}")
 
 
-@models.command("import")
+@models.command("import", epilog=example(
+    "matstore models import models.parquet",
+    "matstore models import --pretrained oqmd-attn-fe"))
 @click.argument("file", type=click.Path(dir_okay=False), required=False)
 @click.option("--pretrained", "pretrained_name", metavar="NAME",
               help="Import a model that ships with matstore (see `matstore models pretrained`).")
@@ -153,7 +158,7 @@ def models_import(file, pretrained_name, db):
         console.print(f"skipped {s}")
 
 
-@models.command("pretrained")
+@models.command("pretrained", epilog=example("matstore models pretrained --json"))
 @output_options
 def models_pretrained(fmt, parquet, limit_rows):
     """List the models that ship with matstore: training data, selection and metrics."""
@@ -170,7 +175,7 @@ def models_pretrained(fmt, parquet, limit_rows):
     output.emit(pl.DataFrame(rows, schema=schema), fmt, parquet, max_rows=limit_rows)
 
 
-@models.command("convert")
+@models.command("convert", epilog=example("matstore models convert rf-bg@1 --trust"))
 @click.argument("refs", nargs=-1)
 @click.option("--trust", is_flag=True, help="I trust where this store came from (reads pickles).")
 @store_option
@@ -182,28 +187,24 @@ def models_convert(refs, trust, db):
     console.print(f"converted {', '.join(done)}" if done else "no pickled forests to convert")
 
 
-@models.command("rename")
+@models.command("rename", epilog=example("matstore models rename rf-bg rf-bg-oqmd --db study.duckdb"))
 @click.argument("old")
 @click.argument("new")
 @store_option
 def models_rename(old, new, db):
-    """Rename every version of model OLD to NEW (a name not used yet); predictions stay with them.
-
-    Example: matstore models rename rf-bg rf-bg-oqmd --db study.duckdb"""
+    """Rename every version of model OLD to NEW (a name not used yet); predictions stay with them."""
     from ..registry import rename
 
     n = rename(Store(db), old, new)
     console.print(f"renamed {n} version(s) of {old} to {new}")
 
 
-@models.command("delete")
+@models.command("delete", epilog=example("matstore models delete rf-bg@2 --db study.duckdb"))
 @click.argument("ref")
 @store_option
 def models_delete(ref, db):
     """Delete one model version REF (NAME@N, NAME#SHA or a model id) and its split sets; refused
-    while predictions, stability rows, runs or campaigns use it.
-
-    Example: matstore models delete rf-bg@2 --db study.duckdb"""
+    while predictions, stability rows, runs or campaigns use it."""
     from ..registry import delete
 
     console.print(f"deleted {delete(Store(db), ref)}")

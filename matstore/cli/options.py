@@ -93,3 +93,9 @@ def where_option(f):
 
 def device_option(f):
     return click.option("--device", default=None, help="cuda or cpu (default: cuda when present).")(f)
+
+
+def example(*lines: str) -> str:
+    """A command's epilog: the example(s) its --help ends with (tests/test_cli_examples.py parses
+    each one)."""
+    return "\b\nExample" + ("s" if len(lines) > 1 else "") + ":\n" + "\n".join(f"  {line}" for line in lines)

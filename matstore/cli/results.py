@@ -6,10 +6,11 @@ import click
 
 from .. import output
 from ..store import Store
-from .options import POSITIVE, console, device_option, no_progress_option, output_options, store_option
+from .options import (POSITIVE, console, device_option, example, no_progress_option, output_options,
+                      store_option)
 
 
-@click.command()
+@click.command(epilog=example("matstore screen stable_semiconductors --db study.duckdb --partial-coverage"))
 @click.argument("name", required=False)
 @store_option
 @click.option("--max-std", type=float, default=None, metavar="X",
@@ -23,10 +24,7 @@ from .options import POSITIVE, console, device_option, no_progress_option, outpu
                    "element's compounds (default: dropped).")
 @output_options
 def screen(name, db, max_std, partial_coverage, rare_ions, fmt, parquet, limit_rows):
-    """Run the screen_NAME view (no NAME: list the screens).
-
-    Example: matstore screen stable_semiconductors --db study.duckdb --partial-coverage
-    """
+    """Run the screen_NAME view (no NAME: list the screens)."""
     from ..report import run_screen, screen_notes
 
     relax = tuple(k for k, on in (("coverage", partial_coverage), ("ions", rare_ions)) if on)
@@ -36,7 +34,7 @@ def screen(name, db, max_std, partial_coverage, rare_ions, fmt, parquet, limit_r
     output.emit(df, fmt, parquet, max_rows=limit_rows)
 
 
-@click.command()
+@click.command(epilog=example("matstore report --db study.duckdb --out report/"))
 @store_option
 @click.option("--run", "run_id", type=int, default=None, help="Generation run (default: latest).")
 @click.option("--out", "out", type=click.Path(file_okay=False), required=True,
@@ -44,10 +42,7 @@ def screen(name, db, max_std, partial_coverage, rare_ions, fmt, parquet, limit_r
 @no_progress_option
 @click.option("--overwrite", is_flag=True, help="Write into OUT even if it is not empty.")
 def report(db, run_id, out, no_progress, quiet, overwrite):
-    """Write PNG plots and an index.html about a generation run.
-
-    Example: matstore report --db study.duckdb --out report/
-    """
+    """Write PNG plots and an index.html about a generation run."""
     from ..outpaths import check
     from ..report import write_report
 
@@ -57,7 +52,7 @@ def report(db, run_id, out, no_progress, quiet, overwrite):
     console.print(f"report written to {path}")
 
 
-@click.command()
+@click.command(epilog=example("matstore demo --db demo.duckdb --samples 20000"))
 @store_option
 @click.option("--samples", type=POSITIVE, default=20000, show_default=True, help="Samples to generate.")
 @click.option("--gan-epochs", type=POSITIVE, default=None, help="GAN epochs (default: the demo's).")

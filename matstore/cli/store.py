@@ -6,10 +6,10 @@ import click
 
 from .. import output
 from ..store import Store
-from .options import console, output_options, param_option, store_option
+from .options import console, example, output_options, param_option, store_option
 
 
-@click.command()
+@click.command(epilog=example("matstore init study.duckdb"))
 @click.argument("path", required=False)
 @store_option
 def init(path, db):
@@ -18,22 +18,21 @@ def init(path, db):
     console.print(f"store {store.path} at schema version {store.version()}")
 
 
-@click.command()
+@click.command(epilog=example('matstore query "SELECT * FROM candidates WHERE n_elements >= $n" -p n=3'))
 @click.argument("sql")
 @store_option
 @click.option("--write", is_flag=True, help="Allow statements that change the store.")
 @param_option
 @output_options
 def query(sql, db, write, params, fmt, parquet, limit_rows):
-    """Run SQL against the store (read-only unless --write), e.g.
-    matstore query "SELECT * FROM candidates WHERE n_elements >= $n" -p n=3"""
+    """Run SQL against the store (read-only unless --write)."""
     from ..query import parse_params, run_query
 
     df = run_query(Store(db), sql, write=write, params=parse_params(params))
     output.emit(df, fmt, parquet, max_rows=limit_rows)
 
 
-@click.command()
+@click.command(epilog=example("matstore info --provenance"))
 @store_option
 @click.option("--provenance", "show_provenance", is_flag=True,
               help="Also show who/what produced what: ingests, models (data hash, seed), runs.")
@@ -54,12 +53,13 @@ def info(db, show_provenance, fmt, parquet, limit_rows):
                                "code_schema_version": i.code_schema_version})
 
 
-@click.group()
+@click.group(epilog=example("matstore export parquet export/"))
 def export():
     """Write the store in a form other tools read (Parquet)."""
 
 
-@export.command("parquet")
+@export.command("parquet", epilog=example(
+    "matstore export parquet export/ --only compositions --only properties --overwrite"))
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @store_option
 @click.option("--overwrite", is_flag=True, help="Replace OUT_DIR if it exists.")
@@ -75,7 +75,7 @@ def export_parquet_cmd(out_dir, db, overwrite, tables, fmt, parquet, limit_rows)
     output.emit(summary.select("table", "rows", "partitioned_by"), fmt, parquet, max_rows=limit_rows)
 
 
-@click.command()
+@click.command(epilog=example("matstore merge colleague.duckdb"))
 @click.argument("other", type=click.Path(dir_okay=False))
 @store_option
 @output_options

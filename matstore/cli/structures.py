@@ -7,10 +7,12 @@ import re
 import click
 
 from ..store import Store
-from .options import POSITIVE, console, no_progress_option, store_option
+from .options import POSITIVE, console, example, no_progress_option, store_option
 
 
-@click.group()
+@click.group(epilog=example(
+    "matstore structures predict --formula SrTiO3 -k 5",
+    "matstore structures show -8187949774823060506 --cif SrTiO3.cif"))
 def structures():
     """Crystal structures: predict them from templates, show them, write CIF/POSCAR."""
 

@@ -102,6 +102,8 @@ class ModelFamily:
     latent_space: ClassVar[bool] = False  # encode()/decode() compositions <-> latent vectors (AL)
     check_on_merge: ClassVar[bool] = False  # merge rebuilds its weights fully (cheap kinds)
     legacy_format: ClassVar[str | None] = None  # an old weights format `models convert` rewrites
+    weights_in_store: ClassVar[bool] = True  # False: the weights live outside the store (a wheel's
+                                             # file, e.g. the potentials); load() gets weights None
 
     # --- config and module -----------------------------------------------------------------------
     def make_config(self, config: dict | Any):

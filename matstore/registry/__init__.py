@@ -30,9 +30,8 @@ import, convert_forests).
 
 from __future__ import annotations
 
-from .records import (COLUMNS, ModelError, ModelVersion, get_record, list_models, parse_ref,
-                      show_model, software_versions)
-from .refs import delete, identity, rename, resolve, resolve_record
+from .records import COLUMNS, ModelError, ModelVersion, get_record, list_models, parse_ref, software_versions
+from .refs import delete, identity, rename, resolve, resolve_record, show_model
 from .transfer import ImportResult, convert_forests, export_models, import_models
 from .versions import PREDICT_ROWS, LoadedModel, load_model, predict_module, save_model
 from .weights import CARD_FORMAT, WEIGHTS_FORMAT, model_card, rebuild, serialize, state_dict_of

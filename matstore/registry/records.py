@@ -123,9 +123,3 @@ def list_models(store: Store) -> pl.DataFrame:
                    left(weights_sha256, 12) AS sha256, created_at
             FROM model_versions ORDER BY name, version""")
     return df
-
-
-def show_model(store: Store, ref) -> dict:
-    """The full record of one version, JSON columns decoded, weights left out."""
-    rec = get_record(store, ref, weights=False)
-    return rec

@@ -53,6 +53,12 @@ def resolve_record(store: Store, ref, weights: bool = False) -> dict:
         raise
 
 
+def show_model(store: Store, ref) -> dict:
+    """The full record of one version, JSON columns decoded, weights left out (a shipped model the
+    store lacks is imported first, like everywhere else)."""
+    return resolve_record(store, ref, weights=False)
+
+
 def resolve(store: Store, ref, device=None):
     """A loaded version (registry.LoadedModel) for a reference; an already loaded model (an object
     with ``sample`` or ``predict``) is returned as it is."""

@@ -14,15 +14,17 @@ from .. import outpaths
 from ..store import Store
 from .records import (COLUMNS, JSON_COLUMNS, OPTIONAL_COLUMNS, ModelError, ModelVersion, get_record,
                       insert_version)
+from .refs import resolve_record
 from .weights import rebuild
 
 def export_models(store: Store, path: str | Path, refs: list | None = None,
                   overwrite: bool = False) -> int:
     """Write the given versions (default: all) with weights to one Parquet file; returns rows.
-    An existing file is replaced only with overwrite, never a store (outpaths.check)."""
+    An existing file is replaced only with overwrite, never a store (outpaths.check). A shipped
+    model named in refs that the store lacks is imported first (registry.refs)."""
     path = outpaths.check(path, overwrite=overwrite, option="models export")
     if refs:
-        ids = [get_record(store, r, weights=False)["model_id"] for r in refs]
+        ids = [resolve_record(store, r, weights=False)["model_id"] for r in refs]
         where, params = f"model_id IN ({', '.join('?' for _ in ids)})", ids
     else:
         where, params = "true", []
@@ -104,7 +106,7 @@ def convert_forests(store: Store, refs: list | None = None, trust: bool = False)
     legacy_kinds = [k for k, f in models.KINDS.items() if f.legacy_format]
     with store.connect() as con:
         if refs:
-            ids = [get_record(store, r, weights=False)["model_id"] for r in refs]
+            ids = [resolve_record(store, r, weights=False)["model_id"] for r in refs]
         else:
             ids = [r[0] for r in con.execute("SELECT model_id FROM model_versions WHERE kind IN "
                                              "(SELECT unnest(?::VARCHAR[])) ORDER BY model_id",

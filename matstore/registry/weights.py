@@ -35,13 +35,22 @@ def rebuild(record: dict):
     """The module/estimator from a record's config and weights, checked; raises ModelError."""
     ref = f"{record['name']}@{record['version']} (id {record['model_id']})"
     weights = record.get("weights")
+    kind = record["kind"]
     if weights is None:
-        raise ModelError(f"model {ref} has no weights stored")
+        try:
+            family = models.get(kind)
+        except ValueError as e:
+            raise ModelError(f"model {ref}: {e}") from None
+        if family.weights_in_store:
+            raise ModelError(f"model {ref} has no weights stored")
+        try:   # weights outside the store (a wheel's file): the family checks them against the sha256
+            return family.load(None, record, None, ref)
+        except WeightsError as e:
+            raise ModelError(str(e)) from None
     sha = hashlib.sha256(weights).hexdigest()
     if sha != record.get("weights_sha256"):
         raise ModelError(f"model {ref}: weights are corrupt (sha256 {sha[:12]}... does not match "
                          f"the recorded {str(record.get('weights_sha256'))[:12]}...)")
-    kind = record["kind"]
     try:
         family = models.get(kind)
         members = ensemble.spec(record.get("hyperparams"))

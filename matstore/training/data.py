@@ -43,11 +43,13 @@ class TargetSource:
         return {"target_source": self.source, "target_kind": self.kind, "target_method": self.method}
 
 
-def target_source(store: Store, prop: str, requested: str | None = None) -> TargetSource:
+def target_source(store: Store, prop: str, requested: str | None = None,
+                  option: str = "--target-source") -> TargetSource:
     """The source whose `prop` values a predictor trains on. Default: the one DFT source that has
     the property; where none does, the one source of unknown kind (a file ingested without
     --kind). Several candidates, or only experimental values, need an explicit choice; values of
-    different sources are never pooled."""
+    different sources are never pooled. `option` is the caller's option that names the source
+    (the error says which to use)."""
     if prop not in ("formation_energy_per_atom", "band_gap", "energy_above_hull"):
         raise TargetSourceError(f"no property column {prop!r} to train on")
     with store.connect() as con:
@@ -68,8 +70,8 @@ def target_source(store: Store, prop: str, requested: str | None = None) -> Targ
         if len(pool) != 1:
             why = (f"several {'DFT' if dft else 'unlabelled'} sources have {prop}" if pool else
                    f"no DFT source has {prop}")
-            raise TargetSourceError(f"{why} in {store.path}: {listing}; choose one with --target-source "
-                                    f"(Python: target_source=...)")
+            raise TargetSourceError(f"{why} in {store.path}: {listing}; choose one with {option} "
+                                    f"(Python: {option.lstrip('-').replace('-', '_')}=...)")
         found = pool[0]
     if not _SAFE_SOURCE.match(found.source):
         raise TargetSourceError(f"source name {found.source!r} in {store.path} is not a plain identifier")

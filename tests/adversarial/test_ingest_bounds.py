@@ -311,7 +311,7 @@ def test_absurd_formulas_are_refused_fast(formula, reason):
     t = time.perf_counter()
     with pytest.raises(C.FormulaError, match=reason.replace("(", r"\(").replace(")", r"\)")):
         C.parse(formula)
-    assert time.perf_counter() - t < 0.05
+    assert time.perf_counter() - t < 1.0   # refused before any work: an absurd one would take minutes
 
 
 def test_bounds_accept_real_extremes(read_formulas):

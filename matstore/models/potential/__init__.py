@@ -15,6 +15,7 @@ from .base import Prediction
 from .chgnet import SPEC as CHGNET_SPEC
 from .sevennet import SPECS as SEVENNET_SPECS
 from .spec import EXTRA, MP2020, PotentialError, PotentialSpec
+from . import potential_kind  # noqa: E402,F401  (registers kind "potential" in models.KINDS)
 
 DEFAULT = "chgnet-0.3.0"
 SPECS: dict[str, PotentialSpec] = {CHGNET_SPEC.name: CHGNET_SPEC, **SEVENNET_SPECS}

@@ -10,8 +10,7 @@ import json
 from ...registry.records import insert_version, software_versions
 from ...store import Store
 from . import resolve
-
-KIND = "potential"
+from .potential_kind import KIND
 
 
 def register(store: Store, name: str | None = None) -> tuple[int, str]:
