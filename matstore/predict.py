@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from . import models
 from .progress import bar as progress_bar
+from .executor import open_executor, payload_params, ship_model
 from .runs import count, open_run, tracked
 from .store import Store, append
 from .errors import MatstoreError
@@ -75,8 +76,10 @@ def pending(store: Store, model_id: int, where: str | None = None,
 
 
 def predict(store: Store, model, where: str | None = None, chunk_size: int = DEFAULT_CHUNK,
-            device: str | None = None, progress: bool = True, params: dict | None = None) -> PredictResult:
-    """Predict model's property for every composition lacking it (where: SQL over compositions)."""
+            device: str | None = None, progress: bool = True, params: dict | None = None,
+            executor=None, insecure: bool = False) -> PredictResult:
+    """Predict model's property for every composition lacking it (where: SQL over compositions).
+    executor: where chunks are predicted (matstore.executor); this process writes, chunk order."""
     from .featurize import batch_from_arrow  # noqa: PLC0415
     from .registry import resolve  # noqa: PLC0415
     from .devices import resolve_device  # noqa: PLC0415
@@ -90,18 +93,49 @@ def predict(store: Store, model, where: str | None = None, chunk_size: int = DEF
     result = PredictResult(None, loaded.ref, loaded.property, 0, 0, 0.0)
     if todo.num_rows == 0:
         return result
-    run_id = open_run(store, "predict", loaded.model_id,
-                      {"where": where, "params": params or None, "chunk_size": chunk_size,
-                       "model": loaded.ref}, device, todo.num_rows)
-    result.run_id = run_id
+    with open_executor(executor, insecure=insecure, announce=progress) as ex:
+        record = ship_model(ex, store, loaded.model_id)   # versions checked before any chunk
+        run_id = open_run(store, "predict", loaded.model_id,
+                          {"where": where, "params": params or None, "chunk_size": chunk_size,
+                           "model": loaded.ref}, device, todo.num_rows, executor=ex.name,
+                          workers=ex.workers)
+        result.run_id = run_id
+        _run(store, loaded, todo, chunk_size, device, progress, ex, record, result)
+    return result
+
+
+def _run(store, loaded, todo: pa.Table, chunk_size: int, device: str, progress: bool, ex, record,
+         result: PredictResult) -> None:
+    """Predict todo chunk by chunk (in process or on ex's workers) and commit each in order."""
+    from .executor.batch_checks import predictions  # noqa: PLC0415
+    from .executor.payloads import encode  # noqa: PLC0415
+    from .executor.worker_tasks import predict_chunk  # noqa: PLC0415
+    from .featurize import batch_from_arrow  # noqa: PLC0415
+    from .features import get as featurizer  # noqa: PLC0415
+
+    run_id = result.run_id
+
+    def local(item):
+        batch = batch_from_arrow(todo.slice(item[0] * chunk_size, chunk_size))
+        out = loaded.predict_outputs(batch, device=device)
+        return batch, out.value, out.std, out.p_metal
+
+    def accept(item, data):   # a worker's chunk, checked against the chunk sent
+        batch = batch_from_arrow(todo.slice(item[0] * chunk_size, chunk_size))
+        nan_ok = ~featurizer(loaded.featurizer).encodable(batch) if loaded.featurizer else None
+        t = predictions(data, np.asarray(batch.composition_id, np.int64), nan_ok, ex.name, item[0])
+        return (batch, *(t[c].to_numpy(zero_copy_only=False) for c in ("value", "std", "p_metal")))
+
+    # workers get (chunk number, Arrow IPC bytes of the chunk's id, elements, counts)
+    items = [(k, None if record is None else encode(todo.slice(i, chunk_size)))
+             for k, i in enumerate(range(0, todo.num_rows, chunk_size))]
+    got = ex.map(items, local, predict_chunk, (record, payload_params(device=device)), accept)
     t0 = time.perf_counter()
+    label = "" if ex.name == "local" else f" on {ex.name} ({ex.workers} workers)"
     with tracked(store, run_id), progress_bar(progress, "compositions") as prog:
-        task = prog.add_task(f"predict {loaded.property} ({loaded.ref})", total=todo.num_rows)
-        for i in range(0, todo.num_rows, chunk_size):
-            batch = batch_from_arrow(todo.slice(i, chunk_size))
-            out = loaded.predict_outputs(batch, device=device)
-            values = out.value
-            rows = prediction_rows(batch.composition_id, loaded, run_id, values, out.std, out.p_metal)
+        task = prog.add_task(f"predict {loaded.property} ({loaded.ref}){label}", total=todo.num_rows)
+        for batch, values, std, p_metal in got:
+            rows = prediction_rows(batch.composition_id, loaded, run_id, values, std, p_metal)
             with store.transaction() as con:
                 append(con, "predictions", rows)
                 count(con, run_id, len(batch), (result.n_predicted + len(batch)) /
@@ -109,8 +143,8 @@ def predict(store: Store, model, where: str | None = None, chunk_size: int = DEF
             result.n_predicted += len(batch)
             result.n_null += int((~np.isfinite(values)).sum())
             prog.update(task, advance=len(batch))
+        got.close()
     result.seconds = time.perf_counter() - t0
-    return result
 
 
 def predict_formulas(store: Store, model, formulas: list[str], device: str | None = None):

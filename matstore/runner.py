@@ -27,6 +27,9 @@ from . import compositions, models, progress as progress_bars
 from .bounds import BoundsError, check_samples
 from .compositions import composition_rows
 from .devices import resolve_device
+from .executor import LocalExecutor, open_executor, payload_params, ship_model
+from .executor.batch_checks import decoded_batch, new_compositions
+from .executor.worker_tasks import generate_batch
 from .option_checks import at_least_one, chemical_system, decode_tolerance, sampling_overrides
 from .runs import RunError, count, get_run, open_run, reopen_run, still_running, tracked
 from .samples import DecodedBatch, decode_batch, key_check, known_keys
@@ -100,7 +103,8 @@ def generate(store: Store, model, n: int, batch_size: int | None = None, seed: i
              device: str | None = None, tolerance: float | None = None,
              progress: bool = True, stages: Stages | None = None,
              temperature: float | None = None, top_p: float | None = None,
-             elements=None, all_elements: bool = False) -> RunResult:
+             elements=None, all_elements: bool = False, executor=None,
+             insecure: bool = False) -> RunResult:
     """Draw n samples from a generator model ('name', 'name@N', id or LoadedModel) into a new run.
 
     stages: also validate / featurize / predict each batch's distinct compositions that lack it
@@ -108,7 +112,9 @@ def generate(store: Store, model, n: int, batch_size: int | None = None, seed: i
     temperature, top_p: a transformer's sampling settings for this run (default: the version's),
     recorded in the run's params (a resume draws with them).
     elements: a chemical system ('Mg,Mn,O') a transformer samples within by masking the other
-    elements (all_elements: every sample holds all of them); recorded in the params likewise."""
+    elements (all_elements: every sample holds all of them); recorded in the params likewise.
+    executor: where batches are sampled and decoded ('local', 'processes:N', 'dask://HOST:PORT',
+    a distributed.Client; matstore.executor); this process stays the one writer, same content."""
     n = at_least_one("generate: the number of samples (-n)", n, error=RunError)
     try:
         n = check_samples(n)   # before any batch list is built or a run is recorded
@@ -134,12 +140,16 @@ def generate(store: Store, model, n: int, batch_size: int | None = None, seed: i
                             "predict": pipe.refs}
         if pipe.reference is not None:
             params["stages"]["stability"] = pipe.reference.source
-    run_id = open_run(store, "generate", loaded.model_id, params, device, n, seed=int(seed))
-    return _execute(store, run_id, loaded, params, int(seed), device, set(), progress, pipe)
+    with open_executor(executor, insecure=insecure, announce=progress) as ex:
+        record = ship_model(ex, store, _stored_id(loaded))   # versions checked before any batch
+        run_id = open_run(store, "generate", loaded.model_id, params, device, n, seed=int(seed),
+                          executor=ex.name, workers=ex.workers)
+        return _execute(store, run_id, loaded, params, int(seed), device, set(), progress, pipe,
+                        ex, record)
 
 
 def resume(store: Store, run_id: int, device: str | None = None, progress: bool = True,
-           model=None) -> RunResult:
+           model=None, executor=None, insecure: bool = False) -> RunResult:
     """Continue run_id from its last committed batch: draw only the batches not yet stored.
 
     model: an already loaded generator for the run's model id (default: loaded from the store)."""
@@ -160,16 +170,23 @@ def resume(store: Store, run_id: int, device: str | None = None, progress: bool 
     if loaded.model_id != run["model_id"]:
         raise RunError(f"resume: run {run_id} was drawn from model id {run['model_id']}, "
                        f"not {loaded.model_id}")
-    reopen_run(store, run_id)
-    with store.connect() as con:
-        done = {r[0] for r in con.execute("SELECT batch_no FROM run_batches WHERE run_id = ?",
-                                          [int(run_id)]).fetchall()}
-    stages = Stages.from_params(params.get("stages"))
-    pipe = Pipeline(store, stages, device) if stages else None
-    if pipe:
-        pipe.catch_up(store, int(run_id))   # rows a killed run still had buffered
-    return _execute(store, int(run_id), loaded, params, int(run["seed"]), device, done, progress,
-                    pipe)
+    with open_executor(executor, insecure=insecure, announce=progress) as ex:
+        record = ship_model(ex, store, _stored_id(loaded))
+        reopen_run(store, run_id, ex.name, ex.workers)
+        with store.connect() as con:
+            done = {r[0] for r in con.execute("SELECT batch_no FROM run_batches WHERE run_id = ?",
+                                              [int(run_id)]).fetchall()}
+        stages = Stages.from_params(params.get("stages"))
+        pipe = Pipeline(store, stages, device) if stages else None
+        if pipe:
+            pipe.catch_up(store, int(run_id))   # rows a killed run still had buffered
+        return _execute(store, int(run_id), loaded, params, int(run["seed"]), device, done, progress,
+                        pipe, ex, record)
+
+
+def _stored_id(loaded) -> int | None:
+    """The model id workers can rebuild from the store's record (None: an object given in Python)."""
+    return loaded.model_id if getattr(loaded, "record", None) is not None else None
 
 
 def _load(store: Store, model, device: str):
@@ -183,10 +200,13 @@ def _load(store: Store, model, device: str):
 
 
 def _execute(store: Store, run_id: int, loaded, params: dict, seed: int, device: str,
-             done: set[int], progress: bool, pipe: Pipeline | None = None) -> RunResult:
+             done: set[int], progress: bool, pipe: Pipeline | None = None, ex=None,
+             record: dict | None = None) -> RunResult:
     """Draw the batches in todo order. Two stages overlap: while a writer thread commits batch b,
     this thread samples, decodes and runs the stages of batch b + 1 (DuckDB and numpy release
-    the GIL). Commits stay in batch order, one batch in flight at most."""
+    the GIL). Commits stay in batch order, one batch in flight at most. With a Dask executor
+    the workers sample and decode (several batches ahead); each batch is checked here
+    (executor.batch_checks) before its keys are compared and it is committed."""
     import torch  # noqa: PLC0415
 
     n, bs, tol = params["n"], params["batch_size"], params.get("tolerance")
@@ -202,6 +222,18 @@ def _execute(store: Store, run_id: int, loaded, params: dict, seed: int, device:
     tally = {"drawn": 0, "decodable": 0, "new": 0, "key_collisions": 0}
     written = pipe.no_rows() if pipe else {}
     bar = progress_bars.bar(progress, "samples")
+    ex = ex if ex is not None else LocalExecutor()
+
+    def draw(b: int) -> DecodedBatch:   # in process (the local executor)
+        gen = torch.Generator(device=device).manual_seed(batch_seed(seed, b))
+        with torch.inference_mode():   # the kind decodes its own samples
+            return decode(loaded, loaded.sample(bs_of(b), gen, device, **sampling), tol, b, b * bs)
+
+    bs_of = lambda b: min(bs, n - b * bs)   # noqa: E731
+    task_params = payload_params(n=n, batch_size=bs, seed=seed, tolerance=tol, sampling=sampling,
+                                 device=device)
+    drawn = ex.map(todo, draw, generate_batch, (record, task_params),
+                   lambda b, data: decoded_batch(data, b, b * bs, bs_of(b), ex.name))
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"matstore-run-{run_id}")
     inflight: list = []          # [(future, samples, decodable)] of the batch being committed
     seen = {"batches": 0, "samples": 0, "decodable": 0}   # this call's batches so far, uncommitted too
@@ -226,17 +258,18 @@ def _execute(store: Store, run_id: int, loaded, params: dict, seed: int, device:
     with tracked(store, run_id):   # the status is set after the batch in flight settles
         try:
             with bar as prog:
-                task = prog.add_task(f"run {run_id}", total=sum(min(bs, n - b * bs) for b in todo))
+                where = "" if ex.name == "local" else f" ({ex.name}, {ex.workers} workers)"
+                task = prog.add_task(f"run {run_id}{where}", total=sum(bs_of(b) for b in todo))
                 advance = lambda m: prog.update(task, advance=m)   # noqa: E731
                 for b in todo:
                     t0 = time.perf_counter()
-                    m = min(bs, n - b * bs)
-                    gen = torch.Generator(device=device).manual_seed(batch_seed(seed, b))
-                    with torch.inference_mode():   # the kind decodes its own samples
-                        batch = decode(loaded, loaded.sample(m, gen, device, **sampling), tol, b, b * bs)
+                    m = bs_of(b)
+                    batch = next(drawn)
                     batch, n_clash, uniq, first, new = key_check(batch, known, by_formula)
                     tally["key_collisions"] += n_clash
                     new_rows = composition_rows(batch.z[first[new]], batch.counts[first[new]])
+                    if ex.name != "local":   # a worker's batch: merge's composition checks
+                        new_compositions(new_rows, ex.name, b)
                     chunk = None
                     if pipe:
                         pipe.add(pipe.rows(uniq, batch.z[first], batch.counts[first]))
@@ -254,6 +287,7 @@ def _execute(store: Store, run_id: int, loaded, params: dict, seed: int, device:
             except Exception:  # noqa: BLE001 (its error is the one already raised, or resume redoes it)
                 pass
             pool.shutdown(wait=True)
+            drawn.close()   # a Dask executor cancels the batches still computing
             seconds = time.perf_counter() - t_start
             if pipe and pipe.buffer:   # interrupted or failed: keep what was computed
                 try:

@@ -19,23 +19,25 @@ class RunError(MatstoreError, RuntimeError):
 
 
 def open_run(store: Store, kind: str, model_id: int | None, params: dict, device: str | None,
-             n_requested: int, seed: int | None = None) -> int:
-    """Insert a 'running' runs row of kind in its own transaction; returns its run_id."""
+             n_requested: int, seed: int | None = None, executor: str = "local", workers: int = 1) -> int:
+    """Insert a 'running' runs row of kind in its own transaction; returns its run_id.
+    executor, workers: where its batches are computed (matstore.executor)."""
     with store.transaction() as con:
         return con.execute(
             "INSERT INTO runs (kind, model_id, params, seed, device, status, started_at, n_requested, "
-            "pid, host, pid_started) VALUES (?, ?, ?, ?, ?, 'running', now(), ?, ?, ?, ?) "
-            "RETURNING run_id",
+            "pid, host, pid_started, executor, workers) VALUES (?, ?, ?, ?, ?, 'running', now(), ?, ?, "
+            "?, ?, ?, ?) RETURNING run_id",
             [kind, model_id, json.dumps(params), seed, device, int(n_requested), os.getpid(),
-             socket.gethostname(), this_process_start()]).fetchall()[0][0]
+             socket.gethostname(), this_process_start(), executor, int(workers)]).fetchall()[0][0]
 
 
-def reopen_run(store: Store, run_id: int) -> None:
-    """Mark run_id 'running' again, owned by this process (a resumed run)."""
+def reopen_run(store: Store, run_id: int, executor: str = "local", workers: int = 1) -> None:
+    """Mark run_id 'running' again, owned by this process (a resumed run), computed by executor."""
     with store.transaction() as con:
         con.execute("UPDATE runs SET status = 'running', pid = ?, host = ?, pid_started = ?, "
-                    "finished_at = NULL WHERE run_id = ?",
-                    [os.getpid(), socket.gethostname(), this_process_start(), int(run_id)])
+                    "finished_at = NULL, executor = ?, workers = ? WHERE run_id = ?",
+                    [os.getpid(), socket.gethostname(), this_process_start(), executor, int(workers),
+                     int(run_id)])
 
 
 def count(con, run_id: int, n: int, rows_per_s: float | None = None) -> None:

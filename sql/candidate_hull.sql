@@ -6,6 +6,10 @@
 -- (model_bias over its known phases on the DFT hull of the same source, also for the 'SOURCE+model'
 -- and 'SOURCE:model' hulls; _family: the hit's anion family),
 -- e_above_hull_bar (the number with both). The ions' trust: rarest_ion(_share) (ion_plausibility).
+-- preferred_hull: whether this row is the hull the hull screens show by default for its (candidate,
+-- model, source): the mixed hull ('SOURCE+model') where it was computed, else the DFT hull, else
+-- the model-only hull (the mixed hull classified hidden on-hull phases best on held-out data:
+-- docs/benchmarks/rediscovery.md).
 -- The shipped screens select from this view (hull screens) or share its columns.
 -- depends: anion_families, candidates, model_bias, model_refs
 -- key: composition_id, fe_model, reference
@@ -46,6 +50,9 @@ SELECT c.composition_id,
        fe.ref AS fe_model,
        c.pred_band_gap_model AS band_gap_model,
        s.reference,
+       row_number() OVER (PARTITION BY s.composition_id, s.model_id, regexp_replace(s.reference, '(\+|:)model$', '')
+                          ORDER BY CASE WHEN s.reference LIKE '%+model' THEN 0
+                                        WHEN s.reference LIKE '%:model' THEN 2 ELSE 1 END) = 1 AS preferred_hull,
        s.reference_ingests,
        s.coverage,
        s.ternary_coverage,

@@ -100,7 +100,7 @@ def test_migrations_bring_an_old_store_forward_losing_nothing(old):
             Store(path, read_only=True).query("SELECT 1")
 
     store = Store.init(path)   # the upgrade path a user takes (`matstore init FILE`, any write)
-    assert store.version() == len(known) == migrations.latest_version()
+    assert store.version() == known[-1].version == migrations.latest_version()   # numbers may skip
 
     con = duckdb.connect(str(path), read_only=True)
     try:

@@ -329,3 +329,49 @@ def test_cli_bias_prints_the_model_bias_rows(study):
     n = store.query("SELECT count(*) AS n FROM model_bias WHERE model_id = ? AND reference = 'mp'",
                     [mv.model_id])["n"][0]
     assert len(rows) == n > 5 and any(",all,all," in l for l in rows)
+
+
+def test_screens_show_the_mixed_hull_where_it_was_computed(study):
+    from matstore.report import run_screen, screen_notes
+    from matstore.stability import compute
+
+    store, mv = study
+    compute(store, model=mv.ref, reference="mp", hull="mixed", progress=False)
+    every = run_screen(store, "hull_novel", relax=("hulls",))
+    default = run_screen(store, "hull_novel")
+    assert set(every["reference"]) >= {"mp", "mp+model"}
+    assert set(default["reference"]) == {"mp+model"} and default["preferred_hull"].all()
+    mixed = every.filter(pl.col("reference") == "mp+model")
+    assert sorted(default["composition_id"]) == sorted(mixed["composition_id"])
+    assert "mixed hull" in screen_notes("hull_novel", ("hulls",))[0]
+
+
+def test_default_screen_top_30_have_reference_phases_in_every_binary(study):
+    """Issue 24: the default screen's top 30 hold no composition with a binary sub-system
+    lacking reference phases, recounted from the store's phases, not from the coverage column."""
+    from matstore.report import run_screen
+    from matstore.stability import compute
+
+    store, mv = study
+    compute(store, model=mv.ref, reference="mp", hull="mixed", progress=False)
+    dft = {frozenset(e) for e in store.query(
+        "SELECT DISTINCT c.elements FROM properties p JOIN materials m USING (material_id) "
+        "JOIN compositions c ON c.composition_id = p.composition_id WHERE m.source = 'mp' "
+        "AND p.name = 'formation_energy_per_atom'")["elements"].to_list()}
+    known = {frozenset(e) for e in store.query(
+        "SELECT DISTINCT c.elements FROM known k JOIN compositions c USING (composition_id)")["elements"].to_list()}
+    systems = {"mp": dft, "mp+model": dft | known}   # the mixed hull adds every known composition
+
+    def lacking(rows) -> list[str]:
+        bad = []
+        for formula, els, ref in rows.select("formula", "elements", "reference").iter_rows():
+            pairs = itertools.combinations(els, 2) if len(els) > 2 else []
+            bad += [formula for p in pairs if frozenset(p) not in systems[ref]][:1]
+        return bad
+
+    elements = store.query("SELECT composition_id, elements FROM compositions")
+    top = run_screen(store, "hull_novel").head(30).join(elements, on="composition_id")
+    old = (run_screen(store, "hull_novel", relax=("coverage", "ions", "hulls"))
+           .filter(pl.col("reference") == "mp").head(30).join(elements, on="composition_id"))
+    assert top.height >= 10 and lacking(top) == []    # the fixture's screen holds 13 rows
+    assert len(lacking(old)) > 0      # today's screen without the filters does show such rows

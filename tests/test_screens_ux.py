@@ -211,3 +211,26 @@ def test_quality_and_report_say_what_they_are_doing_off_a_terminal(tmp_path, rea
     steps = [i for i, l in enumerate(lines) if l.startswith("report: ")]
     assert len(steps) == 2 and "reading run 1" in lines[steps[0]] and "drawing the plots" in lines[steps[1]]
     assert steps[-1] < [i for i, l in enumerate(lines) if l.startswith("report written to")][0]
+
+
+def test_train_prints_a_line_per_epoch_off_a_terminal(tmp_path, read_formulas, monkeypatch):
+    from click.testing import CliRunner
+
+    from matstore import progress
+    from matstore.cli import main
+    from matstore.store import Store
+    from _runner_helpers import load_compositions, mp_formulas
+
+    # every epoch's line, not one per progress.PERIOD (30 s)
+    monkeypatch.setattr(progress.LineProgress.__init__, "__defaults__", (None, 0.0))
+    path = tmp_path / "t.duckdb"
+    formulas, values = mp_formulas(read_formulas, 300)
+    load_compositions(Store.init(path), formulas, "mp", values)
+    r = CliRunner().invoke(main, ["train", "--db", str(path), "--model", "elemnet-magpie-fe", "--epochs", "3",
+                                  "--batch-size", "64"])
+    assert r.exit_code == 0, r.output
+    epochs = [l for l in r.output.splitlines() if l.startswith("train elemnet-magpie-fe") and " epochs, " in l]
+    # one whole line per epoch, before the saved line (a live bar off a terminal prints only at its end)
+    assert [l.split(": ")[-1].split(" epochs")[0] for l in epochs] == ["1/3", "2/3", "3/3"], r.output
+    saved = [i for i, l in enumerate(r.output.splitlines()) if l.startswith("saved elemnet-magpie-fe@1")]
+    assert saved and r.output.splitlines().index(epochs[-1]) < saved[0]

@@ -2,4 +2,5 @@
 
 from . import main
 
-main()
+if __name__ == "__main__":   # a Dask worker spawned from this process re-imports it as __mp_main__
+    main()

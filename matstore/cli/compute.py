@@ -9,12 +9,13 @@ from .. import output
 from ..features import FEATURIZERS
 from ..store import Store
 from ..validity import DEFAULT_SET, OXIDATION_SETS
-from .options import (POSITIVE, TOLERANCE, console, device_option, example, no_progress_option,
-                      output_options, param_option, store_option, where_option)
+from .options import (POSITIVE, TOLERANCE, console, device_option, example, executor_options,
+                      no_progress_option, output_options, param_option, store_option, where_option)
 
 
 @click.command(epilog="\b\nExamples:\n  matstore generate --db s.duckdb --model transformer-mp --elements Mg,Mn,O -n 10000\n"
-                      "  matstore generate --db s.duckdb --model cccgan-mgmno --composition Mg2MnO4 -n 300")
+                      "  matstore generate --db s.duckdb --model cccgan-mgmno --composition Mg2MnO4 -n 300\n"
+                      "  matstore generate --db s.duckdb --model gan-mp-small -n 1000000 --executor processes:2")
 @store_option
 @click.option("--model", "model", default=None, help="Generator NAME[@VERSION] or model id.")
 @click.option("--composition", default=None, metavar="FORMULA",
@@ -46,9 +47,10 @@ from .options import (POSITIVE, TOLERANCE, console, device_option, example, no_p
               help="Also predict with this model NAME[@VERSION] (repeatable).")
 @click.option("--stability", "stability_ref", default=None, metavar="SOURCE",
               help="Also place the --predict formation energies on the hull of SOURCE's known phases.")
+@executor_options
 def generate(db, model, composition, n, batch_size, seed, device, tolerance, temperature, top_p,
              elements, all_elements, resume_id, no_progress, quiet, validate, featurizers, predictors,
-             stability_ref):
+             stability_ref, executor, executor_insecure):
     """Sample a generator into the store, one transaction per batch (--validate, --featurize,
     --predict: the full pipeline per batch, for the batch's compositions that lack it)."""
     from .. import runner
@@ -58,6 +60,9 @@ def generate(db, model, composition, n, batch_size, seed, device, tolerance, tem
     store = Store(db)
     no_progress = no_progress or quiet
     if composition or (resume_id is not None and structgen.is_structure_run(store, resume_id)):
+        if executor != "local":
+            raise click.UsageError("--executor applies to composition generators; structure "
+                                   "generators (--composition) run in this process")
         if resume_id is not None:
             res = structgen.resume(store, resume_id, device=device, progress=not no_progress)
         elif not model or not n:
@@ -73,7 +78,8 @@ def generate(db, model, composition, n, batch_size, seed, device, tolerance, tem
         if temperature is not None or top_p is not None or elements or all_elements:
             raise click.UsageError("--resume draws with the run's own sampling settings; "
                                    "drop --temperature / --top-p / --elements")
-        res = runner.resume(store, resume_id, device=device, progress=not no_progress)
+        res = runner.resume(store, resume_id, device=device, progress=not no_progress,
+                            executor=executor, insecure=executor_insecure)
     else:
         if not model or not n:
             raise click.UsageError("generate needs --model NAME and -n N (or --resume RUN_ID)")
@@ -81,7 +87,7 @@ def generate(db, model, composition, n, batch_size, seed, device, tolerance, tem
         res = runner.generate(store, model, n, batch_size=batch_size, seed=seed, device=device,
                               tolerance=tolerance, progress=not no_progress, stages=stages,
                               temperature=temperature, top_p=top_p, elements=elements,
-                              all_elements=all_elements)
+                              all_elements=all_elements, executor=executor, insecure=executor_insecure)
     console.print(f"run {res.run_id} {res.status}: {res.n_samples:,} samples, "
                   f"{res.n_decodable:,} decodable, {res.n_new_compositions:,} new compositions, "
                   f"{res.samples_per_s:,.0f} samples/s"
@@ -93,7 +99,8 @@ def generate(db, model, composition, n, batch_size, seed, device, tolerance, tem
         console.print(summary(measure(store, res.run_id)), markup=False, highlight=False, soft_wrap=True)
 
 
-@click.command(epilog=example("matstore predict --db study.duckdb --model oqmd-attn-fe --formula Cu2ZnSnS4"))
+@click.command(epilog=example("matstore predict --db study.duckdb --model oqmd-attn-fe --formula Cu2ZnSnS4",
+                              "matstore predict --db study.duckdb --model oqmd-attn-fe --executor processes:2"))
 @store_option
 @click.option("--model", "model", required=True, help="Predictor NAME[@VERSION] or model id.")
 @where_option
@@ -106,8 +113,9 @@ def generate(db, model, composition, n, batch_size, seed, device, tolerance, tem
               help="Predict these formulas and print them, storing nothing (repeatable).")
 @no_progress_option
 @output_options
+@executor_options
 def predict(db, model, where, params, device, batch_size, chunk_size, formulas, no_progress, quiet,
-            fmt, parquet, limit_rows):
+            fmt, parquet, limit_rows, executor, executor_insecure):
     """Predict a property for compositions lacking that model version's predictions."""
     from ..predict import predict as run_predict
     from ..query import parse_params
@@ -123,12 +131,14 @@ def predict(db, model, where, params, device, batch_size, chunk_size, formulas, 
         return
 
     res = run_predict(Store(db), model, where=where, chunk_size=chunk_size or batch_size, device=device,
-                      progress=not (no_progress or quiet), params=parse_params(params))
+                      progress=not (no_progress or quiet), params=parse_params(params),
+                      executor=executor, insecure=executor_insecure)
     console.print(f"{res.model}: {res.n_predicted:,} {res.property} predictions "
                   f"({res.n_null:,} not featurizable) in {res.seconds:.1f} s")
 
 
-@click.command(epilog=example("matstore stability --model oqmd-attn-fe --reference oqmd --hull mixed"))
+@click.command(epilog=example("matstore stability --model oqmd-attn-fe --reference oqmd --hull mixed",
+                              "matstore stability --model oqmd-attn-fe --reference oqmd --executor processes:2"))
 @store_option
 @click.option("--model", "model", default=None,
               help="Formation-energy predictor NAME[@VERSION] or id (default: the known phases).")
@@ -140,12 +150,13 @@ def predict(db, model, where, params, device, batch_size, chunk_size, formulas, 
                    "--model's predicted energy (reference SOURCE+model); model: every reference phase "
                    "at --model's energy (SOURCE:model).")
 @no_progress_option
-def stability(db, model, reference, hull, no_progress, quiet):
+@executor_options
+def stability(db, model, reference, hull, no_progress, quiet, executor, executor_insecure):
     """Energy above the convex hull of a source's known phases, with decomposition products."""
     from ..stability import compute
 
     res = compute(Store(db), model=model, reference=reference, hull=hull,
-                  progress=not (no_progress or quiet))
+                  progress=not (no_progress or quiet), executor=executor, insecure=executor_insecure)
     console.print(f"stability of {res.model or 'the known phases'} vs {res.reference} "
                   f"({res.n_phases:,} reference phases): {res.n_computed:,} rows, "
                   f"{res.n_below:,} below the known hull, in {res.seconds:.1f} s"

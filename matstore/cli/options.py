@@ -95,6 +95,17 @@ def device_option(f):
     return click.option("--device", default=None, help="cuda or cpu (default: cuda when present).")(f)
 
 
+def executor_options(f):
+    """--executor / --executor-insecure of every long job (matstore.executor, docs/cluster.md)."""
+    f = click.option("--executor-insecure", "executor_insecure", is_flag=True,
+                     help="Allow a remote scheduler over plain TCP (unencrypted, unauthenticated).")(f)
+    return click.option("--executor", "executor", default="local", show_default=True,
+                        metavar="local|processes:N|dask://HOST:PORT",
+                        help="Where batches are computed: in this process, N local worker processes "
+                             "(127.0.0.1 only), or an existing Dask scheduler (tls://HOST:PORT with "
+                             "TLS). This process stays the one writer.")(f)
+
+
 def example(*lines: str) -> str:
     """A command's epilog: the example(s) its --help ends with (tests/test_cli_examples.py parses
     each one)."""

@@ -22,12 +22,16 @@ from .options import (POSITIVE, console, device_option, example, no_progress_opt
 @click.option("--rare-ions", is_flag=True,
               help="Keep oxidation-state assignments with an ion the ICSD reports in < 1 %% of the "
                    "element's compounds (default: dropped).")
+@click.option("--all-hulls", is_flag=True,
+              help="Show the rows of every hull of a source (default: its mixed hull where "
+                   "`stability --hull mixed` computed one, else the DFT hull).")
 @output_options
-def screen(name, db, max_std, partial_coverage, rare_ions, fmt, parquet, limit_rows):
+def screen(name, db, max_std, partial_coverage, rare_ions, all_hulls, fmt, parquet, limit_rows):
     """Run the screen_NAME view (no NAME: list the screens)."""
     from ..report import run_screen, screen_notes
 
-    relax = tuple(k for k, on in (("coverage", partial_coverage), ("ions", rare_ions)) if on)
+    relax = tuple(k for k, on in (("coverage", partial_coverage), ("ions", rare_ions), ("hulls", all_hulls))
+                  if on)
     df = run_screen(Store(db), name, max_std=max_std, relax=relax)
     for note in screen_notes(name, relax):
         click.echo(note, err=True)

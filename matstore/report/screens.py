@@ -37,7 +37,8 @@ def std_columns(store: Store, name: str) -> list[str]:
 
 RELAXABLE = {"coverage": "binary sub-systems without a reference phase allowed (hull partly the "
                          "elements' tie plane there)",
-             "ions": "oxidation-state assignments with an ion the ICSD rarely reports allowed"}
+             "ions": "oxidation-state assignments with an ion the ICSD rarely reports allowed",
+             "hulls": "rows of every hull shown (default: a source's mixed hull where it was computed)"}
 _RELAX_RE = re.compile(r"--\s*relax:\s*([a-z_]+)\s*$")
 
 

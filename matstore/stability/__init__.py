@@ -197,14 +197,15 @@ def resolve_model(store: Store, model) -> tuple[int, str]:
 
 
 def compute(store: Store, model=None, reference: str | None = None, chunk_size: int = DEFAULT_CHUNK,
-            progress: bool = True, ref: Reference | None = None, hull: str = "dft") -> StabilityResult:
+            progress: bool = True, ref: Reference | None = None, hull: str = "dft", executor=None,
+            insecure: bool = False) -> StabilityResult:
     """Energy above the hull of reference's known phases for every composition with a
     formation-energy prediction of model (None: the reference's own phases) lacking a row.
     hull: 'dft' (the source's DFT energies), 'mixed' or 'model' (selfconsistent.py; the rows'
-    reference is then 'SOURCE+model' or 'SOURCE:model')."""
+    reference is then 'SOURCE+model' or 'SOURCE:model'). executor: where chunks are placed on the
+    hull (matstore.executor; the reference is sent to the workers once); this process writes."""
     from ..featurize import batch_from_arrow  # noqa: PLC0415
-    from ..progress import bar as progress_bar  # noqa: PLC0415
-    from ..runs import count, open_run, tracked  # noqa: PLC0415
+    from ..runs import open_run  # noqa: PLC0415
 
     t0 = time.perf_counter()
     reference = reference or (ref.source if ref else default_reference(store))
@@ -228,26 +229,50 @@ def compute(store: Store, model=None, reference: str | None = None, chunk_size: 
     if n_todo == 0:
         result.seconds = time.perf_counter() - t0
         return result
-    run_id = open_run(store, "stability", model_id or None,
-                      {"model": model_ref, "reference": reference, "reference_ingests": ref.ingests,
-                       "n_reference_phases": h.n_phases}, "cpu", n_todo)
-    result.run_id = run_id
+    from ..executor import open_executor, payload_params  # noqa: PLC0415
+    from ..executor.batch_checks import stability_rows  # noqa: PLC0415
+    from ..executor.worker_tasks import stability_chunk  # noqa: PLC0415
+
+    def chunk(a: int):   # (ids, z, counts, energy) of the chunk starting at a
+        if model_id == 0:
+            sel = idx[a:a + chunk_size]
+            return h.phase_ids[sel], z_all[sel], h.phase_frac[sel], h.phase_energy[sel]
+        part = pend.slice(a, chunk_size)
+        b = batch_from_arrow(part)
+        return b.composition_id, b.z, b.counts, part.column("energy").to_numpy(zero_copy_only=False)
+
+    if model_id == 0:
+        idx = np.flatnonzero(todo)
+        z_all = np.where(h.phase_ranks < (1 << 30), _z_of_ranks(h.phase_ranks), 0)
+    with open_executor(executor, insecure=insecure, announce=progress) as ex:
+        ex.check_versions()   # before any chunk; the reference travels with the tasks
+        run_id = open_run(store, "stability", model_id or None,
+                          {"model": model_ref, "reference": reference, "reference_ingests": ref.ingests,
+                           "n_reference_phases": h.n_phases}, "cpu", n_todo, executor=ex.name,
+                          workers=ex.workers)
+        result.run_id = run_id
+        starts = list(range(0, n_todo, chunk_size))
+        items = [(k, chunk(a) if ex.name != "local" else None) for k, a in enumerate(starts)]
+        want = rows(ref, np.zeros(0, np.int64), np.zeros((0, 1), np.int64), np.zeros((0, 1), np.int64),
+                    np.zeros(0), model_id, run_id).schema
+        got = ex.map(items, lambda it: rows(ref, *chunk(starts[it[0]]), model_id, run_id), stability_chunk,
+                     (ref, payload_params(model_id=model_id, run_id=run_id)),
+                     lambda it, data: stability_rows(data, want, it[1][0], ex.name, it[0]))
+        _write(store, ref, model_id, model_ref, reference, got, n_todo, progress, result, t0)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _write(store, ref, model_id, model_ref, reference, got, n_todo, progress, result, t0) -> None:
+    """Commit each chunk's rows in order, one transaction each, counting them in the run."""
+    from ..progress import bar as progress_bar  # noqa: PLC0415
+    from ..runs import count, tracked  # noqa: PLC0415
+
+    run_id = result.run_id
     label = f"stability vs {reference} ({model_ref or 'known phases'})"
     with tracked(store, run_id), progress_bar(progress, "compositions") as prog:
         task = prog.add_task(label, total=n_todo)
-        if model_id == 0:
-            idx = np.flatnonzero(todo)
-            z_all = np.where(h.phase_ranks < (1 << 30), _z_of_ranks(h.phase_ranks), 0)
-        for a in range(0, n_todo, chunk_size):
-            if model_id == 0:
-                sel = idx[a:a + chunk_size]
-                tab = rows(ref, h.phase_ids[sel], z_all[sel], h.phase_frac[sel],
-                           h.phase_energy[sel], 0, run_id)
-            else:
-                part = pend.slice(a, chunk_size)
-                b = batch_from_arrow(part)
-                energy = part.column("energy").to_numpy(zero_copy_only=False)
-                tab = rows(ref, b.composition_id, b.z, b.counts, energy, model_id, run_id)
+        for tab in got:
             with store.transaction() as con:
                 n = append_new(con, "stability", tab, KEY, distinct=False)
                 count(con, run_id, n, (result.n_computed + n) / max(time.perf_counter() - t0, 1e-9))
@@ -255,8 +280,7 @@ def compute(store: Store, model=None, reference: str | None = None, chunk_size: 
             e = tab.column("e_above_hull").to_numpy(zero_copy_only=False)
             result.n_below += int(np.sum(np.nan_to_num(e, nan=0.0) < 0))
             prog.update(task, advance=tab.num_rows)
-    result.seconds = time.perf_counter() - t0
-    return result
+        got.close()
 
 
 def backfill_coverage(store: Store, ref: Reference) -> int:

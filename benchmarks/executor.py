@@ -1,0 +1,170 @@
+"""Executor throughput (issue 28): generate with predictions in process vs on 1 and 2 local Dask
+worker processes, the executor's per-batch overhead, and the writer's own ceiling.
+
+  python benchmarks/executor.py [--batches 12] [--batch-size 1024] [--ceiling-batches 8]
+
+What each row is (samples/s = generated samples committed per second of the run, cluster start
+and the version check excluded; they are printed on their own line):
+1. in process, torch 1 thread / torch 2 threads: `--executor local`, today's path.
+2. processes:1 / processes:2: a LocalCluster of 1 or 2 worker processes (1 Dask thread and 1 torch
+   thread each) samples and decodes the shipped gan-mp-small (the thesis Table 3.2 generator: the
+   CPU-bound part); this process checks each batch, keys it, runs the stages (validity + a
+   10-tree random forest's formation energy for the batch's new compositions) and commits.
+   Goal: processes:2 >= 1.6x processes:1 on 2 cores.
+3. per-batch overhead: many tiny batches (16 samples) on processes:1 minus in process (1 thread),
+   per batch: task submission, Arrow IPC both ways, the checks.
+4. writer ceiling: workers' batches (Arrow IPC bytes) handed to the runner as fast as it takes
+   them (no generator: real MP compositions, 30% with an extra element, 10% blank), the same
+   client path (Arrow read, checks, keys, new compositions, validity and predictions of new
+   keys, commit): the rows/s one store
+   can absorb, so the number of workers it can feed is ceiling / (samples/s of one worker).
+   Goal: >= 200k generated rows/s with predictions.
+
+The load average is printed first: on a shared machine every number shrinks with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+DATA = Path(os.environ.get("MATSTORE_TEST_DATA", ROOT.parent / "shared" / "data"))
+
+
+def _store(d: Path):
+    import polars as pl
+
+    from _runner_helpers import load_compositions
+    from matstore.registry import resolve
+    from matstore.store import Store
+    from matstore.training import train
+
+    store = Store.init(d / "bench.duckdb")
+    df = pl.read_csv(DATA / "mp" / "e_form.csv").sample(fraction=1.0, shuffle=True, seed=0).slice(0, 2000)
+    load_compositions(store, df["formula"].to_list(), "mp", df[df.columns[1]].to_numpy())
+    rf = train(store, "rf-fe", max_rows=1500, config={"n_estimators": 10, "n_jobs": 1}, progress=False)
+    gan = resolve(store, "gan-mp-small", device="cpu")   # the shipped generator, imported
+    return store, gan.ref, rf.ref
+
+
+def _copy(store, name):
+    import shutil
+
+    from matstore.store import Store
+
+    path = Path(store.path).parent / name
+    shutil.copy(store.path, path)
+    return Store(path)
+
+
+def _generate(store, gan, rf, n, bs, executor):
+    from matstore import runner
+
+    return runner.generate(store, gan, n, batch_size=bs, seed=7, device="cpu", progress=False,
+                           stages=runner.Stages(True, (), (rf,)), executor=executor)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--batches", type=int, default=12)
+    ap.add_argument("--batch-size", type=int, default=1024)
+    ap.add_argument("--ceiling-batches", type=int, default=8)
+    ap.add_argument("--ceiling-batch-size", type=int, default=65536)
+    a = ap.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    from matstore.executor import open_executor
+
+    print(f"load average {os.getloadavg()[0]:.1f} / {os.getloadavg()[1]:.1f} (1/5 min) on "
+          f"{os.cpu_count()} cores; torch {torch.__version__}", flush=True)
+    d = Path(tempfile.mkdtemp(prefix="matstore-executor-bench-"))
+    t = time.perf_counter()
+    store, gan, rf = _store(d)
+    print(f"setup (2,000 MP compositions, rf-fe 10 trees, gan-mp-small): {time.perf_counter() - t:.0f} s")
+    n = a.batches * a.batch_size
+    rows = []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        r = _generate(_copy(store, f"local{threads}.duckdb"), gan, rf, n, a.batch_size, "local")
+        rows.append((f"in process, torch {threads} thread{'s' * (threads > 1)}", r.samples_per_s))
+    torch.set_num_threads(1)
+    for k in (1, 2):
+        t = time.perf_counter()
+        with open_executor(f"processes:{k}") as ex:
+            start = time.perf_counter() - t
+            r = _generate(_copy(store, f"proc{k}.duckdb"), gan, rf, n, a.batch_size, ex)
+        rows.append((f"processes:{k} (start {start:.1f} s)", r.samples_per_s))
+    print(f"\ngenerate {n:,} samples ({a.batches} batches of {a.batch_size}) + validity + rf-fe predictions")
+    for name, v in rows:
+        print(f"  {name:<36} {v:>10,.0f} samples/s")
+    one, two = rows[2][1], rows[3][1]
+    print(f"  processes:2 / processes:1            {two / one:>10.2f}x   (goal >= 1.6x)")
+    print(f"  processes:2 / in process (1 thread)  {two / rows[0][1]:>10.2f}x")
+
+    small, nb = 16, 60
+    t0 = time.perf_counter()
+    _generate(_copy(store, "tiny_local.duckdb"), gan, rf, small * nb, small, "local")
+    t_local = time.perf_counter() - t0
+    with open_executor("processes:1") as ex:
+        t0 = time.perf_counter()
+        _generate(_copy(store, "tiny_proc.duckdb"), gan, rf, small * nb, small, ex)
+        t_dask = time.perf_counter() - t0
+    print(f"\nper-batch overhead ({nb} batches of {small}): in process {1000 * t_local / nb:.1f} ms, "
+          f"processes:1 {1000 * t_dask / nb:.1f} ms a batch -> executor adds "
+          f"{1000 * (t_dask - t_local) / nb:.1f} ms a batch")
+
+    ceiling(store, rf, a.ceiling_batches, a.ceiling_batch_size)
+    print(f"\nload average at the end {os.getloadavg()[0]:.1f}; stores in {d}")
+
+
+def ceiling(store, rf, n_batches: int, bs: int) -> None:
+    """Decoded batches served instantly to the runner: what the one writer commits per second."""
+    import numpy as np
+    import polars as pl
+    import torch
+
+    from matstore import runner
+    from matstore.executor import LocalExecutor
+    from matstore.executor.payloads import encode
+    from matstore.executor.worker_tasks import decoded_table
+    from matstore.testing import ReplayGenerator
+
+    formulas = pl.read_csv(DATA / "mp" / "e_form.csv")["formula"].to_list()[:20000]
+    gen = ReplayGenerator(formulas, model_id=1)
+    ready = {}
+    for b in range(n_batches):   # what a worker returns: Arrow IPC bytes of the decoded batch
+        maps = gen.sample(bs, torch.Generator().manual_seed(b), "cpu")
+        ready[b] = encode(decoded_table(runner.decode_batch(maps.numpy(), None, b, b * bs)))
+
+    class Served(LocalExecutor):   # hands over workers' bytes as fast as asked; checked as theirs
+        name = "served"
+
+        def map(self, items, local_fn, task=None, shared=(), accept=None):
+            for b in items:
+                yield accept(b, ready[b])
+
+    s = _copy(store, "ceiling.duckdb")
+    from matstore.registry import resolve
+
+    gan = resolve(s, "gan-mp-small", device="cpu")
+    t = time.perf_counter()
+    res = runner.generate(s, gan, n_batches * bs, batch_size=bs, seed=0, device="cpu", progress=False,
+                          stages=runner.Stages(True, (), (rf,)), executor=Served())
+    secs = time.perf_counter() - t
+    n_pred = s.query("SELECT count(*) AS n FROM predictions")["n"][0]
+    print(f"\nwriter ceiling ({n_batches} batches of {bs:,} decoded samples served instantly): "
+          f"{res.n_samples / secs:,.0f} generated rows/s committed ({res.n_decodable:,} decodable, "
+          f"{res.n_new_compositions:,} new compositions with validity + {n_pred:,} predictions)   "
+          f"(goal >= 200,000)")
+    assert np.isfinite(secs)
+
+
+if __name__ == "__main__":
+    main()
