@@ -118,7 +118,7 @@ SCHEMA = {  # table -> 'column TYPE' in order: the schema every migration adds u
         'run_id INTEGER', 'kind VARCHAR', 'model_id INTEGER', 'params JSON', 'seed BIGINT',
         'device VARCHAR', 'status VARCHAR', 'started_at TIMESTAMP', 'finished_at TIMESTAMP',
         'n_requested BIGINT', 'n_written BIGINT', 'rows_per_s DOUBLE', 'pid INTEGER',
-        'host VARCHAR', 'pid_started DOUBLE',
+        'host VARCHAR', 'pid_started DOUBLE', 'executor VARCHAR', 'workers INTEGER',
     ],
     'schema_migrations': [
         'version INTEGER', 'name VARCHAR', 'applied_at TIMESTAMP',
