@@ -13,13 +13,16 @@ import sys
 from pathlib import Path
 
 from contextvars import ContextVar
+from typing import TYPE_CHECKING
 
-import polars as pl
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from . import outpaths
+
+if TYPE_CHECKING:  # frames come from the caller; `matstore --help` never loads polars
+    import polars as pl
 
 FORMATS = ("auto", "table", "records", "csv", "json")
 DEFAULT_LIMIT = 50
@@ -108,6 +111,8 @@ def _clean_lines(text: str) -> str:
 
 def _flat(df: pl.DataFrame) -> pl.DataFrame:
     """Lists joined by `;` so that CSV can hold them."""
+    import polars as pl  # noqa: PLC0415
+
     return df.with_columns([pl.col(c).cast(pl.List(pl.Utf8)).list.join(";")
                             for c, t in zip(df.columns, df.dtypes) if isinstance(t, pl.List)])
 

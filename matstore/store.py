@@ -15,17 +15,19 @@ import time
 from contextlib import ExitStack, contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import duckdb
-import polars as pl
-import pyarrow as pa
 
 from . import catalogue, locking, migrations, outpaths
 from .connection import open_duckdb
-from .views import package_views, view_definitions, view_question  # noqa: F401 (re-exported)
+from .views import normalized_view_sql, package_views, view_definitions, view_question  # noqa: F401 (re-exported)
 from .errors import MatstoreError
 from .recovery import mark_interrupted
+
+if TYPE_CHECKING:  # polars/pyarrow load when a frame is made: `matstore --help` needs neither
+    import polars as pl
+    import pyarrow as pa
 
 DEFAULT_PATH = "matstore.duckdb"
 _PREPARED: set[str] = set()  # paths migrated + views refreshed by this process
@@ -80,8 +82,9 @@ def package_views_and_builtins(con: duckdb.DuckDBPyConnection) -> bool:
     path = 'temp.main,system.main,"' + db.replace('"', '""') + '".main'
     con.execute("SET search_path = '" + path.replace("'", "''") + "'")
     stored = {v["name"]: v["body"] for v in stored or []}
-    if _VIEW_SQL and all(stored.get(name) == sql for name, sql in _VIEW_SQL.items()):
-        return False
+    for known in (_VIEW_SQL, normalized_view_sql()):   # learned from made views, else rendered
+        if known and all(stored.get(name) == sql for name, sql in known.items()):
+            return False
     create_views(con, temp=True)
     made = con.execute("SELECT view_name, sql FROM duckdb_views() WHERE temporary").fetchall()
     _VIEW_SQL.update({name: sql.replace("CREATE TEMP VIEW", "CREATE VIEW", 1) for name, sql in made
@@ -305,11 +308,14 @@ def rollback(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def frame(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> pl.DataFrame:
-    """A query's result as a polars frame (through Arrow, no copy per row)."""
+    """A query's result as a polars frame (through the Arrow C stream: no copy per row, and no
+    pyarrow import on the way)."""
+    import polars as pl  # noqa: PLC0415
+
     rel = con.sql(sql, params=params or None)
     if rel is None:  # a statement with no result set (DDL/DML)
         return pl.DataFrame()
-    return pl.from_arrow(rel.to_arrow_table())
+    return pl.DataFrame(rel)
 
 
 def _columns(table: str, names: list[str]) -> str:
@@ -324,7 +330,7 @@ def _columns(table: str, names: list[str]) -> str:
 
 def append(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame | pa.Table) -> int:
     """Bulk-insert a frame by column name through Arrow (no row-by-row INSERT)."""
-    arrow = frame.to_arrow() if isinstance(frame, pl.DataFrame) else frame
+    arrow = frame if hasattr(frame, "num_rows") else frame.to_arrow()   # a pyarrow Table or polars
     if arrow.num_rows == 0:
         return 0
     cols = _columns(table, arrow.column_names)
@@ -342,7 +348,7 @@ def append_new(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame |
 
     distinct=False skips deduplicating the frame itself, for frames distinct by construction
     (a DISTINCT ON pass over feature vectors costs ~3x the insert)."""
-    arrow = frame.to_arrow() if isinstance(frame, pl.DataFrame) else frame
+    arrow = frame if hasattr(frame, "num_rows") else frame.to_arrow()   # a pyarrow Table or polars
     if arrow.num_rows == 0:
         return 0
     cols = _columns(table, arrow.column_names)

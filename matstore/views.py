@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -40,7 +41,13 @@ class View:
 
 def view_definitions() -> dict[str, str]:
     """sql/<name>.sql -> the SELECT that defines view <name>."""
-    return {p.stem: p.read_text().strip().rstrip(";") for p in sorted(resource_dir("sql").glob("*.sql"))}
+    return dict(_read_definitions())
+
+
+@lru_cache(maxsize=1)
+def _read_definitions() -> tuple[tuple[str, str], ...]:   # read once per process (~75 calls per open)
+    return tuple((p.stem, p.read_text().strip().rstrip(";"))
+                 for p in sorted(resource_dir("sql").glob("*.sql")))
 
 
 def _header(body: str) -> list[str]:
@@ -68,15 +75,40 @@ def parse_view(name: str, body: str) -> View:
     return View(name, body, declared["depends"], declared["key"])
 
 
+_PARSER: list[duckdb.DuckDBPyConnection] = []   # one in-memory connection parses every view
+_PARSER_LOCK = threading.Lock()
+
+
+def _serialized(body: str) -> str:
+    # a connection per view cost ~25 ms each, most of the start-up of every command that reads
+    with _PARSER_LOCK:
+        if not _PARSER:
+            _PARSER.append(open_duckdb())
+        return _PARSER[0].execute("SELECT json_serialize_sql(?)", [body]).fetchall()[0][0]
+
+
+@lru_cache(maxsize=1)
+def normalized_view_sql() -> dict[str, str]:
+    """view -> the text DuckDB stores for the package's CREATE VIEW (its parser's rendering of
+    the SELECT), computed without creating the views: a read connection compares a file's views
+    with these and only shadows them with TEMP views when one differs. A name DuckDB would quote
+    renders differently and simply never matches (the safe side: TEMP views are made)."""
+    return {name: f"CREATE VIEW {name} AS {_rendered(body)};" for name, body in view_definitions().items()}
+
+
+def _rendered(body: str) -> str:
+    with _PARSER_LOCK:
+        if not _PARSER:
+            _PARSER.append(open_duckdb())
+        return _PARSER[0].execute("SELECT json_deserialize_sql(json_serialize_sql(?))",
+                                  [body]).fetchall()[0][0]
+
+
 @lru_cache(maxsize=256)
 def referenced_relations(body: str) -> frozenset[str]:
     """Every table, view or CTE name the SQL reads (DuckDB's parser; the SQL is not run).
     Cached: the package's views are parsed once per process."""
-    con = open_duckdb()
-    try:
-        tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [body]).fetchall()[0][0])
-    finally:
-        con.close()
+    tree = json.loads(_serialized(body))
     if tree.get("error"):
         raise ViewError(f"view SQL does not parse: {tree.get('error_message')}")
     found: set[str] = set()

@@ -6,11 +6,28 @@ from __future__ import annotations
 import click
 
 from .. import output
-from ..features import FEATURIZERS
 from ..store import Store
-from ..validity import DEFAULT_SET, OXIDATION_SETS
-from .options import (POSITIVE, TOLERANCE, console, device_option, example, executor_options,
-                      no_progress_option, output_options, param_option, store_option, where_option)
+from .options import (POSITIVE, TOLERANCE, RegistryChoice, console, device_option, example,
+                      executor_options, no_progress_option, output_options, param_option, store_option,
+                      where_option)
+
+
+def _featurizers():   # read when featurize runs or shows help: the featurizers import pymatgen
+    from ..features import FEATURIZERS  # noqa: PLC0415
+
+    return list(FEATURIZERS)
+
+
+def _oxidation_sets():
+    from ..validity import OXIDATION_SETS  # noqa: PLC0415
+
+    return list(OXIDATION_SETS)
+
+
+def _default_set() -> str:
+    from ..validity import DEFAULT_SET  # noqa: PLC0415
+
+    return DEFAULT_SET
 
 
 @click.command(epilog="\b\nExamples:\n  matstore generate --db s.duckdb --model transformer-mp --elements Mg,Mn,O -n 10000\n"
@@ -166,7 +183,7 @@ def stability(db, model, reference, hull, no_progress, quiet, executor, executor
 @click.command(epilog=example('matstore featurize --featurizer magpie --where "n_elements >= $n" -p n=3'))
 @store_option
 @click.option("--featurizer", "featurizer", required=True,
-              type=click.Choice(list(FEATURIZERS)), help="Featurizer to compute.")
+              type=RegistryChoice(_featurizers), help="Featurizer to compute.")
 @where_option
 @param_option
 @click.option("--batch-size", type=POSITIVE, default=100_000, show_default=True,
@@ -190,8 +207,9 @@ def featurize(db, featurizer, where, params, batch_size, no_progress, quiet):
 @click.option("--batch-size", type=POSITIVE, default=100_000, show_default=True,
               help="Compositions per batch and transaction.")
 @no_progress_option
-@click.option("--oxidation-set", type=click.Choice(list(OXIDATION_SETS)), default=DEFAULT_SET,
-              show_default=True, help="smact oxidation-state set (the views use the default).")
+@click.option("--oxidation-set", type=RegistryChoice(_oxidation_sets), default=None,
+              help="smact oxidation-state set (default: matstore.validity.DEFAULT_SET, icsd24, "
+                   "the one the views use).")
 def validate(db, where, params, batch_size, no_progress, quiet, oxidation_set):
     """Charge neutrality / electronegativity / smact_validity and an oxidation-state assignment
     for compositions lacking them under one oxidation-state set."""
@@ -199,7 +217,7 @@ def validate(db, where, params, batch_size, no_progress, quiet, oxidation_set):
     from ..query import parse_params
 
     r = validate_store(Store(db), where=where, batch_size=batch_size,
-                       progress=not (no_progress or quiet), oxidation_set=oxidation_set,
+                       progress=not (no_progress or quiet), oxidation_set=oxidation_set or _default_set(),
                        params=parse_params(params))
     console.print(f"checker {r.version}: {r.written:,} rows written for {r.pending:,} pending "
                   f"compositions ({r.not_encodable:,} outside smact's data: NULL flags) in {r.seconds:.1f} s")

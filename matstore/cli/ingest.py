@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import click
 
-from ..sources import SOURCES
 from ..store import Store
-from .options import console, no_progress_option, store_option
+from .options import RegistryChoice, console, no_progress_option, store_option
+
+
+def _sources():   # read when ingest runs or shows help: the sources import polars
+    from ..sources import SOURCES  # noqa: PLC0415
+
+    return list(SOURCES)
 
 
 @click.command(epilog="""\b
@@ -16,7 +21,7 @@ Examples (structures: docs/structures.md):
       --method GLLB-SC --prop band_gap=ind_gap:eV
   matstore ingest optimade --url https://optimade.materialsproject.org \\
       --filter 'elements HAS ALL "Mg","Mn","O" AND nelements=3'""")
-@click.argument("source", type=click.Choice(list(SOURCES)))
+@click.argument("source", type=RegistryChoice(_sources))
 @store_option
 @click.option("--file", "file", type=click.Path(dir_okay=False), help="Read this CSV/Parquet/JSON file.")
 @click.option("--limit", type=int, help="Read at most this many rows.")

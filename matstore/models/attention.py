@@ -33,7 +33,7 @@ from torch import nn
 
 from .cnn import TargetScaled
 from .errors import ModelConfigError
-from .family import register
+from .family import FOR_STORED_WEIGHTS, register
 from .regressors import RegressorFamily
 
 RESOLUTION = 5000  # CrabNet's fractional-encoding resolution
@@ -99,12 +99,15 @@ def embedding_table(name: str, elements: tuple[str, ...]) -> tuple[np.ndarray, n
 
 def sinusoid(pos: torch.Tensor, dim: int) -> torch.Tensor:
     """(...,) positions -> (..., dim) sin/cos features (Vaswani et al.), continuous in pos."""
-    i = torch.arange(0, dim, 2, dtype=pos.dtype, device=pos.device)
-    angle = pos.unsqueeze(-1) / torch.pow(torch.tensor(50.0, dtype=pos.dtype, device=pos.device), 2 * i / dim)
-    out = torch.zeros(*pos.shape, dim, dtype=pos.dtype, device=pos.device)
-    out[..., 0::2] = torch.sin(angle)
-    out[..., 1::2] = torch.cos(angle)
-    return out
+    angle = pos.unsqueeze(-1) / _wavelengths(dim, pos.dtype, pos.device)
+    return torch.stack([torch.sin(angle), torch.cos(angle)], dim=-1).flatten(-2)   # sin, cos interleaved
+
+
+@lru_cache(maxsize=16)
+def _wavelengths(dim: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    # computed once per width (it was 5 % of generate's time, recomputed at every call)
+    i = torch.arange(0, dim, 2, dtype=dtype, device=device)
+    return torch.pow(torch.tensor(50.0, dtype=dtype, device=device), 2 * i / dim)
 
 
 class ResidualMLP(nn.Module):
@@ -137,6 +140,8 @@ class CompositionAttention(TargetScaled):
         elements = input_elements(c.n_inputs)
         self._init_scaling((c.n_inputs,))  # x scaling unused (fractions); y_mean / y_std used
         try:
+            if FOR_STORED_WEIGHTS.get():   # the state_dict holds the vectors: no elementembeddings/umap
+                raise EmbeddingUnavailable("filled from the stored weights")
             table, missing = embedding_table(c.embedding, elements)
             self.embedding_loaded = True
         except EmbeddingUnavailable:  # a stored version's state_dict fills the table on load
@@ -181,17 +186,37 @@ class CompositionAttention(TargetScaled):
 
     def forward_tokens(self, idx: torch.Tensor, frac: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
         """(B, L) element columns, fractions and pad mask -> (B,) property value (token order free)."""
-        d = self.config.d_model
         h = self.project(self.table[idx]) + self.offset[idx] * self.missing[idx].unsqueeze(-1)
-        f = frac.clamp(min=1.0 / RESOLUTION, max=1.0)
-        logf = (0.0025 * torch.log2(f) ** 2).clamp(min=1.0 / RESOLUTION, max=1.0)
-        enc = torch.cat([self.frac_scale[0] * sinusoid(f * RESOLUTION, d // 2),
-                         self.frac_scale[1] * sinusoid(logf * RESOLUTION, d // 2)], dim=-1)
-        h = self.encoder(h + enc, src_key_padding_mask=pad)
+        h = self.encoder(h + self.fraction_encoding(frac), src_key_padding_mask=pad)
         w = frac.masked_fill(pad, 0.0)
         w = w / w.sum(1, keepdim=True).clamp_min(1e-12)
         pooled = (h * w.unsqueeze(-1)).sum(1)
         return self.unscale_y(self.head(pooled))
+
+    def fraction_encoding(self, frac: torch.Tensor) -> torch.Tensor:
+        """(B, L) fractions -> (B, L, d_model) encodings. Computed once per distinct fraction of
+        the batch (a batch holds few: 1/2, 1/3, 2/5, ...), then gathered: elementwise, so the same
+        numbers as computing every token."""
+        d = self.config.d_model
+        values, where = torch.unique(frac, return_inverse=True)
+        f = values.clamp(min=1.0 / RESOLUTION, max=1.0)
+        logf = (0.0025 * torch.log2(f) ** 2).clamp(min=1.0 / RESOLUTION, max=1.0)
+        enc = torch.cat([self.frac_scale[0] * sinusoid(f * RESOLUTION, d // 2),
+                         self.frac_scale[1] * sinusoid(logf * RESOLUTION, d // 2)], dim=-1)
+        return enc[where]
+
+    @staticmethod
+    def bucket_keys(x: np.ndarray) -> np.ndarray:
+        """Each row's own token count (its number of elements, at least 1): loops.predict_module
+        passes rows of one count together, in fixed-shape passes, through forward_bucket."""
+        x = np.nan_to_num(np.asarray(x, np.float32), nan=0.0)
+        return np.maximum((x > 0).sum(1), 1)
+
+    def forward_bucket(self, x: torch.Tensor, n_tokens: int) -> torch.Tensor:
+        """forward() of rows with at most n_tokens elements, computed at exactly n_tokens tokens
+        (not EVAL_TOKENS): a row's value depends only on itself and the pass's fixed shape."""
+        idx, frac, pad = self.tokens(x, n_tokens)
+        return self.forward_tokens(idx[:, :n_tokens], frac[:, :n_tokens], pad[:, :n_tokens])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # eval pads to a fixed token count, so a row's prediction does not depend on the element

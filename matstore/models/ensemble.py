@@ -100,10 +100,21 @@ class Members(nn.Module):
         return cls(regs, clfs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        v = torch.stack([m(x).reshape(len(x)) for m in self.regressors], dim=1)
+        return self._stacked(lambda m: m(x), len(x))
+
+    def bucket_keys(self, x: np.ndarray) -> np.ndarray | None:
+        """The members' row buckets (loops.predict_module), None when their kind has none."""
+        first = self.regressors[0]
+        return first.bucket_keys(x) if hasattr(first, "bucket_keys") else None
+
+    def forward_bucket(self, x: torch.Tensor, key: int) -> torch.Tensor:
+        return self._stacked(lambda m: m.forward_bucket(x, key), len(x))
+
+    def _stacked(self, run, n: int) -> torch.Tensor:
+        v = torch.stack([run(m).reshape(n) for m in self.regressors], dim=1)
         if self.classifiers is None:
             return v.unsqueeze(-1)
-        c = torch.stack([m(x).reshape(len(x)) for m in self.classifiers], dim=1)
+        c = torch.stack([run(m).reshape(n) for m in self.classifiers], dim=1)
         return torch.stack([c, v], dim=-1)
 
 

@@ -36,13 +36,28 @@ defaults cover what a kind does not do (a predictor has no ``sample``; a generat
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field, is_dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Iterator
 
 import numpy as np
 
 from ..plugins import Registry
 from .errors import ModelConfigError
+
+# True while modules are built to receive a stored version's weights: data that lives in the
+# state_dict (attention's element vectors) need not be computed or imported again
+FOR_STORED_WEIGHTS: ContextVar[bool] = ContextVar("for_stored_weights", default=False)
+
+
+@contextmanager
+def for_stored_weights() -> Iterator[None]:
+    token = FOR_STORED_WEIGHTS.set(True)
+    try:
+        yield
+    finally:
+        FOR_STORED_WEIGHTS.reset(token)
 
 
 @dataclass

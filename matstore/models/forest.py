@@ -23,13 +23,16 @@ import pickle
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.ensemble import RandomForestRegressor
 
 from ..errors import MatstoreError
 from .errors import ModelConfigError, WeightsError
 from .family import FitData, FitResult, ModelFamily, names, register
+
+if TYPE_CHECKING:   # sklearn loads when a forest is made or read, not with matstore.models
+    from sklearn.ensemble import RandomForestRegressor
 
 MAGIC = b"matstore-forest-v1\n"
 # Every entry of the archive: name -> (dtype, number of dimensions).
@@ -130,6 +133,8 @@ class ForestRegressor:
 
 
 def _new_estimator(config: ForestConfig, seed: int) -> RandomForestRegressor:
+    from sklearn.ensemble import RandomForestRegressor  # noqa: PLC0415
+
     return RandomForestRegressor(
         n_estimators=config.n_estimators, max_features=config.max_features,
         min_samples_leaf=config.min_samples_leaf, max_depth=config.max_depth,
@@ -291,6 +296,8 @@ def convert_legacy_pickle(data: bytes, config: ForestConfig, seed: int = 0) -> b
         est = Restricted("<weights>", io.BytesIO(raw), ensure_native_byte_order=True).load()
     except Exception as e:  # noqa: BLE001
         raise ForestFormatError(f"pickled forest cannot be converted: {e}") from None
+    from sklearn.ensemble import RandomForestRegressor  # noqa: PLC0415
+
     if not isinstance(est, RandomForestRegressor) or not all(
             type(t).__name__ == "DecisionTreeRegressor" for t in getattr(est, "estimators_", [])):
         raise ForestFormatError(f"pickled object is a {type(est).__name__}, not a fitted forest")

@@ -192,10 +192,31 @@ PREDICT_ROWS = {"cpu": 1024, "cuda": 16384}   # the GPU wants bigger passes
 
 def predict_module(module, x: np.ndarray, device, batch_size: int | None = None) -> np.ndarray:
     """Run a regressor module over x in fixed-shape batches on device; same path for cpu and cuda.
-    A row's value depends only on that row (and batch_size), not on which rows come with it."""
+    A row's value depends only on that row (and batch_size), not on which rows come with it.
+
+    A module with ``bucket_keys(x)`` and ``forward_bucket(x, key)`` (attention: a row's element
+    count) gets the rows of each key together, each pass still of the fixed shape (rows, key),
+    so a row is computed at its own length instead of the longest one's."""
     rows = int(batch_size or PREDICT_ROWS["cuda" if str(device).startswith("cuda") else "cpu"])
     module.eval()
     module.to(device)
+    keys_of = getattr(module, "bucket_keys", None)
+    keys = keys_of(x) if keys_of is not None else None
+    if keys is None:
+        return _fixed_passes(module, x, rows, device)
+    parts = []
+    for key in np.unique(keys):
+        sel = np.flatnonzero(keys == key)
+        parts.append((sel, _fixed_passes(lambda xb, k=int(key): module.forward_bucket(xb, k), x[sel], rows, device)))
+    if not parts:
+        return np.zeros(0, dtype=np.float32)
+    out = np.empty((len(x),) + parts[0][1].shape[1:], dtype=np.float32)
+    for sel, values in parts:
+        out[sel] = values
+    return out
+
+
+def _fixed_passes(forward, x: np.ndarray, rows: int, device) -> np.ndarray:
     out = []
     with torch.no_grad():
         for i in range(0, len(x), rows):
@@ -204,5 +225,5 @@ def predict_module(module, x: np.ndarray, device, batch_size: int | None = None)
             if m < rows:
                 part = np.concatenate([part, np.zeros((rows - m,) + part.shape[1:], np.float32)])
             xb = torch.as_tensor(part, device=device)
-            out.append(module(xb)[:m].float().cpu().numpy())
+            out.append(forward(xb)[:m].float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)

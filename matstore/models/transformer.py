@@ -37,6 +37,7 @@ from ..elements85 import ELEMENTS_85, MAX_COUNT
 from . import loops
 from .errors import ModelConfigError
 from .family import FitData, FitResult, TorchFamily, register
+from .nucleus import nucleus
 
 PAD, BOS, EOS, FIRST = 0, 1, 2, 3   # FIRST: the first (element, count) token
 
@@ -270,7 +271,7 @@ class CompositionTransformer(nn.Module):
             if masks is not None:
                 ok &= masks[step].to(ok.device)
             logits = logits.masked_fill(~ok, float("-inf"))
-            tok = _nucleus(logits / temperature, top_p, u)
+            tok = nucleus(logits / temperature, top_p, u)
             el = tok >= FIRST
             if step < c.max_elements:
                 k = tok[el] - FIRST
@@ -283,17 +284,6 @@ class CompositionTransformer(nn.Module):
             else:
                 prev = tok
         return z.cpu().numpy(), counts.cpu().numpy()
-
-
-def _nucleus(logits: torch.Tensor, top_p: float, u: torch.Tensor) -> torch.Tensor:
-    """One token per row: inverse-CDF draw with uniform u from the top-p nucleus of softmax."""
-    p, idx = torch.softmax(logits, -1).sort(dim=-1, descending=True, stable=True)
-    cum = p.cumsum(-1)
-    if top_p < 1:
-        p = p.masked_fill(cum - p >= top_p, 0.0)     # keep the smallest set reaching top_p
-        cum = p.cumsum(-1)
-    pick = torch.searchsorted(cum, (u * cum[:, -1])[:, None]).clamp(max=p.shape[1] - 1)
-    return idx.gather(1, pick)[:, 0]
 
 
 # --- training and the family ------------------------------------------------------------------

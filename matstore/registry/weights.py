@@ -8,6 +8,7 @@ import hashlib
 from .. import bounds, models
 from ..models import ensemble
 from ..models.errors import WeightsError
+from ..models.family import for_stored_weights
 from ..models.torch_weights import WEIGHTS_FORMAT, state_dict_of
 from .records import ModelError
 
@@ -44,13 +45,19 @@ def rebuild(record: dict):
         if family.weights_in_store:
             raise ModelError(f"model {ref} has no weights stored")
         try:   # weights outside the store (a wheel's file): the family checks them against the sha256
-            return family.load(None, record, None, ref)
+            with for_stored_weights():
+                return family.load(None, record, None, ref)
         except WeightsError as e:
             raise ModelError(str(e)) from None
     sha = hashlib.sha256(weights).hexdigest()
     if sha != record.get("weights_sha256"):
         raise ModelError(f"model {ref}: weights are corrupt (sha256 {sha[:12]}... does not match "
                          f"the recorded {str(record.get('weights_sha256'))[:12]}...)")
+    with for_stored_weights():   # the weights carry what the modules would otherwise load (umap...)
+        return _rebuild(kind, record, weights, ref)
+
+
+def _rebuild(kind: str, record: dict, weights: bytes, ref: str):
     try:
         family = models.get(kind)
         members = ensemble.spec(record.get("hyperparams"))

@@ -48,14 +48,61 @@ def projections(structures: list, titles: list[str]):
     return fig
 
 
+def csp_parity(df: pl.DataFrame, title: str):
+    """Predicted vs DFT volume per atom (matched / not matched by StructureMatcher) and the RMSD
+    histogram of the matches; None without rows."""
+    from ..structures.parity import summary
+    from .plots import pyplot
+
+    if df.height == 0:
+        return None
+    plt = pyplot()
+    s = summary(df)
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 4.4))
+    for ok, colour, label in ((False, "#999", "no match"), (True, "#2ca02c", "match")):
+        d = df.filter(pl.col("matched") == ok)
+        ax.scatter(d["ref_volume_per_atom"], d["pred_volume_per_atom"], s=8 if df.height > 500 else 18,
+                   alpha=0.6, color=colour, edgecolors="none", label=f"{label} ({d.height:,})")
+    v = np.concatenate([df["ref_volume_per_atom"].to_numpy(), df["pred_volume_per_atom"].to_numpy()])
+    lo, hi = float(v.min()), float(v.max())
+    ax.plot([lo, hi], [lo, hi], color="k", lw=1, ls="--", label="y = x")
+    ax.set_xlabel("DFT volume per atom (Å³)")
+    ax.set_ylabel("predicted volume per atom (Å³)")
+    ax.set_title(f"{title}: match {s['match_rate']:.1f} %, volume MAE {s['volume_mae']:.2f} Å³/atom")
+    ax.legend(fontsize=8, loc="upper left")
+    rms = df.filter(pl.col("matched"))["rmsd"].to_numpy()
+    bx.hist(rms, bins=30, color="#2ca02c", alpha=0.8)
+    bx.set_xlabel("RMSD / (V/N)^(1/3) of the matches")
+    bx.set_ylabel("predictions")
+    bx.set_title(f"mean RMSD {s['rmsd']:.4f} over {len(rms):,} matches")
+    fig.tight_layout()
+    return fig
+
+
+def parity_html(store, fig) -> str:
+    """The store's CSP parity (structures.parity.store_parity) as a figure; "" without any (it needs
+    rank-1 template predictions of compositions that hold known structures, e.g. from
+    `matstore structures predict --where ... --exclude-same -k 1`)."""
+    from ..structures.parity import MAX_PAIRS, store_parity
+
+    df = store_parity(store)
+    if df.height == 0:     # nothing to compare (the usual case: candidates are new compositions)
+        return ""
+    return fig(csp_parity(df, "CSP parity"), "csp_parity.png",
+               f"CSP parity: rank-1 template predictions against the known structures of the same "
+               f"composition (first {MAX_PAIRS} compositions, templates of other compositions only); "
+               f"StructureMatcher stol 0.5, angle_tol 10, ltol 0.3.", "No parity to draw.", wide=True)
+
+
 def section(store, run_id: int, out: Path, fig, table, empty) -> str:
     """HTML of the section (fig, table, empty: the page's own helpers)."""
     from ..structures import read_structures
     from ..structures.show import write_file
 
+    parity = parity_html(store, fig)
     df = structures_table(store, run_id)
     if df.height == 0:
-        return empty(f"No candidate of run {run_id} has a predicted structure yet: "
+        return (f"<div class=grid>{parity}</div>" if parity else "") + empty(f"No candidate of run {run_id} has a predicted structure yet: "
                      f"matstore structures predict --where \"c.composition_id IN (SELECT composition_id "
                      f"FROM generated WHERE run_id = {run_id})\" -k 5")
     folder = out / "structures"
@@ -71,4 +118,4 @@ def section(store, run_id: int, out: Path, fig, table, empty) -> str:
                               [f"{f} ({sg or '-'})" for f, sg in zip(top["formula"], top["spacegroup_symbol"])]),
                   "structures.png", "Predicted structures of the top candidates, sites projected on the a-b "
                   "plane (cell outline in grey).", "No structure to draw.", wide=True)
-    return f"<div class=grid>{picture}</div>" + table(df.drop("structure_id", "pred_formation_energy_per_atom"), HEADERS)
+    return f"<div class=grid>{picture}{parity}</div>" + table(df.drop("structure_id", "pred_formation_energy_per_atom"), HEADERS)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from ..errors import MatstoreError
 from ..runs import count, open_run, reopen_run, tracked
 from ..store import Store
+from .ranking import energy_rank
 from .store import structure_rows, write_rows
 from .templates import Template, TemplateLibrary
 
@@ -101,12 +102,15 @@ def _find_resumable(store: Store, params: dict) -> int | None:
 
 
 def predict_structures(store: Store, where: str | None = None, k: int = 5, templates: str | None = None,
-                       rule: str = "sites", volume: str = "fitted", batch_size: int = DEFAULT_BATCH,
+                       rule: str = "sites", volume: str = "coordination", batch_size: int = DEFAULT_BATCH,
                        seed: int = 0, fallback: bool = True, exclude_same: bool = False,
-                       resume: bool = True, progress: bool = True, formulas=None) -> StructurePredictResult:
+                       resume: bool = True, progress: bool = True, formulas=None,
+                       rank_energy: str | None = None) -> StructurePredictResult:
     """Predict up to k structures per composition matching `where` (SQL on compositions c) from
     the known structures of source `templates` (all known structures when None). formulas: also
-    (or only) these compositions, added to the store's compositions if new."""
+    (or only) these compositions, added to the store's compositions if new. rank_energy: a
+    potential (e.g. 'chgnet') that re-orders each composition's first two predictions by
+    single-point energy per atom (structures.ranking; ~0.2 s per composition on one CPU core)."""
     from .. import progress as bars  # noqa: PLC0415
     from ..selection import lacking, prepare  # noqa: PLC0415
 
@@ -129,6 +133,12 @@ def predict_structures(store: Store, where: str | None = None, k: int = 5, templ
     params = {"where": where, "k": k, "templates": templates, "rule": rule, "volume": volume,
               "batch_size": batch_size, "seed": seed, "fallback": fallback, "exclude_same": exclude_same,
               "n_templates": len(lib_templates)}
+    ranker = None
+    if rank_energy is not None:
+        from ..models import potential as potentials  # noqa: PLC0415
+
+        ranker = potentials.load(rank_energy)
+        params["rank_energy"] = ranker.spec.name       # only when set: older runs still resume
     run_id = _find_resumable(store, params) if resume else None
     resumed = run_id is not None
     missing = "SELECT 1 FROM structures s WHERE s.composition_id = c.composition_id AND s.run_id = ?"
@@ -156,6 +166,8 @@ def predict_structures(store: Store, where: str | None = None, k: int = 5, templ
             for cid, els, ns in zip(ids[lo:lo + batch_size], elements[lo:lo + batch_size], counts[lo:lo + batch_size]):
                 got = library.predict(dict(zip(els, ns)), k, exclude_same=exclude_same,
                                       seed=(seed * 1_000_003 + cid) % (2 ** 31), fallback=fallback)
+                if ranker is not None:
+                    got = energy_rank(got, ranker)
                 result.n_fallback += any(p.method == "pyxtal-random" for p in got)
                 result.n_none += not got
                 for p in got:

@@ -11,16 +11,20 @@ elements substituted site by site and the volume rescaled.
 - Substitution: template elements are replaced by target elements of the same count (a one-to-one
   map); rules for which of several equal-count elements takes which site:
   `sites` (default): site preferences learned from the library itself — for each prototype and
-  Wyckoff orbit, how often each element occupies it among the known structures; the map with the
-  highest summed log-frequency (add-half smoothing) wins, ties by `petti`;
+  Wyckoff orbit (orbits sharing a letter told apart by coordination), how often each element
+  occupies it among the known structures, plus a back-off: how often it has that coordination in
+  any template; the map with the highest summed log-frequency (add-half smoothing) wins, ties by
+  `petti`;
   `petti`: the smallest total |mod-Pettifor difference| between each template element and the
   element that replaces it (chemically similar elements take each other's sites);
   `en`: equal-count groups matched in order of Pauling electronegativity.
   All three are measured side by side by benchmarks/csp.py.
-- Volume (`fitted`, default): per-element atomic volumes fitted by ridge least squares to the
-  library's own known structures (V = sum over sites of v_element, shrunk towards the median volume
-  per atom), the template's volume scaled by the ratio of the two sums; a template with an
-  element the fit has no volume for keeps its volume. `template`: no rescale.
+- Volume (`coordination`, default): volumes per (element, coordination of its site) fitted by
+  ridge least squares to the library's own known structures (V = sum over sites, shrunk towards
+  the element's volume from the `fitted` fit), so a cation on a 12-fold site is larger than on a
+  6-fold one; `fitted`: per-element volumes (shrunk towards the median volume per atom); the
+  template's volume is scaled by the ratio of the two sums; a template with an element the fit
+  has no volume for keeps its volume. `template`: no rescale.
 - Each template gives its best and its second-best substitution (MAPS_PER_TEMPLATE), in template
   order; K predictions are the first K distinct ones (fingerprint). Space group and prototype are the template's (a
   one-to-one change of elements and a uniform scale keep every symmetry operation).
@@ -38,7 +42,7 @@ import numpy as np
 from .symmetry import DEFAULT_SYMPREC, Symmetry, analyse_cell, relabelled
 
 RULES = ("sites", "petti", "en")
-VOLUMES = ("fitted", "template")
+VOLUMES = ("fitted", "coordination", "template")
 FALLBACK_SPACEGROUPS = (225, 221, 194, 166, 139, 62, 14, 12, 2, 1)
 # each template gives its best substitution, then its second best (where equal-count elements can
 # swap sites, e.g. the A and B cations of a perovskite: the commonest miss at one prediction)
@@ -51,11 +55,19 @@ class Template:
     structure: object                 # pymatgen Structure (ordered)
     counts: dict[str, int]            # reduced element -> count
     _cell: tuple | None = field(default=None, repr=False)
+    _orbits: dict | None = field(default=None, repr=False)
+    _env: dict | None = field(default=None, repr=False)
 
     def symmetry(self, symprec: float = DEFAULT_SYMPREC):
         if self._cell is None:
             self._cell = analyse_cell(self.structure, symprec)
         return self._cell
+
+    def environment(self) -> dict[str, tuple[int, float]]:
+        """element -> (coordination, shortest distance / (V/N)^(1/3)): see coordination()."""
+        if self._env is None:
+            self._env = coordination(self.structure)
+        return self._env
 
 
 @dataclass
@@ -148,7 +160,7 @@ def assignments(template: dict[str, int], target: dict[str, int], rule: str, sca
 class TemplateLibrary:
     """Known structures indexed by stoichiometry pattern, with ElMD vectors and a volume model."""
 
-    def __init__(self, templates: list[Template], rule: str = "sites", volume: str = "fitted"):
+    def __init__(self, templates: list[Template], rule: str = "sites", volume: str = "coordination"):
         if rule not in RULES:
             raise ValueError(f"substitution rule {rule!r}: expected one of {', '.join(RULES)}")
         if volume not in VOLUMES:
@@ -164,7 +176,9 @@ class TemplateLibrary:
             vecs = np.stack([self.scale.vector(self.templates[i].counts) for i in idx])
             formulas = [_formula_key(self.templates[i].counts) for i in idx]
             self.groups[key] = (np.array(idx), vecs, formulas)
-        self.atomic_volume = fit_atomic_volumes(self.templates) if volume == "fitted" else {}
+        self.atomic_volume = fit_atomic_volumes(self.templates) if volume != "template" else {}
+        self.site_volume = (fit_atomic_volumes(self.templates, site_key=coordination_key, prior=self.atomic_volume)
+                            if volume == "coordination" else {})
         self.site_counts = site_statistics(self.templates) if rule == "sites" else {}
 
     def site_score(self, template: Template):
@@ -173,13 +187,15 @@ class TemplateLibrary:
         if sym.prototype is None or sym.wyckoffs is None:
             return None
         orbits = orbit_keys(template, sym)
+        env = template.environment()
 
         def score(m: dict[str, str]) -> float:
             total = 0.0
             for el, new in m.items():
-                seen = self.site_counts.get(orbits[el], {})
-                n = sum(seen.values())
-                total += np.log((seen.get(new, 0) + 0.5) / (n + 0.5 * 100))
+                for key in (orbits[el], ("coordination", env[el][0])):
+                    seen = self.site_counts.get(key, {})
+                    n = sum(seen.values())
+                    total += np.log((seen.get(new, 0) + 0.5) / (n + 0.5 * 100))
             return total
         return score
 
@@ -201,12 +217,17 @@ class TemplateLibrary:
         """(lattice scale factor, predicted volume) of the substituted template."""
         if self.volume_rule == "template":
             return 1.0, None
-        v = self.atomic_volume
+        v, by_site = self.atomic_volume, self.site_volume
         species = [site.specie.symbol for site in template.structure]
         if not all(mapping.get(el, el) in v and el in v for el in species):
             return 1.0, None
-        old = sum(v[el] for el in species)
-        new = sum(v[mapping[el]] for el in species)
+        if by_site:     # each element's volume at the coordination of the site it takes
+            cn = {el: coordination_key(template, el)[1] for el in set(species)}
+            old = sum(by_site.get((el, cn[el]), v[el]) for el in species)
+            new = sum(by_site.get((mapping[el], cn[el]), v[mapping[el]]) for el in species)
+        else:
+            old = sum(v[el] for el in species)
+            new = sum(v[mapping[el]] for el in species)
         if not (old > 0 and new > 0):
             return 1.0, None
         ratio = new / old
@@ -253,45 +274,85 @@ def _formula_key(counts: dict[str, int]) -> str:
 
 
 def orbit_keys(template: Template, sym: Symmetry) -> dict[str, tuple]:
-    """element -> (prototype, its sites' Wyckoff letters): the orbits it occupies in the template."""
+    """element -> (prototype, its sites' Wyckoff letters, rank): the orbits it occupies in the
+    template. Distinct orbits can share a letter (P4mm ABON2: the A cation and N on 1a, the B
+    cation and O on 1b), so elements with the same letters are told apart by their coordination
+    (a cation's 6 or 12 neighbours, an anion's 2): rank 0 for the highest; cached on the template."""
+    if template._orbits is not None:
+        return template._orbits
     letters: dict[str, set] = {}
     for site, w in zip(template.structure, sym.wyckoffs):
         letters.setdefault(site.specie.symbol, set()).add(w)
-    return {el: (sym.prototype, "".join(sorted(ws))) for el, ws in letters.items()}
+    joined = {el: "".join(sorted(ws)) for el, ws in letters.items()}
+    shared = {el for el, w in joined.items() if sum(v == w for v in joined.values()) > 1}
+    rank = {}
+    if shared:
+        env = template.environment()
+        for el in shared:
+            peers = sorted((-env[e][0], env[e][1], e) for e in shared if joined[e] == joined[el])
+            rank[el] = [p[2] for p in peers].index(el)
+    template._orbits = {el: (sym.prototype, w, rank.get(el, 0)) for el, w in joined.items()}
+    return template._orbits
+
+
+def coordination(structure, shell: float = 1.3) -> dict[str, tuple[int, float]]:
+    """element -> (fewest neighbours of its sites within `shell` x the site's shortest distance,
+    shortest distance / (V/N)^(1/3)); periodic images included."""
+    unit = (structure.volume / len(structure)) ** (1 / 3)
+    out: dict[str, tuple[int, float]] = {}
+    for site, neighbours in zip(structure, structure.get_all_neighbors(2.5 * unit)):
+        d = sorted(n.nn_distance for n in neighbours)
+        cn, near = (sum(x <= shell * d[0] for x in d), d[0] / unit) if d else (0, float("inf"))
+        old = out.get(site.specie.symbol)
+        out[site.specie.symbol] = (cn, near) if old is None else (min(old[0], cn), min(old[1], near))
+    return out
 
 
 def site_statistics(templates: list[Template]) -> dict[tuple, dict[str, int]]:
-    """(prototype, Wyckoff letters) -> element -> how many templates hold it there."""
+    """(prototype, Wyckoff letters, rank) -> element -> how many templates hold it there; and, a
+    back-off for prototypes with few templates, ('coordination', n) -> element -> how many
+    templates hold it with n neighbours (an anion's 2 are never a cation's 6 or 12)."""
     counts: dict[tuple, dict[str, int]] = {}
     for t in templates:
         sym, _ = t.symmetry()
         if sym.prototype is None or sym.wyckoffs is None:
             continue
+        env = t.environment()
         for el, key in orbit_keys(t, sym).items():
-            d = counts.setdefault(key, {})
-            d[el] = d.get(el, 0) + 1
+            for k in (key, ("coordination", env[el][0])):
+                d = counts.setdefault(k, {})
+                d[el] = d.get(el, 0) + 1
     return counts
 
 
-def fit_atomic_volumes(templates: list[Template], ridge: float = 0.001) -> dict[str, float]:
+def coordination_key(template: Template, el: str) -> tuple[str, int]:
+    return el, int(template.environment()[el][0])
+
+
+def fit_atomic_volumes(templates: list[Template], ridge: float = 0.001, site_key=None,
+                       prior: dict | None = None) -> dict:
     """Per-element volumes (Å^3) minimising sum (V/N - mean_sites v_el)^2 + ridge N |v - prior|^2:
     the prior is the median volume per atom of the structures, so an element the fit cannot
-    separate from its neighbours (every perovskite has one A, one B, three X) keeps a plain size."""
+    separate from its neighbours (every perovskite has one A, one B, three X) keeps a plain size.
+    site_key(template, element) -> key: one volume per key instead (volume rule `coordination`:
+    (element, coordination), the prior then the element's own volume from `prior`)."""
     if not templates:
         return {}
-    elements = sorted({el for t in templates for el in t.counts})
-    col = {el: j for j, el in enumerate(elements)}
-    a = np.zeros((len(templates), len(elements)))
+    key = site_key or (lambda t, el: el)
+    keys = sorted({key(t, el) for t in templates for el in t.counts}, key=str)
+    col = {k: j for j, k in enumerate(keys)}
+    a = np.zeros((len(templates), len(keys)))
     b = np.zeros(len(templates))
     for r, t in enumerate(templates):
         n = len(t.structure)
         for site in t.structure:
-            a[r, col[site.specie.symbol]] += 1.0 / n
+            a[r, col[key(t, site.specie.symbol)]] += 1.0 / n
         b[r] = t.structure.volume / n
-    prior = np.full(len(elements), float(np.median(b)))
+    base = float(np.median(b))
+    start = np.array([(prior or {}).get(k[0] if isinstance(k, tuple) else k, base) for k in keys])
     lam = ridge * len(templates)      # per structure, so the prior weighs the same at any library size
-    v = np.linalg.solve(a.T @ a + lam * np.eye(len(elements)), a.T @ b + lam * prior)
-    return {el: float(v[j]) for el, j in col.items() if v[j] > 0.5}
+    v = np.linalg.solve(a.T @ a + lam * np.eye(len(keys)), a.T @ b + lam * start)
+    return {k: float(v[j]) for k, j in col.items() if v[j] > 0.5}
 
 
 def random_structures(target: dict[str, int], k: int, seed: int) -> list[Prediction]:

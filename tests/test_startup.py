@@ -1,0 +1,84 @@
+"""Start-up: the CLI loads heavy packages only inside the commands that use them (issue 31).
+
+Checked through sys.modules in a fresh interpreter, not by timing (timings fail on busy machines)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("torch", "pymatgen", "sklearn", "umap", "matminer", "elementembeddings", "chgnet", "sevenn",
+         "distributed", "pandas", "smact", "ase")
+
+
+def _loaded_after(code: str) -> list[str]:
+    probe = (f"import sys, json\n{code}\n"
+             f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_help_imports_no_heavy_package():
+    code = ("import matstore.cli\n"
+            "from click.testing import CliRunner\n"
+            "r = CliRunner().invoke(matstore.cli.main, ['--help'])\n"
+            "assert r.exit_code == 0 and 'generate' in r.output, r.output")
+    assert _loaded_after(code) == []
+
+
+# (featurize --help lists the featurizers, which is their registry's import)
+@pytest.mark.parametrize("command", ["generate", "predict", "validate", "ingest", "query", "stability"])
+def test_command_help_imports_no_heavy_package(command):
+    code = ("import matstore.cli\n"
+            "from click.testing import CliRunner\n"
+            f"r = CliRunner().invoke(matstore.cli.main, [{command!r}, '--help'])\n"
+            "assert r.exit_code == 0 and 'Usage' in r.output, r.output")
+    assert _loaded_after(code) == []
+
+
+def test_query_imports_no_heavy_package(tmp_path):
+    from click.testing import CliRunner
+
+    from matstore.cli import main
+
+    db = str(tmp_path / "s.duckdb")
+    assert CliRunner().invoke(main, ["init", db]).exit_code == 0   # (init may load more: not timed)
+    code = ("import matstore.cli\n"
+            "from click.testing import CliRunner\n"
+            f"r = CliRunner().invoke(matstore.cli.main, ['query', '--db', {db!r}, '--csv', 'select 41 + 1 AS x'])\n"
+            "assert r.exit_code == 0 and '42' in r.output, r.output")
+    assert _loaded_after(code) == []
+
+
+def test_validate_help_names_the_default_set():
+    # the default is resolved when the command runs (validity is not imported for --help)
+    from click.testing import CliRunner
+
+    from matstore.cli import main
+    from matstore.validity import DEFAULT_SET
+
+    out = CliRunner().invoke(main, ["validate", "--help"]).output
+    assert DEFAULT_SET in out
+
+
+def test_loading_an_attention_model_imports_no_umap(tmp_path):
+    # its element vectors are stored with the weights: elementembeddings (-> umap -> sklearn) is
+    # only needed to build a new one
+    from click.testing import CliRunner
+
+    from matstore.cli import main
+
+    db = str(tmp_path / "s.duckdb")
+    assert CliRunner().invoke(main, ["init", db]).exit_code == 0
+    r = CliRunner().invoke(main, ["models", "import", "--pretrained", "oqmd-attn-fe", "--db", db])
+    assert r.exit_code == 0, r.output
+    code = ("from matstore.store import Store\n"
+            "from matstore.registry import load_model\n"
+            f"m = load_model(Store({db!r}), 'oqmd-attn-fe')\n"
+            "assert float(m.module.table.abs().sum()) > 0   # the vectors came from the weights")
+    loaded = _loaded_after(code)
+    assert "torch" in loaded and not {"umap", "sklearn", "elementembeddings"} & set(loaded)
