@@ -19,7 +19,8 @@ structure is decoded with it); valid (decoded, minimum interatomic distance >= 0
 atom within the shared structures' range widened by 20 %, stated in the output); unique
 (StructureMatcher groups among the valid); rediscovered (a unique structure StructureMatcher-
 matches one of the held-out DFT structures of that formula). Energies above the Mg-Mn-O hull are
-not measured (n/m): see --energies. --templates K: template-based prediction (structures issue) on
+not measured here (n/m): benchmarks/cccgan_hull.py places relaxed CCCGAN and template structures on
+the potential's hull (benchmarks/mgmno_hull.py); --energies is the earlier pilot. --templates K: template-based prediction (structures issue) on
 the same formulas, judged the same way. Measured table: docs/benchmarks/cccgan.md.
 --energies F1,F2: a potential pilot where a hull cannot be afforded: K unique valid generated and
 M held-out known (DFT-relaxed) structures of each formula relaxed together with the store's default

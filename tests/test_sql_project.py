@@ -118,7 +118,7 @@ SCHEMA = {  # table -> 'column TYPE' in order: the schema every migration adds u
         'run_id INTEGER', 'kind VARCHAR', 'model_id INTEGER', 'params JSON', 'seed BIGINT',
         'device VARCHAR', 'status VARCHAR', 'started_at TIMESTAMP', 'finished_at TIMESTAMP',
         'n_requested BIGINT', 'n_written BIGINT', 'rows_per_s DOUBLE', 'pid INTEGER',
-        'host VARCHAR', 'pid_started DOUBLE',
+        'host VARCHAR', 'pid_started DOUBLE', 'executor VARCHAR', 'workers INTEGER',
     ],
     'schema_migrations': [
         'version INTEGER', 'name VARCHAR', 'applied_at TIMESTAMP',
@@ -287,7 +287,7 @@ def test_the_study_fills_most_views(study):
     # no band-gap model in this study: only the band-gap screens may be empty, and the hull
     # screen: 450 reference phases cover few binary sub-systems (its default coverage filter)
     assert set(empty) <= {"screen_semiconductors", "screen_stable_semiconductors", "screen_hull_novel",
-                          "screen_photoanode_mgmno",
+                          "screen_photoanode_mgmno", "screen_structure_stable",
                           "physical_outliers"}, empty   # MP energies: none beyond 5 eV/atom
     from matstore.report import screen_sql
     with study.connect(guarded=True) as con:
