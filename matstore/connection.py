@@ -72,7 +72,14 @@ def open_duckdb(path: str = ":memory:", *, read_only: bool = False, write_paths:
     try:
         # DuckDB's own progress bar (a slow query, e.g. under load) would print into matstore's
         # output; a session setting, so it is set here, before the configuration is locked
-        con.execute("SET enable_progress_bar = false")
+        try:
+            con.execute("SET enable_progress_bar = false")
+        except duckdb.InvalidInputException:
+            # another connection of this process to the same file already locked the instance:
+            # its guards hold (checked), only this session keeps DuckDB's default bar
+            if paths or dirs or not _locked_and_guarded(con):
+                raise
+            return con
         if paths:
             con.execute("SET allowed_paths = ?", [paths])
         if dirs:
@@ -83,3 +90,9 @@ def open_duckdb(path: str = ":memory:", *, read_only: bool = False, write_paths:
         con.close()
         raise
     return con
+
+
+def _locked_and_guarded(con: duckdb.DuckDBPyConnection) -> bool:
+    got = dict(con.execute("SELECT name, value FROM duckdb_settings() WHERE name IN "
+                           "('lock_configuration', 'enable_external_access')").fetchall())
+    return got == {"lock_configuration": "true", "enable_external_access": "false"}

@@ -10,7 +10,7 @@
 -- key: composition_id, potential
 WITH bg AS (
     SELECT composition_id,
-           arg_max({'value': value, 'p_metal': p_metal, 'model_id': model_id},
+           arg_max({'value': value, 'std': std, 'p_metal': p_metal, 'model_id': model_id},
                    [coalesce(run_id, 0), model_id]) AS b
     FROM predictions
     WHERE property = 'band_gap'
@@ -22,6 +22,7 @@ SELECT st.composition_id,
        st.formation_energy_per_atom,
        pm.ref AS potential,
        st.convention,
+       st.reference,
        st.structure_id,
        i.structure_id AS input_structure_id,
        i.origin AS input_origin,
@@ -29,6 +30,8 @@ SELECT st.composition_id,
        s.spacegroup_symbol,
        len(st.reference_structures) AS n_reference_structures,
        CASE WHEN bg.b.p_metal >= 0.5 THEN 0.0 ELSE bg.b.value END AS pred_band_gap,
+       bg.b.std AS pred_band_gap_std,
+       bg.b.p_metal AS pred_band_gap_p_metal,
        gm.ref AS band_gap_model
 FROM stability st
 JOIN compositions c USING (composition_id)

@@ -119,11 +119,13 @@ def test_model_kinds_say_what_each_kind_is():
     assert models.PREDICTOR_KINDS == {"cnn", "elemnet", "attention", "rf"}
     assert models.GENERATOR_KINDS == {"wgan", "autoencoder", "transformer"}
     assert models.MAP_GENERATOR_KINDS == {"wgan", "autoencoder"}
-    assert models.TORCH_KINDS == set(models.KINDS) - {"rf"}
+    # torch modules trained and stored here; a forest is not torch, a potential is not stored here
+    assert models.TORCH_KINDS == set(models.KINDS) - {"rf", "potential"}
     for name, kind in models.KINDS.items():
-        # a kind is a composition generator, a predictor, or neither (a structure generator, cccgan)
+        # a kind is a composition generator, a predictor, or neither (a structure generator, cccgan;
+        # a potential, which reads structures)
         assert kind.name == name and not (kind.predictor and kind.generator)
-        assert kind.predictor or kind.generator or kind.inputs == "image"
+        assert kind.predictor or kind.generator or kind.inputs in ("image", "structure")
         assert (kind.inputs in ("maps", "tokens")) == kind.generator
     with pytest.raises(ValueError, match="unknown model kind 'svm'"):
         models.build("svm", {})
