@@ -9,16 +9,8 @@
 -- not screened: pymatgen computes Pourbaix diagrams from Materials Project ion reference data,
 -- which it does not ship (MPRester, online only). As every screen: a two-stage band gap is 0 where
 -- p_metal >= 0.5, and the oxidation-state assignment's rarest ion has an ICSD share >= 0.01.
--- depends: ion_plausibility, model_refs
+-- depends: ion_plausibility, latest_band_gap, model_refs
 -- key: structure_id, fe_model, reference
-WITH bg AS (
-    SELECT composition_id,
-           arg_max({'value': value, 'std': std, 'p_metal': p_metal, 'model_id': model_id},
-                   [coalesce(run_id, 0), model_id]) AS b
-    FROM predictions
-    WHERE property = 'band_gap'
-    GROUP BY composition_id
-)
 SELECT s.structure_id,
        c.formula,
        s.composition_id,
@@ -28,9 +20,9 @@ SELECT s.structure_id,
        s.n_sites,
        s.volume / s.n_sites AS volume_per_atom,
        s.spacegroup_symbol,
-       CASE WHEN bg.b.p_metal >= 0.5 THEN 0.0 ELSE bg.b.value END AS pred_band_gap,
-       bg.b.std AS pred_band_gap_std,
-       bg.b.p_metal AS pred_band_gap_p_metal,
+       bg.pred_band_gap,
+       bg.pred_band_gap_std,
+       bg.pred_band_gap_p_metal,
        gm.ref AS band_gap_model,
        ip.rarest_ion,
        ip.rarest_ion_share,
@@ -39,14 +31,14 @@ SELECT s.structure_id,
        st.reference
 FROM structures s
 JOIN compositions c USING (composition_id)
-JOIN bg USING (composition_id)
+JOIN latest_band_gap bg USING (composition_id)
 JOIN stability st ON st.composition_id = s.composition_id
 JOIN model_refs fe ON fe.model_id = st.model_id
-LEFT JOIN model_refs gm ON gm.model_id = bg.b.model_id
+LEFT JOIN model_refs gm ON gm.model_id = bg.model_id
 JOIN ion_plausibility ip USING (composition_id)
 WHERE list_sort(c.elements) = ['Mg', 'Mn', 'O']
   AND st.model_id > 0
-  AND CASE WHEN bg.b.p_metal >= 0.5 THEN 0.0 ELSE bg.b.value END BETWEEN 1.6 AND 3.0
+  AND bg.pred_band_gap BETWEEN 1.6 AND 3.0
   AND ip.rarest_ion_share >= 0.01
   AND st.e_above_hull <= 0.08
 ORDER BY st.e_above_hull, c.formula, s.structure_id, fe_model, st.reference

@@ -6,16 +6,8 @@
 -- (known, template, generated) and input are named per row. The latest band-gap prediction of
 -- the composition is shown where there is one (not required: AND pred_band_gap BETWEEN .. to
 -- require a window). Composition-model stability rows never enter (structure_id IS NULL there).
--- depends: model_refs
+-- depends: latest_band_gap, model_refs
 -- key: composition_id, potential
-WITH bg AS (
-    SELECT composition_id,
-           arg_max({'value': value, 'std': std, 'p_metal': p_metal, 'model_id': model_id},
-                   [coalesce(run_id, 0), model_id]) AS b
-    FROM predictions
-    WHERE property = 'band_gap'
-    GROUP BY composition_id
-)
 SELECT st.composition_id,
        c.formula,
        st.e_above_hull,
@@ -29,17 +21,17 @@ SELECT st.composition_id,
        i.method AS input_method,
        s.spacegroup_symbol,
        len(st.reference_structures) AS n_reference_structures,
-       CASE WHEN bg.b.p_metal >= 0.5 THEN 0.0 ELSE bg.b.value END AS pred_band_gap,
-       bg.b.std AS pred_band_gap_std,
-       bg.b.p_metal AS pred_band_gap_p_metal,
+       bg.pred_band_gap,
+       bg.pred_band_gap_std,
+       bg.pred_band_gap_p_metal,
        gm.ref AS band_gap_model
 FROM stability st
 JOIN compositions c USING (composition_id)
 JOIN model_refs pm ON pm.model_id = st.model_id
 JOIN structures s ON s.structure_id = st.structure_id
 LEFT JOIN structures i ON i.structure_id = s.parent_structure_id
-LEFT JOIN bg ON bg.composition_id = st.composition_id
-LEFT JOIN model_refs gm ON gm.model_id = bg.b.model_id
+LEFT JOIN latest_band_gap bg ON bg.composition_id = st.composition_id
+LEFT JOIN model_refs gm ON gm.model_id = bg.model_id
 WHERE st.structure_id IS NOT NULL
   AND st.reference = 'relaxed-known'
   AND st.e_above_hull <= 0.08
