@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from .. import compositions as C
-from ..merge.validate import FINITE, MAX_ATOMS, MAX_COUNT, composition_problem
+from ..merge.validate import FINITE, MAX_ATOMS, MAX_COUNT
 from . import ExecutorError
 from .payloads import decode, package_fields
 
@@ -71,11 +71,12 @@ def decoded_batch(data, batch_no: int, first_sample: int, n_samples: int, name: 
 
 def new_compositions(rows: pa.Table, name: str, batch_no: int) -> None:
     """merge's check of every composition row new to the store (compositions.composition_rows of
-    a checked batch): elements known, counts in bounds, reduced, canonical, formula and key."""
-    for row in rows.to_pylist():
-        why = composition_problem(row)
-        if why:
-            raise ExecutorError(f"executor {name}: batch {batch_no}: composition {row['formula']!r}: {why}")
+    a checked batch): elements known, counts in bounds, reduced, canonical, formula and key; over
+    the whole table in arrays, the first bad row worded by merge's composition_problem."""
+    from ..merge.composition_checks import problems  # noqa: PLC0415
+
+    for _, row, why in problems(rows, limit=1):
+        raise ExecutorError(f"executor {name}: batch {batch_no}: composition {row['formula']!r}: {why}")
 
 
 def predictions_schema() -> pa.Schema:
