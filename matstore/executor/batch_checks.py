@@ -23,6 +23,26 @@ def generated_schema(width: int) -> pa.Schema:
                      + [pa.field("z", lst), pa.field("counts", lst)])
 
 
+def worker_batch(data, batch_no: int, first_sample: int, n_samples: int, name: str, sp, pipe):
+    """A worker's generate result -> (checked DecodedBatch, checked stage rows or None): bytes of
+    the batch, or [batch, stage rows] when the workers run the stages (stage_payload.spec sp)."""
+    stage_data = None
+    if sp:
+        if not isinstance(data, (list, tuple)) or len(data) != 2:
+            raise ExecutorError(f"executor {name}: batch {batch_no}: the worker returned "
+                                f"{type(data).__name__}, not [batch, stage rows]")
+        data, stage_data = data
+    batch = decoded_batch(data, batch_no, first_sample, n_samples, name)
+    if stage_data is None:
+        return batch, None
+    from ..features import get  # noqa: PLC0415
+    from .stage_payload import checked  # noqa: PLC0415
+
+    sent = {int(r["model_id"]) for r in sp["models"]}
+    encodable = {lm.model_id: get(lm.featurizer).encodable for lm in pipe.models if lm.model_id in sent}
+    return batch, checked(stage_data, sp, batch, encodable, name, batch_no)
+
+
 def decoded_batch(data, batch_no: int, first_sample: int, n_samples: int, name: str):
     """A worker's generate batch -> samples.DecodedBatch (keys and fingerprints recomputed here)."""
     from ..samples import DecodedBatch  # noqa: PLC0415
