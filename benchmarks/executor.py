@@ -8,16 +8,23 @@ and the version check excluded; they are printed on their own line):
 1. in process, torch 1 thread / torch 2 threads: `--executor local`, today's path.
 2. processes:1 / processes:2: a LocalCluster of 1 or 2 worker processes (1 Dask thread and 1 torch
    thread each) samples and decodes the shipped gan-mp-small (the thesis Table 3.2 generator: the
-   CPU-bound part); this process checks each batch, keys it, runs the stages (validity + a
-   10-tree random forest's formation energy for the batch's new compositions) and commits.
+   CPU-bound part) and runs the stages on its batch's compositions (validity + a 10-tree random
+   forest's formation energy; executor.stage_payload); this process checks each batch and its
+   stage rows, keys it and commits. Beside each: CPU a batch of this process (the writer) and of
+   the workers (psutil), and the 2-core bound they imply: with writer CPU c and worker CPU w a
+   batch, 2 workers reach at most min(2/(c+w), 1/c) batches/s against 1/max(c, w) for one, so
+   1.6x needs c <= w/4.
    Goal: processes:2 >= 1.6x processes:1 on 2 cores.
 3. per-batch overhead: many tiny batches (16 samples) on processes:1 minus in process (1 thread),
    per batch: task submission, Arrow IPC both ways, the checks.
-4. writer ceiling: workers' batches (Arrow IPC bytes) handed to the runner as fast as it takes
-   them (no generator: real MP compositions, 30% with an extra element, 10% blank), the same
-   client path (Arrow read, checks, keys, new compositions, validity and predictions of new
-   keys, commit): the rows/s one store
-   can absorb, so the number of workers it can feed is ceiling / (samples/s of one worker).
+4. writer ceiling: workers' results (Arrow IPC bytes of the batch and of its stage rows, computed
+   before the clock starts) handed to the runner as fast as it takes them (no generator: real MP
+   compositions, 30% with an extra element, 10% blank), through the same client path (Arrow
+   read, checks, keys, new compositions, stage rows, commit): the rows/s one store can absorb, so
+   the number of workers it can feed is ceiling / (samples/s of one worker). Printed twice: stage
+   rows from the workers (the executor's path) and computed by the writer (a predictor the
+   workers cannot rebuild). With it, the CPU a batch of the main thread and of the commit thread
+   (DuckDB), and the rows/s they allow on 2 free cores.
    Goal: >= 200k generated rows/s with predictions.
 
 The load average is printed first: on a shared machine every number shrinks with it.
@@ -191,7 +198,7 @@ def ceiling(store, rf, n_batches: int, bs: int, on_workers: bool = True) -> floa
 
         def map(self, items, local_fn, task=None, shared=(), accept=None):
             for b in items:
-                first.append(time.perf_counter())
+                first.append((time.perf_counter(), time.process_time(), time.thread_time()))
                 yield accept(b, ready[b])
 
         def close(self):
@@ -201,14 +208,20 @@ def ceiling(store, rf, n_batches: int, bs: int, on_workers: bool = True) -> floa
     t = time.perf_counter()
     res = runner.generate(s, gan, n_batches * bs, batch_size=bs, seed=0, device="cpu", progress=False,
                           stages=runner.Stages(True, (), (rf,)), executor=Served())
-    end = time.perf_counter()
+    end, cpu, main_cpu = time.perf_counter(), time.process_time(), time.thread_time()
     n_pred = s.query("SELECT count(*) AS n FROM predictions")["n"][0]
-    rate = res.n_samples / (end - first[0])
+    rate = res.n_samples / (end - first[0][0])
+    main_cpu -= first[0][2]
+    other = cpu - first[0][1] - main_cpu
     print(f"\nwriter ceiling, stage rows {'from the workers' if on_workers else 'computed by the writer'} "
           f"({n_batches} batches of {bs:,} decoded samples served instantly): {rate:,.0f} generated rows/s "
           f"committed from the first batch on ({res.n_samples / (end - t):,.0f} with the run's start: "
           f"models, store reads) ({res.n_decodable:,} decodable, {res.n_new_compositions:,} new "
           f"compositions, validity + {n_pred:,} predictions)   (goal >= 200,000)")
+    print(f"  CPU a batch: main thread {1000 * main_cpu / n_batches:.0f} ms (Arrow read, checks, keys, "
+          f"stage rows), other threads {1000 * other / n_batches:.0f} ms (the commit thread: DuckDB); "
+          f"on 2 free cores between {res.n_samples / (main_cpu + other):,.0f} (no overlap) and "
+          f"{res.n_samples / max(main_cpu, other):,.0f} rows/s (full overlap)")
     return rate
 
 

@@ -22,6 +22,7 @@ from .payloads import decode, encode
 
 OUTPUTS = ("value", "std", "p_metal")
 MAX_REMEMBERED = 2_000_000           # keys per worker process and run (~100 MB of ints)
+MAX_RUNS = 4                         # runs remembered per worker process (a long-lived cluster)
 _SENT: dict[str, set] = {}           # run token -> keys this worker process sent
 
 
@@ -50,6 +51,8 @@ def build(batch, sp: dict, model_of, device: str) -> bytes:
     from ..stage_rows import compute, predict, prepare  # noqa: PLC0415
 
     uniq, first = np.unique(batch.keys, return_index=True)
+    if sp["token"] not in _SENT and len(_SENT) >= MAX_RUNS:
+        del _SENT[next(iter(_SENT))]     # the oldest run's
     sent = _SENT.setdefault(sp["token"], set())
     keep = np.fromiter((k not in sent for k in uniq.tolist()), bool, len(uniq))
     _, ids, zc, cc, nel = prepare(uniq[keep], batch.z[first[keep]], batch.counts[first[keep]])
