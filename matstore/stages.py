@@ -129,7 +129,7 @@ class Pipeline:
                 for st in need}
         here = np.zeros(n, bool)
         for st in need:
-            if st[0] != "stability":   # placed here from the predictions, wherever they come from
+            if not (isinstance(st, tuple) and st[0] == "stability"):   # placed from the predictions
                 here |= need[st] & ~take[st]
         li = np.flatnonzero(here)
         validity, vals, ok = compute(ids[li], zc[li], cc[li], nel[li], self.validate, self.feats)
