@@ -27,8 +27,8 @@ from . import compositions, models, progress as progress_bars
 from .bounds import BoundsError, check_samples
 from .compositions import composition_rows
 from .devices import resolve_device
-from .executor import LocalExecutor, open_executor, payload_params, ship_model
-from .executor.batch_checks import decoded_batch, new_compositions
+from .executor import LocalExecutor, open_executor, payload_params, ship_models
+from .executor.batch_checks import new_compositions, worker_batch
 from .executor.worker_tasks import generate_batch
 from .option_checks import at_least_one, chemical_system, decode_tolerance, sampling_overrides
 from .runs import RunError, count, get_run, open_run, reopen_run, still_running, tracked
@@ -141,7 +141,7 @@ def generate(store: Store, model, n: int, batch_size: int | None = None, seed: i
         if pipe.reference is not None:
             params["stages"]["stability"] = pipe.reference.source
     with open_executor(executor, insecure=insecure, announce=progress) as ex:
-        record = ship_model(ex, store, _stored_id(loaded))   # versions checked before any batch
+        record = _ship(ex, store, loaded, pipe)   # versions checked before any batch
         run_id = open_run(store, "generate", loaded.model_id, params, device, n, seed=int(seed),
                           executor=ex.name, workers=ex.workers)
         return _execute(store, run_id, loaded, params, int(seed), device, set(), progress, pipe,
@@ -171,17 +171,29 @@ def resume(store: Store, run_id: int, device: str | None = None, progress: bool 
         raise RunError(f"resume: run {run_id} was drawn from model id {run['model_id']}, "
                        f"not {loaded.model_id}")
     with open_executor(executor, insecure=insecure, announce=progress) as ex:
-        record = ship_model(ex, store, _stored_id(loaded))
-        reopen_run(store, run_id, ex.name, ex.workers)
         with store.connect() as con:
             done = {r[0] for r in con.execute("SELECT batch_no FROM run_batches WHERE run_id = ?",
                                               [int(run_id)]).fetchall()}
         stages = Stages.from_params(params.get("stages"))
         pipe = Pipeline(store, stages, device) if stages else None
+        record = _ship(ex, store, loaded, pipe)
+        reopen_run(store, run_id, ex.name, ex.workers)
         if pipe:
             pipe.catch_up(store, int(run_id))   # rows a killed run still had buffered
         return _execute(store, int(run_id), loaded, params, int(run["seed"]), device, done, progress,
                         pipe, ex, record)
+
+
+def _ship(ex, store: Store, loaded, pipe: Pipeline | None) -> dict | None:
+    """The generator's record for the workers, with the stage spec of the predictors stored in
+    the store (stage_payload.spec) under "stages"; every record checked on every worker first."""
+    from .executor.stage_payload import spec  # noqa: PLC0415
+
+    preds = [lm.model_id for lm in (pipe.models if pipe else ()) if _stored_id(lm) is not None]
+    recs = ship_models(ex, store, [_stored_id(loaded), *preds])
+    if recs is None:
+        return None
+    return {**recs[0], "stages": spec(pipe, recs[1:])}
 
 
 def _stored_id(loaded) -> int | None:
@@ -232,8 +244,11 @@ def _execute(store: Store, run_id: int, loaded, params: dict, seed: int, device:
     bs_of = lambda b: min(bs, n - b * bs)   # noqa: E731
     task_params = payload_params(n=n, batch_size=bs, seed=seed, tolerance=tol, sampling=sampling,
                                  device=device)
-    drawn = ex.map(todo, draw, generate_batch, (record, task_params),
-                   lambda b, data: decoded_batch(data, b, b * bs, bs_of(b), ex.name))
+    sp = (record or {}).get("stages")
+    record = {k: v for k, v in record.items() if k != "stages"} if record else None
+    shared = (record, task_params) + ((sp,) if sp else ())
+    drawn = ex.map(todo, lambda b: (draw(b), None), generate_batch, shared,
+                   lambda b, data: worker_batch(data, b, b * bs, bs_of(b), ex.name, sp, pipe))
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"matstore-run-{run_id}")
     inflight: list = []          # [(future, samples, decodable)] of the batch being committed
     seen = {"batches": 0, "samples": 0, "decodable": 0}   # this call's batches so far, uncommitted too
@@ -264,7 +279,7 @@ def _execute(store: Store, run_id: int, loaded, params: dict, seed: int, device:
                 for b in todo:
                     t0 = time.perf_counter()
                     m = bs_of(b)
-                    batch = next(drawn)
+                    batch, given = next(drawn)   # given: a worker's stage rows of the batch
                     batch, n_clash, uniq, first, new = key_check(batch, known, by_formula)
                     tally["key_collisions"] += n_clash
                     new_rows = composition_rows(batch.z[first[new]], batch.counts[first[new]])
@@ -272,7 +287,7 @@ def _execute(store: Store, run_id: int, loaded, params: dict, seed: int, device:
                         new_compositions(new_rows, ex.name, b)
                     chunk = None
                     if pipe:
-                        pipe.add(pipe.rows(uniq, batch.z[first], batch.counts[first]))
+                        pipe.add(pipe.rows(uniq, batch.z[first], batch.counts[first], given))
                         chunk = pipe.take() if pipe.due() else None
                     settle(advance)
                     inflight.append((pool.submit(commit, batch, new_rows, chunk, time.perf_counter() - t0),

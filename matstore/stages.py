@@ -19,13 +19,11 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from . import models
-from .compositions import CompositionBatch, canonical
-from .featurize import (FEATURE_KEY, VALIDITY_KEY, batch_from_arrow, feature_rows, register_checker,
-                        validity_rows)
+from .featurize import FEATURE_KEY, VALIDITY_KEY, batch_from_arrow, feature_rows, register_checker
 from .models.ensemble import Outputs
 from .predict import is_predictor, prediction_rows
 from .runs import RunError
+from .stage_rows import compute, predict, prepare, rows_of
 from .store import Store, append_new
 
 FLUSH_ROWS = 122_880        # DuckDB's row group: a transaction this large skips the WAL
@@ -111,59 +109,55 @@ class Pipeline:
     def refs(self) -> list[str]:
         return [lm.ref for lm in self.models]
 
-    def rows(self, keys: np.ndarray, z: np.ndarray, counts: np.ndarray) -> dict:
+    def rows(self, keys: np.ndarray, z: np.ndarray, counts: np.ndarray, given=None) -> dict:
         """Rows to append for distinct keys (decoded z, counts rows): {stage: table}; the
-        selected keys are under "keys"."""
-        from .validity import DEFAULT_SET  # noqa: PLC0415
-
+        selected keys are under "keys". given: a worker's checked stage rows of the batch
+        (executor.stage_payload.Given); what they do not cover is computed here."""
         if not self.done:
             return {}
         kl = keys.tolist()
         sel = np.flatnonzero(np.fromiter((k not in self.complete for k in kl), bool, len(kl)))
         if len(sel) == 0:
             return {}
-        zc, cc, nel = canonical(z[sel], counts[sel])
-        # rows sorted by element count, each group trimmed to that many slots: the work scales
-        # with the elements present, and dropping trailing padding leaves every value unchanged
-        order = np.argsort(nel, kind="stable")
-        sel, zc, cc, nel = sel[order], zc[order], cc[order], nel[order]
-        ids = keys[sel].astype(np.int64)
+        _, ids, zc, cc, nel = prepare(keys[sel], z[sel], counts[sel])
         sl = ids.tolist()
         need = {st: np.fromiter((k not in d for k in sl), bool, len(sl)) for st, d in self.done.items()}
         n = len(ids)
-        vparts = []                      # validity rows per group (default oxidation-state set)
-        vals = {name: np.empty((n, f.size)) for name, f in self.feats.items()}
-        ok = {name: np.zeros(n, bool) for name in self.feats}
-        bounds = np.concatenate([[0], np.flatnonzero(np.diff(nel)) + 1, [n]])
-        for a, e in zip(bounds[:-1], bounds[1:]):
-            k = max(int(nel[a]), 1)
-            b = CompositionBatch(ids[a:e], zc[a:e, :k].astype(np.int16), cc[a:e, :k])
-            if self.validate:
-                vparts.append(validity_rows(b, DEFAULT_SET))
-            for name, f in self.feats.items():
-                vals[name][a:e] = f.transform(b).reshape(e - a, -1)
-                ok[name][a:e] = f.encodable(b)
+        pos = given.locate(ids) if given is not None else np.full(n, -1)
+        # from the worker: stages it sent, for the keys it sent
+        take = {st: need[st] & (pos >= 0) if given is not None and given.covers(st) else np.zeros(n, bool)
+                for st in need}
+        here = np.zeros(n, bool)
+        for st in need:
+            if not (isinstance(st, tuple) and st[0] == "stability"):   # placed from the predictions
+                here |= need[st] & ~take[st]
+        li = np.flatnonzero(here)
+        validity, vals, ok = compute(ids[li], zc[li], cc[li], nel[li], self.validate, self.feats)
         out = {"keys": ids}
         if self.validate:
-            out["validity"] = pa.concat_tables(vparts).filter(pa.array(need["validity"]))
+            mine = (need["validity"] & ~take["validity"])[li]
+            parts = [validity.filter(pa.array(mine))]
+            if take["validity"].any():
+                parts.append(given.validity.take(pa.array(pos[take["validity"]])))
+            out["validity"] = pa.concat_tables(parts)
         for name, f in self.stored.items():
-            m = need[("features", name)]
-            out[("features", name)] = feature_rows(ids[m], f, _rows_of(vals[name], m), ok[name][m])
+            m = need[("features", name)][li]
+            out[("features", name)] = feature_rows(ids[li][m], f, rows_of(vals[name], m), ok[name][m])
         for lm in self.models:
-            m = need[("predictions", lm.model_id)]
-            good = ok[lm.featurizer][m]
-            o = Outputs.empty(int(m.sum()))
-            if good.any():
-                x = models.shape_input(lm.kind, _rows_of(_rows_of(vals[lm.featurizer], m), good))
-                o.put(good, lm.predict_features_outputs(x, device=self.device))
-            v = o.value
+            st = ("predictions", lm.model_id)
+            o = Outputs.empty(n)
+            if take[st].any():
+                o.put(take[st], given.outputs(lm.model_id, pos[take[st]]))
+            mine = (need[st] & ~take[st])[li]
+            if mine.any():
+                o.put(li[mine], predict(lm, vals[lm.featurizer], ok[lm.featurizer], mine, self.device))
+            m = need[st]
             # the run_id is set in write()
-            out[("predictions", lm.model_id)] = (lm, ids[m], v, o.std, o.p_metal)
+            out[st] = (lm, ids[m], o.value[m], o.std[m], o.p_metal[m])
             if lm in self.hull_models:   # keys predicted here (stored ones: `matstore stability`)
                 from .stability import rows as stability_rows  # noqa: PLC0415
 
-                vf = np.full(n, np.nan)
-                vf[m] = v
+                vf = np.where(m, o.value, np.nan)
                 s = need[("stability", lm.model_id)] & m
                 out[("stability", lm.model_id)] = stability_rows(
                     self.reference, ids[s], zc[s], cc[s], vf[s], lm.model_id, None)
@@ -239,6 +233,4 @@ class Pipeline:
         return n
 
 
-def _rows_of(a: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    return a if mask.all() else a[mask]   # the usual case (all rows) without a copy
 

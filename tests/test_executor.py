@@ -210,7 +210,7 @@ def test_kill_9_of_a_worker_mid_run_finishes_identically(study, client, tmp_path
     store = _copy(study["template"], tmp_path / "killw.duckdb")
     pids = client.run(os.getpid)
     killed = []
-    real = runner.decoded_batch
+    real = runner.worker_batch
 
     def kill_after_batch_2(data, b, *args):
         if b == 2 and not killed:   # later batches are in flight on both workers
@@ -219,7 +219,7 @@ def test_kill_9_of_a_worker_mid_run_finishes_identically(study, client, tmp_path
             killed.append(victim)
         return real(data, b, *args)
 
-    monkeypatch.setattr(runner, "decoded_batch", kill_after_batch_2)
+    monkeypatch.setattr(runner, "worker_batch", kill_after_batch_2)
     _run(store, study["gan"], study["rf"], study["tol"], client)
     assert killed and not _alive(killed[0])
     _assert_same(store, study["serial"])
@@ -331,6 +331,25 @@ def test_a_forged_batch_from_a_worker_is_rejected_with_nothing_written(template,
                         tolerance=study["tol"], progress=False, executor=client)
     monkeypatch.undo()
 
+    def forged_stages(b, record, p, stages):   # runs on a worker: a real batch, its stage rows
+        import numpy as np                       # with p_metal out of 0..1
+        import pyarrow as pa
+        from matstore.executor import worker_tasks as w
+        from matstore.executor.payloads import encode
+
+        data, rows = w.generate_batch(b, record, p, stages)
+        t = pa.ipc.open_stream(pa.py_buffer(rows)).read_all()
+        col = [c for c in t.column_names if c.endswith(".p_metal")][0]
+        t = t.set_column(t.column_names.index(col), col, pa.array(np.full(t.num_rows, 2.0)))
+        return [data, encode(t)]
+
+    monkeypatch.setattr(runner, "generate_batch", forged_stages)
+    with pytest.raises(ExecutorError, match="stage rows of batch 0: model .* p_metal out of bounds"):
+        runner.generate(store, study["gan"], N, batch_size=BS, seed=SEED, device="cpu",
+                        tolerance=study["tol"], progress=False, executor=client,
+                        stages=runner.Stages(True, (), (study["rf"],)))
+    monkeypatch.undo()
+
     def forged_predict(item, record, p):   # runs on a worker: one NaN among real predictions
         import numpy as np
         import pyarrow as pa
@@ -348,4 +367,4 @@ def test_a_forged_batch_from_a_worker_is_rejected_with_nothing_written(template,
     after = {t: store.query(f"SELECT count(*) AS n FROM {t}")["n"][0] for t in TABLES}
     assert after == before
     assert store.query("SELECT kind, status FROM runs ORDER BY run_id").rows() == \
-        [("generate", "failed"), ("predict", "failed")]
+        [("generate", "failed"), ("generate", "failed"), ("predict", "failed")]

@@ -25,6 +25,11 @@ _SYMBOLS = pa.array(SYMBOLS, pa.string())
 del _order
 
 
+def element_rank(z: np.ndarray) -> np.ndarray:
+    """Each atomic number's place in formula order (elements.sort_order); padding ranks last."""
+    return _RANK[np.asarray(z, np.int64)]
+
+
 def canonical(z: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Decoded rows -> (z, reduced counts, n_elements) in the store's element order (padding last):
     the rows batch_from_arrow rebuilds from the stored compositions."""

@@ -117,9 +117,10 @@ class DaskExecutor:
         addrs = list(self.client.scheduler_info(n_workers=-1)["workers"])
         if not addrs:
             raise ExecutorError(f"executor {self.name}: the scheduler has no workers")
-        for addr in addrs:
-            fut = self.client.submit(worker_tasks.identity, futs, workers=[addr],
-                                     allow_other_workers=False, pure=False)
+        pending = [(addr, self.client.submit(worker_tasks.identity, futs, workers=[addr],
+                                             allow_other_workers=False, pure=False))
+                   for addr in addrs]   # every worker at once: each loads the models
+        for addr, fut in pending:
             got = self._result(fut, "version check")
             if not isinstance(got, dict):
                 raise ExecutorError(f"executor {self.name}: worker {addr} answered the version check "
@@ -194,13 +195,18 @@ def _client(address_or_cluster, security=None, timeout: float = CONNECT_TIMEOUT)
 
 
 def _local_cluster(n: int):
+    import dask  # noqa: PLC0415
     from distributed import LocalCluster  # noqa: PLC0415
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")   # inherited by the workers: no oversubscription
     try:
-        return LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                            dashboard_address="127.0.0.1:0", protocol="tcp://", silence_logs=40,
-                            death_timeout=60)   # workers left by a killed client exit by themselves
+        # Dask's MALLOC_TRIM_THRESHOLD_=65536 turns off glibc's adaptive mmap threshold: every
+        # large torch/numpy buffer is then mmapped and faulted in afresh (+40 % CPU a generate
+        # batch, measured); a value the user set in the environment is still inherited
+        with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+            return LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                dashboard_address="127.0.0.1:0", protocol="tcp://", silence_logs=40,
+                                death_timeout=60)   # workers left by a killed client exit by themselves
     except Exception as e:  # noqa: BLE001
         raise ExecutorError(f"executor processes:{n}: the local cluster did not start: "
                             f"{type(e).__name__}: {' '.join(str(e).split())[:300]}") from None
@@ -275,16 +281,23 @@ def open_executor(spec=None, insecure: bool = False, security=None, timeout: flo
 def ship_model(ex, store, model_id) -> dict | None:
     """The model_versions record (weights included) workers rebuild model_id from, after every
     worker's version and received weights sha256 are checked; None for the local executor."""
+    recs = ship_models(ex, store, [model_id])
+    return None if recs is None else recs[0]
+
+
+def ship_models(ex, store, model_ids) -> list[dict] | None:
+    """ship_model of several stored models, checked on every worker in one pass."""
     if isinstance(ex, LocalExecutor):
         return None
     from ..registry.records import get_record  # noqa: PLC0415
 
-    if model_id is None or isinstance(model_id, bool) or not isinstance(model_id, int):
-        raise ExecutorError(f"executor {ex.name}: only a model version stored in the store runs on "
-                            f"workers (got model id {model_id!r})")
-    rec = get_record(store, int(model_id))
-    ex.check_versions([rec])
-    return rec
+    for model_id in model_ids:
+        if model_id is None or isinstance(model_id, bool) or not isinstance(model_id, int):
+            raise ExecutorError(f"executor {ex.name}: only a model version stored in the store runs "
+                                f"on workers (got model id {model_id!r})")
+    recs = [get_record(store, int(m)) for m in model_ids]
+    ex.check_versions(recs)
+    return recs
 
 
 def payload_params(**params) -> dict:

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from .. import compositions as C
-from ..merge.validate import FINITE, MAX_ATOMS, MAX_COUNT, composition_problem
+from ..merge.validate import FINITE, MAX_ATOMS, MAX_COUNT
 from . import ExecutorError
 from .payloads import decode, package_fields
 
@@ -21,6 +21,26 @@ def generated_schema(width: int) -> pa.Schema:
     lst = pa.list_(pa.int64(), width)
     return pa.schema(package_fields("generated", ["sample_no", "composition_id"])
                      + [pa.field("z", lst), pa.field("counts", lst)])
+
+
+def worker_batch(data, batch_no: int, first_sample: int, n_samples: int, name: str, sp, pipe):
+    """A worker's generate result -> (checked DecodedBatch, checked stage rows or None): bytes of
+    the batch, or [batch, stage rows] when the workers run the stages (stage_payload.spec sp)."""
+    stage_data = None
+    if sp:
+        if not isinstance(data, (list, tuple)) or len(data) != 2:
+            raise ExecutorError(f"executor {name}: batch {batch_no}: the worker returned "
+                                f"{type(data).__name__}, not [batch, stage rows]")
+        data, stage_data = data
+    batch = decoded_batch(data, batch_no, first_sample, n_samples, name)
+    if stage_data is None:
+        return batch, None
+    from ..features import get  # noqa: PLC0415
+    from .stage_payload import checked  # noqa: PLC0415
+
+    sent = {int(r["model_id"]) for r in sp["models"]}
+    encodable = {lm.model_id: get(lm.featurizer).encodable for lm in pipe.models if lm.model_id in sent}
+    return batch, checked(stage_data, sp, batch, encodable, name, batch_no)
 
 
 def decoded_batch(data, batch_no: int, first_sample: int, n_samples: int, name: str):
@@ -71,11 +91,12 @@ def decoded_batch(data, batch_no: int, first_sample: int, n_samples: int, name: 
 
 def new_compositions(rows: pa.Table, name: str, batch_no: int) -> None:
     """merge's check of every composition row new to the store (compositions.composition_rows of
-    a checked batch): elements known, counts in bounds, reduced, canonical, formula and key."""
-    for row in rows.to_pylist():
-        why = composition_problem(row)
-        if why:
-            raise ExecutorError(f"executor {name}: batch {batch_no}: composition {row['formula']!r}: {why}")
+    a checked batch): elements known, counts in bounds, reduced, canonical, formula and key; over
+    the whole table in arrays, the first bad row worded by merge's composition_problem."""
+    from ..merge.composition_checks import problems  # noqa: PLC0415
+
+    for _, row, why in problems(rows, limit=1):
+        raise ExecutorError(f"executor {name}: batch {batch_no}: composition {row['formula']!r}: {why}")
 
 
 def predictions_schema() -> pa.Schema:

@@ -82,9 +82,10 @@ def model(record: dict, device: str):
     return _MODELS[key]
 
 
-def generate_batch(b: int, record: dict, p: dict) -> bytes:
+def generate_batch(b: int, record: dict, p: dict, stages: dict | None = None):
     """Batch b of a generate run: sampled from torch.Generator(batch_seed(seed, b)) and decoded,
-    exactly as runner._execute does in process. Columns: sample_no, composition_id, z, counts."""
+    exactly as runner._execute does in process. Columns: sample_no, composition_id, z, counts.
+    stages (stage_payload.spec): also the batch's stage rows, returned as [batch, stage rows]."""
     import torch  # noqa: PLC0415
 
     from ..runner import batch_seed, decode  # noqa: PLC0415
@@ -97,7 +98,12 @@ def generate_batch(b: int, record: dict, p: dict) -> bytes:
     gen = torch.Generator(device=p["device"]).manual_seed(batch_seed(p["seed"], b))
     with torch.inference_mode():
         batch = decode(loaded, loaded.sample(m, gen, p["device"], **p["sampling"]), p["tolerance"], b, b * bs)
-    return encode(decoded_table(batch))
+    data = encode(decoded_table(batch))
+    if not stages:
+        return data
+    from .stage_payload import build  # noqa: PLC0415
+
+    return [data, build(batch, stages, lambda rec: model(rec, p["device"]), p["device"])]
 
 
 def decoded_table(batch) -> pa.Table:

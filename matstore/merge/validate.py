@@ -250,18 +250,15 @@ def composition_problem(row: dict) -> str | None:
 def _check_compositions(con, other: str) -> None:
     """Every composition new to this store recomputed (one we have is compared as a whole row
     by _check_against_ours)."""
-    new = pl.from_arrow(con.sql(f"""
+    new = con.sql(f"""
         SELECT composition_id, formula, elements, counts, n_elements, n_atoms
         FROM {SRC}.compositions s
         WHERE NOT EXISTS (SELECT 1 FROM compositions t WHERE t.composition_id = s.composition_id)
-        """).to_arrow_table())
-    bad = []
-    for row in new.iter_rows(named=True):
-        why = composition_problem(row)
-        if why:
-            bad.append(f"{row['formula']!r} (id {row['composition_id']}): {why}")
-            if len(bad) == 3:
-                break
+        """).to_arrow_table()
+    from .composition_checks import problems  # noqa: PLC0415 (it imports this module)
+
+    bad = [f"{row['formula']!r} (id {row['composition_id']}): {why}"
+           for _, row, why in problems(new, limit=3)]
     if bad:
         n = "several" if len(bad) == 3 else len(bad)
         raise MergeError(f"merge: {other}: {n} invalid compositions, e.g. {'; '.join(bad)}; "

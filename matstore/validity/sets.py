@@ -39,6 +39,7 @@ def known_set(name: str) -> str:
     return name
 
 
+@lru_cache(maxsize=1)   # a metadata read costs ~4 ms: once per process, not per batch
 def _smact_version() -> str:
     try:
         from importlib.metadata import version
