@@ -82,3 +82,18 @@ def test_loading_an_attention_model_imports_no_umap(tmp_path):
             "assert float(m.module.table.abs().sum()) > 0   # the vectors came from the weights")
     loaded = _loaded_after(code)
     assert "torch" in loaded and not {"umap", "sklearn", "elementembeddings"} & set(loaded)
+
+
+def test_shipped_catalogue_snapshot_is_current_and_equals_the_migrations():
+    """catalogue.json spares every process running all migrations in memory; it must be the one
+    these migrations and this DuckDB build (after adding a migration: python -m matstore.catalogue)."""
+    from matstore import catalogue, migrations
+
+    snap = json.loads(catalogue._SNAPSHOT.read_text())
+    assert snap["key"] == catalogue.snapshot_key(), "stale: run python -m matstore.catalogue"
+    v = migrations.latest_version()
+    tables, columns = catalogue._live(v)
+    assert catalogue.expected_tables(v) == tables and len(tables) > 20
+    assert catalogue._package_columns(v) == columns
+    from matstore.views import normalized_view_sql
+    assert catalogue.package_view_sql() == normalized_view_sql() and len(snap["views"]) > 20
