@@ -97,3 +97,21 @@ def test_shipped_catalogue_snapshot_is_current_and_equals_the_migrations():
     assert catalogue._package_columns(v) == columns
     from matstore.views import normalized_view_sql
     assert catalogue.package_view_sql() == normalized_view_sql() and len(snap["views"]) > 20
+
+
+def test_counting_a_models_parameters_loads_no_compiler_stack():
+    """bounds.model_values builds on the meta device; meta normal_/arange would import sympy and
+    torch._dynamo (seconds of generate's start-up). Same count as a real build; bound enforced."""
+    code = ("import sys, torch, matstore.models as M\n"
+            "from matstore import bounds\n"
+            "from matstore.models.transformer import TransformerConfig\n"
+            "cfg = TransformerConfig().to_dict()\n"
+            "n = bounds.model_values('transformer', cfg, M.build)\n"
+            "assert 'sympy' not in sys.modules and 'torch._dynamo' not in sys.modules\n"
+            "m = M.build('transformer', cfg)\n"
+            "assert n == sum(p.numel() for p in m.parameters()) + sum(b.numel() for b in m.buffers())\n"
+            "big = dict(cfg, d_model=4096, d_ff=65536, n_layers=64)\n"
+            "try:\n    bounds.model_values('transformer', big, M.build)\nexcept bounds.BoundsError:\n    pass\n"
+            "else:\n    raise AssertionError('no BoundsError')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
