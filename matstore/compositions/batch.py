@@ -55,9 +55,10 @@ class CompositionBatch:
         Parsed a column at a time (column.parse_formulas), with parse()'s answers."""
         from .column import parse_formulas  # noqa: PLC0415  (polars: not for every importer)
 
+        formulas = list(formulas)
         col = parse_formulas(formulas)
         if not col.ok.all():
-            parse(list(formulas)[int(np.argmin(col.ok))])   # raises parse()'s own error
+            parse(formulas[int(np.argmin(col.ok))])   # raises parse()'s own error
         return cls(keys_from_arrays(col.z, col.counts), col.z.astype(np.int16), col.counts)
 
     def elements(self, i: int) -> list[str]:
