@@ -15,6 +15,8 @@ tensor bytes a weights blob declares, hyperparameters and sample counts from fla
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import io
 import json
 import math
@@ -45,13 +47,32 @@ def model_values(kind: str, config, build) -> int:
     import torch  # noqa: PLC0415
 
     check_config_size(config)
-    with torch.device("meta"):
+    with torch.device("meta"), _shapes_only()():
         module = build(kind, config)
     n = sum(p.numel() for p in module.parameters()) + sum(b.numel() for b in module.buffers())
     if n > MAX_PARAMS:
         raise BoundsError(f"a {kind} with this config has {n:,} parameters, more than "
                           f"{MAX_PARAMS:,} (matstore.bounds.MAX_PARAMS)")
     return n
+
+
+@lru_cache(maxsize=1)
+def _shapes_only():
+    """A torch function mode (per thread) for building a module on the meta device to count its
+    parameters: random initial values are skipped and arange is made on the CPU, because their
+    meta kernels import sympy and torch's compiler stack (1-3 s of generate's start-up)."""
+    from torch.overrides import TorchFunctionMode  # noqa: PLC0415
+
+    class ShapesOnly(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            name = getattr(func, "__name__", None)
+            if name in ("normal_", "uniform_", "log_normal_", "exponential_"):
+                return args[0] if args else (kwargs or {})["tensor"]   # nn.init's or the method
+            if name == "arange":   # meta arange goes through the same Python decompositions
+                return func(*args, **{**(kwargs or {}), "device": "cpu"}).to("meta")
+            return func(*args, **(kwargs or {}))
+
+    return ShapesOnly
 
 
 def check_weights_blob(weights: bytes, values: int, ref: str) -> None:

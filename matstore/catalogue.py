@@ -19,11 +19,14 @@ or formula characters than ingest accepts (a 3,000,000-element list made `valida
 
 from __future__ import annotations
 
+import hashlib
+import json
 from functools import lru_cache
+from pathlib import Path
 
 import duckdb
 
-from . import migrations
+from . import migrations, views
 from .connection import open_duckdb
 from .errors import MatstoreError
 
@@ -33,30 +36,81 @@ class CatalogueError(MatstoreError, RuntimeError):
     """A file whose catalogue is not the one matstore's migrations build; the message names it."""
 
 
-@lru_cache(maxsize=None)
-def expected_tables(version: int) -> tuple[tuple[str, str], ...]:
-    """(table, normalized CREATE TABLE text) that the migrations up to version build."""
+_SNAPSHOT = Path(__file__).with_name("catalogue.json")
+
+
+def _live(version: int) -> tuple[tuple[tuple[str, str], ...], dict[str, tuple[str, ...]]]:
+    """(table, normalized CREATE TABLE text) and table -> columns that the migrations up to
+    version build, learned by running them in memory."""
     con = open_duckdb(":memory:")
     try:
         migrations.migrate(con, ":memory:", upto=version)
-        return tuple(con.execute(
+        tables = tuple(con.execute(
             "SELECT table_name, sql FROM duckdb_tables() WHERE database_name = current_database() "
             "AND schema_name = 'main' ORDER BY table_name").fetchall())
+        rows = con.execute(
+            "SELECT table_name, list(column_name ORDER BY column_index) FROM duckdb_columns() "
+            "WHERE database_name = current_database() AND schema_name = 'main' GROUP BY table_name").fetchall()
+        return tables, {t: tuple(cols) for t, cols in rows}
     finally:
         con.close()
+
+
+def snapshot_key() -> str:
+    """What the shipped snapshot must have been written for: every migration, every view
+    (sql/*.sql) and DuckDB's version."""
+    h = hashlib.sha256(duckdb.__version__.encode())
+    for m in migrations.known_migrations():
+        h.update(f"\0{m.version}\0{m.name}\0{m.sql()}".encode())
+    for name, body in sorted(views.view_definitions().items()):
+        h.update(f"\0{name}\0{body}".encode())
+    return h.hexdigest()
+
+
+@lru_cache(maxsize=None)
+def _snapshot() -> dict:
+    """The latest version's tables and columns and the views' normalized text, shipped
+    (catalogue.json) so a process need not run every migration in memory and render every view
+    to learn them (~0.25 CPU-s of every command's start); ignored (computed live)
+    unless written for these migrations and this DuckDB. `python -m matstore.catalogue` rewrites it."""
+    try:
+        snap = json.loads(_SNAPSHOT.read_text())
+    except (OSError, ValueError):
+        return {}
+    return snap if snap.get("key") == snapshot_key() else {}
+
+
+@lru_cache(maxsize=None)
+def expected_tables(version: int) -> tuple[tuple[str, str], ...]:
+    """(table, normalized CREATE TABLE text) that the migrations up to version build."""
+    snap = _snapshot()
+    if snap and version == snap["version"]:
+        return tuple((t, sql) for t, sql in snap["tables"])
+    return _live(version)[0]
 
 
 @lru_cache(maxsize=None)
 def _package_columns(version: int) -> dict[str, tuple[str, ...]]:
-    con = open_duckdb(":memory:")
-    try:
-        migrations.migrate(con, ":memory:", upto=version)
-        rows = con.execute(
-            "SELECT table_name, list(column_name ORDER BY column_index) FROM duckdb_columns() "
-            "WHERE database_name = current_database() AND schema_name = 'main' GROUP BY table_name").fetchall()
-        return {t: tuple(cols) for t, cols in rows}
-    finally:
-        con.close()
+    snap = _snapshot()
+    if snap and version == snap["version"]:
+        return {t: tuple(cols) for t, cols in snap["columns"].items()}
+    return _live(version)[1]
+
+
+@lru_cache(maxsize=1)
+def package_view_sql() -> dict[str, str]:
+    """views.normalized_view_sql(), from the shipped snapshot when it is current."""
+    snap = _snapshot()
+    return dict(snap["views"]) if snap else views.normalized_view_sql()
+
+
+def write_snapshot(path: Path = _SNAPSHOT) -> None:
+    """(Re)write the shipped snapshot from the migrations, run in memory."""
+    version = migrations.latest_version()
+    tables, columns = _live(version)
+    path.write_text(json.dumps({"key": snapshot_key(), "version": version, "tables": tables,
+                                "columns": columns, "views": views.normalized_view_sql()},
+                               indent=1, sort_keys=True) + "\n")
 
 
 def package_columns(table: str) -> tuple[str, ...]:
@@ -185,3 +239,8 @@ def check_rows(con: duckdb.DuckDBPyConnection, path: str) -> None:
             f"{MAX_ELEMENTS} elements or {MAX_FORMULA_CHARS} formula characters, which matstore "
             f"never writes; remove them with `matstore query --write \"DELETE FROM compositions "
             f"WHERE len(elements) > {MAX_ELEMENTS} OR length(formula) > {MAX_FORMULA_CHARS}\"`")
+
+
+if __name__ == "__main__":   # python -m matstore.catalogue: after adding a migration
+    write_snapshot()
+    print(f"wrote {_SNAPSHOT}")

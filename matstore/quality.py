@@ -22,7 +22,6 @@ import numpy as np
 import polars as pl
 import scipy.linalg
 
-from .compositions import CompositionBatch
 from .errors import MatstoreError
 from .store import Store, append
 
@@ -63,6 +62,7 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float | None:
 
 def magpie_vectors(store: Store, ids: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Magpie vectors (NaN-free rows) of at most FRECHET_MAX of ids, drawn with rng."""
+    from .featurize import batch_from_arrow  # noqa: PLC0415
     from .features.magpie import Magpie
 
     ids = np.sort(np.asarray(ids, dtype=np.int64))
@@ -73,8 +73,7 @@ def magpie_vectors(store: Store, ids: np.ndarray, rng: np.random.Generator) -> n
     comp = store.query("SELECT composition_id, elements, counts FROM compositions "
                        "WHERE composition_id IN (SELECT unnest(?::BIGINT[])) ORDER BY composition_id",
                        [ids.tolist()])
-    x = Magpie().transform(CompositionBatch.from_lists(comp["elements"].to_list(),
-                                                      comp["counts"].to_list()))
+    x = Magpie().transform(batch_from_arrow(comp.to_arrow()))   # list columns, no per-row Python
     return x[np.isfinite(x).all(axis=1)]
 
 

@@ -82,7 +82,7 @@ def package_views_and_builtins(con: duckdb.DuckDBPyConnection) -> bool:
     path = 'temp.main,system.main,"' + db.replace('"', '""') + '".main'
     con.execute("SET search_path = '" + path.replace("'", "''") + "'")
     stored = {v["name"]: v["body"] for v in stored or []}
-    for known in (_VIEW_SQL, normalized_view_sql()):   # learned from made views, else rendered
+    for known in (_VIEW_SQL, catalogue.package_view_sql()):   # learned from made views, else rendered
         if known and all(stored.get(name) == sql for name, sql in known.items()):
             return False
     create_views(con, temp=True)

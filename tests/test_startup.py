@@ -82,3 +82,36 @@ def test_loading_an_attention_model_imports_no_umap(tmp_path):
             "assert float(m.module.table.abs().sum()) > 0   # the vectors came from the weights")
     loaded = _loaded_after(code)
     assert "torch" in loaded and not {"umap", "sklearn", "elementembeddings"} & set(loaded)
+
+
+def test_shipped_catalogue_snapshot_is_current_and_equals_the_migrations():
+    """catalogue.json spares every process running all migrations in memory; it must be the one
+    these migrations and this DuckDB build (after adding a migration: python -m matstore.catalogue)."""
+    from matstore import catalogue, migrations
+
+    snap = json.loads(catalogue._SNAPSHOT.read_text())
+    assert snap["key"] == catalogue.snapshot_key(), "stale: run python -m matstore.catalogue"
+    v = migrations.latest_version()
+    tables, columns = catalogue._live(v)
+    assert catalogue.expected_tables(v) == tables and len(tables) > 20
+    assert catalogue._package_columns(v) == columns
+    from matstore.views import normalized_view_sql
+    assert catalogue.package_view_sql() == normalized_view_sql() and len(snap["views"]) > 20
+
+
+def test_counting_a_models_parameters_loads_no_compiler_stack():
+    """bounds.model_values builds on the meta device; meta normal_/arange would import sympy and
+    torch._dynamo (seconds of generate's start-up). Same count as a real build; bound enforced."""
+    code = ("import sys, torch, matstore.models as M\n"
+            "from matstore import bounds\n"
+            "from matstore.models.transformer import TransformerConfig\n"
+            "cfg = TransformerConfig().to_dict()\n"
+            "n = bounds.model_values('transformer', cfg, M.build)\n"
+            "assert 'sympy' not in sys.modules and 'torch._dynamo' not in sys.modules\n"
+            "m = M.build('transformer', cfg)\n"
+            "assert n == sum(p.numel() for p in m.parameters()) + sum(b.numel() for b in m.buffers())\n"
+            "big = dict(cfg, d_model=4096, d_ff=65536, n_layers=64)\n"
+            "try:\n    bounds.model_values('transformer', big, M.build)\nexcept bounds.BoundsError:\n    pass\n"
+            "else:\n    raise AssertionError('no BoundsError')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr

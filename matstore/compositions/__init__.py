@@ -1,6 +1,7 @@
 """The composition key: one place that turns a formula into a canonical composition.
 
-Modules: elements (the periodic table), parse (formula grammar, bounds, reduced formula), keys
+Modules: elements (the periodic table), parse (formula grammar, bounds, reduced formula), column (a
+whole column of formula strings at once, parse()'s answers), keys
 (the 64-bit key and fingerprint), kernels (the same over arrays), batch (CompositionBatch),
 insert (key-checked inserts into the compositions table).
 
@@ -36,6 +37,7 @@ Bounds (untrusted input; a formula beyond any of them is a FormulaError naming t
 from __future__ import annotations
 
 from .batch import CompositionBatch
+from .column import FormulaColumn, parse_formulas
 from .elements import MAX_Z, PAULING_X, SORT_X, SPECIAL_FORMULAS, SYMBOLS, Z_OF, sort_order
 from .insert import KeyCollision, collision_reason, collisions, insert_new, insert_unseen
 from .kernels import canonical, composition_rows
@@ -50,6 +52,6 @@ __all__ = ["CompositionBatch", "Composition", "FormulaError", "KeyCollision", "M
            "MAX_ELEMENTS", "MAX_EXPONENT", "MAX_FORMULA_CHARS", "MAX_NUMBER_CHARS", "MAX_Z",
            "FP_EXACT_COUNT", "FP_EXACT_ELEMENTS", "PAULING_X", "SORT_X", "SPECIAL_FORMULAS", "SYMBOLS",
            "Z_OF", "canonical", "collision_reason", "collisions", "composition_key", "composition_rows",
-           "fingerprints", "fingerprints_from_lists", "from_arrays", "insert_new", "insert_unseen",
-           "keys_and_fingerprints", "keys_from_arrays", "mix64", "mix64_int", "parse", "parse_amounts",
+           "fingerprints", "fingerprints_from_lists", "FormulaColumn", "from_arrays", "insert_new", "insert_unseen",
+           "keys_and_fingerprints", "keys_from_arrays", "mix64", "mix64_int", "parse", "parse_amounts", "parse_formulas",
            "reduce_amounts", "reduced_formula", "sort_order", "try_parse"]

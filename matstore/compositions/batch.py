@@ -51,8 +51,15 @@ class CompositionBatch:
 
     @classmethod
     def from_formulas(cls, formulas: list[str]) -> "CompositionBatch":
-        """Raises FormulaError on the first bad formula; filter with try_parse first if needed."""
-        return cls.from_compositions([parse(f) for f in formulas])
+        """Raises FormulaError on the first bad formula; filter with try_parse first if needed.
+        Parsed a column at a time (column.parse_formulas), with parse()'s answers."""
+        from .column import parse_formulas  # noqa: PLC0415  (polars: not for every importer)
+
+        formulas = list(formulas)
+        col = parse_formulas(formulas)
+        if not col.ok.all():
+            parse(formulas[int(np.argmin(col.ok))])   # raises parse()'s own error
+        return cls(keys_from_arrays(col.z, col.counts), col.z.astype(np.int16), col.counts)
 
     def elements(self, i: int) -> list[str]:
         return [SYMBOLS[int(zz)] for zz in self.z[i] if zz > 0]

@@ -7,7 +7,6 @@ import hashlib
 from dataclasses import dataclass
 
 import polars as pl
-import pyarrow as pa
 
 from .. import compositions
 from ..curation import Curation, apply_row_rules
@@ -32,26 +31,17 @@ class Prepared:
 
 
 def _parse_formulas(formulas: pl.Series) -> pl.DataFrame:
-    """Distinct formula strings -> composition columns (null id + reason where unparseable)."""
-    uniq = formulas.drop_nulls().unique().to_list()
-    ok_f, ids, canon, flat_el, flat_n, offsets = [], [], [], [], [], [0]
-    bad_f, reasons = [], []
-    for f in uniq:
-        c = compositions.try_parse(f)
-        if isinstance(c, str):
-            bad_f.append(f), reasons.append(c)
-        else:
-            ok_f.append(f), ids.append(c.composition_id), canon.append(c.formula)
-            flat_el.extend(c.elements), flat_n.extend(c.counts), offsets.append(len(flat_el))
-    # list columns through Arrow offsets: building them from nested Python lists is ~10x slower
-    off = pa.array(offsets, pa.int32())
-    ok = pl.from_arrow(pa.table({
-        "formula": pa.array(ok_f, pa.string()), "composition_id": pa.array(ids, pa.int64()),
-        "canonical": pa.array(canon, pa.string()),
-        "elements": pa.ListArray.from_arrays(off, pa.array(flat_el, pa.string())),
-        "counts": pa.ListArray.from_arrays(off, pa.array(flat_n, pa.int32())),
-        "reason": pa.nulls(len(ok_f), pa.string())}))
-    bad = pl.DataFrame({"formula": bad_f, "reason": reasons}, schema={"formula": pl.String, "reason": pl.String})
+    """Distinct formula strings -> composition columns (null id + reason where unparseable),
+    parsed a column at a time (compositions.parse_formulas: parse()'s answers)."""
+    uniq = formulas.drop_nulls().unique()
+    col = compositions.parse_formulas(uniq)
+    ok = pl.from_arrow(col.rows()).select(
+        uniq.filter(pl.Series(col.ok)).cast(pl.String).alias("formula"), "composition_id",
+        pl.col("formula").alias("canonical"), "elements", "counts",
+        pl.lit(None, pl.String).alias("reason"))
+    bad = pl.DataFrame({"formula": uniq.filter(pl.Series(~col.ok)).cast(pl.String),
+                        "reason": [r for r in col.reason if r is not None]},
+                       schema={"formula": pl.String, "reason": pl.String})
     return pl.concat([ok, bad], how="diagonal")
 
 

@@ -138,14 +138,16 @@ class CompositionTransformer(nn.Module):
         self.drop = nn.Dropout(c.dropout)
         from ..compositions.elements import Z_OF  # noqa: PLC0415
 
-        z_of_rank = torch.tensor([Z_OF[s] for s in c.order], dtype=torch.long)
-        rank_of_z = torch.full((max(Z_OF.values()) + 1,), -1, dtype=torch.long)
-        rank_of_z[z_of_rank] = torch.arange(len(c.order))
+        # numpy, then CPU tensors: built on the meta device (bounds.model_values) torch's meta
+        # arange / floor_divide import its compiler stack (seconds)
+        z_of_rank = np.array([Z_OF[s] for s in c.order], np.int64)
+        rank_of_z = np.full(max(Z_OF.values()) + 1, -1, np.int64)
+        rank_of_z[z_of_rank] = np.arange(len(c.order))
+        token_rank = np.concatenate([np.full(FIRST, -1), np.arange(c.vocab - FIRST) // c.max_count])
         # not state: rebuilt from the config (the stored weights stay the learned ones only)
-        self.register_buffer("z_of_rank", z_of_rank, persistent=False)
-        self.register_buffer("rank_of_z", rank_of_z, persistent=False)
-        self.register_buffer("token_rank", torch.cat([torch.full((FIRST,), -1), torch.arange(
-            c.vocab - FIRST) // c.max_count]), persistent=False)
+        self.register_buffer("z_of_rank", torch.from_numpy(z_of_rank), persistent=False)
+        self.register_buffer("rank_of_z", torch.from_numpy(rank_of_z), persistent=False)
+        self.register_buffer("token_rank", torch.from_numpy(token_rank.astype(np.int64)), persistent=False)
 
     # -- tokens ----------------------------------------------------------------------------
     def encode(self, z: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
