@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from _runner_helpers import ReplayGenerator, load_compositions, mp_formulas
-from _store_data import fill
+from _store_data import fill, new_store
 from matstore import fileformat, runner
 from matstore.export import ExportError, export_parquet
 from matstore.featurize import validate_store
@@ -46,7 +46,7 @@ def _uncommented(con) -> list[str]:
 
 
 def test_every_table_column_and_view_of_a_fresh_store_has_a_comment(tmp_path):
-    store = Store.init(tmp_path / "fresh.duckdb")
+    store = new_store(tmp_path / "fresh.duckdb")
     con = duckdb.connect(store.path, read_only=True)   # plain DuckDB, no matstore on the way
     try:
         assert _uncommented(con) == []
@@ -76,7 +76,7 @@ def test_every_table_column_and_view_of_a_fresh_store_has_a_comment(tmp_path):
 def trained(tmp_path_factory, read_formulas) -> tuple[Store, dict]:
     """Real OQMD formation energies and ICSD formulas; a tiny ElemNet on the 218 fractions+magpie
     inputs, a tiny forest, a tiny GAN."""
-    store = Store.init(tmp_path_factory.mktemp("cards") / "c.duckdb")
+    store = new_store(tmp_path_factory.mktemp("cards") / "c.duckdb")
     fill(store, "oqmd", read_formulas("oqmd/formation_enthalpy_train.csv").head(300),
          "formation_energy_per_atom", ingest_id=1)
     fill(store, "icsd", read_formulas("matgan/gan_icsd_generated_1024.csv").head(150), None, ingest_id=2)

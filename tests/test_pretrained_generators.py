@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from matstore import models, pretrained, runner
 from matstore.cli import main
 from matstore.store import Store
+from _store_data import new_store
 
 SHIPPED = ["transformer-mp", "gan-mp-small"]
 
@@ -36,7 +37,7 @@ def test_shipped_generator_redraws_the_exported_versions_compositions(name, tmp_
     lo = pretrained.PACKAGE_DIR / e["leave_out"]["file"]
     assert pretrained.sha256_file(lo) == e["leave_out"]["sha256"]
     assert len(lo.read_text().split()) == e["leave_out"]["n"] > 1000
-    fresh = Store.init(tmp_path / "fresh.duckdb")
+    fresh = new_store(tmp_path / "fresh.duckdb")
     res = pretrained.import_pretrained(fresh, name)
     (mv,) = res.imported
     assert mv.kind in models.GENERATOR_KINDS and mv.ref == e["model"]
@@ -51,7 +52,7 @@ def test_shipped_generator_redraws_the_exported_versions_compositions(name, tmp_
 
 def test_generate_names_a_shipped_generator_in_a_store_that_never_trained(tmp_path):
     db = tmp_path / "new.duckdb"
-    Store.init(db)
+    new_store(db)
     out = CliRunner().invoke(main, ["generate", "--db", str(db), "--model", "transformer-mp",
                                     "-n", "3000", "--seed", "2", "--no-progress"])
     assert out.exit_code == 0, out.output
@@ -71,7 +72,7 @@ def test_a_shipped_generators_leave_out_set_comes_with_it_and_is_its_split(name,
     from matstore.ingest import run as ingest
     from matstore.training import data
 
-    store = Store.init(tmp_path / "s.duckdb")
+    store = new_store(tmp_path / "s.duckdb")
     ingest(store, "mp", Curation.matgan(), file=str(shared_data / "mp/e_form.csv"),
            props=["formation_energy_per_atom=target:eV/atom"])
     pretrained.import_pretrained(store, name)

@@ -16,11 +16,12 @@ from matstore.store import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # tests/_runner_helpers.py
 from _runner_helpers import load_compositions, mp_formulas  # noqa: E402
+from _store_data import new_store
 
 
 @pytest.fixture
 def small(tmp_path, read_formulas) -> Store:
-    store = Store.init(tmp_path / "s.duckdb")
+    store = new_store(tmp_path / "s.duckdb")
     formulas, values = mp_formulas(read_formulas, 100)
     load_compositions(store, formulas, "mp", values)
     return store

@@ -19,13 +19,14 @@ from matstore.store import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # tests/_runner_helpers.py
 from _runner_helpers import load_compositions, mp_formulas  # noqa: E402
+from _store_data import new_store
 
 SELECTION_MODULES = ("selection.py",)
 
 
 @pytest.fixture
 def study(tmp_path, read_formulas) -> Store:
-    store = Store.init(tmp_path / "s.duckdb")
+    store = new_store(tmp_path / "s.duckdb")
     formulas, values = mp_formulas(read_formulas, 150)
     load_compositions(store, [*formulas, "MgO", "NaCl"], "mp", [*values, -3.0, -2.0])
     return store
