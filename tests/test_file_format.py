@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 import torch
 
-from _runner_helpers import ReplayGenerator, load_compositions, mp_formulas
+from _runner_helpers import ReplayGenerator, copy_store, load_compositions, mp_formulas
 from _store_data import fill, new_store
 from matstore import fileformat, runner
 from matstore.export import ExportError, export_parquet
@@ -155,9 +155,11 @@ def test_torch_weights_say_which_network_and_inputs(trained):
                        [weights, hashlib.sha256(weights).hexdigest(), mvs["elemnet"].model_id])
 
 
-@pytest.fixture
-def generated(store, read_formulas) -> Store:
-    """300 real MP compositions, a generation run over them, validity checked, some predictions."""
+@pytest.fixture(scope="module")
+def generated_template(tmp_path_factory, read_formulas) -> str:
+    """300 real MP compositions, a generation run over them, validity checked, some predictions
+    (made once; each test gets a copy: generated)."""
+    store = new_store(tmp_path_factory.mktemp("generated") / "g.duckdb")
     formulas, values = mp_formulas(read_formulas, 300)
     load_compositions(store, formulas, "mp", values)
     runner.generate(store, ReplayGenerator(formulas), 3000, batch_size=1000, seed=1, device="cpu",
@@ -170,7 +172,12 @@ def generated(store, read_formulas) -> Store:
             "property": "formation_energy_per_atom",
             "value": np.linspace(-2, 1, len(ids[::3]))},
             schema_overrides={"model_id": pl.Int32, "run_id": pl.Int32}))
-    return store
+    return store.path
+
+
+@pytest.fixture
+def generated(generated_template, tmp_path) -> Store:
+    return copy_store(generated_template, tmp_path / "test.duckdb")
 
 
 def _rebuild(out: Path) -> duckdb.DuckDBPyConnection:
