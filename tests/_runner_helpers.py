@@ -12,6 +12,7 @@ import polars as pl
 from matstore import compositions
 from matstore.store import Store, append
 from matstore.testing import ReplayGenerator  # noqa: F401 (the tests import it from here)
+from _store_data import new_store
 
 
 def load_compositions(store: Store, formulas: list[str], source: str = "mp",
@@ -55,7 +56,7 @@ def trained_store(tmp_path_factory, read_formulas, name: str, cnn: bool = False)
     on them (and a 1-epoch cnn-fe where cnn): (store, formulas, [model refs])."""
     from matstore import training
 
-    store = Store.init(tmp_path_factory.mktemp(name) / f"{name}.duckdb")
+    store = new_store(tmp_path_factory.mktemp(name) / f"{name}.duckdb")
     formulas, values = mp_formulas(read_formulas, 2000)
     load_compositions(store, formulas, "mp", values)
     models = [training.train(store, "rf-fe", max_rows=1500, config={"n_estimators": 20, "n_jobs": 1},
@@ -73,7 +74,7 @@ def small_study(tmp_path_factory, read_formulas, name: str) -> Path:
     from matstore.featurize import validate_store
     from matstore.predict import predict
 
-    store = Store.init(tmp_path_factory.mktemp(name) / "template.duckdb")
+    store = new_store(tmp_path_factory.mktemp(name) / "template.duckdb")
     formulas, values = mp_formulas(read_formulas, 600)
     load_compositions(store, formulas[:400], "mp", values[:400])
     mv = training.train(store, "rf-fe", max_rows=350, config={"n_estimators": 10, "n_jobs": 1},

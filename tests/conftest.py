@@ -42,7 +42,7 @@ def read_formulas(shared_data):
 
 @pytest.fixture
 def store(tmp_path):
-    """A fresh, migrated store in a temporary folder."""
-    from matstore.store import Store
+    """A fresh, migrated store in a temporary folder (a copy of one Store.init made: new_store)."""
+    from _store_data import new_store
 
-    return Store.init(tmp_path / "test.duckdb")
+    return new_store(tmp_path / "test.duckdb")

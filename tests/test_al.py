@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import polars as pl
 import pytest
+from _store_data import new_store
 
 # a narrow autoencoder (the paper-scale one does not decode after seconds of CPU training)
 SMALL_AE = {"latent_dim": 16,
@@ -29,7 +30,7 @@ def al_master(shared_data, tmp_path_factory):
 
     torch.set_num_threads(1)
     path = tmp_path_factory.mktemp("al") / "master.duckdb"
-    store = Store.init(path)
+    store = new_store(path)
     run(store, "mp", file=str(shared_data / "mp" / "gap.csv"), props=["band_gap=target:eV"], limit=2000)
     training.train(store, "ae", name="ae-t", epochs=5, batch_size=64, lr=3e-3, config=SMALL_AE,
                    progress=False, device="cpu", seed=0)

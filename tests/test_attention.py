@@ -15,6 +15,7 @@ from matstore.predict import predict
 from matstore.registry import load_model, predict_module
 from matstore.store import Store
 from _runner_helpers import ReplayGenerator, load_compositions
+from _store_data import new_store
 
 TINY = {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32, "head": [32, 16]}
 FE_FILE = "oqmd/formation_enthalpy_train.csv"
@@ -28,7 +29,7 @@ def _rows(read_formulas, n: int, offset: int = 0):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, read_formulas):
     """400 real OQMD compositions with formation energies and a 2-epoch tiny attn-fe on them."""
-    store = Store.init(tmp_path_factory.mktemp("attn") / "attn.duckdb")
+    store = new_store(tmp_path_factory.mktemp("attn") / "attn.duckdb")
     formulas, values = _rows(read_formulas, 400)
     load_compositions(store, formulas, "oqmd", list(values))
     mv = training.train(store, "attn-fe", epochs=2, batch_size=64, config=TINY, progress=False)
@@ -169,7 +170,7 @@ def test_attention_trains_as_a_two_stage_ensemble(tmp_path, shared_data):
     from matstore.store import Store
 
     torch.set_num_threads(1)
-    store = Store.init(tmp_path / "a.duckdb")
+    store = new_store(tmp_path / "a.duckdb")
     run(store, "oqmd", file=str(shared_data / "oqmd" / "bandgap_train.csv"), props=["band_gap=target:eV"],
         limit=1500)
     mv = training.train(store, "attn-bg", ensemble=2, two_stage=True, epochs=1, progress=False,

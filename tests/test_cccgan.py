@@ -19,8 +19,8 @@ from matstore.models.cccgan.config import CCCGANConfig
 from matstore.models.cccgan.fit import fit
 from matstore.registry import load_model
 from matstore.runs import RunError
-from matstore.store import Store
 from matstore.structures import structures_frame
+from _store_data import new_store
 
 SMALL = {"latent_dim": 8, "gen_fc": 8, "gen_channels": (8, 8, 8), "cell_hidden": 8,
          "critic_channels": (8, 8, 8), "classifier_channels": (8, 8, 8, 8), "classifier_fc": (16, 16)}
@@ -107,7 +107,7 @@ def test_a_sample_decodes_to_the_requested_composition_when_the_classifier_says_
 
 @pytest.fixture(scope="module")
 def store_with_model(tmp_path_factory, shared_data):
-    store = Store.init(tmp_path_factory.mktemp("cccgan") / "g.duckdb")
+    store = new_store(tmp_path_factory.mktemp("cccgan") / "g.duckdb")
     # train on one cell composition (every other formula held out): a quick, real version
     x = im.load_images(shared_data / "structures/mgmno/mgmno_structures.npy")
     from pymatgen.core import Composition
@@ -138,7 +138,7 @@ def test_generate_writes_structures_and_resumes_like_any_run(store_with_model, t
     details = [json.loads(d) for d in got["details"]]
     assert all(d["seed"] == 2 and 0 <= d["sample_no"] < 300 for d in details)
     # a run that fails at batch 1 and is resumed writes what the uninterrupted one wrote
-    other = Store.init(tmp_path / "o.duckdb")
+    other = new_store(tmp_path / "o.duckdb")
     from matstore.registry import export_models, import_models
 
     export_models(store, tmp_path / "m.parquet", [mv.ref])

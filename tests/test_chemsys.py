@@ -17,6 +17,7 @@ from matstore.chemical_systems import EnumerationError, enumerate_system, write_
 from matstore.cli import main
 from matstore.errors import MatstoreError
 from matstore.registry import load_model
+from _store_data import new_store
 
 RULE = {"Mg": 2, "Mn": (2, 4), "O": -2}
 IMAGE_CAPS = {"Mg": 8, "Mn": 8, "O": 12}
@@ -80,9 +81,8 @@ def test_enumerate_writes_a_run_and_refuses_bad_rules(store):
 @pytest.fixture(scope="module")
 def shipped(tmp_path_factory):
     from matstore.pretrained import import_pretrained
-    from matstore.store import Store
 
-    store = Store.init(tmp_path_factory.mktemp("chemsys") / "t.duckdb")
+    store = new_store(tmp_path_factory.mktemp("chemsys") / "t.duckdb")
     import_pretrained(store, "transformer-mp")
     return store
 

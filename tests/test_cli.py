@@ -22,6 +22,7 @@ from matstore.query import run_query
 from matstore.store import Store
 
 from _runner_helpers import copy_store, small_study
+from _store_data import new_store
 
 OUTPUT_FLAGS = {"--table", "--records", "--csv", "--json", "--parquet", "--limit-rows"}
 
@@ -130,7 +131,7 @@ def _csv(res) -> pl.DataFrame:
 
 def _ingested(shared_data, tmp_path, n: int, *extra) -> tuple[str, object]:
     """A store holding the first n rows of MP's formation energies, ingested by the CLI."""
-    db = Store.init(tmp_path / f"ingested{n}.duckdb").path
+    db = new_store(tmp_path / f"ingested{n}.duckdb").path
     f = tmp_path / f"e_form{n}.csv"
     pl.read_csv(shared_data / "mp" / "e_form.csv").head(n).write_csv(f)
     res = _cli("ingest", "csv", "--db", db, "--file", f, "--prop",
@@ -166,7 +167,7 @@ def test_output_options_round_trip(study, tmp_path, shared_data):
     exported = _csv(_cli("export", "parquet", out, "--db", study.path, "--csv"))
     rows = dict(exported.select("table", "rows").iter_rows())
     assert rows["compositions"] == counts["compositions"]
-    fresh = Store.init(tmp_path / "fresh.duckdb")
+    fresh = new_store(tmp_path / "fresh.duckdb")
     other, _ = _ingested(shared_data, tmp_path, 200)
 
     def rows(store, tables):

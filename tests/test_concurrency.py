@@ -15,6 +15,7 @@ import time
 import pytest
 
 from matstore.store import Store, StoreError
+from _store_data import new_store
 
 BATCH = 500
 
@@ -84,7 +85,7 @@ def _finish(p: subprocess.Popen, timeout: float = 120) -> dict:
 @pytest.mark.slow
 def test_reader_process_sees_growing_whole_batches_while_writer_process_commits(tmp_path):
     path = tmp_path / "shared.duckdb"
-    Store.init(path)
+    new_store(path)
     done = tmp_path / "writer.done"
     n_batches = 40
     reader = _start(READER, path, done, 90)
@@ -113,7 +114,7 @@ def test_reader_process_sees_growing_whole_batches_while_writer_process_commits(
 @pytest.mark.slow
 def test_cli_query_during_a_run_shows_progress_and_no_lock_error(tmp_path):
     path = tmp_path / "shared.duckdb"
-    Store.init(path)
+    new_store(path)
     writer = _start(WRITER, path, 60, 0.05)
     seen = []
     try:
@@ -158,7 +159,7 @@ def _release(p: subprocess.Popen) -> None:
 
 def test_writer_waits_for_a_foreign_reader_then_writes(tmp_path):
     """A plain duckdb process (no matstore gate) reading: the writer retries until it closes."""
-    store = Store.init(tmp_path / "s.duckdb")
+    store = new_store(tmp_path / "s.duckdb")
     p = _hold(store.path, "ro", 1.0)
     t = time.monotonic()
     with store.transaction() as con:
@@ -174,7 +175,7 @@ def test_lock_held_past_timeout_is_a_clear_error_not_a_hang(tmp_path):
     time: a CLI that starts slowly on a loaded machine must still find it held). DuckDB refuses
     even a read-only open while another process holds the file read-write (still so in 2.x), so
     matstore waits MATSTORE_LOCK_TIMEOUT and then fails with one line."""
-    store = Store.init(tmp_path / "s.duckdb")
+    store = new_store(tmp_path / "s.duckdb")
     p = _hold(store.path, "rw", 300.0)
     try:
         impatient = Store(store.path, lock_timeout=0.5)
@@ -198,7 +199,7 @@ def test_lock_held_past_timeout_is_a_clear_error_not_a_hang(tmp_path):
 def test_writer_gate_is_reentrant_and_released(tmp_path):
     from matstore import locking
 
-    store = Store.init(tmp_path / "s.duckdb")
+    store = new_store(tmp_path / "s.duckdb")
     with store.transaction():
         # nested unit of work in the same process does not deadlock on its own gate
         with locking.writer_turn(store.path, time.monotonic() + 1):
@@ -249,7 +250,7 @@ def test_reader_process_while_generate_runs(tmp_path, shared_data):
     csv = tmp_path / "f.csv"
     pl.read_csv(shared_data / "mp" / "e_form.csv").head(1500).write_csv(csv)
     path = tmp_path / "g.duckdb"
-    Store.init(path)
+    new_store(path)
     reader = _start(GEN_READER, path, 120)
     writer = crash._worker("generate", path, csv, "run", {"generate": {"chunk": 300, "n": 6000}})
     out, err = writer.communicate(timeout=300)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from matstore.store import Store
+from _store_data import new_store
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -87,7 +88,7 @@ for b in range(1000):
 
 @pytest.mark.slow
 def test_kill_inside_a_transaction_leaves_only_committed_batches(tmp_path):
-    store = Store.init(tmp_path / "t.duckdb")
+    store = new_store(tmp_path / "t.duckdb")
     p = subprocess.Popen([sys.executable, "-c", TXN, store.path, "3"], stdout=subprocess.PIPE, text=True)
     assert p.stdout.readline().strip() == "inside"
     p.send_signal(signal.SIGKILL)
@@ -109,7 +110,7 @@ def test_a_reused_pid_does_not_keep_dead_work_running(tmp_path):
     if me is None:
         pytest.skip("no /proc here: start times unknown, pids are taken at their word")
     assert pid_alive(os.getpid(), me) and not pid_alive(os.getpid(), me - 3600)
-    s = Store.init(tmp_path / "p.duckdb")
+    s = new_store(tmp_path / "p.duckdb")
     host = socket.gethostname()
     with s.transaction() as con:
         con.execute("INSERT INTO runs (run_id, kind, status, started_at, pid, host, pid_started) VALUES "
@@ -127,7 +128,7 @@ def test_a_reused_pid_does_not_keep_dead_work_running(tmp_path):
 def test_dead_running_work_is_marked_interrupted_on_next_write_open(tmp_path):
 
     path = tmp_path / "r.duckdb"
-    s = Store.init(path)
+    s = new_store(path)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout.strip()
     host = socket.gethostname()
@@ -159,7 +160,7 @@ def test_interrupted_predict_and_stability_runs_name_their_own_command(tmp_path)
     completed by the same command again, with the options it was started with."""
     from matstore.recovery import interrupted_work
 
-    s = Store.init(tmp_path / "k.duckdb")
+    s = new_store(tmp_path / "k.duckdb")
     with s.transaction() as con:
         con.execute("INSERT INTO runs (run_id, kind, status, started_at, params) VALUES "
                     "(1, 'predict', 'interrupted', now(), ?), (2, 'stability', 'failed', now(), ?), "

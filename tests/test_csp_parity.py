@@ -10,9 +10,9 @@ from click.testing import CliRunner
 
 from matstore.cli import main
 from matstore.ingest import run
-from matstore.store import Store
 from matstore.structures.prediction import load_templates, predict_structures
 from matstore.structures.templates import TemplateLibrary, reduced_counts
+from _store_data import new_store
 
 N_TEMPLATES = 300
 ANIONS = {"O", "N", "F", "S"}
@@ -20,7 +20,7 @@ ANIONS = {"O", "N", "F", "S"}
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, shared_data):
-    s = Store.init(tmp_path_factory.mktemp("csp") / "t.duckdb")
+    s = new_store(tmp_path_factory.mktemp("csp") / "t.duckdb")
     run(s, "structures", file=str(shared_data / "structures/perov_5/val.csv"), limit=N_TEMPLATES,
         source_name="perov5", kind="dft", method="GLLB-SC")
     return s

@@ -29,6 +29,7 @@ from matstore.registry.records import get_record
 from matstore.stability import compute
 from matstore.store import Store
 from _runner_helpers import TINY_GAN, decode_tolerance_for, load_compositions, mp_formulas
+from _store_data import new_store
 
 N, BS, SEED = 20_000, 2_000, 3
 TABLES = ("generated", "compositions", "predictions", "validity", "stability")
@@ -40,7 +41,7 @@ def template(tmp_path_factory, read_formulas):
     from matstore.training import train
 
     d = tmp_path_factory.mktemp("executor")
-    store = Store.init(d / "template.duckdb")
+    store = new_store(d / "template.duckdb")
     formulas, values = mp_formulas(read_formulas, 1500)
     load_compositions(store, formulas, "mp", values)
     with pytest.warns(Warning):   # two training steps decode little at 0.2: the tolerance below

@@ -13,6 +13,7 @@ import pytest
 
 from matstore.export import ExportError, checksum, export_parquet, parquet_relation
 from matstore.store import Store, append
+from _store_data import new_store
 
 
 def _ingest_csv(store: Store, df: pl.DataFrame, path, prop: str, unit: str) -> None:
@@ -26,7 +27,7 @@ def _ingest_csv(store: Store, df: pl.DataFrame, path, prop: str, unit: str) -> N
 def study(tmp_path_factory, read_formulas) -> Store:
     """A store built from real data: two ingests, features, validity, a model, two runs."""
     d = tmp_path_factory.mktemp("export")
-    store = Store.init(d / "study.duckdb")
+    store = new_store(d / "study.duckdb")
     _ingest_csv(store, read_formulas("oqmd/bandgap_val.csv").head(1500), d / "oqmd_gap.csv", "band_gap", "eV")
     _ingest_csv(store, read_formulas("mp/e_form.csv").head(1000), d / "mp_ef.csv",
                 "formation_energy_per_atom", "eV/atom")
@@ -105,7 +106,7 @@ def test_export_refuses_a_non_empty_folder_and_leaves_no_partial_export(study, t
 
 
 def test_empty_store_exports_empty_tables_that_read_back(tmp_path):
-    store = Store.init(tmp_path / "empty.duckdb")
+    store = new_store(tmp_path / "empty.duckdb")
     export_parquet(store, tmp_path / "e")
     plain = duckdb.connect()
     for t in ("generated", "compositions", "runs"):

@@ -16,8 +16,8 @@ import polars as pl
 import pytest
 import torch
 
-from _runner_helpers import ReplayGenerator, load_compositions, mp_formulas
-from _store_data import fill
+from _runner_helpers import ReplayGenerator, copy_store, load_compositions, mp_formulas
+from _store_data import fill, new_store
 from matstore import fileformat, runner
 from matstore.export import ExportError, export_parquet
 from matstore.featurize import validate_store
@@ -46,7 +46,7 @@ def _uncommented(con) -> list[str]:
 
 
 def test_every_table_column_and_view_of_a_fresh_store_has_a_comment(tmp_path):
-    store = Store.init(tmp_path / "fresh.duckdb")
+    store = new_store(tmp_path / "fresh.duckdb")
     con = duckdb.connect(store.path, read_only=True)   # plain DuckDB, no matstore on the way
     try:
         assert _uncommented(con) == []
@@ -76,7 +76,7 @@ def test_every_table_column_and_view_of_a_fresh_store_has_a_comment(tmp_path):
 def trained(tmp_path_factory, read_formulas) -> tuple[Store, dict]:
     """Real OQMD formation energies and ICSD formulas; a tiny ElemNet on the 218 fractions+magpie
     inputs, a tiny forest, a tiny GAN."""
-    store = Store.init(tmp_path_factory.mktemp("cards") / "c.duckdb")
+    store = new_store(tmp_path_factory.mktemp("cards") / "c.duckdb")
     fill(store, "oqmd", read_formulas("oqmd/formation_enthalpy_train.csv").head(300),
          "formation_energy_per_atom", ingest_id=1)
     fill(store, "icsd", read_formulas("matgan/gan_icsd_generated_1024.csv").head(150), None, ingest_id=2)
@@ -155,9 +155,11 @@ def test_torch_weights_say_which_network_and_inputs(trained):
                        [weights, hashlib.sha256(weights).hexdigest(), mvs["elemnet"].model_id])
 
 
-@pytest.fixture
-def generated(store, read_formulas) -> Store:
-    """300 real MP compositions, a generation run over them, validity checked, some predictions."""
+@pytest.fixture(scope="module")
+def generated_template(tmp_path_factory, read_formulas) -> str:
+    """300 real MP compositions, a generation run over them, validity checked, some predictions
+    (made once; each test gets a copy: generated)."""
+    store = new_store(tmp_path_factory.mktemp("generated") / "g.duckdb")
     formulas, values = mp_formulas(read_formulas, 300)
     load_compositions(store, formulas, "mp", values)
     runner.generate(store, ReplayGenerator(formulas), 3000, batch_size=1000, seed=1, device="cpu",
@@ -170,7 +172,12 @@ def generated(store, read_formulas) -> Store:
             "property": "formation_energy_per_atom",
             "value": np.linspace(-2, 1, len(ids[::3]))},
             schema_overrides={"model_id": pl.Int32, "run_id": pl.Int32}))
-    return store
+    return store.path
+
+
+@pytest.fixture
+def generated(generated_template, tmp_path) -> Store:
+    return copy_store(generated_template, tmp_path / "test.duckdb")
 
 
 def _rebuild(out: Path) -> duckdb.DuckDBPyConnection:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from matstore import compositions as C
 from matstore.sources import SourceError
+from _store_data import new_store
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -96,7 +97,7 @@ CELL = st.one_of(FORMULA_LIKE, st.text(max_size=8), st.sampled_from(["", "NaN", 
 def fuzz_store(tmp_path_factory):
     from matstore.store import Store
 
-    return Store.init(tmp_path_factory.mktemp("fuzz") / "fuzz.duckdb")
+    return new_store(tmp_path_factory.mktemp("fuzz") / "fuzz.duckdb")
 
 
 def _ingest_file(store, path, props):
@@ -239,7 +240,7 @@ def _cli(args: list[str]):
 def test_cli_ingest_of_bad_files_is_one_clear_line(tmp_path, name):
     from matstore.store import Store
 
-    store = Store.init(tmp_path / "s.duckdb")
+    store = new_store(tmp_path / "s.duckdb")
     path = tmp_path / name
     path.write_bytes(BAD_FILES[name])
     r = _cli(["ingest", "csv", "--file", str(path), "--db", store.path, "--quiet"])
@@ -274,7 +275,7 @@ def test_try_parse_and_parse_agree(text):
 def test_cli_query_with_bad_sql_is_one_clear_line(tmp_path, sql, code, said):
     from matstore.store import Store
 
-    store = Store.init(tmp_path / "s.duckdb")
+    store = new_store(tmp_path / "s.duckdb")
     r = _cli(["query", "--db", store.path, sql])
     assert r.exit_code == code and said in r.output, r.output
     if code:

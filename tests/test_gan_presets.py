@@ -10,15 +10,15 @@ from click.testing import CliRunner
 
 from matstore import runner
 from matstore.cli import main
-from matstore.store import Store
 from matstore.training import LOW_DECODABLE_PCT, LowDecodableWarning, train
 
 from _runner_helpers import load_compositions, mp_formulas
+from _store_data import new_store
 
 
 @pytest.fixture(scope="module")
 def mp_store(tmp_path_factory, read_formulas):
-    store = Store.init(tmp_path_factory.mktemp("presets") / "p.duckdb")
+    store = new_store(tmp_path_factory.mktemp("presets") / "p.duckdb")
     formulas, values = mp_formulas(read_formulas, 1500)
     load_compositions(store, formulas, "mp", values)
     return store

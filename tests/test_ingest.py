@@ -16,6 +16,7 @@ from matstore.curation import Curation
 from matstore.ingest import ingest, material_ids
 from matstore.sources import SourceError, open_source
 from matstore.store import Store
+from _store_data import new_store
 
 EXCLUDE = ("He", "Kr")
 
@@ -77,7 +78,7 @@ def test_bandgap_train_whole_file_curated(tmp_path, shared_data, read_formulas, 
     path = shared_data / "oqmd" / "bandgap_train.csv"
     df = read_formulas("oqmd/bandgap_train.csv")
     assert df.height == 239_125
-    store = Store.init(tmp_path / "s.duckdb")
+    store = new_store(tmp_path / "s.duckdb")
     res = ingest(store, open_source("oqmd", file=str(path), props=["band_gap=target:eV"]),
                  Curation.matgan(EXCLUDE))
     counts_hold(res)
@@ -98,7 +99,7 @@ def test_bandgap_train_whole_file_curated(tmp_path, shared_data, read_formulas, 
 def test_formation_enthalpy_train_curated(tmp_path, shared_data, read_formulas, table85):
     df = read_formulas("oqmd/formation_enthalpy_train.csv")
     assert df.height == 51_255
-    store = Store.init(tmp_path / "s.duckdb")
+    store = new_store(tmp_path / "s.duckdb")
     src = open_source("oqmd", file=str(shared_data / "oqmd" / "formation_enthalpy_train.csv"),
                       props=["formation_energy_per_atom=target:eV/atom"])
     res = ingest(store, src, Curation.matgan(EXCLUDE))
@@ -118,7 +119,7 @@ def test_formation_enthalpy_train_curated(tmp_path, shared_data, read_formulas, 
 def test_mp_e_form_lowest_energy_per_composition(tmp_path, shared_data, read_formulas, table85):
     df = read_formulas("mp/e_form.csv")
     assert df.height == 132_752
-    store = Store.init(tmp_path / "s.duckdb")
+    store = new_store(tmp_path / "s.duckdb")
     res = ingest(store, open_source("mp", file=str(shared_data / "mp" / "e_form.csv"),
                                     props=["formation_energy_per_atom=target"]), Curation.matgan(EXCLUDE))
     counts_hold(res)

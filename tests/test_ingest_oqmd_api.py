@@ -15,6 +15,7 @@ from matstore.sources.oqmd import FetchError
 from matstore.store import Store
 
 from oqmd_server import FakeOqmd, rows_from_csv
+from _store_data import new_store
 
 N = 640
 PAGE = 64
@@ -54,7 +55,7 @@ def assert_same(a: dict, b: dict) -> None:
 
 
 def test_api_pages_500_and_stall(tmp_path, api_rows):
-    store = Store.init(tmp_path / "s.duckdb")
+    store = new_store(tmp_path / "s.duckdb")
     with FakeOqmd(api_rows, stall_seconds=3) as server:
         server.faults = {2 * PAGE: ["500"], 5 * PAGE: ["stall"], 7 * PAGE: ["500", "500"]}
         res = ingest(store, oqmd(server))
@@ -83,11 +84,11 @@ def test_api_pages_500_and_stall(tmp_path, api_rows):
 @pytest.mark.slow
 def test_interrupt_then_resume_equals_uninterrupted(tmp_path, api_rows):
     with FakeOqmd(api_rows) as server:
-        whole = Store.init(tmp_path / "whole.duckdb")
+        whole = new_store(tmp_path / "whole.duckdb")
         ref = ingest(whole, oqmd(server), CUR)
         assert ref.status == "done" and ref.curation["lowest_fe"] > 0
 
-        cut = Store.init(tmp_path / "cut.duckdb")
+        cut = new_store(tmp_path / "cut.duckdb")
         pages = []
 
         def stop_after_three(res):
@@ -112,7 +113,7 @@ def test_interrupt_then_resume_equals_uninterrupted(tmp_path, api_rows):
 
 @pytest.mark.slow
 def test_outage_fails_then_resumes(tmp_path, api_rows):
-    store = Store.init(tmp_path / "s.duckdb")
+    store = new_store(tmp_path / "s.duckdb")
     with FakeOqmd(api_rows) as server:
         server.down_from = 4 * PAGE
         with pytest.raises(FetchError, match="HTTP 503"):
@@ -122,13 +123,13 @@ def test_outage_fails_then_resumes(tmp_path, api_rows):
         server.down_from = None
         res = ingest(store, oqmd(server, retries=2))
         assert res.resumed and res.status == "done" and res.rows_seen == len(api_rows)
-        ref = Store.init(tmp_path / "ref.duckdb")
+        ref = new_store(tmp_path / "ref.duckdb")
         ingest(ref, oqmd(server, retries=2))
     assert_same(snapshot(ref), snapshot(store))
 
 
 def test_limit_and_rerun_adds_nothing(tmp_path, api_rows):
-    store = Store.init(tmp_path / "s.duckdb")
+    store = new_store(tmp_path / "s.duckdb")
     with FakeOqmd(api_rows) as server:
         res = ingest(store, oqmd(server, limit=150))
         assert res.rows_seen == 150
@@ -142,11 +143,11 @@ def test_downloaded_pages_match_api(tmp_path, api_rows):
     """--file with saved API pages stores exactly what the API ingest stores."""
     with FakeOqmd(api_rows) as server:
         pages = [server.page({"limit": [str(PAGE)], "offset": [str(o)]}) for o in range(0, len(api_rows), PAGE)]
-        api = Store.init(tmp_path / "api.duckdb")
+        api = new_store(tmp_path / "api.duckdb")
         ingest(api, oqmd(server), CUR)
     path = tmp_path / "pages.json"
     path.write_text(json.dumps(pages))
-    local = Store.init(tmp_path / "file.duckdb")
+    local = new_store(tmp_path / "file.duckdb")
     ingest(local, open_source("oqmd", file=str(path)), CUR)
     a, b = snapshot(api), snapshot(local)
     for k in ("materials", "properties", "compositions", "rejects"):
@@ -154,7 +155,7 @@ def test_downloaded_pages_match_api(tmp_path, api_rows):
 
 
 def test_not_found_is_not_retried(tmp_path, api_rows):
-    store = Store.init(tmp_path / "s.duckdb")
+    store = new_store(tmp_path / "s.duckdb")
     with FakeOqmd(api_rows) as server:
         with pytest.raises(FetchError, match="HTTP 404"):
             ingest(store, open_source("oqmd", api_url=server.url + "/nope", timeout=1, retries=3, backoff=0.01))
@@ -168,7 +169,7 @@ def test_killed_process_is_resumed(tmp_path, api_rows):
 
     dead = subprocess.Popen(["true"])
     dead.wait()
-    store = Store.init(tmp_path / "s.duckdb")
+    store = new_store(tmp_path / "s.duckdb")
     with FakeOqmd(api_rows) as server:
         def stop(res):
             raise KeyboardInterrupt

@@ -22,6 +22,7 @@ from matstore.merge import KEYS, MergeError, merge
 from matstore.report.screens import RELAXABLE, screen_sql
 from matstore.migrations import SchemaTooNewError
 from matstore.store import Store, append, append_new
+from _store_data import new_store
 
 # merging whole built stores takes seconds per test: the fast tier covers merge through
 # tests/adversarial/test_received_store.py and test_property_sources.py
@@ -125,7 +126,7 @@ def built(tmp_path_factory, read_formulas):
     gan = read_formulas("matgan/gan_icsd_generated_1024.csv")["formula"].to_list()
     stores = {}
     for name, parts in (("A", "A"), ("B", "B"), ("both", "AB")):
-        s = Store.init(d / f"{name}.duckdb")
+        s = new_store(d / f"{name}.duckdb")
         for part in parts:
             build_part(s, part, d, read_formulas, gan)
         quality.refresh(s)  # generation_quality rows travel too
@@ -246,7 +247,7 @@ def test_older_schema_is_upgraded_in_a_copy_only(tmp_path):
                 [material_ids("csv", ["x#1"])[0], nacl.composition_id])
     con.close()
     theirs = _fingerprint(old)
-    a = Store.init(tmp_path / "a.duckdb")
+    a = new_store(tmp_path / "a.duckdb")
     r = merge(a, old)
     assert r.upgraded and r.other_schema_version == 1
     assert _fingerprint(old) == theirs

@@ -21,6 +21,7 @@ from matstore.predict import predict
 from matstore.registry import export_models, import_models, load_model
 from matstore.store import Store
 from matstore.training import presets, train
+from _store_data import new_store
 
 
 @dataclass
@@ -88,7 +89,7 @@ def _filled(path, read_formulas, rows: slice) -> Store:
     """A store with real OQMD formation energies, ingested as a user would (csv source)."""
     from matstore.ingest import run
 
-    store = Store.init(path)
+    store = new_store(path)
     csv = path.with_suffix(".csv")
     read_formulas("oqmd/formation_enthalpy_train.csv")[rows].write_csv(csv)
     run(store, "csv", file=str(csv), props=[f"{FE}=target:eV/atom"])

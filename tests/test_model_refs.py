@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from matstore import pretrained
 from matstore.cli import main
 from matstore.store import Store
+from _store_data import new_store
 
 SHIPPED = pretrained.names()
 SMALL_AE = {"latent_dim": 8,
@@ -47,7 +48,7 @@ def fresh_master(shared_data, tmp_path_factory):
 
     torch.set_num_threads(1)
     path = tmp_path_factory.mktemp("refs") / "fresh.duckdb"
-    store = Store.init(path)
+    store = new_store(path)
     run(store, "mp", file=str(shared_data / "mp" / "e_form.csv"),
         props=["formation_energy_per_atom=target:eV/atom"], limit=300)
     run(store, "mp", file=str(shared_data / "mp" / "gap.csv"), props=["band_gap=target:eV"], limit=300)
@@ -162,7 +163,7 @@ def test_a_weights_hash_names_a_version_in_every_store_and_rename_delete(fresh, 
     here = resolve(fresh, "ae-t")
     out = tmp_path / "ae.parquet"
     export_models(fresh, out, ["ae-t"])
-    other = Store.init(tmp_path / "other.duckdb")
+    other = new_store(tmp_path / "other.duckdb")
     import_models(other, out)
     assert rename(other, "ae-t", "ae-renamed") == 1
     import_models(other, out)            # a second copy, now ae-t@1 again in `other`

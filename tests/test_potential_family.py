@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from matstore import models, registry
-from matstore.store import Store
+from _store_data import new_store
 
 
 def test_potential_is_a_kind_of_the_one_registry():
@@ -29,7 +29,7 @@ def test_a_potential_version_whose_weights_differ_from_the_installed_ones_is_ref
     from matstore.models import potential
     from matstore.models.potential.registry import register
 
-    store = Store.init(tmp_path / "s.duckdb")
+    store = new_store(tmp_path / "s.duckdb")
     model_id, ref = register(store, "chgnet")
     rec = registry.get_record(store, ref, weights=True)
     assert rec["kind"] == "potential" and rec["weights"] is None
@@ -46,7 +46,7 @@ def test_a_registered_potential_loads_through_the_one_resolver(tmp_path):
 
     from matstore.models.potential.registry import register
 
-    store = Store.init(tmp_path / "s.duckdb")
+    store = new_store(tmp_path / "s.duckdb")
     _, ref = register(store, "chgnet")
     loaded = registry.resolve(store, ref)
     assert loaded.kind == "potential" and loaded.ref == ref

@@ -13,6 +13,7 @@ from matstore.compositions import CompositionBatch
 from matstore import models
 from matstore.registry import export_models, load_model, save_model
 from matstore.store import Store
+from _store_data import new_store
 
 
 def _elemnet(seed: int):
@@ -48,7 +49,7 @@ def shipped(tmp_path, monkeypatch, store):
 def test_import_into_a_fresh_store_predicts_the_same(shipped, tmp_path, read_formulas):
     batch = CompositionBatch.from_formulas(
         read_formulas("oqmd/formation_enthalpy_train.csv")["formula"].to_list()[:100])
-    fresh = Store.init(tmp_path / "fresh.duckdb")
+    fresh = new_store(tmp_path / "fresh.duckdb")
     assert pretrained.names() == ["fe-shipped"]
     assert pretrained.ensure(fresh, "fe-shipped@1") is True
     assert pretrained.ensure(fresh, "fe-shipped") is False          # already there
@@ -62,14 +63,14 @@ def test_a_changed_shipped_file_is_refused(shipped, tmp_path):
     f = pretrained.PACKAGE_DIR / "fe-shipped.parquet"
     f.write_bytes(f.read_bytes() + b"x")
     with pytest.raises(pretrained.PretrainedError, match="does not match its manifest"):
-        pretrained.import_pretrained(Store.init(tmp_path / "fresh.duckdb"), "fe-shipped")
+        pretrained.import_pretrained(new_store(tmp_path / "fresh.duckdb"), "fe-shipped")
     with pytest.raises(pretrained.PretrainedError, match="no pretrained model 'nope'.*fe-shipped"):
         pretrained.path("nope")
 
 
 def test_cli_lists_and_imports(shipped, tmp_path):
     db = str(tmp_path / "cli.duckdb")
-    Store.init(db)
+    new_store(db)
     r = CliRunner().invoke(main, ["models", "pretrained", "--csv"])
     assert r.exit_code == 0 and "fe-shipped,fe-shipped@1" in r.output
     r = CliRunner().invoke(main, ["models", "import", "--pretrained", "fe-shipped", "--db", db])
@@ -80,7 +81,7 @@ def test_cli_lists_and_imports(shipped, tmp_path):
 
 
 def test_a_store_model_under_a_shipped_name_with_other_weights_warns(shipped, tmp_path):
-    fresh = Store.init(tmp_path / "fresh.duckdb")
+    fresh = new_store(tmp_path / "fresh.duckdb")
     _save(fresh, "fe-shipped", _elemnet(8))          # same name, other weights
     with pytest.warns(pretrained.ShadowedPretrainedWarning, match="not the one that ships"):
         assert pretrained.ensure(fresh, "fe-shipped") is False
@@ -108,7 +109,7 @@ def test_a_retrained_shipped_model_is_a_new_version_and_a_store_keeps_the_old(sh
     shipped name then adds the new weights as version 2 beside it."""
     batch = CompositionBatch.from_formulas(
         read_formulas("oqmd/formation_enthalpy_train.csv")["formula"].to_list()[:50])
-    old_store = Store.init(tmp_path / "old.duckdb")
+    old_store = new_store(tmp_path / "old.duckdb")
     pretrained.import_pretrained(old_store, "fe-shipped")
     old_pred = load_model(old_store, "fe-shipped@1").predict(batch)
     old_weights = pretrained.shipped_weights("fe-shipped")

@@ -15,6 +15,8 @@ from click.testing import CliRunner
 from matstore import models, pretrained, runner
 from matstore.cli import main
 from matstore.store import Store
+from _runner_helpers import copy_store
+from _store_data import new_store
 
 SHIPPED = ["transformer-mp", "gan-mp-small"]
 
@@ -36,7 +38,7 @@ def test_shipped_generator_redraws_the_exported_versions_compositions(name, tmp_
     lo = pretrained.PACKAGE_DIR / e["leave_out"]["file"]
     assert pretrained.sha256_file(lo) == e["leave_out"]["sha256"]
     assert len(lo.read_text().split()) == e["leave_out"]["n"] > 1000
-    fresh = Store.init(tmp_path / "fresh.duckdb")
+    fresh = new_store(tmp_path / "fresh.duckdb")
     res = pretrained.import_pretrained(fresh, name)
     (mv,) = res.imported
     assert mv.kind in models.GENERATOR_KINDS and mv.ref == e["model"]
@@ -51,7 +53,7 @@ def test_shipped_generator_redraws_the_exported_versions_compositions(name, tmp_
 
 def test_generate_names_a_shipped_generator_in_a_store_that_never_trained(tmp_path):
     db = tmp_path / "new.duckdb"
-    Store.init(db)
+    new_store(db)
     out = CliRunner().invoke(main, ["generate", "--db", str(db), "--model", "transformer-mp",
                                     "-n", "3000", "--seed", "2", "--no-progress"])
     assert out.exit_code == 0, out.output
@@ -59,21 +61,32 @@ def test_generate_names_a_shipped_generator_in_a_store_that_never_trained(tmp_pa
     assert st["n_samples"][0] == 3000 and st["n_decodable"][0] == 3000 and st["n_unique"][0] > 2500
 
 
+@pytest.fixture(scope="module")
+def mp_ingested(tmp_path_factory, shared_data):
+    """All of mp/e_form.csv ingested with MatGAN's curation, nothing trained (made once: the
+    132k-row ingest is most of a test's time; each test imports into a copy)."""
+    from matstore.curation import Curation
+    from matstore.ingest import run as ingest
+
+    store = new_store(tmp_path_factory.mktemp("mp") / "mp.duckdb")
+    ingest(store, "mp", Curation.matgan(), file=str(shared_data / "mp/e_form.csv"),
+           props=["formation_energy_per_atom=target:eV/atom"])
+    return store.path
+
+
 @pytest.mark.parametrize("name", SHIPPED)
-def test_a_shipped_generators_leave_out_set_comes_with_it_and_is_its_split(name, tmp_path, shared_data):
+def test_a_shipped_generators_leave_out_set_comes_with_it_and_is_its_split(name, tmp_path, shared_data,
+                                                                          mp_ingested):
     """Importing a shipped generator stores its left-out formulas as the version's holdout set;
     they are exactly the val + test rows of the split the script made, recomputed here from the
     shared data (MatGAN curation, the valid-only filter where the version used it, the seeded
     permutation), and `quality` then measures leave-out recovery in a store that never trained."""
     from matstore import quality
-    from matstore.curation import Curation
     from matstore.featurize import validate_store
-    from matstore.ingest import run as ingest
     from matstore.training import data
 
-    store = Store.init(tmp_path / "s.duckdb")
-    ingest(store, "mp", Curation.matgan(), file=str(shared_data / "mp/e_form.csv"),
-           props=["formation_energy_per_atom=target:eV/atom"])
+    store = copy_store(mp_ingested, tmp_path / "s.duckdb")
+    assert store.query("SELECT count(*) AS n FROM model_versions")["n"][0] == 0
     pretrained.import_pretrained(store, name)
     e = pretrained.entry(name)
     model_id = store.query("SELECT model_id FROM model_versions WHERE name = ?", [name])["model_id"][0]

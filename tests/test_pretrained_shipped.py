@@ -15,6 +15,7 @@ from matstore.compositions import CompositionBatch
 from matstore.registry import load_model
 from matstore.store import Store
 from _runner_helpers import load_compositions
+from _store_data import new_store
 
 # the attention predictors this branch ships (scripts/pretrain_predictors.py defaults)
 ATTENTION = ["oqmd-attn-fe"]
@@ -39,7 +40,7 @@ def test_the_attention_predictors_ship_with_their_provenance(shared_data):
 @pytest.mark.parametrize("name", _shipped_with_check())
 def test_a_shipped_predictor_imports_and_predicts_its_recorded_numbers(name, tmp_path):
     db = str(tmp_path / "fresh.duckdb")
-    Store.init(db)
+    new_store(db)
     r = CliRunner().invoke(main, ["models", "import", "--pretrained", name, "--db", db])
     assert r.exit_code == 0, r.output
     m = load_model(Store(db), name)
@@ -58,7 +59,7 @@ def test_a_shipped_predictor_imports_and_predicts_its_recorded_numbers(name, tmp
 def test_predict_imports_a_shipped_attention_model_on_first_use(tmp_path, read_formulas):
     name = ATTENTION[0]
     db = str(tmp_path / "user.duckdb")
-    store = Store.init(db)
+    store = new_store(db)
     formulas = read_formulas("oqmd/bandgap_val.csv")["formula"].to_list()[:200]   # real compositions
     load_compositions(store, formulas, "mp")
     r = CliRunner().invoke(main, ["predict", "--model", name, "--db", db, "--quiet"])
@@ -89,7 +90,7 @@ def test_a_store_that_imported_the_previous_shipped_version_keeps_it(tmp_path):
     e = pretrained.entry(name)
     prev = e["previous"][0]
     assert pretrained.sha256_file(old_file) == prev["sha256"] != e["sha256"]
-    store = Store.init(tmp_path / "old.duckdb")
+    store = new_store(tmp_path / "old.duckdb")
     import_models(store, old_file)
     old = load_model(store, name)
     assert old.version == 1 and old.record["weights_sha256"] in prev["weights_sha256"]

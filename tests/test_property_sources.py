@@ -24,6 +24,7 @@ from matstore.merge import MergeError, merge
 from matstore.sources import SourceError, open_source
 from matstore.store import Store
 from matstore.training import data, train
+from _store_data import new_store
 
 OQMD_GAPS = 4000  # rows of oqmd/bandgap_train.csv (+ its TiO2 row)
 
@@ -43,13 +44,13 @@ def gap_files(tmp_path_factory, read_formulas, shared_data):
 
 
 def _dft_store(path, oqmd_file) -> Store:
-    s = Store.init(path)
+    s = new_store(path)
     run(s, "oqmd", file=str(oqmd_file), props=["band_gap=target:eV"])
     return s
 
 
 def _expt_store(path, expt_file) -> Store:
-    s = Store.init(path)
+    s = new_store(path)
     run(s, "csv", file=str(expt_file), props=["band_gap=target:eV"], source_name="expt", kind="experiment")
     return s
 
@@ -76,7 +77,7 @@ def test_source_name_and_kind_are_recorded(tmp_path, gap_files):
 
 
 def test_dft_source_with_level_of_theory(tmp_path, gap_files):
-    s = Store.init(tmp_path / "h.duckdb")
+    s = new_store(tmp_path / "h.duckdb")
     run(s, "csv", file=str(gap_files[0]), props=["band_gap=target:eV"], source_name="my_hse", kind="dft",
         method="HSE06")
     assert s.query("SELECT kind, method FROM sources WHERE name = 'my_hse'").rows() == [("dft", "HSE06")]
@@ -97,7 +98,7 @@ def test_dft_source_with_level_of_theory(tmp_path, gap_files):
     (dict(source_name="expt", kind="dft", method="x" * 65), "level of theory"),
 ])
 def test_bad_source_options_are_refused_before_anything_is_written(tmp_path, gap_files, opts, match):
-    s = Store.init(tmp_path / "b.duckdb")
+    s = new_store(tmp_path / "b.duckdb")
     before = s.query("SELECT count(*) AS n FROM sources")["n"][0]
     with pytest.raises(SourceError, match=match):
         run(s, "csv", file=str(gap_files[1]), props=["band_gap=target:eV"], **opts)
@@ -187,7 +188,7 @@ def test_tio2_keeps_oqmd_dft_gap_beside_the_experimental_one(tmp_path, gap_files
 @pytest.mark.slow
 def test_dft_columns_follow_the_declared_order_not_the_lowest_value(tmp_path, read_formulas):
     """oqmd before mp, whichever is lower; mp's values stay readable per source."""
-    s = Store.init(tmp_path / "o.duckdb")
+    s = new_store(tmp_path / "o.duckdb")
     oq = read_formulas("oqmd/formation_enthalpy_train.csv").head(3000)
     mp = read_formulas("mp/e_form.csv")
     in_oq = {C.parse(f).composition_id for f in oq["formula"]}
@@ -213,10 +214,10 @@ def test_dft_columns_follow_the_declared_order_not_the_lowest_value(tmp_path, re
 
 
 def test_merge_refuses_a_source_name_of_another_kind(tmp_path, gap_files):
-    a = Store.init(tmp_path / "a.duckdb")
+    a = new_store(tmp_path / "a.duckdb")
     run(a, "csv", file=str(gap_files[0]), props=["band_gap=target:eV"], source_name="lab", kind="dft",
         limit=50)
-    b = Store.init(tmp_path / "b.duckdb")  # the other lab used the same name for experiments
+    b = new_store(tmp_path / "b.duckdb")  # the other lab used the same name for experiments
     run(b, "csv", file=str(gap_files[1]), props=["band_gap=target:eV"], source_name="lab",
         kind="experiment", limit=50)
     n = a.query("SELECT count(*) AS n FROM materials")["n"][0]
@@ -230,7 +231,7 @@ def test_merge_refuses_a_source_name_of_another_kind(tmp_path, gap_files):
 @pytest.fixture(scope="module")
 def two_dft_store(tmp_path_factory, read_formulas):
     d = tmp_path_factory.mktemp("two")
-    s = Store.init(d / "t.duckdb")
+    s = new_store(d / "t.duckdb")
     for name, rel in (("oqmd", "oqmd/formation_enthalpy_train.csv"), ("mp", "mp/e_form.csv")):
         f = d / f"{name}.csv"
         read_formulas(rel).head(400).write_csv(f)
@@ -307,7 +308,7 @@ def test_curation_drops_are_kept_with_their_rule(tmp_path, read_formulas):
     df = pl.concat([df, df.head(500).with_columns(pl.col("target") + 0.25)])
     f = tmp_path / "fe.csv"
     df.write_csv(f)
-    s = Store.init(tmp_path / "c.duckdb")
+    s = new_store(tmp_path / "c.duckdb")
     res = ingest(s, open_source("oqmd", file=str(f), props=["formation_energy_per_atom=target:eV/atom"]),
                  Curation.matgan(("He", "Kr")))
     counts = dict(s.query("SELECT rule, count(*) AS n FROM curated GROUP BY rule").rows())
@@ -340,7 +341,7 @@ def test_paged_curation_drops_are_kept(tmp_path, read_formulas):
 
     df = read_formulas("oqmd/formation_enthalpy_train.csv").head(300)
     rows = rows_from_csv(pl.concat([df, df.head(30).with_columns(pl.col("target") - 0.2)]))
-    s = Store.init(tmp_path / "p.duckdb")
+    s = new_store(tmp_path / "p.duckdb")
     with FakeOqmd(rows) as server:
         res = ingest(s, open_source("oqmd", api_url=server.url, page_size=64, timeout=2.0, retries=1,
                                     backoff=0.01), Curation.matgan())

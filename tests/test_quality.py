@@ -15,10 +15,10 @@ from matstore import quality, runner
 from matstore.cli import main
 from matstore.compositions import CompositionBatch
 from matstore.features.magpie import Magpie
-from matstore.store import Store
 from matstore.training import train
 
 from _runner_helpers import ReplayGenerator, load_compositions, mp_formulas
+from _store_data import new_store
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def runs(tmp_path_factory, read_formulas):
     """1,500 real MP compositions, a tiny real GAN (its split in composition_sets), one run of the
     GAN and one replaying MP formulas (most of them in its train / leave-out sets) as that
     version, both validated per batch."""
-    store = Store.init(tmp_path_factory.mktemp("quality") / "q.duckdb")
+    store = new_store(tmp_path_factory.mktemp("quality") / "q.duckdb")
     formulas, values = mp_formulas(read_formulas, 1500)
     load_compositions(store, formulas, "mp", values)
     with pytest.warns(Warning):   # 2 epochs decode few samples: the low-decodable warning

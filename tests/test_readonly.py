@@ -13,6 +13,7 @@ import pytest
 
 from matstore.query import run_query
 from matstore.store import Store, StoreError
+from _store_data import new_store
 
 
 def _fingerprint(path: str) -> dict:
@@ -27,7 +28,7 @@ def _fingerprint(path: str) -> dict:
 
 @pytest.fixture
 def filled(tmp_path) -> Store:
-    store = Store.init(tmp_path / "ro.duckdb")
+    store = new_store(tmp_path / "ro.duckdb")
     with store.transaction() as con:
         con.execute("INSERT INTO compositions VALUES (1, 'NaCl', ['Na','Cl'], [1,1], 2, 2), "
                     "(2, 'Fe2O3', ['Fe','O'], [2,3], 2, 5)")

@@ -14,7 +14,7 @@ from matstore import models
 from matstore.compositions import CompositionBatch
 from matstore.registry import (ModelError, export_models, import_models, list_models, load_model,
                                save_model, show_model)
-from matstore.store import Store
+from _store_data import new_store
 
 torch.set_num_threads(1)
 
@@ -87,7 +87,7 @@ def test_export_import_round_trip(store, tmp_path, batch):
                "SELECT 1", len(y), "h", {}, {}, "cpu", 0)
     path = tmp_path / "models.parquet"
     assert export_models(store, path) == 2
-    other = Store.init(tmp_path / "other.duckdb")
+    other = new_store(tmp_path / "other.duckdb")
     res = import_models(other, path)
     assert sorted(m.ref for m in res.imported) == ["fe@1", "rf@1"] and not res.skipped
     for name in ("fe", "rf"):
@@ -139,7 +139,7 @@ def test_import_rejects_bad_file_and_leaves_store(store, tmp_path):
 
     df = pl.read_parquet(path).with_columns(pl.lit("0" * 64).alias("weights_sha256"))
     df.write_parquet(tmp_path / "bad.parquet")
-    other = Store.init(tmp_path / "o.duckdb")
+    other = new_store(tmp_path / "o.duckdb")
     with pytest.raises(ModelError, match="corrupt"):
         import_models(other, tmp_path / "bad.parquet")
     assert list_models(other).height == 0

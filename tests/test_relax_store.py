@@ -17,6 +17,7 @@ import pytest
 from matstore.relax import RelaxSettings
 from matstore.relax.run import relax_structures
 from matstore.store import Store
+from _store_data import new_store
 
 REPO = Path(__file__).resolve().parents[1]
 CUBIC = [13, 44, 54]       # HgYN3, SbZnN3, TeBN3: converge in a few FIRE steps (test_relax.py)
@@ -51,7 +52,7 @@ def chgnet():
 def _stored(tmp_path, name, inputs):
     from matstore.structures import write_structures
 
-    store = Store.init(tmp_path / name)
+    store = new_store(tmp_path / name)
     cubic, strained = inputs
     known = write_structures(store, cubic, "known", "cif")
     tmpl = write_structures(store, [strained], "template", "template-substitution", parents=[known[0]])
@@ -104,7 +105,7 @@ def test_relax_writes_rows_and_stability(tmp_path, inputs, chgnet):
     from matstore.export import export_parquet
     from matstore.merge import merge
 
-    other = Store.init(tmp_path / "other.duckdb")
+    other = new_store(tmp_path / "other.duckdb")
     merge(other, store.path)
     got = other.query("SELECT r.energy_per_atom, m.name, m.weights_sha256, m.config->>'convention' AS conv, "
                       "s.origin FROM relaxations r JOIN model_versions m USING (model_id) "

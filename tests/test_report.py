@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 import torch
 
-from _store_data import fill
+from _store_data import fill, new_store
 from matstore.report.browser import find_browser, screenshot
 
 SECTIONS = ["summary", "hits", "structures", "accuracy", "fe-bg", "band-gaps", "elements", "quality", "curves"]
@@ -36,7 +36,7 @@ def study(tmp_path_factory, read_formulas):
     def sample(rel, n):
         return read_formulas(rel).sample(fraction=1.0, shuffle=True, seed=0).head(n)
 
-    store = Store.init(tmp_path_factory.mktemp("report") / "r.duckdb")
+    store = new_store(tmp_path_factory.mktemp("report") / "r.duckdb")
     fill(store, "oqmd", sample("oqmd/formation_enthalpy_train.csv", 800), "formation_energy_per_atom",
          ingest_id=1)
     fill(store, "oqmd", sample("oqmd/bandgap_train.csv", 800), "band_gap", unit="eV", ingest_id=2)
@@ -228,7 +228,7 @@ def test_sections_without_data_say_so_in_one_line(tmp_path, read_formulas):
     from matstore.report import write_report
     from matstore.store import Store
 
-    store = Store.init(tmp_path / "e.duckdb")
+    store = new_store(tmp_path / "e.duckdb")
     df = read_formulas("oqmd/formation_enthalpy_train.csv").head(300)
     fill(store, "oqmd", df, "formation_energy_per_atom")
     run = runner.generate(store, ReplayGenerator(df["formula"].to_list()), 500, batch_size=250, seed=1,
@@ -250,7 +250,7 @@ def test_structures_section_shows_the_candidates_predicted_structures(tmp_path, 
     from matstore.store import Store
     from matstore.structures import write_structures
 
-    store = Store.init(tmp_path / "s.duckdb")
+    store = new_store(tmp_path / "s.duckdb")
     df = read_formulas("oqmd/formation_enthalpy_train.csv").head(200)
     fill(store, "oqmd", df, "formation_energy_per_atom")
     run = runner.generate(store, ReplayGenerator(df["formula"].to_list()), 300, batch_size=150, seed=1,

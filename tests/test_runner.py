@@ -6,15 +6,24 @@ import polars as pl
 import pytest
 
 from matstore import runner
-from _runner_helpers import ReplayGenerator, load_compositions, mp_formulas
+from _runner_helpers import ReplayGenerator, copy_store, load_compositions, mp_formulas
+from _store_data import new_store
 
 
-@pytest.fixture
-def mp_store(store, read_formulas):
+@pytest.fixture(scope="module")
+def mp_template(tmp_path_factory, read_formulas):
+    """3,000 MP and 500 OQMD real compositions (made once; each test gets a copy: mp_store)."""
+    store = new_store(tmp_path_factory.mktemp("mp") / "mp.duckdb")
     formulas, values = mp_formulas(read_formulas, 3000)
     load_compositions(store, formulas, "mp", values)
     load_compositions(store, mp_formulas(read_formulas, 500, offset=5000)[0], "oqmd", ingest_id=2)
-    return store, formulas
+    return store.path, formulas
+
+
+@pytest.fixture
+def mp_store(mp_template, tmp_path):
+    path, formulas = mp_template
+    return copy_store(path, tmp_path / "test.duckdb"), formulas
 
 
 def _content(store, run_id):

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from matstore import runner
-from matstore.store import Store
 from _runner_helpers import (TINY_GAN, decode_tolerance_for, kill_generate_then_resume,
                              load_compositions, mp_formulas)
+from _store_data import new_store
 
 
 def _content(store, run_id):
@@ -20,7 +20,7 @@ def _content(store, run_id):
 def test_sigkill_then_resume_matches_uninterrupted(tmp_path, read_formulas):
     from matstore.training import train
 
-    store = Store.init(tmp_path / "kill.duckdb")
+    store = new_store(tmp_path / "kill.duckdb")
     formulas, values = mp_formulas(read_formulas, 1500)
     load_compositions(store, formulas, "mp", values)
     mv = train(store, "gan-mp", epochs=1, max_steps=2, batch_size=64, config=TINY_GAN, device="cpu",

@@ -8,6 +8,7 @@ import itertools
 import numpy as np
 import polars as pl
 import pytest
+from _store_data import new_store
 
 OQMD_FE = "oqmd/formation_enthalpy_train.csv"
 
@@ -19,7 +20,7 @@ def known(tmp_path_factory, shared_data):
     from matstore.stability import compute
     from matstore.store import Store
 
-    store = Store.init(tmp_path_factory.mktemp("screens") / "s.duckdb")
+    store = new_store(tmp_path_factory.mktemp("screens") / "s.duckdb")
     ingest_run(store, "csv", file=str(shared_data / OQMD_FE), limit=3000,
                props=["formation_energy_per_atom=target:eV/atom"])
     compute(store, progress=False)
@@ -88,7 +89,7 @@ def study(tmp_path_factory, read_formulas):
     from matstore.store import Store
     from _runner_helpers import ReplayGenerator, load_compositions, mp_formulas
 
-    store = Store.init(tmp_path_factory.mktemp("screens_study") / "s.duckdb")
+    store = new_store(tmp_path_factory.mktemp("screens_study") / "s.duckdb")
     formulas, values = mp_formulas(read_formulas, 1800)
     load_compositions(store, formulas[:1200], "mp", values[:1200])
     load_compositions(store, formulas[1500:1800], "gaps", ingest_id=2)   # known, no energy

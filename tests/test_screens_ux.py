@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 
 import pytest
+from _store_data import new_store
 
 
 def test_progress_off_a_terminal_prints_periodic_whole_lines(monkeypatch, capsys):
@@ -52,7 +53,7 @@ def test_an_autoencoder_that_decodes_nothing_warns(tmp_path, read_formulas):
     from matstore.training import LowDecodableWarning
     from _runner_helpers import load_compositions, mp_formulas
 
-    store = Store.init(tmp_path / "ae.duckdb")
+    store = new_store(tmp_path / "ae.duckdb")
     formulas, values = mp_formulas(read_formulas, 400)
     load_compositions(store, formulas, "mp", values)
     with pytest.warns(LowDecodableWarning, match=r"0\.0% of train.*decode back"):
@@ -73,7 +74,7 @@ def test_predict_a_formula_without_ingesting_it(tmp_path, read_formulas):
     from _runner_helpers import load_compositions, mp_formulas
 
     path = tmp_path / "p.duckdb"
-    store = Store.init(path)
+    store = new_store(path)
     formulas, values = mp_formulas(read_formulas, 600)
     load_compositions(store, formulas, "mp", values)
     mv = training.train(store, "rf-fe", max_rows=500, config={"n_estimators": 5, "n_jobs": 1}, progress=False)
@@ -163,7 +164,7 @@ def test_al_step_says_what_it_is_doing(tmp_path, shared_data):
 
     torch.set_num_threads(1)
     path = tmp_path / "al.duckdb"
-    store = Store.init(path)
+    store = new_store(path)
     run(store, "mp", file=str(shared_data / "mp" / "gap.csv"), props=["band_gap=target:eV"], limit=1500)
     small = {"latent_dim": 16,
              "encoder": {"convs": [[8, 3, 3, 2, 1], [16, 3, 3, 2, 1], [16, 3, 3, 2, 1], [32, 5, 5, 2, 2]],
@@ -197,7 +198,7 @@ def test_quality_and_report_say_what_they_are_doing_off_a_terminal(tmp_path, rea
     from _runner_helpers import ReplayGenerator, load_compositions, mp_formulas
 
     path = tmp_path / "q.duckdb"
-    store = Store.init(path)
+    store = new_store(path)
     formulas, values = mp_formulas(read_formulas, 300)
     load_compositions(store, formulas[:200], "mp", values[:200])
     runner.generate(store, ReplayGenerator(formulas), 400, batch_size=200, seed=1, device="cpu",
@@ -225,7 +226,7 @@ def test_train_prints_a_line_per_epoch_off_a_terminal(tmp_path, read_formulas, m
     monkeypatch.setattr(progress.LineProgress.__init__, "__defaults__", (None, 0.0))
     path = tmp_path / "t.duckdb"
     formulas, values = mp_formulas(read_formulas, 300)
-    load_compositions(Store.init(path), formulas, "mp", values)
+    load_compositions(new_store(path), formulas, "mp", values)
     r = CliRunner().invoke(main, ["train", "--db", str(path), "--model", "elemnet-magpie-fe", "--epochs", "3",
                                   "--batch-size", "64"])
     assert r.exit_code == 0, r.output

@@ -17,6 +17,7 @@ from matstore.store import Store, view_definitions
 from matstore.views import ViewError, order_views, package_views, referenced_relations, view_question
 
 from _runner_helpers import ReplayGenerator, load_compositions, mp_formulas
+from _store_data import new_store
 
 SCHEMA = {  # table -> 'column TYPE' in order: the schema every migration adds up to
     'al_campaigns': [
@@ -219,7 +220,7 @@ def test_model_refs_is_the_one_spelling_of_name_at_version():
 def study(tmp_path_factory, read_formulas) -> Store:
     """MP formulas with formation energies (two sources), an RF predictor with its split, a
     generation run, validity, predictions of the candidates and their stability."""
-    store = Store.init(tmp_path_factory.mktemp("sqlproject") / "study.duckdb")
+    store = new_store(tmp_path_factory.mktemp("sqlproject") / "study.duckdb")
     formulas, values = mp_formulas(read_formulas, 600)
     load_compositions(store, formulas[:450], "mp", values[:450])
     load_compositions(store, formulas[300:600], "oqmd", values[300:600], ingest_id=2)
@@ -308,7 +309,7 @@ def test_view_key_is_unique_and_not_null(study, view):
 # --- migrations by name, the final schema pinned ------------------------------------------------
 def test_a_store_with_another_migration_under_a_known_number_is_refused(tmp_path):
     path = tmp_path / "other.duckdb"
-    Store.init(path)
+    new_store(path)
     last = migrations.known_migrations()[-1]
     con = duckdb.connect(str(path))
     con.execute("UPDATE schema_migrations SET name = 'someone_elses' WHERE version = ?", [last.version])

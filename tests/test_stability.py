@@ -12,6 +12,7 @@ import pytest
 from matstore import compositions
 from matstore.compositions import CompositionBatch
 from matstore.stability.hull import Hulls
+from _store_data import new_store
 
 OQMD_FE = "oqmd/formation_enthalpy_train.csv"
 
@@ -212,7 +213,7 @@ def study(tmp_path_factory, shared_data):
     from matstore.ingest import run as ingest_run
     from matstore.store import Store
 
-    store = Store.init(tmp_path_factory.mktemp("stab") / "s.duckdb")
+    store = new_store(tmp_path_factory.mktemp("stab") / "s.duckdb")
     ingest_run(store, "csv", file=str(shared_data / OQMD_FE), limit=3000,
                props=["formation_energy_per_atom=target:eV/atom"])
     mv = training.train(store, "rf-fe", max_rows=2000, config={"n_estimators": 10, "n_jobs": 1},
@@ -327,7 +328,7 @@ def test_merge_keeps_known_phase_rows_and_remaps_ids(study, tmp_path, shared_dat
     store, _ = study
     compute(store, progress=False)   # the known phases' rows (model 0), if not there yet
     theirs = store.query("SELECT model_id, count(*) AS n FROM stability GROUP BY ALL ORDER BY 1")
-    ours = Store.init(tmp_path / "ours.duckdb")   # an ingest of its own first: ids differ
+    ours = new_store(tmp_path / "ours.duckdb")   # an ingest of its own first: ids differ
     ingest_run(ours, "csv", file=str(shared_data / "oqmd/bandgap_val.csv"), limit=50,
                props=["band_gap=target:eV"])
     res = merge(ours, store.path)
@@ -347,7 +348,7 @@ def test_cli_stability(tmp_path, shared_data):
     from matstore.ingest import run as ingest_run
     from matstore.store import Store
 
-    store = Store.init(tmp_path / "c.duckdb")
+    store = new_store(tmp_path / "c.duckdb")
     ingest_run(store, "csv", file=str(shared_data / OQMD_FE), limit=300,
                props=["formation_energy_per_atom=target:eV/atom"])
     r = CliRunner()

@@ -8,10 +8,55 @@ from matstore import migrations
 from matstore.store import Store, StoreError, append, append_new, default_path
 
 
-def test_init_applies_every_migration_in_order(store):
+def test_init_applies_every_migration_in_order(tmp_path):
+    store = Store.init(tmp_path / "init.duckdb")   # init itself (the store fixture is a copy)
     rows = store.query("SELECT version, name FROM schema_migrations ORDER BY version").rows()
     assert [r[0] for r in rows] == [m.version for m in migrations.known_migrations()]
     assert rows[0][1] == "initial"
+
+
+def _everything(path) -> dict:
+    """A store file's whole catalogue and every row of every table (migration times aside)."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        q = lambda sql: sorted(con.execute(sql).fetchall(), key=repr)   # noqa: E731
+        tables = [r[0] for r in q("SELECT table_name FROM duckdb_tables() WHERE NOT internal")]
+        out = {
+            "tables": q("SELECT schema_name, table_name, sql, comment FROM duckdb_tables() WHERE NOT internal"),
+            "views": q("SELECT schema_name, view_name, sql, comment FROM duckdb_views() WHERE NOT internal"),
+            "indexes": q("SELECT table_name, index_name, sql FROM duckdb_indexes()"),
+            "sequences": q("SELECT sequence_name, start_value, last_value FROM duckdb_sequences()"),
+            "macros": q("SELECT function_name, macro_definition FROM duckdb_functions() WHERE NOT internal"),
+            "constraints": q("SELECT table_name, constraint_type, constraint_text FROM duckdb_constraints()"),
+            "migrations": q("SELECT version, name FROM schema_migrations"),
+        }
+        for t in tables:
+            if t != "schema_migrations":
+                out[t] = q(f'SELECT * FROM "{t}"')
+        return out
+    finally:
+        con.close()
+
+
+def test_the_store_fixture_is_exactly_what_init_makes(store, tmp_path):
+    """new_store (the `store` fixture) copies a file Store.init made: the copy, before and after
+    matstore opens it for writing, holds what a fresh Store.init holds, and it is a store of its
+    own (writes to it reach neither the template nor another copy)."""
+    from _store_data import new_store, template_path
+
+    made = _everything(Store.init(tmp_path / "init.duckdb").path)
+    assert made["tables"] and len(made["views"]) >= 20 and made["migrations"]
+    assert _everything(store.path) == made
+    with store.transaction() as con:   # the first write open prepares it as init's open did
+        con.execute("INSERT INTO compositions VALUES (1, 'NaCl', ['Na','Cl'], [1,1], 2, 2)")
+    other = new_store(tmp_path / "other.duckdb")
+    assert _everything(other.path) == made == _everything(template_path())
+    assert store.query("SELECT formula FROM compositions").rows() == [("NaCl",)]
+    with store.transaction() as con:
+        con.execute("DELETE FROM compositions")
+    assert _everything(store.path) == made
+    with pytest.raises(FileExistsError):
+        new_store(store.path)
 
 
 def test_views_exist_for_every_sql_file(store):
@@ -98,3 +143,25 @@ def test_append_new_is_idempotent(store):
         assert append_new(con, "compositions", df, key=["composition_id"]) == 2
         assert append_new(con, "compositions", df, key=["composition_id"]) == 0
     assert sorted(store.query("SELECT formula FROM compositions")["formula"]) == ["Fe2O3", "NaCl"]
+
+
+def test_first_write_open_remakes_views_that_differ_only_in_comment_or_body(store):
+    """_prepare keeps a file's views only when every one is the package's, comment included."""
+    from matstore.views import view_definitions, view_question
+
+    con = duckdb.connect(store.path)
+    con.execute("COMMENT ON VIEW known IS 'not the question'")
+    con.execute("CREATE OR REPLACE VIEW model_bias AS SELECT 1 AS x")
+    con.close()
+    store.forget_prepared()   # as the next process would
+    with store.connect(write=True):
+        pass
+    con = duckdb.connect(store.path, read_only=True)
+    try:
+        got = dict(con.execute("SELECT view_name, comment FROM duckdb_views() "
+                               "WHERE view_name IN ('known', 'model_bias')").fetchall())
+        assert got["known"] == view_question(view_definitions()["known"])
+        assert got["known"].startswith("Which compositions are known")
+        assert "x" not in [r[0] for r in con.execute("DESCRIBE model_bias").fetchall()]
+    finally:
+        con.close()

@@ -20,6 +20,7 @@ from matstore.ingest import run
 from matstore.sources import SourceError
 from matstore.store import Store
 from matstore.structures import read_structures, structures_frame
+from _store_data import new_store
 
 pytestmark = pytest.mark.slow   # the server takes seconds to start
 KEEP = dict(min_distance=0.0, allow_partial=True)   # the test data are toy cells: keep what can be kept
@@ -70,7 +71,7 @@ def test_stores_what_the_server_holds(server, tmp_path):
     from pymatgen.analysis.structure_matcher import StructureMatcher
 
     entries, total = _server_entries(server)
-    store = Store.init(tmp_path / "o.duckdb")
+    store = new_store(tmp_path / "o.duckdb")
     r = run(store, "optimade", api_url=server, page_size=4, **KEEP)
     assert r.rows_seen == total == len(entries) and r.rows_kept + r.rows_rejected == total
     assert r.rows_kept >= 1
@@ -84,7 +85,7 @@ def test_stores_what_the_server_holds(server, tmp_path):
     assert StructureMatcher(stol=0.5, angle_tol=10, ltol=0.3).fit(mine, theirs)
     assert abs(mine.volume - theirs.volume) < 1e-6 and mine.composition.reduced_formula == theirs.composition.reduced_formula
     # a page size of 100 (one page) stores the same structures: paging loses and repeats nothing
-    other = Store.init(tmp_path / "one.duckdb")
+    other = new_store(tmp_path / "one.duckdb")
     run(other, "optimade", api_url=server, page_size=100, **KEEP)
     assert sorted(structures_frame(other)["structure_id"]) == sorted(structures_frame(store)["structure_id"])
     # again: nothing new
@@ -108,7 +109,7 @@ ingest(Store(sys.argv[1]), src, on_chunk=die)
 def test_resumes_after_kill_9(server, tmp_path):
     _, total = _server_entries(server)
     path = tmp_path / "k.duckdb"
-    Store.init(path)
+    new_store(path)
     repo = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([repo] + sys.path)}
     p = subprocess.run([sys.executable, "-c", KILLER, str(path), server], env=env, timeout=120)
@@ -119,14 +120,14 @@ def test_resumes_after_kill_9(server, tmp_path):
     assert half == (6, "running")
     r = run(store, "optimade", api_url=server, page_size=3, **KEEP)
     assert r.resumed and r.ingest_id == 1 and r.rows_seen == total
-    full = Store.init(tmp_path / "full.duckdb")
+    full = new_store(tmp_path / "full.duckdb")
     run(full, "optimade", api_url=server, page_size=3, **KEEP)
     assert sorted(structures_frame(store)["structure_id"]) == sorted(structures_frame(full)["structure_id"])
     assert store.query("SELECT count(*) AS n FROM rejects")["n"][0] == full.query("SELECT count(*) AS n FROM rejects")["n"][0]
 
 
 def test_server_errors_and_timeouts_are_one_clear_message(server, tmp_path):
-    store = Store.init(tmp_path / "e.duckdb")
+    store = new_store(tmp_path / "e.duckdb")
     with pytest.raises(SourceError, match=r"^OPTIMADE .*400.*Bad Request: Unable to parse filter"):
         run(store, "optimade", api_url=server, filter="nelements >< 3", retries=0)
     closed = _free_port()

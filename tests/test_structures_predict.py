@@ -12,6 +12,7 @@ from matstore.store import Store
 from matstore.structures import read_structures, structures_frame
 from matstore.structures.prediction import predict_structures
 from matstore.structures.templates import ElmdScale, elmd_many
+from _store_data import new_store
 
 MATCHER = dict(stol=0.5, angle_tol=10, ltol=0.3)
 N_TEMPLATES = 300
@@ -27,7 +28,7 @@ def perov(shared_data):
 
 @pytest.fixture(scope="module")
 def template_store(tmp_path_factory, shared_data):
-    store = Store.init(tmp_path_factory.mktemp("tp") / "t.duckdb")
+    store = new_store(tmp_path_factory.mktemp("tp") / "t.duckdb")
     run(store, "structures", file=str(shared_data / "structures/perov_5/val.csv"), limit=N_TEMPLATES,
         source_name="perov5", kind="dft", method="GLLB-SC")
     return store
@@ -79,7 +80,7 @@ def test_prediction_is_deterministic_and_resumes(tmp_path, shared_data, perov, m
     formulas = sorted({s.composition.reduced_formula for s in perov[1][N_TEMPLATES:N_TEMPLATES + 12]})
     stores = []
     for name in ("a", "b"):
-        store = Store.init(tmp_path / f"{name}.duckdb")
+        store = new_store(tmp_path / f"{name}.duckdb")
         run(store, "structures", file=str(shared_data / "structures/perov_5/val.csv"), limit=120)
         stores.append(store)
     whole = predict_structures(stores[0], formulas=formulas, k=3, batch_size=4, progress=False)
@@ -145,7 +146,7 @@ def test_prediction_resumes_after_kill_9(tmp_path, shared_data, perov):
     formulas = sorted({s.composition.reduced_formula for s in perov[1][N_TEMPLATES:N_TEMPLATES + 12]})
     stores = []
     for name in ("a", "b"):
-        store = Store.init(tmp_path / f"{name}.duckdb")
+        store = new_store(tmp_path / f"{name}.duckdb")
         run(store, "structures", file=str(shared_data / "structures/perov_5/val.csv"), limit=120)
         stores.append(store)
     predict_structures(stores[0], formulas=formulas, k=3, batch_size=4, progress=False)

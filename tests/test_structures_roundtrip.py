@@ -10,9 +10,9 @@ import polars as pl
 import pytest
 
 from matstore.ingest import run
-from matstore.store import Store
 from matstore.structures import structures_frame, to_structure
 from matstore.structures.image import decode
+from _store_data import new_store
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +49,7 @@ def test_every_perov5_structure_round_trips(tmp_path, shared_data):
 
     path = shared_data / "structures/perov_5/val.csv"
     df = pl.read_csv(path)
-    store = Store.init(tmp_path / "p.duckdb")
+    store = new_store(tmp_path / "p.duckdb")
     r = run(store, "structures", file=str(path), source_name="perov5", kind="dft", progress=False)
     assert (r.rows_seen, r.rows_kept, r.rows_rejected) == (df.height, df.height, 0)
     with warnings.catch_warnings():
@@ -62,7 +62,7 @@ def test_every_mgmno_structure_round_trips(tmp_path, shared_data):
     folder = shared_data / "structures/mgmno"
     images = np.load(folder / "mgmno_structures.npy", allow_pickle=False)
     names = (folder / "mgmno_names.txt").read_text().splitlines()
-    store = Store.init(tmp_path / "m.duckdb")
+    store = new_store(tmp_path / "m.duckdb")
     r = run(store, "structures", file=str(folder / "mgmno_structures.npy"), progress=False)
     assert (r.rows_seen, r.rows_kept, r.rows_rejected) == (len(images), len(images), 0)
     _check_all(store, r.ingest_id, {f"{i}:{n.strip()}": decode(im) for i, (im, n) in enumerate(zip(images, names))})

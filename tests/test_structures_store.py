@@ -6,9 +6,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from matstore.store import Store
 from matstore.structures import (StructureError, analyse, check, read_structures, structures_frame,
                                  write_structures)
+from _store_data import new_store
 
 MATCHER = dict(stol=0.5, angle_tol=10, ltol=0.3)
 
@@ -70,7 +70,7 @@ def test_structures_merge_and_export(tmp_path, perovskites):
     from matstore.export import export_parquet
     from matstore.merge import merge
 
-    a, b = Store.init(tmp_path / "a.duckdb"), Store.init(tmp_path / "b.duckdb")
+    a, b = new_store(tmp_path / "a.duckdb"), new_store(tmp_path / "b.duckdb")
     write_structures(a, perovskites[:10], "known", "cif")
     write_structures(b, perovskites[5:15], "known", "cif")
     merge(a, b.path)

@@ -9,7 +9,7 @@ import pytest
 
 from matstore.relax import prototypes
 from matstore.relax.system_hull import known_hull, lowest_per_composition, place_inputs, system_known
-from matstore.store import Store
+from _store_data import new_store
 
 
 def test_prototype_phases_are_the_named_structures():
@@ -42,7 +42,7 @@ def test_prototype_phases_are_the_named_structures():
 def test_known_structures_screened_and_lowest_chosen(tmp_path, shared_data):
     from matstore.ingest import run
 
-    store = Store.init(tmp_path / "m.duckdb")
+    store = new_store(tmp_path / "m.duckdb")
     run(store, "structures", file=str(shared_data / "structures/mgmno/mgmno_structures.npy"), limit=24)
     prototypes.write_references(store, ("Mg", "Mn", "O"))
     every = system_known(store, ("Mg", "Mn", "O"))
@@ -74,7 +74,7 @@ def test_hull_of_relaxed_known_phases_leaves_out_compositions(tmp_path):
 
     torch.set_num_threads(1)
     pot = potential.load("chgnet")
-    store = Store.init(tmp_path / "h.duckdb")
+    store = new_store(tmp_path / "h.duckdb")
     phases = {p.formula: p for p in prototypes.MGMNO}
     built = [prototypes.build(phases[f]) for f in ("MgO", "Mg", "O2")]
     ids = write_structures(store, [s for s, _ in built], "known", prototypes.METHOD, details=[d for _, d in built])
@@ -118,7 +118,7 @@ def test_system_hull_relaxes_the_lowest_single_points_and_places_every_compositi
 
     torch.set_num_threads(1)
     pot = potential.load("chgnet")
-    store = Store.init(tmp_path / "s.duckdb")
+    store = new_store(tmp_path / "s.duckdb")
     run(store, "structures", file=str(shared_data / "structures/mgmno/mgmno_structures.npy"), limit=12)
     # fmax 10 eV/Å: inputs count as converged as they are (single points), so this stays cheap
     res = system_hull(store, ("Mg", "Mn", "O"), "chgnet", per_composition=1, screen=3,

@@ -8,10 +8,9 @@ import pytest
 import torch
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
-from _store_data import fill
+from _store_data import fill, new_store
 from matstore.compositions import CompositionBatch
 from matstore.registry import load_model
-from matstore.store import Store
 from matstore.training import data, train
 from matstore.models.loops import regression_metrics
 from matstore.training.sample_metrics import generation_metrics
@@ -24,7 +23,7 @@ N = 300
 
 @pytest.fixture(scope="module")
 def small_store(tmp_path_factory, read_formulas):
-    store = Store.init(tmp_path_factory.mktemp("train") / "t.duckdb")
+    store = new_store(tmp_path_factory.mktemp("train") / "t.duckdb")
     fe = read_formulas("oqmd/formation_enthalpy_train.csv").head(N)
     bg = read_formulas("oqmd/bandgap_train.csv").head(N)
     fill(store, "oqmd", fe, "formation_energy_per_atom", ingest_id=1)

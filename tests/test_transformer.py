@@ -16,10 +16,10 @@ from matstore.compositions import CompositionBatch
 from matstore.compositions.elements import SORT_X, SYMBOLS, Z_OF
 from matstore.models.transformer import BOS, EOS, FIRST, PAD, TransformerConfig
 from matstore.registry import get_record, load_model
-from matstore.store import Store
 from matstore.training import train
 
 from _runner_helpers import kill_generate_then_resume, load_compositions, mp_formulas
+from _store_data import new_store
 
 SMALL = {"d_model": 32, "n_layers": 1, "n_heads": 2, "d_ff": 64}
 
@@ -36,7 +36,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, read_formulas):
     """1,500 real MP compositions and a small transformer trained on them for 2 epochs."""
-    store = Store.init(tmp_path_factory.mktemp("transformer") / "t.duckdb")
+    store = new_store(tmp_path_factory.mktemp("transformer") / "t.duckdb")
     formulas, values = mp_formulas(read_formulas, 1500)
     load_compositions(store, formulas, "mp", values)
     mv = train(store, "transformer-mp", epochs=2, config=SMALL, device="cpu", progress=False)
@@ -191,7 +191,7 @@ def test_sampling_settings_are_checked_and_refused_for_a_gan(trained, tmp_path, 
     out = CliRunner().invoke(main, ["generate", "--db", store.path, "--model", mv.ref, "-n", "10",
                                     "--temperature", "-1", "--no-progress"])
     assert out.exit_code != 0 and "--temperature" in out.output
-    gan_store = Store.init(tmp_path / "g.duckdb")
+    gan_store = new_store(tmp_path / "g.duckdb")
     formulas, values = mp_formulas(read_formulas, 300)
     load_compositions(gan_store, formulas, "mp", values)
     gan = train(gan_store, "gan-mp-small", epochs=1, device="cpu", progress=False)

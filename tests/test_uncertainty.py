@@ -24,6 +24,7 @@ from matstore.report import ReportError, run_screen
 from matstore.store import Store
 
 from _runner_helpers import ReplayGenerator, copy_store, mp_formulas
+from _store_data import new_store
 
 BG_ROWS = 1600
 GEN = dict(n=1500, batch_size=500, seed=5, device="cpu", progress=False)
@@ -43,7 +44,7 @@ def template(tmp_path_factory, read_formulas):
     from matstore.ingest import run
 
     folder = tmp_path_factory.mktemp("unc")
-    store = Store.init(folder / "template.duckdb")
+    store = new_store(folder / "template.duckdb")
     _bg_rows(read_formulas, BG_ROWS).write_csv(folder / "bg.csv")   # seeded subsets of the real files
     (read_formulas("mp/e_form.csv").sample(fraction=1.0, shuffle=True, seed=0).head(1000)
      .write_csv(folder / "fe.csv"))
@@ -393,7 +394,7 @@ def test_a_received_store_with_spreads_and_metal_probabilities_merges(study, tmp
 
     other, refs, formulas = study
     _generate(other, formulas, runner.Stages(predict=(refs["bg_ens"].ref,)))
-    ours = Store.init(tmp_path / "ours.duckdb")
+    ours = new_store(tmp_path / "ours.duckdb")
     merge(ours, other.path)
     q = ("SELECT c.formula, p.value, p.std, p.p_metal FROM predictions p JOIN compositions c "
          "USING (composition_id) ORDER BY c.formula")
@@ -452,7 +453,7 @@ def test_a_model_file_whose_members_do_not_fit_its_weights_is_refused(template, 
 def test_an_ensemble_beyond_its_bound_is_refused_before_any_data_is_read(tmp_path):
     from matstore.training.presets import PresetError
 
-    store = Store.init(tmp_path / "empty.duckdb")
+    store = new_store(tmp_path / "empty.duckdb")
     with pytest.raises(PresetError, match="at most 64 members"):
         training.train(store, "elemnet-magpie-fe", ensemble=65, progress=False)
     with pytest.raises(PresetError, match="at most 5,000 trees"):

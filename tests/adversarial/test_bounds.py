@@ -23,18 +23,25 @@ from matstore.cli import main
 from matstore.store import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # tests/_runner_helpers.py
-from _runner_helpers import load_compositions, mp_formulas  # noqa: E402
+from _runner_helpers import copy_store, load_compositions, mp_formulas  # noqa: E402
+from _store_data import new_store
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "matstore" / "pretrained" / "oqmd-attn-fe.parquet"
 
 
-@pytest.fixture
-def small(tmp_path, read_formulas) -> Store:
-    store = Store.init(tmp_path / "s.duckdb")
+@pytest.fixture(scope="module")
+def small_template(tmp_path_factory, read_formulas) -> Path:
+    """100 real MP compositions with formation energies (made once; tests get copies)."""
+    store = new_store(tmp_path_factory.mktemp("small") / "s.duckdb")
     formulas, values = mp_formulas(read_formulas, 100)
     load_compositions(store, formulas, "mp", values)
-    return store
+    return Path(store.path)
+
+
+@pytest.fixture
+def small(small_template, tmp_path) -> Store:
+    return copy_store(small_template, tmp_path / "s.duckdb")
 
 
 def _bomb(declared: int) -> bytes:
@@ -106,7 +113,7 @@ def test_a_config_asking_for_a_huge_model_is_refused(tmp_path):
     df = df.with_columns(pl.lit(json.dumps(cfg)).alias("config"))
     bomb = tmp_path / "cfg.parquet"
     df.write_parquet(bomb)
-    Store.init(tmp_path / "s.duckdb")
+    new_store(tmp_path / "s.duckdb")
     r = CliRunner().invoke(main, ["models", "import", str(bomb), "--db", str(tmp_path / "s.duckdb")])
     assert "parameters, more than" in _one_line(r)
 
@@ -167,7 +174,7 @@ def test_a_refusal_quoting_a_huge_formula_is_cut(small, tmp_path):
     """Finding 5: merge refused a 50 MB formula but printed all of it."""
     other = tmp_path / "o" / "other.duckdb"
     other.parent.mkdir()
-    Store.init(other)
+    new_store(other)
     con = duckdb.connect(str(other))
     con.execute("INSERT INTO compositions (composition_id, formula, elements, counts, n_elements, n_atoms) "
                 "VALUES (7, repeat('H', 900) || repeat('x', 2000000), ['H'], [1], 1, 1)")

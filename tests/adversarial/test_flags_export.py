@@ -21,7 +21,8 @@ from matstore.export import ExportError, export_parquet
 from matstore.store import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # tests/_runner_helpers.py
-from _runner_helpers import TINY_GAN, decode_tolerance_for, load_compositions, mp_formulas  # noqa: E402
+from _runner_helpers import TINY_GAN, copy_store, decode_tolerance_for, load_compositions, mp_formulas  # noqa: E402
+from _store_data import new_store
 
 
 def _cli(*args, cwd=None, env=None, timeout=180):
@@ -38,15 +39,21 @@ def _sha(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-@pytest.fixture
-def small(tmp_path, read_formulas) -> Store:
-    """A store of 300 real MP compositions with formation energies, alone in its folder."""
-    d = tmp_path / "study"
-    d.mkdir()
-    store = Store.init(d / "s.duckdb")
+@pytest.fixture(scope="module")
+def small_template(tmp_path_factory, read_formulas) -> Path:
+    """A store of 300 real MP compositions with formation energies (made once; tests get copies)."""
+    store = new_store(tmp_path_factory.mktemp("small") / "s.duckdb")
     formulas, values = mp_formulas(read_formulas, 300)
     load_compositions(store, formulas, "mp", values)
-    return store
+    return Path(store.path)
+
+
+@pytest.fixture
+def small(small_template, tmp_path) -> Store:
+    """A copy of small_template, alone in its folder."""
+    d = tmp_path / "study"
+    d.mkdir()
+    return copy_store(small_template, d / "s.duckdb")
 
 
 # --- finding 4: export --overwrite --------------------------------------------------------------
@@ -142,7 +149,7 @@ def _predictions(store):
 def test_sigkill_then_resume_with_predict_equals_a_clean_run_exactly(tmp_path, read_formulas):
     from matstore import runner, training
 
-    base = Store.init(tmp_path / "base.duckdb")
+    base = new_store(tmp_path / "base.duckdb")
     formulas, values = mp_formulas(read_formulas, 1500)
     load_compositions(base, formulas, "mp", values)
     gan = training.train(base, "gan-mp", epochs=1, max_steps=2, batch_size=64, config=TINY_GAN,
@@ -211,7 +218,7 @@ def test_fused_predictions_equal_the_separate_predict_command_exactly(tmp_path, 
     from matstore.predict import predict
     from _runner_helpers import ReplayGenerator
 
-    store = Store.init(tmp_path / "f.duckdb")
+    store = new_store(tmp_path / "f.duckdb")
     formulas, values = mp_formulas(read_formulas, 2000)
     load_compositions(store, formulas, "mp", values)
     cnn = training.train(store, "cnn-fe", max_rows=600, epochs=1, device="cpu", progress=False)

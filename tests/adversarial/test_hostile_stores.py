@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from matstore.store import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # tests/_runner_helpers.py
 from _runner_helpers import load_compositions, mp_formulas  # noqa: E402
+from _store_data import new_store
 
 HERE = Path(__file__).resolve().parent
 N_STORES = 220
@@ -26,7 +26,7 @@ N_STORES = 220
 @pytest.mark.slow
 def test_every_reading_command_holds_on_generated_hostile_stores(tmp_path, read_formulas):
     (tmp_path / "template").mkdir()
-    template = Store.init(tmp_path / "template" / "t.duckdb")
+    template = new_store(tmp_path / "template" / "t.duckdb")
     formulas, values = mp_formulas(read_formulas, 120)
     load_compositions(template, formulas, "mp", values)
     home = tmp_path / "home"

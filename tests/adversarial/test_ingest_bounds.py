@@ -353,10 +353,9 @@ def train_store(tmp_path_factory, read_formulas):
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from _store_data import fill
-    from matstore.store import Store
+    from _store_data import fill, new_store
 
-    store = Store.init(tmp_path_factory.mktemp("nan") / "t.duckdb")
+    store = new_store(tmp_path_factory.mktemp("nan") / "t.duckdb")
     fill(store, "oqmd", read_formulas("oqmd/formation_enthalpy_train.csv").head(300), FE, ingest_id=1)
     return store
 

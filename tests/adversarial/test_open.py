@@ -23,6 +23,7 @@ from matstore.store import Store, StoreError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # tests/_runner_helpers.py
 from _runner_helpers import load_compositions, mp_formulas  # noqa: E402
+from _store_data import new_store
 
 PACKAGE = Path(__file__).resolve().parents[2] / "matstore"
 
@@ -30,7 +31,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "matstore"
 @pytest.fixture(scope="module")
 def template(tmp_path_factory, read_formulas) -> Path:
     d = tmp_path_factory.mktemp("open")
-    store = Store.init(d / "t.duckdb")
+    store = new_store(d / "t.duckdb")
     formulas, values = mp_formulas(read_formulas, 200)
     load_compositions(store, formulas, "mp", values)
     return Path(store.path)

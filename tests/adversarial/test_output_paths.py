@@ -15,15 +15,22 @@ from matstore.cli import main
 from matstore.store import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # tests/_runner_helpers.py
-from _runner_helpers import load_compositions, mp_formulas  # noqa: E402
+from _runner_helpers import copy_store, load_compositions, mp_formulas  # noqa: E402
+from _store_data import new_store
+
+
+@pytest.fixture(scope="module")
+def small_template(tmp_path_factory, read_formulas) -> Path:
+    """100 real MP compositions with formation energies (made once; tests get copies)."""
+    store = new_store(tmp_path_factory.mktemp("small") / "s.duckdb")
+    formulas, values = mp_formulas(read_formulas, 100)
+    load_compositions(store, formulas, "mp", values)
+    return Path(store.path)
 
 
 @pytest.fixture
-def small(tmp_path, read_formulas) -> Store:
-    store = Store.init(tmp_path / "s.duckdb")
-    formulas, values = mp_formulas(read_formulas, 100)
-    load_compositions(store, formulas, "mp", values)
-    return store
+def small(small_template, tmp_path) -> Store:
+    return copy_store(small_template, tmp_path / "s.duckdb")
 
 
 def _sha(p) -> str:

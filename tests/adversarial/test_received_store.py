@@ -30,6 +30,7 @@ from matstore import compositions as C
 from matstore.export import base_tables, checksum
 from matstore.merge import COPY_PREFIX, MergeError, merge, remove_stale_copies
 from matstore.store import Store
+from _store_data import new_store
 
 REPO = Path(__file__).resolve().parents[2]
 PAYLOAD = ('reason") SELECT 1, \'r\', \'raw\', \'pwned\'; COPY (SELECT \'x\') TO \'x.txt\'; COMMIT; '
@@ -52,7 +53,7 @@ def stores(tmp_path_factory, read_formulas):
     b_rows = e_form.slice(200, 400)  # 200 formulas in common with A
     a_rows.write_csv(d / "a.csv")
     b_rows.write_csv(d / "b.csv")
-    a, b = Store.init(d / "A.duckdb"), Store.init(d / "B.duckdb")
+    a, b = new_store(d / "A.duckdb"), new_store(d / "B.duckdb")
     _ingest(a, d / "a.csv", "formation_energy_per_atom=target:eV/atom")
     _ingest(b, d / "b.csv", "formation_energy_per_atom=target:eV/atom")
     return a, b
@@ -281,7 +282,7 @@ def test_models_import_of_a_pickle_runs_nothing(store, tmp_path, read_formulas):
         df = pl.read_parquet(path).with_columns(
             pl.lit(blob).alias("weights"), pl.lit(hashlib.sha256(blob).hexdigest()).alias("weights_sha256"))
         df.write_parquet(tmp_path / "evil.parquet")
-        other = Store.init(tmp_path / f"o{len(blob)}.duckdb")
+        other = new_store(tmp_path / f"o{len(blob)}.duckdb")
         with pytest.raises(ModelError, match=r"rf-fe@1 .*pickled .*not loaded.*--trust"):
             import_models(other, tmp_path / "evil.parquet")
         assert not marker.exists(), "unpickling ran the payload"

@@ -18,17 +18,24 @@ from matstore.selection import condition_sql, query_sql, selection_ids, where_id
 from matstore.store import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # tests/_runner_helpers.py
-from _runner_helpers import load_compositions, mp_formulas  # noqa: E402
+from _runner_helpers import copy_store, load_compositions, mp_formulas  # noqa: E402
+from _store_data import new_store
 
 SELECTION_MODULES = ("selection.py",)
 
 
-@pytest.fixture
-def study(tmp_path, read_formulas) -> Store:
-    store = Store.init(tmp_path / "s.duckdb")
+@pytest.fixture(scope="module")
+def study_template(tmp_path_factory, read_formulas) -> Path:
+    """150 real MP compositions plus MgO and NaCl (made once; tests get copies)."""
+    store = new_store(tmp_path_factory.mktemp("study") / "s.duckdb")
     formulas, values = mp_formulas(read_formulas, 150)
     load_compositions(store, [*formulas, "MgO", "NaCl"], "mp", [*values, -3.0, -2.0])
-    return store
+    return Path(store.path)
+
+
+@pytest.fixture
+def study(study_template, tmp_path) -> Store:
+    return copy_store(study_template, tmp_path / "s.duckdb")
 
 
 def _id(store: Store, formula: str) -> int:

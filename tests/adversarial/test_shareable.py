@@ -7,19 +7,19 @@ import pytest
 
 from matstore import pretrained
 from matstore.merge import merge
-from matstore.store import Store
+from _store_data import new_store
 
 
 def test_a_store_with_a_shipped_generator_merges(tmp_path):
     """The leave-out set's compositions travel with it (4394 rows pointed at missing compositions)."""
-    a = Store.init(tmp_path / "a.duckdb")
+    a = new_store(tmp_path / "a.duckdb")
     pretrained.import_pretrained(a, "transformer-mp")
     dangling = a.query("SELECT count(*) FROM composition_sets s ANTI JOIN compositions c "
                        "USING (composition_id)")[0, 0]
     assert dangling == 0
     n_set = a.query("SELECT count(*) FROM composition_sets")[0, 0]
     assert n_set > 0
-    b = Store.init(tmp_path / "b.duckdb")
+    b = new_store(tmp_path / "b.duckdb")
     res = merge(b, a.path)
     assert res.total_added > 0
     assert b.query("SELECT count(*) FROM composition_sets")[0, 0] == n_set
@@ -27,7 +27,7 @@ def test_a_store_with_a_shipped_generator_merges(tmp_path):
 
 def test_a_forged_leave_out_entry_imports_nothing(tmp_path, monkeypatch):
     """A forged leave-out entry failed after the model version was committed (half import)."""
-    store = Store.init(tmp_path / "s.duckdb")
+    store = new_store(tmp_path / "s.duckdb")
     real = pretrained.entry
 
     def forged(name):
