@@ -112,10 +112,10 @@ def test_forged_worker_chunks_are_refused_with_nothing_written(tmp_path, cubic):
     store = stored(tmp_path / "forged.duckdb", cubic[:2])
     before = counts(store)
     settings = RelaxSettings(fmax=0.05, max_steps=3)
-    for forge, why in [(wrong_species, r"structure -?\d+: the relaxed cell has 5 sites of other species"),
+    for forge, why in [(wrong_species, r"structure -?\d+: the relaxed cell's species differ from the input's"),
                        (nan_energy, r"structure -?\d+: energy_per_atom nan not finite"),
                        (missing_id, "the structure ids differ from the chunk sent .1 rows vs 2"),
-                       (fewer_sites, r"structure -?\d+: the relaxed cell has 4 sites"),
+                       (fewer_sites, r"structure -?\d+: the relaxed cell has 4 sites, the input 5"),
                        (singular_lattice, r"structure -?\d+: the relaxed lattice's volume 0")]:
         with pytest.raises(ExecutorError, match=f"executor forging: relax chunk 0: {why}") as e:
             relax_structures(store, None, "chgnet", settings, batch=2, executor=ForgingExecutor(forge))
@@ -153,3 +153,17 @@ def test_two_workers_store_exactly_the_rows_of_an_in_process_run(tmp_path, cubic
     assert serial.query("SELECT executor, workers FROM runs").rows() == [("local", 1)]
     assert np.array_equal(store.query("SELECT n_samples FROM run_batches ORDER BY batch_no")["n_samples"],
                           [2, 1])
+
+
+def test_the_version_check_compares_the_potentials_package_and_weights():
+    from matstore.executor import worker_tasks
+    from matstore.models import potential
+
+    ident = potential.resolve("chgnet").identity()
+    rec = {"potential": "chgnet-0.3.0", "device": "cpu", **ident}
+    want = worker_tasks.identity_of([rec])
+    assert want["potential chgnet-0.3.0"] == (f"chgnet {ident['package_version']}, weights sha256 "
+                                              f"{ident['weights_sha256']}")
+    assert worker_tasks.identity([rec]) == want     # what a worker with this install answers
+    other = worker_tasks.identity_of([{**rec, "weights_sha256": "0" * 64}])
+    assert other["potential chgnet-0.3.0"] != want["potential chgnet-0.3.0"]

@@ -112,8 +112,9 @@ def checked(data, ids: list[int], inputs: list, settings: RelaxSettings, name: s
             bad(f"status {status} without a relaxed structure")
         want = [int(sp.Z) for sp in inputs[k].species]
         if row["numbers"] != want:
-            bad(f"the relaxed cell has {len(row['numbers'])} sites of other species than the "
-                f"input's {len(want)} ({inputs[k].composition.reduced_formula})")
+            n = len(row["numbers"])
+            bad(f"the relaxed cell has {n} sites, the input {len(want)}" if n != len(want) else
+                f"the relaxed cell's species differ from the input's ({inputs[k].composition.formula})")
         lat = np.asarray(row["lattice"], np.float64)
         frac = np.asarray(row["frac_coords"], np.float64)
         if lat.shape != (9,) or not np.isfinite(lat).all() or frac.shape != (3 * len(want),) \

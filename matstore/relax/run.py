@@ -105,7 +105,8 @@ def relax_structures(store: Store, where: str | None = None, potential: str | No
     todo = pending(store, ids, model_id, shash)
     params = {"where": where, "potential": spec.name, "potential_ref": ref, "batch": int(batch),
               "settings": settings.as_dict(), "settings_hash": shash}
-    with open_executor(executor, insecure=insecure, announce=show_progress) as ex:
+    # nothing pending: no cluster is started (the run is recorded as local, with 0 structures)
+    with open_executor(executor if todo else None, insecure=insecure, announce=show_progress) as ex:
         if not isinstance(ex, LocalExecutor):   # every worker's potential = this process's
             ex.check_versions([{"potential": spec.name, "device": device, **spec.identity()}])
         if resume is not None:
