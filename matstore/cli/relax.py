@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from ..store import Store
-from .options import POSITIVE, console, no_progress_option, store_option
+from .options import POSITIVE, console, executor_options, no_progress_option, store_option
 
 FMAX = click.FloatRange(0, 10, min_open=True)
 
@@ -34,7 +34,8 @@ def _settings(fmax, max_steps, time_limit):
 @click.command(epilog="""\b
 Example:
   matstore relax --where "s.origin = 'template'" --potential chgnet --max-steps 300 --time-limit 120
-  matstore relax --resume 7""")
+  matstore relax --resume 7
+  matstore relax --potential chgnet --batch 8 --executor processes:2""")
 @store_option
 @click.option("--where", default=None,
               help="SQL condition on structures (alias s); default: every structure that is not a relaxation.")
@@ -43,14 +44,17 @@ Example:
               help="Continue a killed relax run with its own settings and selection.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @no_progress_option
-def relax(db, where, potential, batch, fmax, max_steps, time_limit, resume_id, device, no_progress, quiet):
+@executor_options
+def relax(db, where, potential, batch, fmax, max_steps, time_limit, resume_id, device, no_progress, quiet,
+          executor, executor_insecure):
     """Relax stored structures with an ML potential (FIRE + ASE FrechetCellFilter, batched):
     relaxed structures become new rows (origin relaxed, linked to their input), energies and
     status per structure go to the relaxations table. Running it again relaxes only what is new."""
     from ..relax.run import relax_structures  # noqa: PLC0415
 
     res = relax_structures(Store(db), where, potential, _settings(fmax, max_steps, time_limit), batch,
-                           resume_id, device, show_progress=not (no_progress or quiet))
+                           resume_id, device, show_progress=not (no_progress or quiet), executor=executor,
+                           insecure=executor_insecure)
     console.print(f"run {res.run_id}: {res.n_relaxed:,} of {res.n_selected:,} selected structures relaxed "
                   f"with {res.potential} in {res.seconds:,.1f} s ("
                   + (", ".join(f"{k} {v:,}" for k, v in sorted(res.counts.items())) or "nothing new") + ")")

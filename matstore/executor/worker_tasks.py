@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 
 _MODELS: dict[str, object] = {}      # weights sha256 -> LoadedModel, per worker process
+_POTENTIALS: dict[str, object] = {}  # potential name:device -> loaded potential, per worker process
 _STATE: dict = {"threads": False, "version": None}
 
 
@@ -38,6 +39,9 @@ def identity_of(records=()) -> dict:
     """What a worker must match: matstore's version and the recorded sha256 of each record."""
     out = {"matstore": version()}
     for rec in records:
+        if "potential" in rec:   # an ML potential: loaded from the worker's own wheel
+            out[f"potential {rec['potential']}"] = potential_identity(rec)
+            continue
         out[f"weights of {rec['name']}@{rec['version']}"] = rec["weights_sha256"]
     return out
 
@@ -50,6 +54,12 @@ def identity(records=()) -> dict:
 
     out = {"matstore": version()}
     for rec in records:
+        if "potential" in rec:
+            from ..models.potential import resolve  # noqa: PLC0415
+
+            out[f"potential {rec['potential']}"] = potential_identity(resolve(rec["potential"]).identity())
+            potential(rec["potential"], rec.get("device", "cpu"))
+            continue
         sha = hashlib.sha256(rec["weights"]).hexdigest()
         out[f"weights of {rec['name']}@{rec['version']}"] = sha
         if sha == rec["weights_sha256"]:
@@ -144,3 +154,31 @@ def stability_chunk(item: tuple, ref, p: dict) -> bytes:
 
     _check_version(p["version"])
     return encode(rows(ref, *item[1], p["model_id"], p["run_id"]))
+
+
+def potential_identity(ident: dict) -> str:
+    """What two installs of a potential must share: its package's version and weights sha256."""
+    return f"{ident['package']} {ident['package_version']}, weights sha256 {ident['weights_sha256']}"
+
+
+def potential(name: str, device: str):
+    """The ML potential name, loaded once per worker process from this worker's installed wheel."""
+    from ..models import potential as potentials  # noqa: PLC0415
+
+    _threads()
+    key = f"{name}:{device}"
+    if key not in _POTENTIALS:
+        _POTENTIALS[key] = potentials.load(name, device)
+    return _POTENTIALS[key]
+
+
+def relax_chunk(item: tuple, p: dict) -> bytes:
+    """One chunk of a relax run (item: (chunk number, structure ids, pymatgen Structures)) relaxed
+    together with engine.relax_batch; the chunk's table (relax_payload.table) as Arrow IPC."""
+    from ..relax.engine import relax_batch  # noqa: PLC0415
+    from ..relax.relax_payload import table  # noqa: PLC0415
+    from .payloads import encode  # noqa: PLC0415
+
+    _check_version(p["version"])
+    pot = potential(p["potential"], p["device"])
+    return encode(table(item[1], relax_batch(pot, item[2], p["settings"])))

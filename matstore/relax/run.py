@@ -22,9 +22,11 @@ from dataclasses import dataclass
 import polars as pl
 
 from .. import progress, runs
+from ..executor import LocalExecutor, open_executor
 from ..query import QueryError
 from ..selection import structure_ids
 from ..store import Store, append
+from . import relax_payload
 from .engine import RelaxSettings, relax_batch
 from .errors import RelaxError
 
@@ -69,9 +71,12 @@ def pending(store: Store, ids: list[int], model_id: int, shash: str) -> list[int
 
 def relax_structures(store: Store, where: str | None = None, potential: str | None = None,
                      settings: RelaxSettings = RelaxSettings(), batch: int = 16, resume: int | None = None,
-                     device: str = "cpu", show_progress: bool = False, loaded=None) -> RelaxRun:
+                     device: str = "cpu", show_progress: bool = False, loaded=None, executor=None,
+                     insecure: bool = False) -> RelaxRun:
     """Relax the selected structures (see the module docstring); returns what this call did.
-    loaded: an already loaded potential of the same name (tests and benchmarks reuse one)."""
+    loaded: an already loaded potential of the same name (tests and benchmarks reuse one; the
+    in-process path only). executor: where chunks are relaxed (matstore.executor: workers load the
+    potential from their own wheel, checked against this one's); this process writes, chunk order."""
     from ..models import potential as potentials  # noqa: PLC0415
     from ..models.potential.registry import register  # noqa: PLC0415
 
@@ -100,62 +105,100 @@ def relax_structures(store: Store, where: str | None = None, potential: str | No
     todo = pending(store, ids, model_id, shash)
     params = {"where": where, "potential": spec.name, "potential_ref": ref, "batch": int(batch),
               "settings": settings.as_dict(), "settings_hash": shash}
-    if resume is not None:
-        run_id = int(resume)
-        runs.reopen_run(store, run_id)
-    else:
-        run_id = runs.open_run(store, KIND, model_id, params, device, len(todo))
+    # nothing pending: no cluster is started (the run is recorded as local, with 0 structures)
+    with open_executor(executor if todo else None, insecure=insecure, announce=show_progress) as ex:
+        if not isinstance(ex, LocalExecutor):   # every worker's potential = this process's
+            ex.check_versions([{"potential": spec.name, "device": device, **spec.identity()}])
+        if resume is not None:
+            run_id = int(resume)
+            runs.reopen_run(store, run_id, ex.name, ex.workers)
+        else:
+            run_id = runs.open_run(store, KIND, model_id, params, device, len(todo), executor=ex.name,
+                                   workers=ex.workers)
+        counts, seconds = _run(store, ex, spec.name, model_id, shash, settings, run_id, todo, int(batch),
+                               device, show_progress, loaded)
+    return RelaxRun(run_id, model_id, ref, shash, len(ids), len(todo), counts, seconds)
+
+
+def _run(store, ex, name, model_id, shash, settings, run_id, todo, batch, device, show_progress, loaded):
+    """Relax todo chunk by chunk (in process or on ex's workers) and write each in chunk order."""
+    from ..executor import payload_params  # noqa: PLC0415
+    from ..executor.worker_tasks import relax_chunk  # noqa: PLC0415
+    from ..models import potential as potentials  # noqa: PLC0415
+    from ..structures import read_structures  # noqa: PLC0415
+
     t0 = time.perf_counter()
     counts: dict[str, int] = {}
-    pot = loaded
+    pot = [loaded]
     with runs.tracked(store, run_id), progress.bar(show_progress, "structures") as prog:
-        task = prog.add_task(f"relax run {run_id} ({spec.name})", total=len(todo))
-        if todo and pot is None:
-            pot = potentials.load(spec.name, device)
+        label = "" if ex.name == "local" else f" on {ex.name} ({ex.workers} workers)"
+        task = prog.add_task(f"relax run {run_id} ({name}){label}", total=len(todo))
         with store.connect() as con:
             batch_no = con.execute("SELECT coalesce(max(batch_no) + 1, 0) FROM run_batches WHERE run_id = ?",
                                    [run_id]).fetchall()[0][0]
-        for start in range(0, len(todo), int(batch)):
-            chunk = todo[start:start + int(batch)]
-            done = _relax_chunk(store, pot, spec.name, model_id, shash, settings, run_id, batch_no, chunk,
-                                lambda *_: prog.update(task, advance=1))
-            for st in done:
+
+        def items():   # read here, lazily for the in-process path (a Dask map lists them first)
+            for k, start in enumerate(range(0, len(todo), batch)):
+                chunk = todo[start:start + batch]
+                with store.connect() as con:
+                    inputs = read_structures(con, chunk)
+                yield k, chunk, inputs   # outside the read: the writer opens the store next
+
+        def local(item):
+            t = time.perf_counter()
+            if pot[0] is None:
+                pot[0] = potentials.load(name, device)
+            results = relax_batch(pot[0], item[2], settings, on_done=lambda *_: prog.update(task, advance=1))
+            return item, relax_payload.table(item[1], results), time.perf_counter() - t
+
+        last = [time.perf_counter()]
+
+        def accept(item, data):   # a worker's chunk, checked against the chunk sent
+            t = relax_payload.checked(data, item[1], item[2], settings, ex.name, item[0])
+            prog.update(task, advance=len(item[1]))
+            now = time.perf_counter()
+            seconds, last[0] = now - last[0], now   # the chunk's wall time as the writer saw it
+            return item, t, seconds
+
+        got = ex.map(items(), local, relax_chunk,
+                     (payload_params(potential=name, device=device, settings=settings),), accept)
+        for (_, chunk, inputs), table, seconds in got:
+            for st in write_chunk(store, name, model_id, shash, run_id, batch_no, chunk, inputs, table, seconds):
                 counts[st] = counts.get(st, 0) + 1
             batch_no += 1
-    return RelaxRun(run_id, model_id, ref, shash, len(ids), len(todo), counts, time.perf_counter() - t0)
+        got.close()
+    return counts, time.perf_counter() - t0
 
 
-def _relax_chunk(store, pot, method, model_id, shash, settings, run_id, batch_no, chunk, tick) -> list[str]:
-    from ..structures import read_structures, write_structures  # noqa: PLC0415
+def write_chunk(store, method, model_id, shash, run_id, batch_no, chunk, inputs, table, seconds) -> list[str]:
+    """One relaxed chunk (relax_payload.table, checked when a worker made it) in ONE transaction:
+    its relaxed structures, one relaxations row per input, its run_batches row; its statuses."""
+    from ..structures import write_structures  # noqa: PLC0415
 
-    t = time.perf_counter()
     with store.connect() as con:
-        inputs = read_structures(con, chunk)
         comp = dict(con.execute("SELECT structure_id, composition_id FROM structures WHERE "
                                 "list_contains(?::BIGINT[], structure_id)", [chunk]).fetchall())
-    results = relax_batch(pot, inputs, settings, on_done=tick)
-    from pymatgen.io.ase import AseAtomsAdaptor  # noqa: PLC0415
-
-    out_idx = [k for k, r in enumerate(results) if r.atoms is not None]
+    relaxed_structs = relax_payload.structures(table)
+    status = table["status"].to_pylist()
+    out_idx = [k for k, s in enumerate(relaxed_structs) if s is not None]
     now = dt.datetime.now()
-    seconds = time.perf_counter() - t
+    col = {c: table[c].to_pylist() for c in ("steps", "fmax", "energy_per_atom", "initial_energy_per_atom",
+                                             "volume_change", "seconds", "message")}
     with store.transaction() as con:
         new_ids = write_structures(
-            con, [AseAtomsAdaptor.get_structure(results[k].atoms) for k in out_idx], "relaxed", method,
+            con, [relaxed_structs[k] for k in out_idx], "relaxed", method,
             parents=[chunk[k] for k in out_idx], run_id=run_id,
-            details=[{"relaxation": results[k].status, "settings_hash": shash} for k in out_idx]) if out_idx else []
+            details=[{"relaxation": status[k], "settings_hash": shash} for k in out_idx]) if out_idx else []
         relaxed = dict(zip(out_idx, new_ids))
         rows = pl.DataFrame({
             "structure_id": chunk, "model_id": [model_id] * len(chunk), "settings_hash": [shash] * len(chunk),
             "run_id": [run_id] * len(chunk), "batch_no": [batch_no] * len(chunk),
             "composition_id": [comp[i] for i in chunk],
             "relaxed_structure_id": [relaxed.get(k) for k in range(len(chunk))],
-            "status": [r.status for r in results], "steps": [r.steps for r in results],
-            "fmax": [r.fmax for r in results], "energy_per_atom": [r.energy_per_atom for r in results],
-            "initial_energy_per_atom": [r.initial_energy_per_atom for r in results],
-            "volume_change": [r.volume_change for r in results], "n_sites": [len(s) for s in inputs],
-            "seconds": [r.seconds for r in results], "message": [r.message for r in results],
-            "created_at": [now] * len(chunk)},
+            "status": status, "steps": col["steps"], "fmax": col["fmax"],
+            "energy_per_atom": col["energy_per_atom"], "initial_energy_per_atom": col["initial_energy_per_atom"],
+            "volume_change": col["volume_change"], "n_sites": [len(s) for s in inputs],
+            "seconds": col["seconds"], "message": col["message"], "created_at": [now] * len(chunk)},
             schema_overrides={"relaxed_structure_id": pl.Int64, "fmax": pl.Float64, "energy_per_atom": pl.Float64,
                               "initial_energy_per_atom": pl.Float64, "volume_change": pl.Float64,
                               "message": pl.Utf8})
@@ -163,4 +206,4 @@ def _relax_chunk(store, pot, method, model_id, shash, settings, run_id, batch_no
         con.execute("INSERT INTO run_batches (run_id, batch_no, n_samples, n_decodable, seconds, committed_at) "
                     "VALUES (?, ?, ?, ?, ?, now())", [run_id, batch_no, len(chunk), len(out_idx), seconds])
         runs.count(con, run_id, len(chunk))
-    return [r.status for r in results]
+    return status
