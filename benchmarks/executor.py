@@ -26,6 +26,10 @@ and the version check excluded; they are printed on their own line):
    workers cannot rebuild). With it, the CPU a batch of the main thread and of the commit thread
    (DuckDB), and the rows/s they allow on 2 free cores.
    Goal: >= 200k generated rows/s with predictions.
+5. relax (--relax N, default 24; 0 skips): N real perov_5 structures (../shared/data) relaxed with
+   CHGNet (FIRE, fmax 0.05, at most 40 steps, chunks of 4) in process with 1 torch thread and on
+   1 and 2 worker processes (each loads the potential from its own install; a 2-structure run
+   first warms them): structures/s and the 2-worker ratio.
 
 The load average is printed first: on a shared machine every number shrinks with it.
 """
@@ -97,6 +101,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8192)   # the CPU default (runner)
     ap.add_argument("--ceiling-batches", type=int, default=8)
     ap.add_argument("--ceiling-batch-size", type=int, default=65536)
+    ap.add_argument("--relax", type=int, default=24, help="structures relaxed (0: skip)")
     a = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
@@ -157,6 +162,8 @@ def main() -> None:
 
     for on_workers in (True, False):
         ceiling(store, rf, a.ceiling_batches, a.ceiling_batch_size, on_workers)
+    if a.relax:
+        relax_rates(d, a.relax)
     print(f"\nload average at the end {os.getloadavg()[0]:.1f}; stores in {d}")
 
 
@@ -229,3 +236,40 @@ def ceiling(store, rf, n_batches: int, bs: int, on_workers: bool = True) -> floa
 
 if __name__ == "__main__":
     main()
+
+
+def relax_rates(d: Path, n: int) -> None:
+    """Structures/s of a CHGNet relax run in process and on 1 and 2 local workers (row 5)."""
+    import polars as pl
+    import torch
+    from pymatgen.core import Structure
+
+    from matstore.executor import open_executor
+    from matstore.relax import RelaxSettings
+    from matstore.relax.run import relax_structures
+    from matstore.store import Store
+    from matstore.structures import write_structures
+
+    data = Path(os.environ.get("MATSTORE_TEST_DATA", ROOT.parent / "shared" / "data"))
+    df = pl.read_csv(data / "structures/perov_5/val.csv", n_rows=n + 2)
+    structures = [Structure.from_str(c, fmt="cif") for c in df["cif"]]
+    settings = RelaxSettings(fmax=0.05, max_steps=40)
+
+    def run(name, executor, items):
+        store = Store.init(d / f"relax_{name}.duckdb")
+        write_structures(store, items, "known", "cif")
+        t = time.perf_counter()
+        r = relax_structures(store, potential="chgnet", settings=settings, batch=4, executor=executor)
+        return len(items) / (time.perf_counter() - t), r
+
+    torch.set_num_threads(1)
+    run("warm_local", "local", structures[:2])
+    rates = {"in process, torch 1 thread": run("local", "local", structures[2:])[0]}
+    for k in (1, 2):
+        with open_executor(f"processes:{k}") as ex:
+            run(f"warm{k}", ex, structures[:2])
+            rates[f"processes:{k}"] = run(f"proc{k}", ex, structures[2:])[0]
+    print(f"\nrelax {n} perov_5 structures with CHGNet (FIRE, fmax 0.05, <= 40 steps, chunks of 4)")
+    for name, v in rates.items():
+        print(f"  {name:<36} {v:>8.2f} structures/s")
+    print(f"  processes:2 / processes:1            {rates['processes:2'] / rates['processes:1']:>8.2f}x")
