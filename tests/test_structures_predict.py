@@ -159,5 +159,8 @@ def test_prediction_resumes_after_kill_9(tmp_path, shared_data, perov):
     resumed = predict_structures(stores[1], formulas=formulas, k=3, batch_size=4, progress=False)
     assert resumed.resumed and resumed.run_id == 1
     a, b = (structures_frame(s, origin="template").drop("created_at", "run_id") for s in stores)
-    assert a.height > 0 and a.equals(b)
+    differ = [c for c in a.columns if a.height != b.height or not a[c].equals(b[c])]
+    assert a.height > 0 and not differ, (f"columns {differ} differ after the resume (CI saw this once, "
+                                         f"not reproduced alone): {a.select(differ[:3]).rows()[:4]} vs "
+                                         f"{b.select(differ[:3]).rows()[:4]}")
     assert stores[1].query("SELECT status FROM runs")["status"].to_list() == ["done"]
