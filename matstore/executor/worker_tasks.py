@@ -39,7 +39,7 @@ def identity_of(records=()) -> dict:
     """What a worker must match: matstore's version and the recorded sha256 of each record."""
     out = {"matstore": version()}
     for rec in records:
-        if "potential" in rec:   # an ML potential: loaded from the worker's own wheel
+        if rec.get("potential") is not None:   # an ML potential: loaded from the worker's own wheel
             out[f"potential {rec['potential']}"] = potential_identity(rec)
             continue
         out[f"weights of {rec['name']}@{rec['version']}"] = rec["weights_sha256"]
@@ -54,7 +54,7 @@ def identity(records=()) -> dict:
 
     out = {"matstore": version()}
     for rec in records:
-        if "potential" in rec:
+        if rec.get("potential") is not None:
             from ..models.potential import resolve  # noqa: PLC0415
 
             out[f"potential {rec['potential']}"] = potential_identity(resolve(rec["potential"]).identity())

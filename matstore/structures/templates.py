@@ -351,7 +351,12 @@ def fit_atomic_volumes(templates: list[Template], ridge: float = 0.001, site_key
     base = float(np.median(b))
     start = np.array([(prior or {}).get(k[0] if isinstance(k, tuple) else k, base) for k in keys])
     lam = ridge * len(templates)      # per structure, so the prior weighs the same at any library size
-    v = np.linalg.solve(a.T @ a + lam * np.eye(len(keys)), a.T @ b + lam * start)
+    # one BLAS thread: a BLAS product's or solve's rounding depends on its thread count, and a
+    # predicted lattice must not (a run resumed in a process with other threads writes the same cells)
+    from threadpoolctl import threadpool_limits  # noqa: PLC0415
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        v = np.linalg.solve(a.T @ a + lam * np.eye(len(keys)), a.T @ b + lam * start)
     return {k: float(v[j]) for k, j in col.items() if v[j] > 0.5}
 
 
