@@ -148,3 +148,24 @@ def kill_generate_then_resume(store: Store, model: str, n: int, batch_size: int,
                           "--resume", str(run_id), "--no-progress"], env=env, capture_output=True,
                          text=True, timeout=300)
     return run_id, committed, res
+
+
+def mp_template(tmp_path_factory, read_formulas, n: int) -> Path:
+    """A store of n real MP compositions with formation energies, made once per module: tests
+    take copies (copy_store)."""
+    store = new_store(tmp_path_factory.mktemp("small") / "s.duckdb")
+    formulas, values = mp_formulas(read_formulas, n)
+    load_compositions(store, formulas, "mp", values)
+    return Path(store.path)
+
+
+def forge_ipc(data: bytes, **cols) -> bytes:
+    """A worker's Arrow IPC result with some columns replaced (what a hostile worker could send)."""
+    import pyarrow as pa
+
+    from matstore.executor.payloads import encode
+
+    t = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+    for name, arr in cols.items():
+        t = t.set_column(t.column_names.index(name), name, arr)
+    return encode(t)

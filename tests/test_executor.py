@@ -28,7 +28,7 @@ from matstore.predict import predict
 from matstore.registry.records import get_record
 from matstore.stability import compute
 from matstore.store import Store
-from _runner_helpers import TINY_GAN, decode_tolerance_for, load_compositions, mp_formulas
+from _runner_helpers import TINY_GAN, decode_tolerance_for, forge_ipc, load_compositions, mp_formulas
 from _store_data import new_store
 
 N, BS, SEED = 20_000, 2_000, 3
@@ -111,13 +111,6 @@ def test_specs_are_parsed_and_remote_plain_tcp_is_refused_before_connecting(stor
     assert time.perf_counter() - t0 < 5
 
 
-def _forge(data: bytes, **cols) -> bytes:
-    t = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
-    for name, arr in cols.items():
-        t = t.set_column(t.column_names.index(name), name, arr)
-    return encode(t)
-
-
 def test_forged_generate_batches_are_refused_by_the_checks(template):
     study = template
     """A real batch computed by the worker function, then forged three ways."""
@@ -131,14 +124,14 @@ def test_forged_generate_batches_are_refused_by_the_checks(template):
     counts = t["counts"].combine_chunks().flatten().to_numpy().reshape(-1, width).copy()
     counts[0, 0] = 10**7
     lst = pa.list_(pa.int64(), width)
-    forged = _forge(data, counts=pa.FixedSizeListArray.from_arrays(pa.array(counts.reshape(-1)), width))
+    forged = forge_ipc(data, counts=pa.FixedSizeListArray.from_arrays(pa.array(counts.reshape(-1)), width))
     with pytest.raises(ExecutorError, match=r"batch 1: a count \(10,000,000\) outside"):
         batch_checks.decoded_batch(forged, 1, BS, BS, "test")
     keys = t["composition_id"].to_numpy().copy()
     other = int(keys[np.flatnonzero(keys != keys[0])[0]])
     keys[0] = other
     with pytest.raises(ExecutorError, match="a key naming another composition"):
-        batch_checks.decoded_batch(_forge(data, composition_id=pa.array(keys)), 1, BS, BS, "test")
+        batch_checks.decoded_batch(forge_ipc(data, composition_id=pa.array(keys)), 1, BS, BS, "test")
     with pytest.raises(ExecutorError, match="not batch 2"):
         batch_checks.decoded_batch(data, 2, 2 * BS, BS, "test")
     with pytest.raises(ExecutorError, match="not Arrow IPC bytes"):
@@ -160,14 +153,14 @@ def test_forged_prediction_chunks_are_refused_by_the_checks(template):
     v = ok["value"].to_numpy().copy()
     v[3] = np.nan
     with pytest.raises(ExecutorError, match="NaN for composition_id .* featurizer encodes"):
-        batch_checks.predictions(_forge(data, value=pa.array(v)), ids, np.zeros(len(ids), bool), "test", 0)
+        batch_checks.predictions(forge_ipc(data, value=pa.array(v)), ids, np.zeros(len(ids), bool), "test", 0)
     v[3] = np.inf
     with pytest.raises(ExecutorError, match="infinite"):
-        batch_checks.predictions(_forge(data, value=pa.array(v)), ids, None, "test", 0)
+        batch_checks.predictions(forge_ipc(data, value=pa.array(v)), ids, None, "test", 0)
     with pytest.raises(ExecutorError, match="ids differ"):
         batch_checks.predictions(data, ids[::-1], None, "test", 0)
     with pytest.raises(ExecutorError, match="columns"):
-        batch_checks.predictions(_forge(data, value=pa.array(v.astype(np.float32))), ids, None, "test", 0)
+        batch_checks.predictions(forge_ipc(data, value=pa.array(v.astype(np.float32))), ids, None, "test", 0)
 
 
 def test_forged_stability_chunks_are_refused_by_the_checks(template):
@@ -186,7 +179,7 @@ def test_forged_stability_chunks_are_refused_by_the_checks(template):
     e = want["e_above_hull"].to_numpy(zero_copy_only=False).copy()
     e[5] = np.inf
     with pytest.raises(ExecutorError, match="e_above_hull holds an infinite"):
-        batch_checks.stability_rows(_forge(data, e_above_hull=pa.array(e)), want.schema, args[0], "test", 0)
+        batch_checks.stability_rows(forge_ipc(data, e_above_hull=pa.array(e)), want.schema, args[0], "test", 0)
     with pytest.raises(ExecutorError, match="ids differ"):
         batch_checks.stability_rows(data, want.schema, args[0][::-1], "test", 0)
 

@@ -12,13 +12,12 @@ import pytest
 
 from matstore import runner
 from matstore.executor import ExecutorError, batch_checks, stage_payload, worker_tasks
-from matstore.executor.payloads import encode
 from matstore.features import get as featurizer
 from matstore.registry.records import get_record
 from matstore.samples import decode_rows
 from matstore.stages import Pipeline
 from matstore.store import Store
-from _runner_helpers import load_compositions, mp_formulas
+from _runner_helpers import forge_ipc, load_compositions, mp_formulas
 
 
 @pytest.fixture(scope="module")
@@ -86,13 +85,6 @@ def test_worker_stage_rows_equal_in_process_rows_and_missing_ones_are_computed_h
     _same(_rows(setup["pipe"](), batch, partial), want)
 
 
-def _forge(data: bytes, **cols) -> bytes:
-    t = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
-    for name, arr in cols.items():
-        t = t.set_column(t.column_names.index(name), name, arr)
-    return encode(t)
-
-
 def test_forged_stage_rows_are_refused_in_one_line(setup):
     batch = setup["batch"]
     sp = _spec(setup, "forge")
@@ -104,7 +96,7 @@ def test_forged_stage_rows_are_refused_in_one_line(setup):
 
     def refused(match, **cols):
         with pytest.raises(ExecutorError, match=match) as e:
-            _given(setup, batch, sp, _forge(data, **cols))
+            _given(setup, batch, sp, forge_ipc(data, **cols))
         assert "\n" not in str(e.value)
 
     other = ids.copy()

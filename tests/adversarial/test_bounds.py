@@ -23,7 +23,7 @@ from matstore.cli import main
 from matstore.store import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # tests/_runner_helpers.py
-from _runner_helpers import copy_store, load_compositions, mp_formulas  # noqa: E402
+from _runner_helpers import copy_store, mp_template  # noqa: E402
 from _store_data import new_store
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,10 +33,7 @@ SHIPPED = REPO / "matstore" / "pretrained" / "oqmd-attn-fe.parquet"
 @pytest.fixture(scope="module")
 def small_template(tmp_path_factory, read_formulas) -> Path:
     """100 real MP compositions with formation energies (made once; tests get copies)."""
-    store = new_store(tmp_path_factory.mktemp("small") / "s.duckdb")
-    formulas, values = mp_formulas(read_formulas, 100)
-    load_compositions(store, formulas, "mp", values)
-    return Path(store.path)
+    return mp_template(tmp_path_factory, read_formulas, 100)
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from matstore.export import ExportError, export_parquet
 from matstore.store import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # tests/_runner_helpers.py
-from _runner_helpers import TINY_GAN, copy_store, decode_tolerance_for, load_compositions, mp_formulas  # noqa: E402
+from _runner_helpers import TINY_GAN, copy_store, decode_tolerance_for, load_compositions, mp_formulas, mp_template  # noqa: E402
 from _store_data import new_store
 
 
@@ -42,10 +42,7 @@ def _sha(path) -> str:
 @pytest.fixture(scope="module")
 def small_template(tmp_path_factory, read_formulas) -> Path:
     """A store of 300 real MP compositions with formation energies (made once; tests get copies)."""
-    store = new_store(tmp_path_factory.mktemp("small") / "s.duckdb")
-    formulas, values = mp_formulas(read_formulas, 300)
-    load_compositions(store, formulas, "mp", values)
-    return Path(store.path)
+    return mp_template(tmp_path_factory, read_formulas, 300)
 
 
 @pytest.fixture
